@@ -1,0 +1,36 @@
+# airloop: every target runs in the project-local virtualenv, (re)built when requirements.txt changes.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV ?= .venv
+UV_VERSION := 0.13.8
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/include$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: venv test test-fast lint demo demo-stop lock bench bench-train bench-serving clean
+
+venv: $(VENV)/.installed
+
+# The stamp depends on requirements.txt: editing the pins rebuilds the environment.
+$(VENV)/.installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode -r requirements.txt
+	$(VENV)/bin/uv pip install --python $(PY) --no-deps -e .
+	@touch $@
+
+lock:  ## re-resolve requirements.in into fully pinned requirements.txt
+	@test -x $(VENV)/bin/uv || { $(PYTHON) -m venv $(VENV) && $(VENV)/bin/pip install --quiet uv==$(UV_VERSION); }
+	$(VENV)/bin/uv pip compile requirements.in --python-version 3.11 -o requirements.txt
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: venv lint
+	$(PY) -m pytest
+
+demo: venv
+	$(PY) -m airloop demo
+
+clean:
+	rm -rf .airloop

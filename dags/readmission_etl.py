@@ -1,0 +1,110 @@
+"""
+### readmission_etl
+
+Extract hospital encounters (diabetic_data.csv schema), gate them with Great Expectations, turn them into model
+features, gate those, and publish a content-hashed dataset version that emits the `readmission` Asset.
+
+- **extract**: the source comes from airloop settings (`data.source`: synthetic, file, s3, postgres); any param below
+  overrides it for one run. S3 and PostgreSQL credentials come from the Airflow connections named in settings.
+- **validate_raw / validate_features**: a failing batch is moved to quarantine with its validation result, the task
+  fails naming each failed expectation and the values seen, and nothing is published. Data Docs are rebuilt.
+- **publish**: writes the version atomically; the same content published before is skipped (nothing new, no Asset
+  event), so re-running is safe.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, task
+
+from airloop.settings import get_settings
+
+DATASET = Asset(name=f"airloop_{get_settings().data.dataset_name}_dataset")
+
+
+def _fail_on_quality(call):
+    """Run a gate; a quality failure is final (retrying cannot fix the data), so it fails without retries."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from airloop.quality.gate import QualityGateFailed
+
+    try:
+        return call()
+    except QualityGateFailed as error:
+        raise AirflowFailException(str(error)) from error
+
+
+@dag(
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    schedule=None,
+    catchup=False,
+    doc_md=__doc__,
+    default_args={
+        "owner": "airloop",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=30),
+        "retry_exponential_backoff": True,
+        "execution_timeout": timedelta(minutes=30),
+    },
+    params={
+        "source": Param(None, type=["null", "string"], enum=[None, "synthetic", "file", "s3", "postgres"]),
+        "path": Param(None, type=["null", "string"], description="local diabetic_data.csv (source=file)"),
+        "s3_uri": Param(None, type=["null", "string"], description="s3://bucket/key (source=s3)"),
+        "postgres_table": Param(None, type=["null", "string"], description="table name (source=postgres)"),
+        "rows": Param(None, type=["null", "integer"], minimum=1, description="synthetic rows"),
+        "seed": Param(None, type=["null", "integer"], description="synthetic seed"),
+        "covariate_drift": Param(None, type=["null", "number"], minimum=0, maximum=3),
+        "concept_drift": Param(None, type=["null", "number"], minimum=0, maximum=3),
+    },
+    tags=["airloop", "etl", "data-quality"],
+)
+def readmission_etl():
+    @task
+    def extract(run_id=None, params=None) -> dict:
+        from airloop import etl
+
+        return etl.extract(get_settings(), run_id, params)
+
+    @task
+    def validate_raw(raw: dict, run_id=None) -> dict:
+        from airloop import etl
+
+        return _fail_on_quality(lambda: etl.validate_raw(get_settings(), raw["path"], run_id))
+
+    @task
+    def transform(raw: dict, raw_validation: dict, run_id=None) -> dict:
+        from airloop import etl
+
+        return etl.transform(get_settings(), raw["path"], run_id)
+
+    @task
+    def validate_features(features: dict, run_id=None) -> dict:
+        from airloop import etl
+
+        return _fail_on_quality(lambda: etl.validate_features(get_settings(), features["path"], run_id))
+
+    @task(outlets=[DATASET])
+    def publish(features: dict, raw: dict, raw_validation: dict, feature_validation: dict, run_id=None,
+                outlet_events=None) -> dict:
+        from dataclasses import asdict
+
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from airloop import etl
+
+        result = etl.publish(get_settings(), features["path"], raw["source"], [raw_validation, feature_validation],
+                             run_id)
+        if not result.created:
+            raise AirflowSkipException(f"dataset version {result.version} is already published: nothing new")
+        outlet_events[DATASET].extra = {"version": result.version, "rows": result.rows, "path": result.path}
+        return asdict(result)
+
+    raw = extract()
+    raw_validation = validate_raw(raw)
+    features = transform(raw, raw_validation)
+    publish(features, raw, raw_validation, validate_features(features))
+
+
+readmission_etl()

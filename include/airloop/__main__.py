@@ -1,0 +1,28 @@
+"""Command line: ``python -m airloop demo`` (what ``make demo`` runs)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from airloop.settings import get_settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run one command."""
+    parser = argparse.ArgumentParser(prog="airloop", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="start Airflow standalone, run the loop once, print URLs")
+    demo.add_argument("--exit", action="store_true", help="stop the services after the loop instead of waiting")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "demo":
+        from airloop import demo as demo_module
+
+        return demo_module.main(get_settings(), keep_running=not args.exit)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

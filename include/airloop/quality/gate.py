@@ -1,0 +1,165 @@
+"""Run a suite on a frame with Great Expectations, build Data Docs, and turn failures into readable evidence."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import great_expectations as gx
+import pandas as pd
+from great_expectations.core.run_identifier import RunIdentifier
+from great_expectations.data_context.types.base import ProgressBarsConfig
+from great_expectations.expectations import Expectation
+
+log = logging.getLogger(__name__)
+
+_MAX_SHOWN = 5
+
+
+class QualityGateFailed(Exception):
+    """A batch failed its expectation suite; the message names every failed expectation and the evidence."""
+
+    def __init__(self, report: ValidationReport, quarantined_at: str | None = None) -> None:
+        self.report = report
+        self.quarantined_at = quarantined_at
+        lines = [f"{len(report.failures)} expectations failed in suite {report.suite}:"]
+        lines += [f"  - {failure}" for failure in report.failures]
+        if quarantined_at:
+            lines.append(f"batch quarantined at {quarantined_at} (validation_result.json beside it)")
+        if report.docs_url:
+            lines.append(f"Data Docs: {report.docs_url}")
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failed expectation: its type, its column (if any) and what was seen."""
+
+    expectation: str
+    column: str | None
+    evidence: str
+
+    def __str__(self) -> str:
+        target = f"({self.column})" if self.column else ""
+        return f"{self.expectation}{target} saw {self.evidence}"
+
+
+@dataclass
+class ValidationReport:
+    """The outcome of one validation run."""
+
+    suite: str
+    success: bool
+    result_id: str
+    evaluated: int
+    failures: list[Failure] = field(default_factory=list)
+    docs_url: str | None = None
+    result: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        """Small JSON-able summary for logs, XCom and dataset metadata."""
+        return {
+            "suite": self.suite,
+            "success": self.success,
+            "result_id": self.result_id,
+            "evaluated_expectations": self.evaluated,
+            "failed_expectations": [str(f) for f in self.failures],
+            "data_docs": self.docs_url,
+        }
+
+
+def _distinct(values: list[Any] | None) -> list[Any]:
+    seen: list[Any] = []
+    for value in values or []:
+        if value not in seen:
+            seen.append(value)
+    return seen[:_MAX_SHOWN]
+
+
+def _evidence(kind: str, column: str | None, kwargs: dict[str, Any], result: dict[str, Any], exception: dict[str, Any],
+              frame: pd.DataFrame) -> str:
+    if exception.get("raised_exception"):
+        if column is not None and column not in frame.columns:
+            return f"no column {column!r}"
+        message = (exception.get("exception_message") or "").splitlines()
+        return f"an error: {message[0] if message else 'unknown'}"
+    if kind == "expect_table_columns_to_match_ordered_list":
+        observed = list(result.get("observed_value") or [])
+        expected = list(kwargs.get("column_list") or [])
+        missing = [c for c in expected if c not in observed]
+        extra = [c for c in observed if c not in expected]
+        if missing or extra:
+            return f"missing columns {missing}, unexpected columns {extra}"
+        return "the columns in another order"
+    if kind == "expect_column_values_to_be_of_type" and column in frame.columns:
+        values = frame[column]
+        bad = values[pd.to_numeric(values, errors="coerce").isna()].astype(str).unique().tolist()
+        return f"dtype {result.get('observed_value')} (expected {kwargs.get('type_')}); non-integer values {bad[:_MAX_SHOWN]}"
+    if "unexpected_count" in result and result.get("unexpected_count") is not None:
+        return f"{result['unexpected_count']} unexpected values, e.g. {_distinct(result.get('partial_unexpected_list'))}"
+    return f"{result.get('observed_value')!r}"
+
+
+class Validator:
+    """A file-backed Great Expectations project under ``root``: suites, results and Data Docs live there."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.context = gx.get_context(mode="file", project_root_dir=str(root))
+        self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        self.context.variables.save()
+        self._datasource = self.context.data_sources.add_or_update_pandas("airloop")
+
+    def validate(
+        self, frame: pd.DataFrame, suite_name: str, expectations: list[Expectation], run_name: str
+    ) -> ValidationReport:
+        """Validate ``frame`` against the suite, store the result, rebuild Data Docs and report what failed."""
+        asset = self._datasource.add_dataframe_asset(name=suite_name) if suite_name not in {
+            a.name for a in self._datasource.assets
+        } else self._datasource.get_asset(suite_name)
+        batch_definition = next(
+            (b for b in asset.batch_definitions if b.name == "whole_frame"), None
+        ) or asset.add_batch_definition_whole_dataframe("whole_frame")
+        suite = gx.ExpectationSuite(name=suite_name, expectations=expectations)
+        suite = self.context.suites.add_or_update(suite)
+        definition = self.context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=suite_name, data=batch_definition, suite=suite)
+        )
+        checkpoint = self.context.checkpoints.add_or_update(
+            gx.Checkpoint(
+                name=suite_name,
+                validation_definitions=[definition],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+                result_format={"result_format": "SUMMARY", "partial_unexpected_count": 20},
+            )
+        )
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
+        (key, result), = outcome.run_results.items()
+        failures = [
+            _evidence_failure(r.to_json_dict(), frame) for r in result.results if not r.success
+        ]
+        docs = self.context.get_docs_sites_urls(resource_identifier=key)
+        report = ValidationReport(
+            suite=suite_name,
+            success=bool(result.success),
+            result_id=str(key).split("::", 1)[-1],
+            evaluated=len(result.results),
+            failures=failures,
+            docs_url=docs[0]["site_url"] if docs else None,
+            result=result.to_json_dict(),
+        )
+        log.info("%s: %s (%d expectations); result %s", suite_name, "passed" if report.success else "FAILED",
+                 report.evaluated, report.result_id)
+        log.info("Data Docs for this validation: %s", report.docs_url)
+        return report
+
+
+def _evidence_failure(result: dict[str, Any], frame: pd.DataFrame) -> Failure:
+    config = result.get("expectation_config") or {}
+    kind = config.get("type", "unknown_expectation")
+    kwargs = config.get("kwargs") or {}
+    column = kwargs.get("column")
+    evidence = _evidence(kind, column, kwargs, result.get("result") or {}, result.get("exception_info") or {}, frame)
+    return Failure(kind, column, evidence)

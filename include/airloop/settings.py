@@ -1,0 +1,130 @@
+"""The one typed settings object: defaults in config/airloop.yaml, environment variables override.
+
+Environment variables use the prefix ``AIRLOOP_`` and ``__`` between levels, e.g. ``AIRLOOP_HOME=/srv/airloop`` or
+``AIRLOOP_DATA__SOURCE=file``. ``AIRLOOP_CONFIG`` points at another YAML file. Relative paths are resolved against
+the project root (the folder that holds ``config/``), so the same settings work from any working directory.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "airloop.yaml"
+
+
+class DriftSettings(BaseModel):
+    """Drift injected by the synthetic generator (0 = none, 1 = strong)."""
+
+    covariate: float = Field(0.0, ge=0.0, le=3.0)
+    concept: float = Field(0.0, ge=0.0, le=3.0)
+
+
+class DataSettings(BaseModel):
+    """Where raw encounters come from."""
+
+    source: Literal["synthetic", "file", "s3", "postgres"] = "synthetic"
+    path: Path | None = None
+    s3_uri: str | None = None
+    s3_conn_id: str = "airloop_s3"
+    postgres_conn_id: str = "airloop_postgres"
+    postgres_table: str = "diabetic_data"
+    synthetic_rows: int = Field(20_000, gt=0)
+    synthetic_seed: int = 42
+    drift: DriftSettings = DriftSettings()
+    dataset_name: str = "readmission"
+
+
+class QualitySettings(BaseModel):
+    """Bounds the Great Expectations suites enforce."""
+
+    min_rows: int = Field(500, ge=1)
+    max_rows: int = Field(5_000_000, ge=1)
+
+
+class AirflowSettings(BaseModel):
+    """How the demo runs Airflow standalone and reaches its REST API."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, gt=0, lt=65536)
+    parallelism: int = Field(4, ge=1)
+    run_timeout_s: int = Field(900, gt=0)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the API server (UI and REST API v2)."""
+        return f"http://{self.host}:{self.port}"
+
+
+class Settings(BaseSettings):
+    """Everything airloop reads from configuration."""
+
+    model_config = SettingsConfigDict(env_prefix="AIRLOOP_", env_nested_delimiter="__", extra="ignore")
+
+    home: Path = Path(".airloop")
+    data: DataSettings = DataSettings()
+    quality: QualitySettings = QualitySettings()
+    airflow: AirflowSettings = AirflowSettings()
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        if not self.home.is_absolute():
+            self.home = (PROJECT_ROOT / self.home).resolve()
+        if self.data.path is not None and not self.data.path.is_absolute():
+            self.data.path = (PROJECT_ROOT / self.data.path).resolve()
+        return self
+
+    @property
+    def datasets_dir(self) -> Path:
+        """Published, versioned datasets."""
+        return self.home / "datasets"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        """Batches that failed a quality gate, each with its validation result."""
+        return self.home / "quarantine"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Per-run intermediate files handed from task to task."""
+        return self.home / "staging"
+
+    @property
+    def airflow_home(self) -> Path:
+        """AIRFLOW_HOME of the demo's Airflow standalone (SQLite metadata DB, logs, generated password)."""
+        return self.home / "airflow"
+
+    @property
+    def logs_dir(self) -> Path:
+        """Logs of the processes the demo starts."""
+        return self.home / "logs"
+
+    @property
+    def gx_dir(self) -> Path:
+        """Great Expectations project: validation results and Data Docs."""
+        return self.home / "gx"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config = Path(os.environ.get("AIRLOOP_CONFIG", DEFAULT_CONFIG))
+        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=config)
+        return init_settings, env_settings, yaml_source
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once; tests call ``get_settings.cache_clear()`` after changing the env."""
+    return Settings()

@@ -1,0 +1,43 @@
+"""Test-wide setup: every test session gets its own AIRFLOW_HOME and airloop home, so nothing touches .airloop/."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+REAL_SAMPLE = SHARED_DATA / "diabetic_data_sample.csv"
+
+# Set before anything imports Airflow: Airflow reads its configuration once, at import.
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="airloop-tests-"))
+os.environ["AIRFLOW_HOME"] = str(_SESSION_HOME / "airflow")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_SESSION_HOME / 'airflow' / 'airflow.db'}"
+os.environ["AIRLOOP_HOME"] = str(_SESSION_HOME / "airloop")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+(_SESSION_HOME / "airflow").mkdir(parents=True, exist_ok=True)
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    """Fresh settings whose runtime home is this test's tmp_path."""
+    from airloop.settings import get_settings
+
+    monkeypatch.setenv("AIRLOOP_HOME", str(tmp_path / "airloop"))
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def real_sample() -> Path:
+    """The first 3,000 rows of the published diabetic_data.csv, read in place from ../shared/data/."""
+    if not REAL_SAMPLE.is_file():
+        pytest.skip(f"real data sample not found at {REAL_SAMPLE} (only present beside the repo in CI/dev checkouts)")
+    return REAL_SAMPLE

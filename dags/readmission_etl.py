@@ -17,23 +17,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, Asset, Param, dag, task
 
 from airloop.settings import get_settings
 
-DATASET = Asset(name=f"airloop_{get_settings().data.dataset_name}_dataset")
-
-
-def _fail_on_quality(call):
-    """Run a gate; a quality failure is final (retrying cannot fix the data), so it fails without retries."""
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from airloop.quality.gate import QualityGateFailed
-
-    try:
-        return call()
-    except QualityGateFailed as error:
-        raise AirflowFailException(str(error)) from error
+DATASET = Asset(name=get_settings().dataset_asset)
 
 
 @dag(
@@ -43,6 +31,9 @@ def _fail_on_quality(call):
     doc_md=__doc__,
     default_args={
         "owner": "airloop",
+        "retry_policy": ExceptionRetryPolicy(
+            rules=[RetryRule(exception="airloop.errors.FinalError", action=RetryAction.FAIL, reason="retrying cannot help")]
+        ),
         "retries": 2,
         "retry_delay": timedelta(seconds=30),
         "retry_exponential_backoff": True,
@@ -71,7 +62,7 @@ def readmission_etl():
     def validate_raw(raw: dict, run_id=None) -> dict:
         from airloop import etl
 
-        return _fail_on_quality(lambda: etl.validate_raw(get_settings(), raw["path"], run_id))
+        return etl.validate_raw(get_settings(), raw["path"], run_id)
 
     @task
     def transform(raw: dict, raw_validation: dict, run_id=None) -> dict:
@@ -83,7 +74,7 @@ def readmission_etl():
     def validate_features(features: dict, run_id=None) -> dict:
         from airloop import etl
 
-        return _fail_on_quality(lambda: etl.validate_features(get_settings(), features["path"], run_id))
+        return etl.validate_features(get_settings(), features["path"], run_id)
 
     @task(outlets=[DATASET])
     def publish(features: dict, raw: dict, raw_validation: dict, feature_validation: dict, run_id=None,

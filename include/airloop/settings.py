@@ -48,6 +48,38 @@ class QualitySettings(BaseModel):
     max_rows: int = Field(5_000_000, ge=1)
 
 
+class MlflowSettings(BaseModel):
+    """Tracking server, model registry and artifact store. Empty URIs mean the embedded default under ``home``."""
+
+    tracking_uri: str | None = None
+    registry_uri: str | None = None
+    artifact_location: str | None = None
+    experiment: str = "readmission"
+    model_name: str = "readmission"
+    host: str = "127.0.0.1"
+    port: int = Field(5000, gt=0, lt=65536)
+
+    @property
+    def ui_url(self) -> str:
+        """Where `make demo` serves the MLflow UI."""
+        return f"http://{self.host}:{self.port}"
+
+
+class TrainingSettings(BaseModel):
+    """Split, candidate search and the champion/challenger gate."""
+
+    seed: int = 42
+    test_size: float = Field(0.2, gt=0, lt=1)
+    validation_size: float = Field(0.15, gt=0, lt=1)
+    metric: Literal["roc_auc", "pr_auc", "log_loss", "brier", "f1"] = "roc_auc"
+    margin: float = 0.005
+    candidates: dict[str, list[dict[str, float | int | str]]] = {
+        "hist_gradient_boosting": [{"learning_rate": 0.1, "max_leaf_nodes": 31}],
+        "logistic_regression": [{"C": 1.0}],
+    }
+    importance_rows: int = Field(2000, ge=100)
+
+
 class AirflowSettings(BaseModel):
     """How the demo runs Airflow standalone and reaches its REST API."""
 
@@ -71,6 +103,8 @@ class Settings(BaseSettings):
     data: DataSettings = DataSettings()
     quality: QualitySettings = QualitySettings()
     airflow: AirflowSettings = AirflowSettings()
+    mlflow: MlflowSettings = MlflowSettings()
+    training: TrainingSettings = TrainingSettings()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
@@ -79,6 +113,11 @@ class Settings(BaseSettings):
         if self.data.path is not None and not self.data.path.is_absolute():
             self.data.path = (PROJECT_ROOT / self.data.path).resolve()
         return self
+
+    @property
+    def dataset_asset(self) -> str:
+        """Name of the Airflow Asset that readmission_etl emits and readmission_train is scheduled on."""
+        return f"airloop_{self.data.dataset_name}_dataset"
 
     @property
     def datasets_dir(self) -> Path:
@@ -99,6 +138,26 @@ class Settings(BaseSettings):
     def airflow_home(self) -> Path:
         """AIRFLOW_HOME of the demo's Airflow standalone (SQLite metadata DB, logs, generated password)."""
         return self.home / "airflow"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        """Embedded MLflow store: SQLite backend and local artifacts."""
+        return self.home / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI (embedded SQLite under ``home`` unless configured)."""
+        return self.mlflow.tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def registry_uri(self) -> str:
+        """MLflow model registry URI (the tracking store unless configured)."""
+        return self.mlflow.registry_uri or self.tracking_uri
+
+    @property
+    def artifact_location(self) -> str:
+        """Where new experiments store artifacts (local folder under ``home`` unless configured)."""
+        return self.mlflow.artifact_location or (self.mlflow_dir / "artifacts").as_uri()
 
     @property
     def logs_dir(self) -> Path:

@@ -13,24 +13,13 @@ from great_expectations.core.run_identifier import RunIdentifier
 from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.expectations import Expectation
 
+from airloop.errors import QualityGateFailed
+
 log = logging.getLogger(__name__)
 
+__all__ = ["Failure", "QualityGateFailed", "ValidationReport", "Validator"]
+
 _MAX_SHOWN = 5
-
-
-class QualityGateFailed(Exception):
-    """A batch failed its expectation suite; the message names every failed expectation and the evidence."""
-
-    def __init__(self, report: ValidationReport, quarantined_at: str | None = None) -> None:
-        self.report = report
-        self.quarantined_at = quarantined_at
-        lines = [f"{len(report.failures)} expectations failed in suite {report.suite}:"]
-        lines += [f"  - {failure}" for failure in report.failures]
-        if quarantined_at:
-            lines.append(f"batch quarantined at {quarantined_at} (validation_result.json beside it)")
-        if report.docs_url:
-            lines.append(f"Data Docs: {report.docs_url}")
-        super().__init__("\n".join(lines))
 
 
 @dataclass(frozen=True)

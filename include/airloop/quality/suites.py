@@ -56,7 +56,7 @@ def feature_expectations(quality: QualitySettings) -> list[Expectation]:
     integer_columns = (*tf.ID_COLUMNS, *tf.NUMERIC_FEATURES, tf.TARGET)
     not_null = [c for c in tf.FEATURE_COLUMNS if c not in tf.NULLABLE_CATEGORIES]
     domains = {
-        c: values for c, values in schema.CATEGORY_DOMAINS.items() if c in tf.FEATURE_COLUMNS and c != "race"
+        c: values for c, values in schema.CATEGORY_DOMAINS.items() if c in tf.CATEGORICAL_FEATURES or c == "readmitted"
     }
     domains["race"] = tuple(v for v in schema.CATEGORY_DOMAINS["race"] if v != schema.MISSING)
     domains["payer_code"] = tuple(v for v in schema.CATEGORY_DOMAINS["payer_code"] if v != schema.MISSING)

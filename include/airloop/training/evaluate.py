@@ -1,0 +1,73 @@
+"""Metrics and plots of a binary classifier on a held-out set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from sklearn import metrics
+
+
+def best_threshold(y: np.ndarray, proba: np.ndarray) -> float:
+    """The probability threshold that maximises F1 (chosen on validation data, applied to test data)."""
+    precision, recall, thresholds = metrics.precision_recall_curve(y, proba)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    return float(thresholds[int(np.argmax(f1[:-1]))]) if len(thresholds) else 0.5
+
+
+def score(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:
+    """ROC AUC, PR AUC, log loss, Brier, and precision/recall/F1 at ``threshold``."""
+    predicted = (proba >= threshold).astype(int)
+    return {
+        "roc_auc": float(metrics.roc_auc_score(y, proba)),
+        "pr_auc": float(metrics.average_precision_score(y, proba)),
+        "log_loss": float(metrics.log_loss(y, np.clip(proba, 1e-7, 1 - 1e-7), labels=[0, 1])),
+        "brier": float(metrics.brier_score_loss(y, proba)),
+        "precision": float(metrics.precision_score(y, predicted, zero_division=0)),
+        "recall": float(metrics.recall_score(y, predicted, zero_division=0)),
+        "f1": float(metrics.f1_score(y, predicted, zero_division=0)),
+        "threshold": float(threshold),
+    }
+
+
+# Metrics where a larger value is better; the others (log_loss, brier) are losses.
+HIGHER_IS_BETTER = {"roc_auc", "pr_auc", "precision", "recall", "f1"}
+
+
+def plots(y: np.ndarray, proba: np.ndarray, threshold: float, importance: dict[str, float], out: Path) -> list[Path]:
+    """ROC, PR, confusion matrix, calibration and feature importance as PNG files in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.calibration import CalibrationDisplay
+
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    def save(fig, name: str) -> None:
+        path = out / f"{name}.png"
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    metrics.RocCurveDisplay.from_predictions(y, proba, ax=ax)
+    save(fig, "roc_curve")
+    fig, ax = plt.subplots(figsize=(5, 4))
+    metrics.PrecisionRecallDisplay.from_predictions(y, proba, ax=ax)
+    save(fig, "pr_curve")
+    fig, ax = plt.subplots(figsize=(4, 4))
+    metrics.ConfusionMatrixDisplay.from_predictions(y, (proba >= threshold).astype(int), ax=ax, colorbar=False)
+    ax.set_title(f"threshold {threshold:.3f}")
+    save(fig, "confusion_matrix")
+    fig, ax = plt.subplots(figsize=(5, 4))
+    CalibrationDisplay.from_predictions(y, proba, n_bins=10, strategy="quantile", ax=ax)
+    save(fig, "calibration")
+    top = sorted(importance.items(), key=lambda kv: kv[1], reverse=True)[:20]
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.barh([k for k, _ in reversed(top)], [v for _, v in reversed(top)])
+    ax.set_xlabel("permutation importance (ROC AUC drop)")
+    save(fig, "feature_importance")
+    return written

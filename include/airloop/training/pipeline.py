@@ -1,0 +1,284 @@
+"""The training stages that the ``readmission_train`` DAG wires: load, validate, split, train, register and gate.
+
+Stages hand each other small JSON-able values and files in a per-run staging folder. Every function runs without a
+scheduler; MLflow locations come from settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models import infer_signature
+
+from airloop.data.store import DatasetStore
+from airloop.data.transform import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from airloop.monitoring.baseline import baseline
+from airloop.quality import suites
+from airloop.quality.gate import QualityGateFailed, Validator
+from airloop.registry import aliases as reg
+from airloop.settings import PROJECT_ROOT, Settings
+from airloop.training import evaluate, features
+from airloop.training.gate import CHALLENGER, CHAMPION, Decision, decide
+from airloop.training.split import group_split
+
+log = logging.getLogger(__name__)
+
+TAG = "airloop."
+SPLIT_FILE = "split.npz"
+VALIDATION_FILE = "training_validation.json"
+
+
+def configure_mlflow(settings: Settings) -> MlflowClient:
+    """Point MLflow at the configured tracking store and registry, creating the embedded store's folder."""
+    if settings.tracking_uri.startswith("sqlite:///"):
+        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
+    if mlflow.get_experiment_by_name(settings.mlflow.experiment) is None:
+        mlflow.create_experiment(settings.mlflow.experiment, artifact_location=settings.artifact_location)
+    mlflow.set_experiment(settings.mlflow.experiment)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+
+
+def config_hash(settings: Settings) -> str:
+    """Hash of everything that shapes a model besides the data: same data + same hash = same model version."""
+    payload = json.dumps(settings.training.model_dump(exclude={"margin"}), sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def git_commit() -> str:
+    """The repo's HEAD commit, or "unknown" outside a git checkout."""
+    try:
+        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def staging(settings: Settings, run_id: str) -> Path:
+    """The staging folder of one training run."""
+    path = settings.staging_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", f"train-{run_id}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def store(settings: Settings) -> DatasetStore:
+    """The published dataset store."""
+    return DatasetStore(settings.datasets_dir / settings.data.dataset_name)
+
+
+def existing_version(client: MlflowClient, settings: Settings, dataset_version: str) -> Any | None:
+    """The model version already trained on this dataset version with this config, if any."""
+    query = f"name = '{settings.mlflow.model_name}'"
+    try:
+        versions = client.search_model_versions(query)
+    except mlflow.exceptions.MlflowException:
+        return None
+    for version in versions:
+        tags = version.tags
+        if tags.get(TAG + "dataset_version") == dataset_version and tags.get(TAG + "config_hash") == config_hash(
+            settings
+        ):
+            return version
+    return None
+
+
+def load(settings: Settings, dataset_version: str | None) -> dict[str, Any]:
+    """Resolve the dataset version to train on (the latest when not given)."""
+    datasets = store(settings)
+    version = dataset_version or datasets.latest()
+    if version is None:
+        raise LookupError(f"no published dataset under {datasets.root}: run readmission_etl first")
+    meta = datasets.metadata(version)
+    log.info("training on dataset version %s (%d rows, source %s)", version, meta["rows"], meta["source"])
+    return {"version": version, "rows": meta["rows"], "source": meta["source"], "path": str(datasets.root / version)}
+
+
+def validate(settings: Settings, dataset_version: str, run_id: str) -> dict[str, Any]:
+    """Validate the training frame with the features suite; the full result is kept for the MLflow run."""
+    frame = store(settings).load(dataset_version)
+    report = Validator(settings.gx_dir).validate(
+        frame, suites.FEATURES_SUITE, suites.feature_expectations(settings.quality), f"train-{run_id}"
+    )
+    path = staging(settings, run_id) / VALIDATION_FILE
+    path.write_text(json.dumps(report.result, default=str))
+    if not report.success:
+        raise QualityGateFailed(report)
+    return {**report.summary(), "result_path": str(path)}
+
+
+def split(settings: Settings, dataset_version: str, run_id: str) -> dict[str, Any]:
+    """Group-aware stratified split by patient_nbr, saved as row positions."""
+    frame = store(settings).load(dataset_version)
+    cfg = settings.training
+    parts = group_split(frame, "readmitted_30d", "patient_nbr", cfg.test_size, cfg.validation_size, cfg.seed)
+    path = staging(settings, run_id) / SPLIT_FILE
+    with path.open("wb") as out:
+        np.savez(out, train=parts.train, validation=parts.validation, test=parts.test)
+    sizes = {"train": len(parts.train), "validation": len(parts.validation), "test": len(parts.test)}
+    log.info("split %s by patient: %s", dataset_version, sizes)
+    return {"path": str(path), **sizes}
+
+
+def _parts(settings: Settings, dataset_version: str, split_path: str) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+    frame = store(settings).load(dataset_version)
+    positions = np.load(split_path)
+    return {
+        name: (features.model_inputs(frame.iloc[positions[name]]), features.target(frame.iloc[positions[name]]).to_numpy())
+        for name in ("train", "validation", "test")
+    }
+
+
+def _better(metric: str, a: float, b: float) -> bool:
+    return a > b if metric in evaluate.HIGHER_IS_BETTER else a < b
+
+
+def train(
+    settings: Settings, dataset: dict[str, Any], split_info: dict[str, Any], validation: dict[str, Any], run_id: str
+) -> dict[str, Any]:
+    """Search the candidates (nested MLflow runs), keep the best on validation, log it with everything it needs."""
+    client = configure_mlflow(settings)
+    version = dataset["version"]
+    existing = existing_version(client, settings, version)
+    if existing is not None:
+        log.info("dataset %s with config %s already trained as %s v%s: not training again", version,
+                 config_hash(settings), existing.name, existing.version)
+        return {"run_id": existing.run_id, "model_uri": existing.source, "existing_version": existing.version}
+    cfg = settings.training
+    parts = _parts(settings, version, split_info["path"])
+    (x_train, y_train), (x_val, y_val), (x_test, y_test) = parts["train"], parts["validation"], parts["test"]
+    frame_meta = store(settings).metadata(version)
+    with mlflow.start_run(run_name=f"train-{version}") as parent:
+        mlflow.set_tags({TAG + "dataset_version": version, TAG + "airflow_run_id": run_id,
+                         TAG + "config_hash": config_hash(settings), TAG + "git_commit": git_commit()})
+        dataset_input = mlflow.data.from_pandas(
+            store(settings).load(version), source=dataset["path"], name=f"{settings.data.dataset_name}@{version}",
+            targets="readmitted_30d", digest=version,
+        )
+        mlflow.log_input(dataset_input, context="training")
+        mlflow.log_params({"dataset_version": version, "dataset_source": frame_meta["source"], "seed": cfg.seed,
+                           "test_size": cfg.test_size, "validation_size": cfg.validation_size,
+                           "selection_metric": cfg.metric, "rows_train": len(y_train), "rows_validation": len(y_val),
+                           "rows_test": len(y_test)})
+        best: tuple[float, Any, str, dict[str, Any], np.ndarray] | None = None
+        for kind, grid in cfg.candidates.items():
+            for i, params in enumerate(grid):
+                with mlflow.start_run(run_name=f"{kind}-{i}", nested=True):
+                    pipeline = features.make_pipeline(kind, dict(params), cfg.seed).fit(x_train, y_train)
+                    proba = pipeline.predict_proba(x_val)[:, 1]
+                    scores = evaluate.score(y_val, proba, evaluate.best_threshold(y_val, proba))
+                    mlflow.log_params({"kind": kind, **params})
+                    mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
+                    log.info("trial %s %s: validation %s=%.4f", kind, params, cfg.metric, scores[cfg.metric])
+                    if best is None or _better(cfg.metric, scores[cfg.metric], best[0]):
+                        best = (scores[cfg.metric], pipeline, kind, dict(params), proba)
+        assert best is not None, "no candidates configured"
+        _, model, kind, params, val_proba = best
+        threshold = evaluate.best_threshold(y_val, val_proba)
+        test_proba = model.predict_proba(x_test)[:, 1]
+        test_scores = evaluate.score(y_test, test_proba, threshold)
+        mlflow.log_params({"best_kind": kind, **{f"best_{k}": v for k, v in params.items()}})
+        mlflow.log_metrics({f"test_{k}": v for k, v in test_scores.items()})
+        mlflow.log_dict(baseline(x_train, list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)),
+                        "baseline/baseline_stats.json")
+        mlflow.log_dict(json.loads(Path(validation["result_path"]).read_text()), "validation/ge_validation_result.json")
+        importance = _importance(model, x_test, y_test, cfg)
+        mlflow.log_dict(importance, "plots/feature_importance.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            evaluate.plots(y_test, test_proba, threshold, importance, Path(tmp))
+            mlflow.log_artifacts(tmp, "plots")
+        example = x_test.head(5)
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(example, model.predict_proba(example)[:, 1]),
+            input_example=example,
+            pyfunc_predict_fn="predict_proba",
+            skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
+            metadata={"threshold": threshold, "dataset_version": version},
+        )
+        log.info("best %s %s: test %s", kind, params, test_scores)
+    return {"run_id": parent.info.run_id, "model_uri": info.model_uri, "kind": kind, "threshold": threshold,
+            "test_metrics": test_scores}
+
+
+def _importance(model: Any, x: pd.DataFrame, y: np.ndarray, cfg: Any) -> dict[str, float]:
+    from sklearn.inspection import permutation_importance
+
+    rows = min(len(x), cfg.importance_rows)
+    sample = x.sample(rows, random_state=cfg.seed) if rows < len(x) else x
+    y_sample = y[x.index.get_indexer(sample.index)] if rows < len(x) else y
+    result = permutation_importance(model, sample, y_sample, scoring="roc_auc", n_repeats=2, random_state=cfg.seed)
+    return {c: float(m) for c, m in zip(x.columns, result.importances_mean, strict=True)}
+
+
+def register(settings: Settings, dataset: dict[str, Any], split_info: dict[str, Any], trained: dict[str, Any],
+             actor: str) -> dict[str, Any]:
+    """Register the trained model, score it and the champion on the same test set, and apply the gate."""
+    client = configure_mlflow(settings)
+    name = settings.mlflow.model_name
+    if "existing_version" in trained:
+        existing = client.get_model_version(name, trained["existing_version"])
+        log.info("%s v%s already registered for this dataset and config (decision %s): nothing new", name,
+                 existing.version, existing.tags.get(TAG + "decision"))
+        return {"version": existing.version, "decision": existing.tags.get(TAG + "decision"), "created": False,
+                "aliases": reg.aliases(client, name)}
+    cfg = settings.training
+    x_test, y_test = _parts(settings, dataset["version"], split_info["path"])["test"]
+    candidate_score = evaluate.score(y_test, _proba(trained["model_uri"], x_test), trained["threshold"])[cfg.metric]
+    champion_version = reg.alias_version(client, name, reg.CHAMPION)
+    champion_score = None
+    if champion_version is not None:
+        champion = client.get_model_version(name, champion_version)
+        threshold = float(champion.tags.get(TAG + "threshold", 0.5))
+        champion_score = evaluate.score(y_test, _proba(f"models:/{name}@{reg.CHAMPION}", x_test), threshold)[cfg.metric]
+    decision = decide(cfg.metric, candidate_score, champion_score, cfg.margin)
+    # Tags go in with the registration itself, so a retry always finds this version by dataset + config.
+    version = mlflow.register_model(
+        trained["model_uri"], name, tags=_decision_tags(dataset, trained, decision, actor, settings)
+    )
+    if decision.outcome == CHAMPION:
+        client.set_registered_model_alias(name, reg.CHAMPION, version.version)
+    elif decision.outcome == CHALLENGER:
+        client.set_registered_model_alias(name, reg.CHALLENGER, version.version)
+    reg.audit(client, name, version.version, f"gate_{decision.outcome}", actor, decision.reason)
+    log.info("%s v%s: %s (%s)", name, version.version, decision.outcome, decision.reason)
+    return {"version": version.version, "decision": decision.outcome, "reason": decision.reason, "created": True,
+            "candidate_score": candidate_score, "champion_score": champion_score,
+            "aliases": reg.aliases(client, name)}
+
+
+def _proba(model_uri: str, x: pd.DataFrame) -> np.ndarray:
+    return mlflow.sklearn.load_model(model_uri).predict_proba(x)[:, 1]
+
+
+def _decision_tags(
+    dataset: dict[str, Any], trained: dict[str, Any], decision: Decision, actor: str, settings: Settings
+) -> dict[str, str]:
+    tags = {
+        "dataset_version": dataset["version"],
+        "dataset_source": dataset["source"],
+        "training_run_id": trained["run_id"],
+        "git_commit": git_commit(),
+        "config_hash": config_hash(settings),
+        "threshold": trained["threshold"],
+        "decision": decision.outcome,
+        "decision_reason": decision.reason,
+        "decided_by": actor,
+        "decided_at": reg.now(),
+        "metric": decision.metric,
+        "candidate_score": f"{decision.candidate_score:.6f}",
+        "champion_score": "" if decision.champion_score is None else f"{decision.champion_score:.6f}",
+    }
+    return {TAG + key: str(value) for key, value in tags.items()}

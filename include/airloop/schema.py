@@ -111,5 +111,5 @@ CATEGORY_DOMAINS: dict[str, tuple[str, ...]] = {
 }
 
 # ICD-9 as the file writes it: leading zeros dropped ("8", "38"), V and E codes, "?" when absent.
-ICD9_PATTERN = r"^(\d{1,3}(\.\d{1,2})?|V\d{1,2}(\.\d{1,2})?|E\d{3}(\.\d{1,2})?|\?)$"
+ICD9_PATTERN = r"^(?:\d{1,3}(?:\.\d{1,2})?|V\d{1,2}(?:\.\d{1,2})?|E\d{3}(?:\.\d{1,2})?|\?)$"
 DIAG_COLUMNS: tuple[str, ...] = ("diag_1", "diag_2", "diag_3")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -22,19 +21,12 @@ def airflow_db() -> str:
 
 
 def load_dag(dag_id: str):
-    """Import dags/<dag_id>.py as Airflow would and return its DAG."""
-    spec = importlib.util.spec_from_file_location(f"dagfile_{dag_id}", DAGS / f"{dag_id}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    from airflow.sdk import DAG
+    """Parse dags/<dag_id>.py as Airflow would and return its DAG."""
+    from airflow.dag_processing.dagbag import DagBag
 
-    dags = [v for v in vars(module).values() if isinstance(v, DAG)]
-    if not dags:  # the @dag-decorated function registers the DAG when called at the bottom of the file
-        from airflow.models.dagbag import DagBag
-
-        bag = DagBag(dag_folder=str(DAGS / f"{dag_id}.py"))
-        return bag.get_dag(dag_id)
-    return dags[0]
+    bag = DagBag(dag_folder=str(DAGS / f"{dag_id}.py"))
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags[dag_id]
 
 
 def run_dag(dag_id: str, conf: dict | None = None) -> dict[str, str]:

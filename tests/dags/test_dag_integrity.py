@@ -17,7 +17,7 @@ HEAVY = ("pandas", "sklearn", "mlflow", "great_expectations")
 
 @pytest.fixture(scope="module")
 def dagbag():
-    from airflow.models.dagbag import DagBag
+    from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(DAGS))
 

@@ -29,7 +29,7 @@ def now() -> str:
 def alias_version(client: MlflowClient, model: str, alias: str) -> str | None:
     """The version an alias points at, or None when the alias (or the model) does not exist."""
     try:
-        return client.get_model_version_by_alias(model, alias).version
+        return str(client.get_model_version_by_alias(model, alias).version)
     except MlflowException:
         return None
 
@@ -122,8 +122,8 @@ def state(client: MlflowClient, model: str) -> list[VersionRow]:
         metric_name = v.tags.get("airloop.metric", "")
         rows.append(
             VersionRow(
-                version=v.version,
-                aliases=",".join(by_version.get(v.version, [])),
+                version=str(v.version),
+                aliases=",".join(by_version.get(str(v.version), [])),
                 decision=v.tags.get("airloop.decision", ""),
                 metric=f"{metric_name}={v.tags.get('airloop.candidate_score', '')}" if metric_name else "",
                 dataset_version=v.tags.get("airloop.dataset_version", ""),

@@ -22,6 +22,13 @@ KINDS = ("hist_gradient_boosting", "logistic_regression")
 SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor", "numpy.dtype"]
 
 
+def pip_requirements() -> list[str]:
+    """The exact versions a logged model needs (saves MLflow's slow requirement inference, and is more precise)."""
+    from importlib.metadata import version
+
+    return [f"{dist}=={version(dist)}" for dist in ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")]
+
+
 def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
     """The columns a model sees, in a fixed order: numbers as float64, categories as str (missing -> "missing")."""
     inputs = frame.loc[:, list(INPUT_COLUMNS)].copy()

@@ -154,7 +154,7 @@ def train(
     if existing is not None:
         log.info("dataset %s with config %s already trained as %s v%s: not training again", version,
                  config_hash(settings), existing.name, existing.version)
-        return {"run_id": existing.run_id, "model_uri": existing.source, "existing_version": existing.version}
+        return {"run_id": existing.run_id, "model_uri": existing.source, "existing_version": str(existing.version)}
     cfg = settings.training
     parts = _parts(settings, version, split_info["path"])
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = parts["train"], parts["validation"], parts["test"]
@@ -205,6 +205,7 @@ def train(
             signature=infer_signature(example, model.predict_proba(example)[:, 1]),
             input_example=example,
             pyfunc_predict_fn="predict_proba",
+            pip_requirements=features.pip_requirements(),
             skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
             metadata={"threshold": threshold, "dataset_version": version},
         )
@@ -232,7 +233,7 @@ def register(settings: Settings, dataset: dict[str, Any], split_info: dict[str, 
         existing = client.get_model_version(name, trained["existing_version"])
         log.info("%s v%s already registered for this dataset and config (decision %s): nothing new", name,
                  existing.version, existing.tags.get(TAG + "decision"))
-        return {"version": existing.version, "decision": existing.tags.get(TAG + "decision"), "created": False,
+        return {"version": str(existing.version), "decision": existing.tags.get(TAG + "decision"), "created": False,
                 "aliases": reg.aliases(client, name)}
     cfg = settings.training
     x_test, y_test = _parts(settings, dataset["version"], split_info["path"])["test"]
@@ -254,7 +255,7 @@ def register(settings: Settings, dataset: dict[str, Any], split_info: dict[str, 
         client.set_registered_model_alias(name, reg.CHALLENGER, version.version)
     reg.audit(client, name, version.version, f"gate_{decision.outcome}", actor, decision.reason)
     log.info("%s v%s: %s (%s)", name, version.version, decision.outcome, decision.reason)
-    return {"version": version.version, "decision": decision.outcome, "reason": decision.reason, "created": True,
+    return {"version": str(version.version), "decision": decision.outcome, "reason": decision.reason, "created": True,
             "candidate_score": candidate_score, "champion_score": champion_score,
             "aliases": reg.aliases(client, name)}
 

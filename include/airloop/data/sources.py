@@ -1,0 +1,236 @@
+"""Raw encounter sources: a local file, an S3 object, a PostgreSQL table or the synthetic generator.
+
+Every source returns the same *raw form*: the columns as the source has them (in its order, none dropped or added, so
+the raw quality suite can see a missing or extra column), values stripped of surrounding whitespace, the integer
+columns of ``schema.INTEGER_COLUMNS`` as int64 when every value is an integer, everything else as the published
+strings ("?" and "None" included).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pandas as pd
+
+from airloop import schema
+from airloop.settings import DataSettings
+
+log = logging.getLogger(__name__)
+
+_INTEGER = r"[+-]?\d+"
+# An unquoted PostgreSQL name, optionally schema-qualified; it is quoted anyway, so it is matched as written.
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?")
+_UNDEFINED_TABLE = "42P01"
+
+
+class SourceError(RuntimeError):
+    """A raw source could not be read; says which source, where, and what went wrong."""
+
+    def __init__(self, source: str, location: str, problem: str) -> None:
+        super().__init__(f"{source} source {location}: {problem}")
+        self.source = source
+        self.location = location
+        self.problem = problem
+
+
+def _normalized(column: pd.Series, integer: bool) -> pd.Series:
+    if integer and pd.api.types.is_integer_dtype(column.dtype) and not column.hasnans:
+        return column.astype("int64")
+    values = column.astype("str").str.strip()
+    if integer and values.str.fullmatch(_INTEGER).all():
+        try:
+            return values.astype("int64")
+        except (OverflowError, ValueError):  # beyond int64: leave the strings for the type expectation to name
+            return values
+    return values
+
+
+def normalize_raw(frame: pd.DataFrame) -> pd.DataFrame:
+    """Bring a frame read as strings into the raw form (see the module docstring); never drops or reorders columns."""
+    out = frame.copy()
+    out.columns = [c.strip() if isinstance(c, str) else c for c in frame.columns]
+    integer_columns = set(schema.INTEGER_COLUMNS)
+    for position, name in enumerate(out.columns):
+        # Positional, so even duplicated column names are each normalized and kept.
+        out.isetitem(position, _normalized(out.iloc[:, position], name in integer_columns))
+    return out
+
+
+def read_csv_bytes(data: bytes | str | os.PathLike[str]) -> pd.DataFrame:
+    """Read a CSV published like diabetic_data.csv (CRLF, "?" for missing, no quoting) from bytes or a path."""
+    handle = io.BytesIO(data) if isinstance(data, bytes) else data
+    # keep_default_na=False: "None", "NA" and "?" are published values, not missing ones.
+    frame = pd.read_csv(handle, dtype=str, keep_default_na=False, encoding="utf-8")
+    return normalize_raw(frame)
+
+
+def _parse(data: bytes | Path, source: str, location: str) -> pd.DataFrame:
+    try:
+        return read_csv_bytes(data)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise SourceError(source, location, f"not a readable CSV: {type(exc).__name__}: {exc}") from exc
+
+
+def _required(data: DataSettings, field: str) -> Any:
+    value = getattr(data, field)
+    if value in (None, ""):
+        raise SourceError(data.source, f"(data.{field} unset)", f"data.source={data.source!r} needs data.{field}")
+    return value
+
+
+def _split_s3_uri(uri: str) -> tuple[str, str]:
+    parts = urlsplit(uri)
+    bucket, key = parts.netloc, parts.path.lstrip("/")
+    if parts.scheme != "s3" or not bucket or not key:
+        raise SourceError("s3", uri, "expected a URI of the form s3://bucket/key")
+    return bucket, key
+
+
+def _read_file(data: DataSettings) -> pd.DataFrame:
+    path = Path(_required(data, "path"))
+    if not path.is_file():
+        problem = "is a directory, not a file" if path.is_dir() else "no such file"
+        raise SourceError("file", str(path), problem)
+    return _parse(path, "file", str(path))
+
+
+def _what_is_missing(hook: Any, bucket: str, key: str) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    # get_key's HEAD request answers a bare 404 for a missing bucket as for a missing key; ask the bucket to tell.
+    try:
+        hook.get_conn().head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchBucket"):
+            return f"no such bucket {bucket!r}"
+    except BotoCoreError:
+        pass  # cannot tell; the key is what was asked for
+    return f"no such key {key!r} in bucket {bucket!r}"
+
+
+def _read_s3(data: DataSettings) -> pd.DataFrame:
+    uri = _required(data, "s3_uri")
+    bucket, key = _split_s3_uri(uri)
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    # An undefined connection id makes S3Hook fall back to boto3's own credential chain (the provider's behaviour).
+    hook = S3Hook(aws_conn_id=data.s3_conn_id)
+    try:
+        body = hook.get_key(key, bucket_name=bucket).get()["Body"].read()
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        if code in ("404", "NoSuchKey", "NoSuchBucket"):
+            problem = _what_is_missing(hook, bucket, key)
+        else:
+            problem = f"{code or 'error'}: {error.get('Message') or exc}"
+        raise SourceError("s3", uri, f"{problem} (connection {data.s3_conn_id!r})") from exc
+    except BotoCoreError as exc:
+        raise SourceError("s3", uri, f"{type(exc).__name__}: {exc} (connection {data.s3_conn_id!r})") from exc
+    return _parse(body, "s3", uri)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _driver_errors() -> tuple[type[Exception], ...]:
+    # PostgresHook connects with psycopg 3 under SQLAlchemy 2, else psycopg2; catch whichever is present.
+    errors: list[type[Exception]] = []
+    try:
+        import psycopg
+
+        errors.append(psycopg.Error)
+    except ImportError:
+        pass
+    try:
+        import psycopg2
+
+        errors.append(psycopg2.Error)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def _read_postgres(data: DataSettings) -> pd.DataFrame:
+    table = data.postgres_table
+    location = f"{data.postgres_conn_id}/{table}"
+    if not _TABLE_NAME.fullmatch(table or ""):
+        raise SourceError("postgres", location, "table name must be [schema.]name of letters, digits and _")
+    from airflow.exceptions import AirflowNotFoundException
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    relation = ".".join(_quote(part) for part in table.split("."))
+    hook = PostgresHook(postgres_conn_id=data.postgres_conn_id)
+    try:
+        with closing(hook.get_conn()) as conn, closing(conn.cursor()) as cursor:
+            cursor.execute(f"SELECT * FROM {relation} AS t LIMIT 0")
+            columns = [d[0] for d in cursor.description]
+            # Text, so integer columns stored as bigint or as text reach normalize_raw alike; ordered by the stored
+            # encounter_id (the dataset's key) so that an unchanged table always yields the same frame.
+            select = ", ".join(f"t.{_quote(c)}::text AS {_quote(c)}" for c in columns)
+            order = " ORDER BY t.encounter_id" if "encounter_id" in columns else ""
+            cursor.execute(f"SELECT {select} FROM {relation} AS t{order}")
+            rows = cursor.fetchall()
+    except AirflowNotFoundException as exc:
+        raise SourceError("postgres", location, f"Airflow connection {data.postgres_conn_id!r} is not defined") from exc
+    except _driver_errors() as exc:
+        code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+        problem = "no such table" if code == _UNDEFINED_TABLE else f"{type(exc).__name__}: {str(exc).strip()}"
+        raise SourceError("postgres", location, problem) from exc
+    frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns, dtype="str")
+    return normalize_raw(frame)
+
+
+def _generate(data: DataSettings) -> pd.DataFrame:
+    from airloop.data.synthetic import generate
+
+    frame = generate(
+        data.synthetic_rows,
+        data.synthetic_seed,
+        covariate_drift=data.drift.covariate,
+        concept_drift=data.drift.concept,
+    )
+    return normalize_raw(frame)
+
+
+_READERS = {"file": _read_file, "s3": _read_s3, "postgres": _read_postgres, "synthetic": _generate}
+
+
+def load_raw(data: DataSettings) -> pd.DataFrame:
+    """Load raw encounters from ``data.source`` in the raw form.
+
+    Raises:
+        SourceError: the source is misconfigured, missing (file, key, bucket, table, connection) or unreadable.
+    """
+    reader = _READERS.get(data.source)
+    if reader is None:
+        raise SourceError(str(data.source), "-", f"unknown source; expected one of {sorted(_READERS)}")
+    frame = reader(data)
+    log.info("loaded %d rows x %d columns from %s", len(frame), frame.shape[1], describe_source(data))
+    return frame
+
+
+def describe_source(data: DataSettings) -> str:
+    """A URI naming where ``load_raw`` reads from, for lineage metadata."""
+    if data.source == "file":
+        return Path(_required(data, "path")).resolve().as_uri()
+    if data.source == "s3":
+        return str(_required(data, "s3_uri"))
+    if data.source == "postgres":
+        return f"postgresql://{data.postgres_conn_id}/{data.postgres_table}"
+    if data.source == "synthetic":
+        drift = data.drift
+        return (
+            f"synthetic://rows={data.synthetic_rows}&seed={data.synthetic_seed}"
+            f"&covariate={drift.covariate:g}&concept={drift.concept:g}"
+        )
+    raise SourceError(str(data.source), "-", f"unknown source; expected one of {sorted(_READERS)}")

@@ -1,0 +1,141 @@
+"""ETL -> train end to end with dag.test() against a temporary MLflow store, then the gate's two outcomes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.dags.conftest import load_dag, run_dag
+
+pytestmark = pytest.mark.dag
+
+ARTIFACTS = {
+    "baseline/baseline_stats.json",
+    "validation/ge_validation_result.json",
+    "plots/roc_curve.png",
+    "plots/pr_curve.png",
+    "plots/confusion_matrix.png",
+    "plots/calibration.png",
+    "plots/feature_importance.png",
+}
+TEST_METRICS = {f"test_{m}" for m in ("roc_auc", "pr_auc", "log_loss", "brier", "precision", "recall", "f1")}
+
+
+@pytest.fixture(scope="module")
+def env(airflow_db, tmp_path_factory):
+    """Settings and an MLflow client on this module's own runtime home."""
+    import os
+
+    from airloop.settings import get_settings
+    from airloop.training.pipeline import configure_mlflow
+
+    old = os.environ["AIRLOOP_HOME"]
+    os.environ["AIRLOOP_HOME"] = str(tmp_path_factory.mktemp("train-home"))
+    # A smaller search than the shipped config: the DAG's wiring is under test here, not model quality.
+    os.environ["AIRLOOP_TRAINING__CANDIDATES"] = json.dumps(
+        {"hist_gradient_boosting": [{"max_iter": 60}], "logistic_regression": [{"C": 0.5}]}
+    )
+    os.environ["AIRLOOP_TRAINING__IMPORTANCE_ROWS"] = "300"
+    get_settings.cache_clear()
+    settings = get_settings()
+    yield settings, configure_mlflow(settings)
+    os.environ["AIRLOOP_HOME"] = old
+    del os.environ["AIRLOOP_TRAINING__CANDIDATES"], os.environ["AIRLOOP_TRAINING__IMPORTANCE_ROWS"]
+    get_settings.cache_clear()
+
+
+def publish_directly(settings, seed: int, covariate: float = 0.0, concept: float = 0.0) -> str:
+    """Publish a synthetic dataset version through the ETL stages (the ETL DAG itself is tested elsewhere)."""
+    from airloop import etl
+
+    params = {"rows": 4000, "seed": seed, "covariate_drift": covariate, "concept_drift": concept}
+    raw = etl.extract(settings, f"setup-{seed}", params)
+    features = etl.transform(settings, raw["path"], f"setup-{seed}")
+    return etl.publish(settings, features["path"], raw["source"], [], f"setup-{seed}").version
+
+
+def versions(client, name="readmission"):
+    return {str(v.version): v for v in client.search_model_versions(f"name = '{name}'")}
+
+
+def test_train_is_scheduled_on_the_asset_etl_emits(env):
+    etl_dag, train_dag = load_dag("readmission_etl"), load_dag("readmission_train")
+
+    emitted = {o.name for t in etl_dag.tasks for o in t.outlets}
+    scheduled = {a.name for a in train_dag.timetable.asset_condition.objects}
+
+    assert emitted == {env[0].dataset_asset}
+    assert scheduled == emitted
+
+
+def test_etl_then_train_registers_a_champion_with_metrics_artifacts_tags_and_lineage(env):
+    settings, client = env
+    states = run_dag("readmission_etl", {"rows": 4000, "seed": 101})
+    assert states["publish"] == "success", states
+    from airloop.etl import dataset_store
+
+    dataset_version = dataset_store(settings).latest()
+
+    states = run_dag("readmission_train", {"dataset_version": dataset_version})
+
+    assert set(states.values()) == {"success"}, states
+    (version,) = versions(client).values()
+    tags = version.tags
+    assert tags["airloop.decision"] == "champion"
+    assert tags["airloop.dataset_version"] == dataset_version
+    assert tags["airloop.git_commit"] and tags["airloop.decided_by"].startswith("airflow:readmission_train/")
+    assert client.get_model_version_by_alias("readmission", "champion").version == version.version
+    run = client.get_run(tags["airloop.training_run_id"])
+    assert TEST_METRICS <= set(run.data.metrics)
+    assert 0.55 < run.data.metrics["test_roc_auc"] < 0.99
+    assert run.data.params["dataset_version"] == dataset_version
+    listed = {a.path for d in ("baseline", "validation", "plots") for a in client.list_artifacts(run.info.run_id, d)}
+    assert ARTIFACTS <= listed
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == dataset_version
+    nested = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert {r.data.params["kind"] for r in nested} == {"hist_gradient_boosting", "logistic_regression"}
+
+
+def test_rerun_on_same_dataset_registers_nothing(env):
+    settings, client = env
+    from airloop.etl import dataset_store
+
+    before = set(versions(client))
+
+    states = run_dag("readmission_train", {"dataset_version": dataset_store(settings).latest()})
+
+    assert states["register"] == "success", states
+    assert set(versions(client)) == before
+
+
+@pytest.mark.parametrize(("margin", "outcome"), [(-1.0, "challenger"), (1.0, "rejected")])
+def test_drifted_data_registers_a_new_version_decided_by_the_margin(env, monkeypatch, margin, outcome):
+    settings, client = env
+    from airloop.settings import get_settings
+
+    dataset_version = publish_directly(settings, seed=200 + int(margin), covariate=1.0, concept=0.5)
+    champion_before = client.get_model_version_by_alias("readmission", "champion").version
+    monkeypatch.setenv("AIRLOOP_TRAINING__MARGIN", str(margin))
+    get_settings.cache_clear()
+    before = set(versions(client))
+
+    states = run_dag("readmission_train", {"dataset_version": dataset_version})
+
+    get_settings.cache_clear()
+    assert set(states.values()) == {"success"}, states
+    (new,) = set(versions(client)) - before
+    tags = versions(client)[new].tags
+    assert tags["airloop.decision"] == outcome
+    assert tags["airloop.champion_score"] and tags["airloop.candidate_score"]
+    assert str(margin) in tags["airloop.decision_reason"]
+    assert client.get_model_version_by_alias("readmission", "champion").version == champion_before
+    if outcome == "challenger":
+        assert str(client.get_model_version_by_alias("readmission", "challenger").version) == new
+
+
+def test_registry_dag_shows_the_state(env):
+    states = run_dag("readmission_registry", {"action": "show"})
+
+    assert states == {"apply": "success"}

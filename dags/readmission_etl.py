@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, Asset, Param, dag, task
+from airflow.sdk import Asset, ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, task
 
 from airloop.settings import get_settings
 
@@ -32,7 +32,9 @@ DATASET = Asset(name=get_settings().dataset_asset)
     default_args={
         "owner": "airloop",
         "retry_policy": ExceptionRetryPolicy(
-            rules=[RetryRule(exception="airloop.errors.FinalError", action=RetryAction.FAIL, reason="retrying cannot help")]
+            rules=[
+                RetryRule(exception="airloop.errors.FinalError", action=RetryAction.FAIL, reason="retrying cannot help")
+            ]
         ),
         "retries": 2,
         "retry_delay": timedelta(seconds=30),
@@ -77,16 +79,18 @@ def readmission_etl():
         return etl.validate_features(get_settings(), features["path"], run_id)
 
     @task(outlets=[DATASET])
-    def publish(features: dict, raw: dict, raw_validation: dict, feature_validation: dict, run_id=None,
-                outlet_events=None) -> dict:
+    def publish(
+        features: dict, raw: dict, raw_validation: dict, feature_validation: dict, run_id=None, outlet_events=None
+    ) -> dict:
         from dataclasses import asdict
 
         from airflow.sdk.exceptions import AirflowSkipException
 
         from airloop import etl
 
-        result = etl.publish(get_settings(), features["path"], raw["source"], [raw_validation, feature_validation],
-                             run_id)
+        result = etl.publish(
+            get_settings(), features["path"], raw["source"], [raw_validation, feature_validation], run_id
+        )
         if not result.created:
             raise AirflowSkipException(f"dataset version {result.version} is already published: nothing new")
         outlet_events[DATASET].extra = {"version": result.version, "rows": result.rows, "path": result.path}

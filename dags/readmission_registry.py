@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, Param, dag, task
+from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, task
 
 from airloop.settings import get_settings
 
@@ -29,7 +29,9 @@ from airloop.settings import get_settings
     default_args={
         "owner": "airloop",
         "retry_policy": ExceptionRetryPolicy(
-            rules=[RetryRule(exception="airloop.errors.FinalError", action=RetryAction.FAIL, reason="retrying cannot help")]
+            rules=[
+                RetryRule(exception="airloop.errors.FinalError", action=RetryAction.FAIL, reason="retrying cannot help")
+            ]
         ),
         "retries": 2,
         "retry_delay": timedelta(seconds=10),

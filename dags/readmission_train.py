@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule, Asset, Param, dag, task
+from airflow.sdk import Asset, ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, task
 
 from airloop.settings import get_settings
 
@@ -34,7 +34,9 @@ DATASET = Asset(name=get_settings().dataset_asset)
     default_args={
         "owner": "airloop",
         "retry_policy": ExceptionRetryPolicy(
-            rules=[RetryRule(exception="airloop.errors.FinalError", action=RetryAction.FAIL, reason="retrying cannot help")]
+            rules=[
+                RetryRule(exception="airloop.errors.FinalError", action=RetryAction.FAIL, reason="retrying cannot help")
+            ]
         ),
         "retries": 2,
         "retry_delay": timedelta(seconds=30),
@@ -79,7 +81,9 @@ def readmission_train():
     def register(dataset: dict, split_info: dict, trained: dict, dag_run=None) -> dict:
         from airloop.training import pipeline
 
-        return pipeline.register(get_settings(), dataset, split_info, trained, f"airflow:{dag_run.dag_id}/{dag_run.run_id}")
+        return pipeline.register(
+            get_settings(), dataset, split_info, trained, f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
+        )
 
     dataset = load_dataset()
     validation = validate(dataset)

@@ -87,8 +87,9 @@ def wait_until(check, what: str, timeout: float, service: Service | None = None,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service is not None and service.process.poll() is not None:
-            raise DemoError(f"{service.name} exited with {service.process.returncode} while waiting for {what}; "
-                            f"see {service.log}")
+            raise DemoError(
+                f"{service.name} exited with {service.process.returncode} while waiting for {what}; see {service.log}"
+            )
         try:
             value = check()
         except httpx.HTTPError:
@@ -125,6 +126,12 @@ class AirflowClient:
         response.raise_for_status()
         return response.json()["state"]
 
+    def latest_run(self, dag_id: str) -> dict[str, Any] | None:
+        response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"order_by": "-run_after", "limit": 1})
+        response.raise_for_status()
+        runs = response.json()["dag_runs"]
+        return runs[0] if runs else None
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         response.raise_for_status()
@@ -141,12 +148,8 @@ def admin_password(settings: Settings) -> tuple[str, str]:
     return user, password
 
 
-def run_dag(client: AirflowClient, dag_id: str, conf: dict[str, Any], settings: Settings, service: Service) -> str:
-    """Unpause, trigger and wait for one DAG run; return its final state."""
-    wait_until(lambda: client.dag_exists(dag_id), f"Airflow to parse {dag_id}", 180, service)
-    client.unpause(dag_id)
-    run_id = client.trigger(dag_id, conf)
-    print(f"  triggered {dag_id} run {run_id}", flush=True)
+def wait_for_run(client: AirflowClient, dag_id: str, run_id: str, settings: Settings, service: Service) -> str:
+    """Wait for a DAG run to finish; print and return its final state."""
     state = wait_until(
         lambda: (s := client.run_state(dag_id, run_id)) in ("success", "failed") and s,
         f"{dag_id} run {run_id}",
@@ -154,56 +157,112 @@ def run_dag(client: AirflowClient, dag_id: str, conf: dict[str, Any], settings: 
         service,
         every=3,
     )
-    print(f"  {dag_id}: {state} {client.task_states(dag_id, run_id)}", flush=True)
+    print(f"  {dag_id} {run_id}: {state} {client.task_states(dag_id, run_id)}", flush=True)
     return state
+
+
+def start_mlflow(settings: Settings) -> Service:
+    """MLflow tracking server + UI on the embedded store (the same store the DAG tasks write to)."""
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(Path(sys.executable).with_name("mlflow")),
+        "server",
+        "--backend-store-uri", settings.tracking_uri,
+        "--registry-store-uri", settings.registry_uri,
+        "--default-artifact-root", settings.artifact_location,
+        "--host", settings.mlflow.host,
+        "--port", str(settings.mlflow.port),
+        "--workers", "1",
+    ]  # fmt: skip
+    return start_service("mlflow-server", command, os.environ.copy(), settings.logs_dir)
 
 
 def main(settings: Settings, keep_running: bool = True) -> int:
     """Run the demo; with ``keep_running`` the services stay up until Ctrl-C."""
     settings.home.mkdir(parents=True, exist_ok=True)
-    env = airflow_env(settings)
-    airflow_bin = str(Path(sys.executable).with_name("airflow"))
     print(f"airloop demo: runtime folder {settings.home}", flush=True)
-    airflow = start_service("airflow-standalone", [airflow_bin, "standalone"], env, settings.logs_dir)
+    services: list[Service] = []
     try:
+        mlflow_server = start_mlflow(settings)
+        services.append(mlflow_server)
+        print(f"  MLflow server starting (log: {mlflow_server.log})", flush=True)
+        wait_until(
+            lambda: httpx.get(f"{settings.mlflow.ui_url}/health", timeout=5).status_code == 200,
+            "the MLflow server", 180, mlflow_server,
+        )  # fmt: skip
+        airflow_bin = str(Path(sys.executable).with_name("airflow"))
+        env = airflow_env(settings)
+        airflow = start_service("airflow-standalone", [airflow_bin, "standalone"], env, settings.logs_dir)
+        services.append(airflow)
         print(f"  Airflow standalone starting (log: {airflow.log})", flush=True)
         wait_until(lambda: admin_password(settings)[1], "the generated admin password", 240, airflow)
         user, password = admin_password(settings)
-        client = wait_until(lambda: AirflowClient(settings.airflow.url, user, password), "the API server", 240,
-                            airflow)
-        state = run_dag(client, "readmission_etl", {}, settings, airflow)
-        print_summary(settings, state)
-        if state != "success":
+        client = wait_until(lambda: AirflowClient(settings.airflow.url, user, password), "the API server", 240, airflow)
+        for dag_id in ("readmission_etl", "readmission_train", "readmission_registry"):
+            wait_until(lambda d=dag_id: client.dag_exists(d), f"Airflow to parse {dag_id}", 180, airflow)
+            client.unpause(dag_id)
+        previous_train = client.latest_run("readmission_train")
+        etl_run = client.trigger("readmission_etl", {})
+        print(f"  triggered readmission_etl run {etl_run}", flush=True)
+        etl_state = wait_for_run(client, "readmission_etl", etl_run, settings, airflow)
+        train_state = "not triggered (no new dataset version)"
+        states = client.task_states("readmission_etl", etl_run)
+        if etl_state == "success" and states.get("publish") == "success":
+            print("  the published dataset Asset triggers readmission_train ...", flush=True)
+            train = wait_until(
+                lambda: (r := client.latest_run("readmission_train")) and r != previous_train and r,
+                "readmission_train to be triggered by the dataset Asset", 120, airflow,
+            )  # fmt: skip
+            train_state = wait_for_run(client, "readmission_train", train["dag_run_id"], settings, airflow)
+        print_summary(settings, etl_state, train_state)
+        if etl_state != "success" or train_state == "failed":
             return 1
         if keep_running:
             print("\nServices keep running; press Ctrl-C to stop them.", flush=True)
-            while airflow.process.poll() is None:
+            while all(service.process.poll() is None for service in services):
                 time.sleep(1)
         return 0
     except KeyboardInterrupt:
         return 0
     finally:
-        print("stopping Airflow ...", flush=True)
-        airflow.stop()
+        print("stopping services ...", flush=True)
+        for service in reversed(services):
+            service.stop()
 
 
-def print_summary(settings: Settings, etl_state: str) -> None:
+def registry_table(settings: Settings) -> str:
+    """The registry table, or why it could not be read."""
+    try:
+        from airloop.registry.cli import run_action
+
+        return run_action(settings, "show", "demo")["table"]
+    except Exception as error:  # the demo summary must print even when the registry is unreachable
+        return f"(registry unavailable: {error})"
+
+
+def print_summary(settings: Settings, etl_state: str, train_state: str) -> None:
     """The URLs and where to find credentials, and how to trigger a run with curl."""
     url = settings.airflow.url
     pw_file = settings.airflow_home / PASSWORD_FILE
+    user = admin_password(settings)[0] or "admin"
     datasets = settings.datasets_dir / settings.data.dataset_name
     print(
         f"""
-readmission_etl finished: {etl_state}
+readmission_etl: {etl_state}; readmission_train: {train_state}
   Airflow UI      {url}   (user/password in {pw_file})
+  MLflow UI       {settings.mlflow.ui_url}   (registered model "{settings.mlflow.model_name}")
   datasets        {datasets}
   quarantine      {settings.quarantine_dir}
   Data Docs       {settings.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"}
 
-Trigger a run yourself through the REST API v2:
+Model registry:
+{registry_table(settings)}
+
+Trigger a run yourself through the REST API v2 (user "{user}"):
+  PW=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' {pw_file} {user})
   TOKEN=$(curl -s -X POST {url}/auth/token -H 'Content-Type: application/json' \\
-    -d "$(python3 -c 'import json,sys; u,p=next(iter(json.load(open(sys.argv[1])).items())); \\
-print(json.dumps({{"username":u,"password":p}}))' {pw_file})" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+    -d "{{\\"username\\": \\"{user}\\", \\"password\\": \\"$PW\\"}}" \\
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   curl -s -X POST {url}/api/v2/dags/readmission_etl/dagRuns -H "Authorization: Bearer $TOKEN" \\
     -H 'Content-Type: application/json' -d '{{"logical_date": null, "conf": {{"seed": 7, "covariate_drift": 1.0}}}}'
 """,

@@ -92,8 +92,12 @@ def transform(settings: Settings, raw_path: str, run_id: str) -> dict[str, Any]:
     tmp = path.with_suffix(".tmp")
     features.to_parquet(tmp, index=False)
     tmp.replace(path)
-    log.info("transformed %d raw rows into %d feature rows (%d dropped: expired/hospice)", len(raw), len(features),
-             len(raw) - len(features))
+    log.info(
+        "transformed %d raw rows into %d feature rows (%d dropped: expired/hospice)",
+        len(raw),
+        len(features),
+        len(raw) - len(features),
+    )
     return {"path": str(path), "rows": len(features)}
 
 

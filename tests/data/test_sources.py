@@ -8,6 +8,7 @@ import uuid
 
 import pandas as pd
 import pytest
+
 from airloop import schema
 from airloop.data.sources import SourceError, describe_source, load_raw, normalize_raw, read_csv_bytes
 from airloop.settings import DataSettings

@@ -12,10 +12,23 @@ from airloop.data.transform import FEATURE_COLUMNS, TARGET, age_ordinal, icd9_gr
 @pytest.mark.parametrize(
     ("code", "group"),
     [
-        ("428", "circulatory"), ("785.5", "circulatory"), ("486", "respiratory"), ("786", "respiratory"),
-        ("560", "digestive"), ("250.83", "diabetes"), ("250", "diabetes"), ("996", "injury"),
-        ("715", "musculoskeletal"), ("599", "genitourinary"), ("788", "genitourinary"), ("174", "neoplasms"),
-        ("V57", "other"), ("E909", "other"), ("8", "other"), ("276", "other"), ("?", "missing"),
+        ("428", "circulatory"),
+        ("785.5", "circulatory"),
+        ("486", "respiratory"),
+        ("786", "respiratory"),
+        ("560", "digestive"),
+        ("250.83", "diabetes"),
+        ("250", "diabetes"),
+        ("996", "injury"),
+        ("715", "musculoskeletal"),
+        ("599", "genitourinary"),
+        ("788", "genitourinary"),
+        ("174", "neoplasms"),
+        ("V57", "other"),
+        ("E909", "other"),
+        ("8", "other"),
+        ("276", "other"),
+        ("?", "missing"),
     ],
 )
 def test_icd9_codes_map_to_diagnosis_groups(code, group):

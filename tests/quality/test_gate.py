@@ -37,9 +37,7 @@ def failed(report) -> set[str]:
 
 def test_clean_synthetic_batch_passes_both_suites(validator, clean):
     raw = check_raw(validator, clean)
-    features = validator.validate(
-        transform(clean), suites.FEATURES_SUITE, suites.feature_expectations(QUALITY), "test"
-    )
+    features = validator.validate(transform(clean), suites.FEATURES_SUITE, suites.feature_expectations(QUALITY), "test")
 
     assert raw.success, raw.failures
     assert features.success, features.failures
@@ -51,9 +49,7 @@ def test_real_published_rows_pass_both_suites(validator, real_sample):
 
     frame = read_csv_bytes(real_sample)
     raw = check_raw(validator, frame)
-    features = validator.validate(
-        transform(frame), suites.FEATURES_SUITE, suites.feature_expectations(QUALITY), "test"
-    )
+    features = validator.validate(transform(frame), suites.FEATURES_SUITE, suites.feature_expectations(QUALITY), "test")
 
     assert raw.success, raw.failures
     assert features.success, features.failures

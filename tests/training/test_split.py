@@ -46,8 +46,10 @@ def test_split_is_reproducible_disjoint_by_patient_and_keeps_the_class_ratio(n_p
 def test_different_seeds_give_different_splits():
     frame = patients_frame(1000, 0.2, 1)
 
-    assert not np.array_equal(group_split(frame, "y", "patient_nbr", 0.2, 0.15, 1).test,
-                              group_split(frame, "y", "patient_nbr", 0.2, 0.15, 2).test)
+    assert not np.array_equal(
+        group_split(frame, "y", "patient_nbr", 0.2, 0.15, 1).test,
+        group_split(frame, "y", "patient_nbr", 0.2, 0.15, 2).test,
+    )
 
 
 def test_invalid_sizes_are_rejected():

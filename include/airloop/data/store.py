@@ -135,9 +135,7 @@ class QuarantineRecord:
     reason: str
 
 
-def quarantine(
-    root: Path, batch: Path, validation_result: dict[str, Any], reason: str, stage: str
-) -> QuarantineRecord:
+def quarantine(root: Path, batch: Path, validation_result: dict[str, Any], reason: str, stage: str) -> QuarantineRecord:
     """Move a rejected batch file into ``root/<timestamp>-<stage>-<id>/`` beside its validation result and reason."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     target = Path(root) / f"{stamp}-{stage}-{uuid.uuid4().hex[:8]}"

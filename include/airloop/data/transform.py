@@ -81,7 +81,7 @@ def icd9_group(codes: pd.Series) -> pd.Series:
 
 
 def age_ordinal(buckets: pd.Series) -> pd.Series:
-    """"[70-80)" -> 7: the decade index of the published age bucket."""
+    """ "[70-80)" -> 7: the decade index of the published age bucket."""
     mapping = {bucket: i for i, bucket in enumerate(schema.AGE_BUCKETS)}
     return buckets.map(mapping).astype("int64")
 

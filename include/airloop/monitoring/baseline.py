@@ -22,7 +22,7 @@ def numeric_stats(values: pd.Series, bins: int = 10) -> dict[str, Any]:
     counts, edges = np.histogram(present, bins=edges)
     return {
         "kind": "numeric",
-        "count": int(len(values)),
+        "count": len(values),
         "null_rate": float(values.isna().mean()) if len(values) else 0.0,
         "mean": float(present.mean()) if len(present) else None,
         "std": float(present.std(ddof=0)) if len(present) else None,
@@ -41,7 +41,7 @@ def categorical_stats(values: pd.Series) -> dict[str, Any]:
         frequencies[OTHER] = float(freq.iloc[MAX_CATEGORIES:].sum())
     return {
         "kind": "categorical",
-        "count": int(len(values)),
+        "count": len(values),
         "null_rate": float(values.isna().mean()) if len(values) else 0.0,
         "frequencies": frequencies,
     }
@@ -50,7 +50,7 @@ def categorical_stats(values: pd.Series) -> dict[str, Any]:
 def baseline(frame: pd.DataFrame, numeric: list[str], categorical: list[str]) -> dict[str, Any]:
     """Per-feature baseline statistics of a training frame, JSON-able."""
     return {
-        "rows": int(len(frame)),
+        "rows": len(frame),
         "features": {
             **{c: numeric_stats(frame[c]) for c in numeric},
             **{c: categorical_stats(frame[c]) for c in categorical},

@@ -67,8 +67,14 @@ def _distinct(values: list[Any] | None) -> list[Any]:
     return seen[:_MAX_SHOWN]
 
 
-def _evidence(kind: str, column: str | None, kwargs: dict[str, Any], result: dict[str, Any], exception: dict[str, Any],
-              frame: pd.DataFrame) -> str:
+def _evidence(
+    kind: str,
+    column: str | None,
+    kwargs: dict[str, Any],
+    result: dict[str, Any],
+    exception: dict[str, Any],
+    frame: pd.DataFrame,
+) -> str:
     if exception.get("raised_exception"):
         if column is not None and column not in frame.columns:
             return f"no column {column!r}"
@@ -85,9 +91,12 @@ def _evidence(kind: str, column: str | None, kwargs: dict[str, Any], result: dic
     if kind == "expect_column_values_to_be_of_type" and column in frame.columns:
         values = frame[column]
         bad = values[pd.to_numeric(values, errors="coerce").isna()].astype(str).unique().tolist()
-        return f"dtype {result.get('observed_value')} (expected {kwargs.get('type_')}); non-integer values {bad[:_MAX_SHOWN]}"
+        observed, expected = result.get("observed_value"), kwargs.get("type_")
+        return f"dtype {observed} (expected {expected}); non-integer values {bad[:_MAX_SHOWN]}"
     if "unexpected_count" in result and result.get("unexpected_count") is not None:
-        return f"{result['unexpected_count']} unexpected values, e.g. {_distinct(result.get('partial_unexpected_list'))}"
+        return (
+            f"{result['unexpected_count']} unexpected values, e.g. {_distinct(result.get('partial_unexpected_list'))}"
+        )
     return f"{result.get('observed_value')!r}"
 
 
@@ -105,9 +114,11 @@ class Validator:
         self, frame: pd.DataFrame, suite_name: str, expectations: list[Expectation], run_name: str
     ) -> ValidationReport:
         """Validate ``frame`` against the suite, store the result, rebuild Data Docs and report what failed."""
-        asset = self._datasource.add_dataframe_asset(name=suite_name) if suite_name not in {
-            a.name for a in self._datasource.assets
-        } else self._datasource.get_asset(suite_name)
+        asset = (
+            self._datasource.add_dataframe_asset(name=suite_name)
+            if suite_name not in {a.name for a in self._datasource.assets}
+            else self._datasource.get_asset(suite_name)
+        )
         batch_definition = next(
             (b for b in asset.batch_definitions if b.name == "whole_frame"), None
         ) or asset.add_batch_definition_whole_dataframe("whole_frame")
@@ -125,10 +136,8 @@ class Validator:
             )
         )
         outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
-        (key, result), = outcome.run_results.items()
-        failures = [
-            _evidence_failure(r.to_json_dict(), frame) for r in result.results if not r.success
-        ]
+        ((key, result),) = outcome.run_results.items()
+        failures = [_evidence_failure(r.to_json_dict(), frame) for r in result.results if not r.success]
         docs = self.context.get_docs_sites_urls(resource_identifier=key)
         report = ValidationReport(
             suite=suite_name,
@@ -139,8 +148,13 @@ class Validator:
             docs_url=docs[0]["site_url"] if docs else None,
             result=result.to_json_dict(),
         )
-        log.info("%s: %s (%d expectations); result %s", suite_name, "passed" if report.success else "FAILED",
-                 report.evaluated, report.result_id)
+        log.info(
+            "%s: %s (%d expectations); result %s",
+            suite_name,
+            "passed" if report.success else "FAILED",
+            report.evaluated,
+            report.result_id,
+        )
         log.info("Data Docs for this validation: %s", report.docs_url)
         return report
 

@@ -36,7 +36,9 @@ def _common(columns: tuple[str, ...], quality: QualitySettings) -> list[Expectat
 def raw_expectations(quality: QualitySettings) -> list[Expectation]:
     """Expectations on encounters exactly as diabetic_data.csv publishes them ("?" marks missing, no nulls)."""
     expectations = _common(schema.RAW_COLUMNS, quality)
-    expectations += [gx.expectations.ExpectColumnValuesToBeOfType(column=c, type_="int64") for c in schema.INTEGER_COLUMNS]
+    expectations += [
+        gx.expectations.ExpectColumnValuesToBeOfType(column=c, type_="int64") for c in schema.INTEGER_COLUMNS
+    ]
     expectations += [gx.expectations.ExpectColumnValuesToNotBeNull(column=c) for c in schema.RAW_COLUMNS]
     expectations += [
         gx.expectations.ExpectColumnValuesToBeInSet(column=c, value_set=list(values))

@@ -29,5 +29,9 @@ def run_action(settings: Settings, action: str, actor: str) -> dict[str, Any]:
     rows = reg.state(client, name)
     table = reg.format_table(rows)
     log.info("registry state of %s after %s:\n%s", name, action, table)
-    return {"action": action, "aliases": reg.aliases(client, name), "versions": [asdict(r) for r in rows],
-            "table": table}
+    return {
+        "action": action,
+        "aliases": reg.aliases(client, name),
+        "versions": [asdict(r) for r in rows],
+        "table": table,
+    }

@@ -60,7 +60,9 @@ def config_hash(settings: Settings) -> str:
 def git_commit() -> str:
     """The repo's HEAD commit, or "unknown" outside a git checkout."""
     try:
-        done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return done.stdout.strip() if done.returncode == 0 else "unknown"
@@ -135,7 +137,10 @@ def _parts(settings: Settings, dataset_version: str, split_path: str) -> dict[st
     frame = store(settings).load(dataset_version)
     positions = np.load(split_path)
     return {
-        name: (features.model_inputs(frame.iloc[positions[name]]), features.target(frame.iloc[positions[name]]).to_numpy())
+        name: (
+            features.model_inputs(frame.iloc[positions[name]]),
+            features.target(frame.iloc[positions[name]]).to_numpy(),
+        )
         for name in ("train", "validation", "test")
     }
 
@@ -152,25 +157,48 @@ def train(
     version = dataset["version"]
     existing = existing_version(client, settings, version)
     if existing is not None:
-        log.info("dataset %s with config %s already trained as %s v%s: not training again", version,
-                 config_hash(settings), existing.name, existing.version)
+        log.info(
+            "dataset %s with config %s already trained as %s v%s: not training again",
+            version,
+            config_hash(settings),
+            existing.name,
+            existing.version,
+        )
         return {"run_id": existing.run_id, "model_uri": existing.source, "existing_version": str(existing.version)}
     cfg = settings.training
     parts = _parts(settings, version, split_info["path"])
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = parts["train"], parts["validation"], parts["test"]
     frame_meta = store(settings).metadata(version)
     with mlflow.start_run(run_name=f"train-{version}") as parent:
-        mlflow.set_tags({TAG + "dataset_version": version, TAG + "airflow_run_id": run_id,
-                         TAG + "config_hash": config_hash(settings), TAG + "git_commit": git_commit()})
+        mlflow.set_tags(
+            {
+                TAG + "dataset_version": version,
+                TAG + "airflow_run_id": run_id,
+                TAG + "config_hash": config_hash(settings),
+                TAG + "git_commit": git_commit(),
+            }
+        )
         dataset_input = mlflow.data.from_pandas(
-            store(settings).load(version), source=dataset["path"], name=f"{settings.data.dataset_name}@{version}",
-            targets="readmitted_30d", digest=version,
+            store(settings).load(version),
+            source=dataset["path"],
+            name=f"{settings.data.dataset_name}@{version}",
+            targets="readmitted_30d",
+            digest=version,
         )
         mlflow.log_input(dataset_input, context="training")
-        mlflow.log_params({"dataset_version": version, "dataset_source": frame_meta["source"], "seed": cfg.seed,
-                           "test_size": cfg.test_size, "validation_size": cfg.validation_size,
-                           "selection_metric": cfg.metric, "rows_train": len(y_train), "rows_validation": len(y_val),
-                           "rows_test": len(y_test)})
+        mlflow.log_params(
+            {
+                "dataset_version": version,
+                "dataset_source": frame_meta["source"],
+                "seed": cfg.seed,
+                "test_size": cfg.test_size,
+                "validation_size": cfg.validation_size,
+                "selection_metric": cfg.metric,
+                "rows_train": len(y_train),
+                "rows_validation": len(y_val),
+                "rows_test": len(y_test),
+            }
+        )
         best: tuple[float, Any, str, dict[str, Any], np.ndarray] | None = None
         for kind, grid in cfg.candidates.items():
             for i, params in enumerate(grid):
@@ -190,8 +218,9 @@ def train(
         test_scores = evaluate.score(y_test, test_proba, threshold)
         mlflow.log_params({"best_kind": kind, **{f"best_{k}": v for k, v in params.items()}})
         mlflow.log_metrics({f"test_{k}": v for k, v in test_scores.items()})
-        mlflow.log_dict(baseline(x_train, list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)),
-                        "baseline/baseline_stats.json")
+        mlflow.log_dict(
+            baseline(x_train, list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)), "baseline/baseline_stats.json"
+        )
         mlflow.log_dict(json.loads(Path(validation["result_path"]).read_text()), "validation/ge_validation_result.json")
         importance = _importance(model, x_test, y_test, cfg)
         mlflow.log_dict(importance, "plots/feature_importance.json")
@@ -210,8 +239,13 @@ def train(
             metadata={"threshold": threshold, "dataset_version": version},
         )
         log.info("best %s %s: test %s", kind, params, test_scores)
-    return {"run_id": parent.info.run_id, "model_uri": info.model_uri, "kind": kind, "threshold": threshold,
-            "test_metrics": test_scores}
+    return {
+        "run_id": parent.info.run_id,
+        "model_uri": info.model_uri,
+        "kind": kind,
+        "threshold": threshold,
+        "test_metrics": test_scores,
+    }
 
 
 def _importance(model: Any, x: pd.DataFrame, y: np.ndarray, cfg: Any) -> dict[str, float]:
@@ -224,17 +258,26 @@ def _importance(model: Any, x: pd.DataFrame, y: np.ndarray, cfg: Any) -> dict[st
     return {c: float(m) for c, m in zip(x.columns, result.importances_mean, strict=True)}
 
 
-def register(settings: Settings, dataset: dict[str, Any], split_info: dict[str, Any], trained: dict[str, Any],
-             actor: str) -> dict[str, Any]:
+def register(
+    settings: Settings, dataset: dict[str, Any], split_info: dict[str, Any], trained: dict[str, Any], actor: str
+) -> dict[str, Any]:
     """Register the trained model, score it and the champion on the same test set, and apply the gate."""
     client = configure_mlflow(settings)
     name = settings.mlflow.model_name
     if "existing_version" in trained:
         existing = client.get_model_version(name, trained["existing_version"])
-        log.info("%s v%s already registered for this dataset and config (decision %s): nothing new", name,
-                 existing.version, existing.tags.get(TAG + "decision"))
-        return {"version": str(existing.version), "decision": existing.tags.get(TAG + "decision"), "created": False,
-                "aliases": reg.aliases(client, name)}
+        log.info(
+            "%s v%s already registered for this dataset and config (decision %s): nothing new",
+            name,
+            existing.version,
+            existing.tags.get(TAG + "decision"),
+        )
+        return {
+            "version": str(existing.version),
+            "decision": existing.tags.get(TAG + "decision"),
+            "created": False,
+            "aliases": reg.aliases(client, name),
+        }
     cfg = settings.training
     x_test, y_test = _parts(settings, dataset["version"], split_info["path"])["test"]
     candidate_score = evaluate.score(y_test, _proba(trained["model_uri"], x_test), trained["threshold"])[cfg.metric]
@@ -255,9 +298,15 @@ def register(settings: Settings, dataset: dict[str, Any], split_info: dict[str, 
         client.set_registered_model_alias(name, reg.CHALLENGER, version.version)
     reg.audit(client, name, version.version, f"gate_{decision.outcome}", actor, decision.reason)
     log.info("%s v%s: %s (%s)", name, version.version, decision.outcome, decision.reason)
-    return {"version": str(version.version), "decision": decision.outcome, "reason": decision.reason, "created": True,
-            "candidate_score": candidate_score, "champion_score": champion_score,
-            "aliases": reg.aliases(client, name)}
+    return {
+        "version": str(version.version),
+        "decision": decision.outcome,
+        "reason": decision.reason,
+        "created": True,
+        "candidate_score": candidate_score,
+        "champion_score": champion_score,
+        "aliases": reg.aliases(client, name),
+    }
 
 
 def _proba(model_uri: str, x: pd.DataFrame) -> np.ndarray:

@@ -34,3 +34,8 @@ demo: venv
 
 clean:
 	rm -rf .airloop
+
+bench: bench-train
+
+bench-train: venv  ## time readmission_train on 100k synthetic rows -> benchmarks/results/train.json
+	OMP_NUM_THREADS=2 $(PY) benchmarks/bench_train.py --rows 100000

@@ -30,6 +30,8 @@ class DemoError(RuntimeError):
 def airflow_env(settings: Settings) -> dict[str, str]:
     """Environment for Airflow processes: repo dags/ and plugins/, SQLite under the runtime folder, no examples."""
     env = os.environ.copy()
+    # standalone starts its components as `airflow ...` subprocesses: the venv's bin must come first on PATH.
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.update(
         {
             "AIRFLOW_HOME": str(settings.airflow_home),

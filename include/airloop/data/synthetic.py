@@ -98,8 +98,8 @@ _DIAG_GROUP_EFFECT: dict[str, float] = {
 _A1C_EFFECT: dict[str, float] = {"None": 0.12, "Norm": 0.0, ">7": 0.0, ">8": 0.08}
 # Per log1p(visit count), per diagnosis, per day, per 8 medications, per age decade, for diabetes medication at all.
 _WEIGHTS: dict[str, float] = {
-    "number_inpatient": 1.1, "number_emergency": 0.5, "number_outpatient": 0.2, "number_diagnoses": 0.11,
-    "time_in_hospital": 0.05, "num_medications": 0.05, "age": 0.08, "diabetesMed": 0.2,
+    "number_inpatient": 1.25, "number_emergency": 0.6, "number_outpatient": 0.25, "number_diagnoses": 0.13,
+    "time_in_hospital": 0.06, "num_medications": 0.05, "age": 0.1, "diabetesMed": 0.25,
 }  # fmt: skip
 
 

@@ -80,6 +80,27 @@ class TrainingSettings(BaseModel):
     importance_rows: int = Field(2000, ge=100)
 
 
+class ServingSettings(BaseModel):
+    """The prediction service: limits, micro-batching, registry polling, admin key, routing file."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, gt=0, lt=65536)
+    api_key: str | None = None
+    routing_file: Path = Path("config/routing.yaml")
+    max_batch_records: int = Field(256, ge=1)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    batch_max_size: int = Field(64, ge=1)
+    batch_max_wait_ms: float = Field(2.0, ge=0)
+    poll_interval_s: float = Field(10.0, gt=0)
+    log_flush_interval_s: float = Field(1.0, gt=0)
+    log_flush_rows: int = Field(5000, ge=1)
+
+    @property
+    def url(self) -> str:
+        """Base URL of the service."""
+        return f"http://{self.host}:{self.port}"
+
+
 class AirflowSettings(BaseModel):
     """How the demo runs Airflow standalone and reaches its REST API."""
 
@@ -105,11 +126,14 @@ class Settings(BaseSettings):
     airflow: AirflowSettings = AirflowSettings()
     mlflow: MlflowSettings = MlflowSettings()
     training: TrainingSettings = TrainingSettings()
+    serving: ServingSettings = ServingSettings()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
         if not self.home.is_absolute():
             self.home = (PROJECT_ROOT / self.home).resolve()
+        if not self.serving.routing_file.is_absolute():
+            self.serving.routing_file = (PROJECT_ROOT / self.serving.routing_file).resolve()
         if self.data.path is not None and not self.data.path.is_absolute():
             self.data.path = (PROJECT_ROOT / self.data.path).resolve()
         return self
@@ -158,6 +182,16 @@ class Settings(BaseSettings):
     def artifact_location(self) -> str:
         """Where new experiments store artifacts (local folder under ``home`` unless configured)."""
         return self.mlflow.artifact_location or (self.mlflow_dir / "artifacts").as_uri()
+
+    @property
+    def predictions_dir(self) -> Path:
+        """The serving prediction log (partitioned Parquet) that the drift and A/B DAGs read."""
+        return self.home / "predictions"
+
+    @property
+    def feedback_dir(self) -> Path:
+        """Observed outcomes posted to /v1/feedback, joined to predictions by request id."""
+        return self.home / "feedback"
 
     @property
     def logs_dir(self) -> Path:

@@ -1,0 +1,91 @@
+"""Adaptive micro-batching: concurrent requests for one variant become one model call.
+
+A request that finds nobody else queued is dispatched at once; when others are queued, the batch grows until
+``max_size`` records or ``max_wait`` seconds. The model runs in a dedicated thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+BatchFn = Callable[[list[dict[str, Any]]], tuple[np.ndarray, Any]]
+
+
+class MicroBatcher:
+    """Coalesces ``submit`` calls into ``fn(records)`` calls and fans the results back out."""
+
+    def __init__(self, fn: BatchFn, max_size: int, max_wait: float, executor: ThreadPoolExecutor) -> None:
+        self.fn = fn
+        self.max_size = max_size
+        self.max_wait = max_wait
+        self.executor = executor
+        self.queue: asyncio.Queue[tuple[list[dict[str, Any]], asyncio.Future]] = asyncio.Queue()
+        self.batches = 0
+        self.records = 0
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        """Start the dispatch loop on the running event loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop after the batch in flight."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def submit(self, records: list[dict[str, Any]]) -> tuple[np.ndarray, Any]:
+        """Queue records and wait for (probabilities, model info) of exactly these records."""
+        future = asyncio.get_running_loop().create_future()
+        self.queue.put_nowait((records, future))
+        return await future
+
+    async def _collect(self) -> list[tuple[list[dict[str, Any]], asyncio.Future]]:
+        first = await self.queue.get()
+        items, size = [first], len(first[0])
+        await asyncio.sleep(0)  # let requests that arrived in the same loop iteration enqueue
+        if self.queue.empty():
+            return items  # alone: no reason to wait
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait
+        while size < self.max_size:
+            if self.queue.empty():
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self.queue.get(), remaining)
+                except TimeoutError:
+                    break
+            else:
+                item = self.queue.get_nowait()
+            items.append(item)
+            size += len(item[0])
+        return items
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            items = await self._collect()
+            records = [r for chunk, _ in items for r in chunk]
+            try:
+                probabilities, info = await loop.run_in_executor(self.executor, self.fn, records)
+            except Exception as error:
+                for _, future in items:
+                    if not future.done():
+                        future.set_exception(error)
+                continue
+            self.batches += 1
+            self.records += len(records)
+            start = 0
+            for chunk, future in items:
+                if not future.done():
+                    future.set_result((probabilities[start : start + len(chunk)], info))
+                start += len(chunk)

@@ -1,0 +1,155 @@
+"""Build the FastAPI app: ``uvicorn --factory serving.main:create_app`` (settings from airloop's config)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from airloop.settings import Settings, get_settings
+from serving import routes
+from serving.batcher import MicroBatcher
+from serving.models import VARIANTS, ModelHolder
+from serving.predlog import ParquetLog
+from serving.state import AppState, load_routing
+
+log = logging.getLogger(__name__)
+
+
+class VariantUnavailable(RuntimeError):
+    """The variant a batch was routed to is no longer loaded."""
+
+
+def _mlflow_client_factory(settings: Settings):
+    def make():
+        from airloop.training.pipeline import configure_mlflow
+
+        return configure_mlflow(settings)
+
+    return make
+
+
+def _batch_fn(state: AppState, variant: str):
+    def run(records: list[dict[str, Any]]):
+        model = state.holder.models.get(variant)
+        if model is None:
+            raise VariantUnavailable(f"{variant} is not loaded")
+        state.metrics.batch_size.labels(variant).observe(len(records))
+        return model.predict_proba(records), model
+
+    return run
+
+
+async def _poll(state: AppState) -> None:
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(state.settings.serving.poll_interval_s)
+        if await loop.run_in_executor(None, state.holder.refresh):
+            log.info("now serving %s", state.holder.versions())
+
+
+class MetricsMiddleware:
+    """Counts requests and observes latency per route path (pure ASGI: no per-request task overhead)."""
+
+    def __init__(self, app: Any, state_getter: Any) -> None:
+        self.app, self.state_getter = app, state_getter
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = {"code": 500}
+
+        async def capture(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            state = self.state_getter()
+            if state is not None:
+                path = scope.get("path", "")
+                state.metrics.requests.labels(path, str(status["code"])).inc()
+                state.metrics.latency.labels(path).observe(time.perf_counter() - started)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app for ``settings`` (the configured ones by default); models load in the lifespan."""
+    settings = settings or get_settings()
+    # Ask an HTTP registry quickly and without long retry loops: the poller comes back anyway.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        serving = settings.serving
+        state = AppState(
+            settings=settings,
+            holder=ModelHolder(_mlflow_client_factory(settings), settings.mlflow.model_name),
+            routing=load_routing(serving.routing_file),
+            predictions=ParquetLog(settings.predictions_dir, serving.log_flush_interval_s, serving.log_flush_rows),
+            feedback=ParquetLog(settings.feedback_dir, serving.log_flush_interval_s, serving.log_flush_rows),
+        )
+        await asyncio.get_running_loop().run_in_executor(None, state.holder.refresh)
+        log.info("serving %s (registry error: %s)", state.holder.versions(), state.holder.registry_error)
+        for variant in VARIANTS:
+            batcher = MicroBatcher(
+                _batch_fn(state, variant), serving.batch_max_size, serving.batch_max_wait_ms / 1000, state.executor
+            )
+            batcher.start()
+            state.batchers[variant] = batcher
+        state.predictions.start()
+        state.feedback.start()
+        poller = asyncio.get_running_loop().create_task(_poll(state))
+        app.state.airloop = state
+        try:
+            yield
+        finally:
+            poller.cancel()
+            for batcher in state.batchers.values():
+                await batcher.stop()
+            state.predictions.close()
+            state.feedback.close()
+            state.executor.shutdown(wait=True)
+            log.info("prediction log flushed: %d rows written", state.predictions.written)
+
+    app = FastAPI(
+        title="airloop prediction service",
+        version="1",
+        description="Readmission risk from the MLflow registry's champion/challenger with sticky A/B routing.",
+        lifespan=lifespan,
+    )
+    app.include_router(routes.v1)
+    app.include_router(routes.admin)
+    app.include_router(routes.ops)
+    app.add_middleware(MetricsMiddleware, state_getter=lambda: getattr(app.state, "airloop", None))
+
+    @app.exception_handler(routes.ApiError)
+    async def api_error(request: Request, error: routes.ApiError) -> JSONResponse:
+        state = getattr(app.state, "airloop", None)
+        if state is not None:
+            state.metrics.errors.labels(error.kind).inc()
+        return JSONResponse({"detail": error.detail}, status_code=error.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = error.errors()
+        malformed = any(e.get("type") == "json_invalid" for e in errors)
+        state = getattr(app.state, "airloop", None)
+        if state is not None:
+            state.metrics.errors.labels("malformed_json" if malformed else "invalid_input").inc()
+        detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+        return JSONResponse({"detail": detail}, status_code=400 if malformed else 422)
+
+    return app

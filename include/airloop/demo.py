@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -179,6 +180,34 @@ def start_mlflow(settings: Settings) -> Service:
     return start_service("mlflow-server", command, os.environ.copy(), settings.logs_dir)
 
 
+def start_serving(settings: Settings) -> Service:
+    """The prediction service (uvicorn, one worker) on the same runtime home and registry."""
+    env = os.environ.copy()
+    env.update({"AIRLOOP_HOME": str(settings.home), "AIRLOOP_SERVING__API_KEY": settings.serving.api_key or ""})
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "serving.main:create_app",
+        "--host", settings.serving.host, "--port", str(settings.serving.port), "--workers", "1", "--no-access-log",
+    ]  # fmt: skip
+    return start_service("serving", command, env, settings.logs_dir)
+
+
+def send_predictions(settings: Settings, count: int) -> dict[str, Any]:
+    """POST ``count`` encounters from the latest published dataset, one request each; return a sample response."""
+    from airloop.data.store import DatasetStore
+    from airloop.training.features import model_inputs
+
+    frame = DatasetStore(settings.datasets_dir / settings.data.dataset_name).load().head(count)
+    records = model_inputs(frame).to_dict("records")
+    sample: dict[str, Any] = {}
+    with httpx.Client(base_url=settings.serving.url, timeout=30) as http:
+        for record, patient in zip(records, frame["patient_nbr"].tolist(), strict=True):
+            response = http.post("/v1/predict", json={"records": [{**record, "entity_id": patient}]})
+            response.raise_for_status()
+            sample = sample or {"request": {"records": [{**record, "entity_id": patient}]}, "response": response.json()}
+        sample["models"] = http.get("/v1/models").json()
+    return sample
+
+
 def main(settings: Settings, keep_running: bool = True) -> int:
     """Run the demo; with ``keep_running`` the services stay up until Ctrl-C."""
     settings.home.mkdir(parents=True, exist_ok=True)
@@ -216,9 +245,22 @@ def main(settings: Settings, keep_running: bool = True) -> int:
                 "readmission_train to be triggered by the dataset Asset", 120, airflow,
             )  # fmt: skip
             train_state = wait_for_run(client, "readmission_train", train["dag_run_id"], settings, airflow)
-        print_summary(settings, etl_state, train_state)
         if etl_state != "success" or train_state == "failed":
+            print_summary(settings, etl_state, train_state)
             return 1
+        if not settings.serving.api_key:
+            settings.serving.api_key = secrets.token_urlsafe(16)
+        serving = start_serving(settings)
+        services.append(serving)
+        print(f"  prediction service starting (log: {serving.log})", flush=True)
+        wait_until(
+            lambda: httpx.get(f"{settings.serving.url}/ready", timeout=5).status_code == 200,
+            "the prediction service to load the champion", 180, serving,
+        )  # fmt: skip
+        sample = send_predictions(settings, 300)
+        print("  sent 300 predictions to /v1/predict", flush=True)
+        print_summary(settings, etl_state, train_state)
+        print_serving(settings, sample)
         if keep_running:
             print("\nServices keep running; press Ctrl-C to stop them.", flush=True)
             while all(service.process.poll() is None for service in services):
@@ -267,6 +309,24 @@ Trigger a run yourself through the REST API v2 (user "{user}"):
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   curl -s -X POST {url}/api/v2/dags/readmission_etl/dagRuns -H "Authorization: Bearer $TOKEN" \\
     -H 'Content-Type: application/json' -d '{{"logical_date": null, "conf": {{"seed": 7, "covariate_drift": 1.0}}}}'
+""",
+        flush=True,
+    )
+
+
+def print_serving(settings: Settings, sample: dict[str, Any]) -> None:
+    """The prediction service's URLs, a sample request/response, and how to call it."""
+    url = settings.serving.url
+    record = json.dumps(sample["request"])
+    print(
+        f"""Prediction service {url}   (OpenAPI docs: {url}/docs, metrics: {url}/metrics)
+  serving: {json.dumps(sample["models"]["models"])}
+  routing: {json.dumps(sample["models"]["routing"])}
+  admin API key (X-API-Key): {settings.serving.api_key}
+  prediction log: {settings.predictions_dir}
+  sample response: {json.dumps(sample["response"])}
+
+  curl -s -X POST {url}/v1/predict -H 'Content-Type: application/json' -d '{record}'
 """,
         flush=True,
     )

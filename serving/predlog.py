@@ -51,7 +51,8 @@ class ParquetLog:
 
     def flush(self) -> int:
         """Write everything buffered now; returns the number of rows written."""
-        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
 
         with self._lock:
             rows, self._rows = self._rows, []
@@ -63,7 +64,7 @@ class ParquetLog:
             folder.mkdir(parents=True, exist_ok=True)
             name = f"part-{now:%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
             tmp = folder / f".{name}.tmp"
-            pd.DataFrame.from_records(rows).to_parquet(tmp, index=False)
+            pq.write_table(pa.Table.from_pylist(rows), tmp)
             tmp.rename(folder / name)
         except Exception:
             with self._lock:

@@ -35,7 +35,11 @@ demo: venv
 clean:
 	rm -rf .airloop
 
-bench: bench-train
+bench: bench-train bench-serving
 
 bench-train: venv  ## time readmission_train on 100k synthetic rows -> benchmarks/results/train.json
 	OMP_NUM_THREADS=2 $(PY) benchmarks/bench_train.py --rows 100000
+
+bench-serving: venv  ## airloop serving vs mlflow models serve under wrk -> benchmarks/results/serving.json
+	@command -v wrk >/dev/null || { echo "bench-serving needs wrk (Debian/Ubuntu: apt-get install wrk)"; exit 2; }
+	$(PY) benchmarks/bench_serving.py

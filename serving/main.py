@@ -30,10 +30,15 @@ class VariantUnavailable(RuntimeError):
 
 
 def _mlflow_client_factory(settings: Settings):
-    def make():
-        from airloop.training.pipeline import configure_mlflow
+    """A read-only registry client: serving never creates experiments or writes to the tracking store."""
 
-        return configure_mlflow(settings)
+    def make():
+        import mlflow
+        from mlflow import MlflowClient
+
+        mlflow.set_tracking_uri(settings.tracking_uri)
+        mlflow.set_registry_uri(settings.registry_uri)  # models:/ URIs resolve against it when loading
+        return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
 
     return make
 

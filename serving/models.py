@@ -87,7 +87,10 @@ class ModelHolder:
         """Bring loaded models in line with the registry aliases; True when something changed."""
         with self._lock:
             try:
-                client = self._client_factory()
+                try:
+                    client = self._client_factory()
+                except Exception as error:
+                    raise RegistryUnavailable(f"registry unreachable: {error}") from error
                 wanted = {alias: self._alias_version(client, alias) for alias in VARIANTS}
                 current = dict(self.models)
                 new: dict[str, LoadedModel] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from dataclasses import dataclass
 from typing import Literal
@@ -19,8 +20,10 @@ class RoutingConfig:
     mode: Mode = "ab"
 
     def __post_init__(self) -> None:
-        if not self.weights or any(w < 0 for w in self.weights.values()) or sum(self.weights.values()) <= 0:
-            raise ValueError(f"weights must be non-negative with a positive sum, got {self.weights}")
+        total = sum(self.weights.values()) if self.weights else 0.0
+        finite = all(math.isfinite(w) for w in self.weights.values()) and math.isfinite(total)
+        if not self.weights or not finite or any(w < 0 for w in self.weights.values()) or total <= 0:
+            raise ValueError(f"weights must be finite, non-negative, with a positive finite sum; got {self.weights}")
         if self.mode not in ("ab", "shadow"):
             raise ValueError(f"mode must be 'ab' or 'shadow', got {self.mode!r}")
 
@@ -49,6 +52,6 @@ def assign(config: RoutingConfig, entity_id: str | int | None, available: set[st
     if not weights:
         if not available:
             raise LookupError("no model variant is loaded")
-        return sorted(available)[0]
+        return "champion" if "champion" in available else sorted(available)[0]
     point = bucket(str(entity_id), config.experiment) if entity_id is not None else rng.random()
     return choose(weights, point)

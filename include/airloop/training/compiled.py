@@ -75,7 +75,7 @@ def _numeric_scaling(transformer: Any, count: int) -> tuple[np.ndarray | None, n
 def _encoder(transformer: Any) -> OneHotEncoder | None:
     steps = transformer.steps if isinstance(transformer, Pipeline) else [("only", transformer)]
     *imputers, (_, last) = steps
-    if not isinstance(last, OneHotEncoder) or last.drop is not None:
+    if not isinstance(last, OneHotEncoder) or last.drop is not None or last.handle_unknown == "error":
         return None
     for _, step in imputers:  # only a constant "missing" imputer is understood
         if getattr(step, "strategy", None) != "constant" or getattr(step, "fill_value", None) != MISSING:
@@ -83,14 +83,16 @@ def _encoder(transformer: Any) -> OneHotEncoder | None:
     return last
 
 
-def _category_positions(encoder: OneHotEncoder, columns: list[str], offset: int) -> tuple[list[dict], list[int]]:
+def _category_positions(encoder: OneHotEncoder, offset: int) -> tuple[list[dict], list[int]]:
     """Output column of every known category (and of an unknown one) per input column, asked of the encoder."""
     longest = max(len(c) for c in encoder.categories_)
-    probe = pd.DataFrame(
-        {
-            col: [cats[i % len(cats)] for i in range(longest)] + [_UNKNOWN_PROBE]
-            for col, cats in zip(columns, encoder.categories_, strict=True)
-        }
+    rows = [[cats[i % len(cats)] for cats in encoder.categories_] for i in range(longest)]
+    rows.append([_UNKNOWN_PROBE] * len(encoder.categories_))
+    # Same container as in training: a frame with names if the encoder saw names, else an object array.
+    probe = (
+        pd.DataFrame(rows, columns=list(encoder.feature_names_in_))
+        if hasattr(encoder, "feature_names_in_")
+        else np.array(rows, dtype=object)
     )
     encoded = encoder.transform(probe)
     encoded = encoded.toarray() if hasattr(encoded, "toarray") else np.asarray(encoded)
@@ -124,7 +126,7 @@ def compile_pipeline(pipeline: Any) -> CompiledPipeline | None:
     encoder = _encoder(cat_t)
     if scaling is None or encoder is None:
         return None
-    lookups, unknown = _category_positions(encoder, list(categorical), offset=len(numeric))
+    lookups, unknown = _category_positions(encoder, offset=len(numeric))
     width = len(numeric) + int(sum(encoder._n_features_outs))
     return CompiledPipeline(
         list(numeric), list(categorical), scaling[0], scaling[1], lookups, unknown, width, estimator

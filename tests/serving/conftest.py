@@ -1,0 +1,229 @@
+"""A real MLflow registry for the serving tests: two models trained by airloop's own code on synthetic encounters.
+
+Version 1 (HistGradientBoosting) is the champion and version 2 (LogisticRegression) the challenger, so the two
+variants give different probabilities. Both are trained and registered once per session, in a SQLite store under
+pytest's temp folder; a test that moves an alias puts it back. ``tests/training/test_compiled.py`` reuses the same
+registry through ``session_registry``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+NAME = "readmission"
+CHAMPION_VERSION, CHALLENGER_VERSION = "1", "2"
+THRESHOLDS = {CHAMPION_VERSION: 0.3, CHALLENGER_VERSION: 0.2}
+API_KEY = "test-admin-key"
+MLFLOW = Path(sys.executable).with_name("mlflow")
+
+
+@dataclass(frozen=True)
+class TrainedRegistry:
+    """Where the session's registry lives and request records the models have not seen."""
+
+    home: Path
+    tracking_uri: str
+    records: tuple[dict[str, Any], ...]
+
+    def client(self):
+        """A client bound to this registry (no process-wide MLflow URIs involved)."""
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def pipeline(self, version: str):
+        """The registered scikit-learn Pipeline of ``version``, loaded back from the registry."""
+        return _load(self.tracking_uri, version)
+
+
+@functools.cache
+def _load(tracking_uri: str, version: str):
+    import mlflow
+    from mlflow import MlflowClient
+
+    uri = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).get_model_version_download_uri(
+        NAME, version
+    )
+    return mlflow.sklearn.load_model(uri)
+
+
+def encounters(rows: int, seed: int):
+    """Model inputs and target of synthetic encounters, through the package's own transform."""
+    from airloop.data.synthetic import generate
+    from airloop.data.transform import transform
+    from airloop.training import features
+
+    frame = transform(generate(rows, seed))
+    return features.model_inputs(frame), features.target(frame)
+
+
+@functools.cache
+def _train_and_register(home: Path) -> TrainedRegistry:
+    import mlflow
+    from mlflow.models import infer_signature
+    from threadpoolctl import threadpool_limits
+
+    from airloop.registry.aliases import CHALLENGER, CHAMPION
+    from airloop.settings import Settings
+    from airloop.training import features
+    from airloop.training.pipeline import configure_mlflow
+
+    settings = Settings(home=home)
+    client = configure_mlflow(settings)
+    x, y = encounters(3000, seed=1)
+    candidates = [("hist_gradient_boosting", {"max_iter": 30}), ("logistic_regression", {})]
+    for (kind, params), version in zip(candidates, (CHAMPION_VERSION, CHALLENGER_VERSION), strict=True):
+        with threadpool_limits(1):  # OpenMP spin-waits crawl when the 2 cores are shared with other processes
+            pipeline = features.make_pipeline(kind, params, seed=0).fit(x, y)
+        example = x.head(5)
+        with mlflow.start_run(run_name=kind):
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name="model",
+                signature=infer_signature(example, pipeline.predict_proba(example)[:, 1]),
+                pyfunc_predict_fn="predict_proba",
+                skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
+                pip_requirements=features.pip_requirements(),
+            )
+        registered = mlflow.register_model(info.model_uri, NAME, tags={"airloop.threshold": str(THRESHOLDS[version])})
+        assert str(registered.version) == version
+    client.set_registered_model_alias(NAME, CHAMPION, CHAMPION_VERSION)
+    client.set_registered_model_alias(NAME, CHALLENGER, CHALLENGER_VERSION)
+    requests, _ = encounters(600, seed=2)
+    return TrainedRegistry(home, settings.tracking_uri, tuple(requests.to_dict("records")))
+
+
+def session_registry(tmp_path_factory: pytest.TempPathFactory) -> TrainedRegistry:
+    """The session's registry, trained on first use (shared by every test module that asks)."""
+    return _train_and_register(tmp_path_factory.getbasetemp() / "registry")
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> TrainedRegistry:
+    return session_registry(tmp_path_factory)
+
+
+def app_settings(home: Path, registry: TrainedRegistry, mlflow: dict[str, Any] | None = None, **serving: Any):
+    """Settings for one app: its own home (prediction and feedback logs), the session registry unless ``mlflow``
+    says otherwise, the admin key set, and ``serving`` overrides."""
+    from airloop.settings import Settings
+
+    return Settings(
+        home=home,
+        mlflow=mlflow or {"tracking_uri": registry.tracking_uri, "registry_uri": registry.tracking_uri},
+        serving={"api_key": API_KEY, **serving},
+    )
+
+
+@pytest.fixture
+def make_settings(tmp_path, registry):
+    """``app_settings`` with this test's tmp_path as home."""
+    return functools.partial(app_settings, tmp_path / "home", registry)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class MlflowServer:
+    """A real ``mlflow server`` subprocess on the session registry's SQLite store."""
+
+    process: subprocess.Popen
+    url: str
+    log: Path
+
+    def wait_ready(self, timeout: float = 90) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mlflow server exited with {self.process.returncode}: {self.log.read_text()}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise TimeoutError(f"mlflow server at {self.url} not up after {timeout} s: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        """SIGTERM to the server's own process group (it runs uvicorn as a child), SIGKILL if it lingers."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=15)
+
+
+@pytest.fixture
+def mlflow_server(registry, tmp_path) -> Iterator[MlflowServer]:
+    """Serves the session registry until the test ends (or until the test stops it)."""
+    port = free_port()
+    log = tmp_path / "mlflow-server.log"
+    # No job runner: it starts half a dozen huey worker processes the registry API does not need.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    command = [
+        str(MLFLOW), "server",
+        "--backend-store-uri", registry.tracking_uri,
+        "--default-artifact-root", (registry.home / "mlflow" / "artifacts").as_uri(),
+        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    server = MlflowServer(process, f"http://127.0.0.1:{port}", log)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@dataclass
+class RunningApp:
+    """The app served by a real uvicorn in a thread, on a loopback socket it was handed."""
+
+    url: str
+    server: Any
+    thread: threading.Thread
+
+
+@contextlib.contextmanager
+def uvicorn_app(app: Any) -> Iterator[RunningApp]:
+    """Serve ``app`` with uvicorn (lifespan included) until the block ends, then shut it down."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.05)
+        yield RunningApp(f"http://127.0.0.1:{port}", server, thread)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

@@ -1,0 +1,123 @@
+"""The micro-batcher: no waiting when alone, coalescing under concurrency, results and errors to the right callers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from serving.batcher import MicroBatcher
+
+
+class Doubler:
+    """A model stand-in: doubles each record's ``x`` and remembers the size of every call it got."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls: list[int] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, records: list[dict[str, Any]]) -> tuple[np.ndarray, Any]:
+        with self.lock:
+            self.calls.append(len(records))
+        if any(r.get("fail") for r in records):
+            raise ValueError(f"cannot score {len(records)} records")
+        time.sleep(self.delay)
+        return np.array([2.0 * r["x"] for r in records]), "model-info"
+
+
+def run(fn: Doubler, scenario, max_size: int = 64, max_wait: float = 0.05):
+    """Run ``scenario(batcher)`` on a fresh event loop with a started batcher, then stop it."""
+
+    async def main():
+        with ThreadPoolExecutor(1) as executor:
+            batcher = MicroBatcher(fn, max_size, max_wait, executor)
+            batcher.start()
+            try:
+                return await scenario(batcher)
+            finally:
+                await batcher.stop()
+
+    return asyncio.run(main())
+
+
+def test_a_lone_request_is_dispatched_without_waiting_for_the_window():
+    fn = Doubler()
+
+    async def lone(batcher: MicroBatcher):
+        await batcher.submit([{"x": 0.0}])  # warm the executor thread
+        started = time.perf_counter()
+        result = await batcher.submit([{"x": 1.5}, {"x": 2.0}])
+        return result, time.perf_counter() - started
+
+    (probabilities, info), elapsed = run(fn, lone, max_wait=1.0)
+
+    assert probabilities.tolist() == [3.0, 4.0] and info == "model-info"
+    assert elapsed < 0.2, f"a lone request waited {elapsed:.3f} s of a 1 s window"
+
+
+def test_concurrent_requests_are_coalesced_and_each_caller_gets_its_own_results():
+    fn = Doubler(delay=0.01)
+    requests = [[{"x": float(100 * i + j)} for j in range(1 + i % 3)] for i in range(60)]
+
+    async def concurrent(batcher: MicroBatcher):
+        return await asyncio.gather(*(batcher.submit(records) for records in requests))
+
+    results = run(fn, concurrent, max_size=32)
+
+    for records, (probabilities, info) in zip(requests, results, strict=True):
+        assert probabilities.tolist() == [2.0 * r["x"] for r in records]
+        assert info == "model-info"
+    assert sum(fn.calls) == sum(len(r) for r in requests)
+    assert len(fn.calls) < len(requests) / 4, fn.calls
+
+
+def test_a_batch_stops_growing_at_max_size():
+    fn = Doubler()
+
+    async def singles(batcher: MicroBatcher):
+        return await asyncio.gather(*(batcher.submit([{"x": float(i)}]) for i in range(50)))
+
+    results = run(fn, singles, max_size=8)
+
+    assert [p.tolist() for p, _ in results] == [[2.0 * i] for i in range(50)]
+    assert max(fn.calls) <= 8 and sum(fn.calls) == 50
+
+
+def test_requests_arriving_while_the_model_is_busy_are_served_together_next():
+    fn = Doubler(delay=0.1)
+
+    async def busy(batcher: MicroBatcher):
+        async def later(i: int):
+            await asyncio.sleep(0.01 + 0.005 * i)
+            return await batcher.submit([{"x": float(i)}])
+
+        return await asyncio.gather(batcher.submit([{"x": -1.0}]), *(later(i) for i in range(1, 6)))
+
+    results = run(fn, busy, max_wait=0.05)
+
+    assert [p.tolist() for p, _ in results] == [[-2.0]] + [[2.0 * i] for i in range(1, 6)]
+    assert fn.calls == [1, 5]
+
+
+def test_an_error_in_the_model_reaches_every_caller_of_that_batch_and_the_next_batch_is_served():
+    fn = Doubler(delay=0.01)
+
+    async def failing(batcher: MicroBatcher):
+        await batcher.submit([{"x": 0.0}])
+        batch = [[{"x": 1.0}], [{"x": 2.0, "fail": True}], [{"x": 3.0}]]
+        outcomes = await asyncio.gather(*(batcher.submit(r) for r in batch), return_exceptions=True)
+        after = await batcher.submit([{"x": 4.0}])
+        return outcomes, after
+
+    outcomes, (after, _) = run(fn, failing)
+
+    assert fn.calls[1] == 3  # the three concurrent requests shared one failing call
+    for outcome in outcomes:
+        assert isinstance(outcome, ValueError)
+        assert str(outcome) == "cannot score 3 records"
+    assert after.tolist() == [8.0]

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from airloop.experiments.routing import RoutingConfig, assign
 from serving.models import LoadedModel
@@ -47,11 +48,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes", "body_too_large")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body exceeds the limit of {limit} bytes", "body_too_large")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(413, f"request body exceeds the limit of {limit} bytes", "body_too_large")
+            chunks.append(chunk)
+    except ClientDisconnect as error:  # the caller is gone; count it, don't log a server error
+        raise ApiError(400, "client disconnected before sending the whole body", "client_disconnect") from error
     return b"".join(chunks)
 
 
@@ -90,19 +94,22 @@ def validation_error(error: ValidationError, max_records: int) -> ApiError:
     summary="Score one or more encounters",
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
 )
-async def predict(request: Request, state: State) -> dict[str, Any]:
+async def predict(request: Request, state: State) -> JSONResponse:
     """Body: ``{"records": [{<feature>: value, ..., "entity_id": optional}]}``; answers in the same order."""
     serving = state.settings.serving
-    payload = parse_json(await read_body(request, serving.max_body_bytes))
+    body = await read_body(request, serving.max_body_bytes)
     models = state.holder.models
     champion = models.get("champion")
     if champion is None:
         raise ApiError(503, "no champion model is loaded yet", "not_ready")
     try:
-        parsed = validator(state, champion).model_validate(payload)
+        # Parsed and validated straight from the bytes by pydantic-core: no intermediate Python dicts.
+        parsed = validator(state, champion).model_validate_json(body)
     except ValidationError as error:
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            parse_json(body)  # raises the 400 with the decoder's position
         raise validation_error(error, serving.max_batch_records) from error
-    records = [r.model_dump() for r in parsed.records]
+    records = [dict(r.__dict__) for r in parsed.records]  # flat records of plain values; cheaper than model_dump
     entity_ids = [r.pop(ENTITY_ID) for r in records]
     routing = state.routing
     available = set(models)
@@ -151,7 +158,8 @@ async def predict(request: Request, state: State) -> dict[str, Any]:
         role = "shadow" if routing.mode == "shadow" and variant == "challenger" else "served"
         state.metrics.predictions.labels(variant, model.version, role).inc(len(groups[variant]))
     state.predictions.append(rows)
-    return {"predictions": answers}
+    # Already the documented shape (PredictResponse): skip FastAPI's re-validation of the response.
+    return JSONResponse({"predictions": answers})
 
 
 @v1.post("/feedback", status_code=202, summary="Record the observed outcome of a prediction")

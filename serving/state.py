@@ -42,6 +42,6 @@ class AppState:
     request_models: dict[tuple, tuple[type[BaseModel], Any]] = field(default_factory=dict)
 
 
-def get_state(request: Request) -> AppState:
-    """FastAPI dependency: the app's state."""
+async def get_state(request: Request) -> AppState:
+    """FastAPI dependency: the app's state (async: a sync dependency would cost a thread hop per request)."""
     return request.app.state.airloop

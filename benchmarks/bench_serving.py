@@ -1,0 +1,419 @@
+"""Serve the same registered champion with `mlflow models serve` and with airloop serving and load both with wrk.
+
+Usage: python benchmarks/bench_serving.py [--duration 10] [--warmup 3]  -> benchmarks/results/serving.{json,md}
+
+In a throwaway airloop home: synthetic data is generated and published, and the package's training stages register
+one HistGradientBoosting champion (a ColumnTransformer + OneHotEncoder pipeline). Both servers then run on loopback,
+one uvicorn worker each, with OMP_NUM_THREADS=1. The same wrk script (benchmarks/wrk_post.lua, keep-alive, one wrk
+thread) drives each with the same records in the server's own request format: 1 and 32 concurrent clients, bodies of
+1 and 100 records, a warm-up run and then a fixed-duration measured run per scenario. Before timing, both servers must
+give the same probabilities for the same records. Needs `wrk` on PATH (Debian: apt-get install wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from importlib.metadata import version as dist_version
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_post.lua"
+VENV_BIN = Path(sys.executable).parent
+# One HGB candidate, so the served model is the HistGradientBoosting pipeline. An environment override of a dict
+# setting is merged into config/airloop.yaml's, not put in its place: the YAML's other kinds must be emptied here.
+CANDIDATES = {"hist_gradient_boosting": [{"max_iter": 100}], "logistic_regression": []}
+CLIENTS = (1, 32)
+BATCH_SIZES = (1, 100)
+SERVERS = ("mlflow", "airloop")
+RECORDS = 1000  # distinct dataset records replayed round-robin (10 bodies of 100, 1000 bodies of 1)
+TARGET_THROUGHPUT_RATIO = 20.0  # airloop / mlflow req/s, 32 clients, single record
+TARGET_P99_MS = 50.0  # airloop p99, 32 clients, single record
+TARGET_P50_RATIO = 0.5  # airloop / mlflow p50, 1 client, single record
+READY_TIMEOUT_S = 180
+TOLERANCE = 1e-9
+PACKAGES = ("mlflow", "scikit-learn", "fastapi", "uvicorn", "uvloop", "pydantic")
+
+
+class BenchmarkFailed(RuntimeError):
+    """A server did not come up, answered wrongly, or the load generator failed."""
+
+
+def prepare(rows: int, seed: int) -> tuple[Any, list[dict[str, Any]], list[str], dict[str, Any]]:
+    """Publish synthetic data and register a champion with the package's own stages (settings from the env)."""
+    from airloop.data.store import DatasetStore
+    from airloop.data.synthetic import generate
+    from airloop.data.transform import transform
+    from airloop.settings import get_settings
+    from airloop.training import features, pipeline
+
+    settings = get_settings()
+    frame = transform(generate(rows, seed))
+    published = DatasetStore(settings.datasets_dir / settings.data.dataset_name).publish(
+        frame, {"dataset": settings.data.dataset_name, "source": f"synthetic rows={rows} seed={seed}"}
+    )
+    run_id = "bench-serving"
+    dataset = pipeline.load(settings, published.version)
+    validation = pipeline.validate(settings, dataset["version"], run_id)
+    split_info = pipeline.split(settings, dataset["version"], run_id)
+    trained = pipeline.train(settings, dataset, split_info, validation, run_id)
+    registered = pipeline.register(settings, dataset, split_info, trained, "bench_serving")
+    if registered["decision"] != "champion" or trained["kind"] != "hist_gradient_boosting":
+        raise BenchmarkFailed(f"expected a hist_gradient_boosting champion, got {trained['kind']}: {registered}")
+    inputs = features.model_inputs(frame.sample(RECORDS, random_state=seed))
+    model = {"version": registered["version"], "kind": trained["kind"], "test_metrics": trained["test_metrics"]}
+    return settings, inputs.to_dict("records"), list(inputs.columns), model
+
+
+def free_port() -> int:
+    """An unused loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http(method: str, url: str, body: bytes | None = None, timeout: float = 10) -> tuple[int, bytes]:
+    """(status, body) of one request; HTTP errors are returned, not raised."""
+    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+@contextlib.contextmanager
+def serving(name: str, command: list[str], env: dict[str, str], ready_url: str, log: Path) -> Iterator[None]:
+    """Run a server in its own process group until it answers 200 on ``ready_url``; kill the group on exit."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise BenchmarkFailed(f"{name} exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                if http("GET", ready_url, timeout=2)[0] == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise BenchmarkFailed(f"{name} not ready after {READY_TIMEOUT_S}s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def airloop_body(records: list[dict[str, Any]]) -> str:
+    """A /v1/predict body."""
+    return json.dumps({"records": records}, separators=(",", ":"))
+
+
+def mlflow_body(records: list[dict[str, Any]], columns: list[str]) -> str:
+    """An /invocations body (dataframe_split, the compact format MLflow documents)."""
+    data = [[record[c] for c in columns] for record in records]
+    return json.dumps({"dataframe_split": {"columns": columns, "data": data}}, separators=(",", ":"))
+
+
+def probabilities(server: str, url: str, body: str) -> list[float]:
+    """Positive-class probabilities from one request, in record order."""
+    status, raw = http("POST", url, body.encode(), timeout=30)
+    if status != 200:
+        raise BenchmarkFailed(f"{server} answered {status}: {raw[:500]!r}")
+    answer = json.loads(raw)
+    if server == "airloop":
+        return [p["probability"] for p in answer["predictions"]]
+    rows = answer["predictions"]  # pyfunc_predict_fn="predict_proba": one [p(0), p(1)] row per record
+    if not all(isinstance(r, list) and len(r) == 2 for r in rows):
+        raise BenchmarkFailed(f"mlflow answered an unexpected shape: {str(rows)[:300]}")
+    return [r[1] for r in rows]
+
+
+def run_wrk(url: str, bodies: Path, clients: int, duration: float, timeout: float) -> dict[str, Any]:
+    """One wrk run (one thread, ``clients`` keep-alive connections); its statistics."""
+    command = [
+        "wrk",
+        "-t1",
+        f"-c{clients}",
+        f"-d{duration:g}s",
+        f"--timeout={timeout:g}s",
+        "-s",
+        str(WRK_SCRIPT),
+        url,
+        "--",
+        str(bodies),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=duration + timeout + 30)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if done.returncode != 0 or line is None:
+        raise BenchmarkFailed(f"wrk failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return json.loads(line.removeprefix("WRK_JSON "))
+
+
+def scenario_result(raw: dict[str, Any], batch: int) -> dict[str, Any]:
+    """req/s, records/s, latency percentiles (ms) and error counts of one measured run."""
+    seconds = raw["duration_us"] / 1e6
+    errors = raw["errors"]
+    return {
+        "requests": raw["requests"],
+        "req_per_s": round(raw["requests"] / seconds, 1),
+        "records_per_s": round(raw["requests"] * batch / seconds, 1),
+        "p50_ms": round(raw["latency_us"]["p50"] / 1000, 2),
+        "p90_ms": round(raw["latency_us"]["p90"] / 1000, 2),
+        "p99_ms": round(raw["latency_us"]["p99"] / 1000, 2),
+        "max_ms": round(raw["latency_us"]["max"] / 1000, 2),
+        "non_2xx": raw["non_2xx"],
+        "socket_errors": errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
+    }
+
+
+def scenario_name(clients: int, batch: int) -> str:
+    """e.g. c32_b1: 32 concurrent clients, 1 record per request."""
+    return f"c{clients}_b{batch}"
+
+
+def drain(url: str, body: str, timeout: float) -> None:
+    """Wait until requests queued by an earlier run are done: wrk hangs up, but a server finishes what it accepted."""
+    status, raw = http("POST", url, body.encode(), timeout=timeout)
+    if status != 200:
+        raise BenchmarkFailed(f"{url} answered {status} after a run: {raw[:500]!r}")
+    time.sleep(0.5)
+
+
+def measure(name: str, url: str, bodies: dict[int, Path], args: argparse.Namespace) -> dict[str, Any]:
+    """All scenarios against one running server: warm-up, then the measured run, each starting on an idle server."""
+    results = {}
+    probe = bodies[1].read_text().splitlines()[0]
+    for clients in CLIENTS:
+        for batch in BATCH_SIZES:
+            drain(url, probe, args.timeout * 6)
+            run_wrk(url, bodies[batch], clients, args.warmup, args.timeout)
+            drain(url, probe, args.timeout * 6)
+            raw = run_wrk(url, bodies[batch], clients, args.duration, args.timeout)
+            results[scenario_name(clients, batch)] = result = scenario_result(raw, batch)
+            print(
+                f"{name:8} {clients:>2} clients x {batch:>3} records: {result['req_per_s']:>8.1f} req/s "
+                f"p50 {result['p50_ms']:>7.2f} ms  p99 {result['p99_ms']:>7.2f} ms  non-2xx {result['non_2xx']}",
+                flush=True,
+            )
+    return results
+
+
+def table(servers: dict[str, dict[str, Any]]) -> str:
+    """The results as a Markdown table."""
+    lines = [
+        "| server | clients | records/request | req/s | records/s | p50 ms | p99 ms | non-2xx |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for server, scenarios in servers.items():
+        for clients in CLIENTS:
+            for batch in BATCH_SIZES:
+                r = scenarios[scenario_name(clients, batch)]
+                lines.append(
+                    f"| {server} | {clients} | {batch} | {r['req_per_s']:.1f} | {r['records_per_s']:.1f} | "
+                    f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['non_2xx']} |"
+                )
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    """Where the numbers come from."""
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line for line in cpuinfo.read_text().splitlines() if "model name" in line] if cpuinfo.is_file() else []
+    cpu = names[0].split(":", 1)[1].strip() if names else platform.processor()
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n", 1)[0].strip()
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "wrk": wrk_version,
+        "packages": {d: dist_version(d) for d in PACKAGES},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=20_000, help="synthetic rows to train on")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--duration", type=float, default=10.0, help="measured seconds per scenario")
+    parser.add_argument("--warmup", type=float, default=3.0, help="warm-up seconds per scenario")
+    parser.add_argument("--timeout", type=float, default=10.0, help="wrk's per-request timeout in seconds")
+    parser.add_argument("--keep-home", action="store_true", help="keep the throwaway home (logs, registry)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not on PATH (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
+        return 2
+    home = Path(tempfile.mkdtemp(prefix="airloop-bench-serving-"))
+    try:
+        return run(args, home)
+    finally:
+        if args.keep_home:
+            print(f"kept {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+
+
+def run(args: argparse.Namespace, home: Path) -> int:
+    """Prepare the champion in ``home``, check both servers agree, measure both, write the results files."""
+    os.environ.update({"AIRLOOP_HOME": str(home / "airloop"), "AIRLOOP_TRAINING__CANDIDATES": json.dumps(CANDIDATES)})
+    started = time.perf_counter()
+    settings, records, columns, model = prepare(args.rows, args.seed)
+    prepare_s = time.perf_counter() - started
+    name = settings.mlflow.model_name
+    print(f"champion {name} v{model['version']} ({model['kind']}) registered in {prepare_s:.0f}s", flush=True)
+
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # mlflow execs `uvicorn`
+        "MLFLOW_TRACKING_URI": settings.tracking_uri,
+        "MLFLOW_REGISTRY_URI": settings.registry_uri,
+        "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "include"), str(PROJECT_ROOT)]),
+    }
+    ports = {server: free_port() for server in SERVERS}
+    commands = {
+        "mlflow": [
+            str(VENV_BIN / "mlflow"), "models", "serve", "-m", f"models:/{settings.mlflow.model_name}@champion",
+            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow"]), "-w", "1",
+        ],
+        "airloop": [
+            sys.executable, "-m", "uvicorn", "--factory", "serving.main:create_app", "--host", "127.0.0.1",
+            "--port", str(ports["airloop"]), "--workers", "1", "--no-access-log", "--log-level", "warning",
+        ],
+    }  # fmt: skip
+    base = {server: f"http://127.0.0.1:{port}" for server, port in ports.items()}
+    ready = {"mlflow": base["mlflow"] + "/ping", "airloop": base["airloop"] + "/ready"}
+    predict = {"mlflow": base["mlflow"] + "/invocations", "airloop": base["airloop"] + "/v1/predict"}
+    encode = {"mlflow": lambda rs: mlflow_body(rs, columns), "airloop": airloop_body}
+
+    bodies: dict[str, dict[int, Path]] = {}
+    for server in SERVERS:
+        bodies[server] = {}
+        for batch in BATCH_SIZES:
+            path = home / f"{server}-{batch}.jsonl"
+            chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
+            path.write_text("".join(encode[server](chunk) + "\n" for chunk in chunks))
+            bodies[server][batch] = path
+
+    # Both servers stay up for the correctness check and the runs; the one not being measured is idle.
+    logs = {server: home / f"{server}.log" for server in SERVERS}
+    with contextlib.ExitStack() as stack:
+        for server in SERVERS:
+            stack.enter_context(serving(server, commands[server], env, ready[server], logs[server]))
+        check = records[:100]
+        answers = {s: probabilities(s, predict[s], encode[s](check)) for s in SERVERS}
+        answers_single = {s: probabilities(s, predict[s], encode[s](check[:1]))[0] for s in SERVERS}
+        worst = max(abs(a - b) for a, b in zip(answers["mlflow"], answers["airloop"], strict=True))
+        worst = max(worst, abs(answers_single["mlflow"] - answers_single["airloop"]))
+        if worst > TOLERANCE:
+            raise BenchmarkFailed(f"the servers disagree: max |p_mlflow - p_airloop| = {worst:.3g} > {TOLERANCE}")
+        print(f"same probabilities from both servers on 100 records (max abs difference {worst:.2g})", flush=True)
+        measured = {server: measure(server, predict[server], bodies[server], args) for server in SERVERS}
+
+    mlflow_single, airloop_single = measured["mlflow"]["c32_b1"], measured["airloop"]["c32_b1"]
+    throughput_ratio = airloop_single["req_per_s"] / mlflow_single["req_per_s"]
+    p50_ratio = measured["airloop"]["c1_b1"]["p50_ms"] / measured["mlflow"]["c1_b1"]["p50_ms"]
+    targets = {
+        "throughput_ratio_32_clients_single_record": {
+            "measured": round(throughput_ratio, 2),
+            "target": f">= {TARGET_THROUGHPUT_RATIO:g}",
+            "met": throughput_ratio >= TARGET_THROUGHPUT_RATIO,
+        },
+        "airloop_p99_ms_32_clients_single_record": {
+            "measured": airloop_single["p99_ms"],
+            "target": f"<= {TARGET_P99_MS:g}",
+            "met": airloop_single["p99_ms"] <= TARGET_P99_MS,
+        },
+        "p50_ratio_1_client_single_record": {
+            "measured": round(p50_ratio, 3),
+            "target": f"<= {TARGET_P50_RATIO:g}",
+            "met": p50_ratio <= TARGET_P50_RATIO,
+        },
+    }
+    result = {
+        "benchmark": "airloop serving vs mlflow models serve, same registered champion, wrk on loopback",
+        "model": {
+            "name": name,
+            "version": model["version"],
+            "kind": model["kind"],
+            "training_rows": args.rows,
+            "test_metrics": {k: round(v, 4) for k, v in model["test_metrics"].items()},
+        },
+        "setup": {
+            "workers": 1,
+            "omp_num_threads": 1,
+            "load_generator": "wrk -t1, keep-alive, benchmarks/wrk_post.lua",
+            "warmup_s": args.warmup,
+            "duration_s": args.duration,
+            "distinct_records": len(records),
+            "request_formats": {"mlflow": "dataframe_split", "airloop": "records"},
+            "prepare_s": round(prepare_s, 1),
+            "max_abs_probability_difference": worst,
+            "notes": [
+                "both servers and wrk share this machine; wrk uses part of one CPU",
+                "mlflow models serve runs as shipped (uvicorn access log on, written to a file)",
+                "airloop runs as shipped: Prometheus metrics, sticky routing, Parquet prediction log",
+            ],
+        },
+        "servers": measured,
+        "ratios": {
+            "throughput_32_clients_single_record": round(throughput_ratio, 2),
+            "p50_1_client_single_record": round(p50_ratio, 3),
+        },
+        "targets": targets,
+        "meets_targets": all(t["met"] for t in targets.values()),
+        "machine": machine(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    markdown = "\n".join(
+        [
+            "# Serving benchmark: airloop vs `mlflow models serve`",
+            "",
+            f"{result['when']}, {result['machine']['cpus']} CPUs ({result['machine']['cpu']}), one worker each, "
+            f"OMP_NUM_THREADS=1, {result['setup']['load_generator']}, {args.warmup:g} s warm-up + "
+            f"{args.duration:g} s per scenario.",
+            "",
+            table(measured),
+            "",
+            *(
+                f"- {name}: {t['measured']} (target {t['target']}): {'met' if t['met'] else 'NOT met'}"
+                for name, t in targets.items()
+            ),
+            "",
+        ]
+    )
+    (RESULTS / "serving.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "serving.md").write_text(markdown)
+    print()
+    print(markdown)
+    print(f"written to {RESULTS / 'serving.json'} and {RESULTS / 'serving.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

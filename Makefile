@@ -4,14 +4,13 @@ PYTHON ?= python3.11
 VENV ?= .venv
 UV_VERSION := 0.13.8
 PY := $(VENV)/bin/python
-export PYTHONPATH := $(CURDIR)/include$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: venv test test-fast lint demo demo-stop lock bench bench-train bench-serving clean
+.PHONY: venv test lint demo lock bench bench-train bench-serving clean
 
 venv: $(VENV)/.installed
 
-# The stamp depends on requirements.txt: editing the pins rebuilds the environment.
-$(VENV)/.installed: requirements.txt
+# The stamp depends on the pins and the package metadata: editing either refreshes the environment.
+$(VENV)/.installed: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(VENV)/bin/uv pip install --python $(PY) --compile-bytecode -r requirements.txt
@@ -41,5 +40,5 @@ bench-train: venv  ## time readmission_train on 100k synthetic rows -> benchmark
 	OMP_NUM_THREADS=2 $(PY) benchmarks/bench_train.py --rows 100000
 
 bench-serving: venv  ## airloop serving vs mlflow models serve under wrk -> benchmarks/results/serving.json
-	@command -v wrk >/dev/null || { echo "bench-serving needs wrk (Debian/Ubuntu: apt-get install wrk)"; exit 2; }
+	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(PY) benchmarks/bench_serving.py

@@ -39,8 +39,8 @@ def main() -> int:
     from airflow.dag_processing.dagbag import DagBag
 
     from airloop import etl
+    from airloop.registry.tracking import configure_mlflow
     from airloop.settings import get_settings
-    from airloop.training.pipeline import configure_mlflow
 
     settings = get_settings()
     started = time.perf_counter()

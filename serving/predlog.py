@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+_SLICE = 128
 
 
 class ParquetLog:
@@ -64,7 +67,13 @@ class ParquetLog:
             folder.mkdir(parents=True, exist_ok=True)
             name = f"part-{now:%H%M%S%f}-{uuid.uuid4().hex[:8]}.parquet"
             tmp = folder / f".{name}.tmp"
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
+            # Converting Python rows holds the GIL; slices with a yield between keep each pause on the
+            # event loop short (a 1,000-row conversion in one piece showed up in the request latency tail).
+            tables = []
+            for start in range(0, len(rows), _SLICE):
+                tables.append(pa.Table.from_pylist(rows[start : start + _SLICE]))
+                time.sleep(0)
+            pq.write_table(pa.concat_tables(tables, promote_options="default"), tmp)
             tmp.rename(folder / name)
         except Exception:
             with self._lock:

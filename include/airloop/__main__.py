@@ -20,8 +20,8 @@ def main(argv: list[str] | None = None) -> int:
     registry.add_argument("action", choices=["show", "promote", "rollback"])
     registry.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who to record in the audit tags")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    # The commands print what a person needs; library chatter (GE, MLflow, httpx) stays below WARNING.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "demo":
         from airloop import demo as demo_module
 

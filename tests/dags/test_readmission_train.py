@@ -27,8 +27,8 @@ def env(airflow_db, tmp_path_factory):
     """Settings and an MLflow client on this module's own runtime home."""
     import os
 
+    from airloop.registry.tracking import configure_mlflow
     from airloop.settings import get_settings
-    from airloop.training.pipeline import configure_mlflow
 
     old = os.environ["AIRLOOP_HOME"]
     os.environ["AIRLOOP_HOME"] = str(tmp_path_factory.mktemp("train-home"))

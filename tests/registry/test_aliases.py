@@ -10,8 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from airloop.errors import RegistryActionError
 from airloop.registry import aliases as reg
 from airloop.registry.cli import run_action
+from airloop.registry.tracking import configure_mlflow
 from airloop.settings import Settings
-from airloop.training.pipeline import configure_mlflow
 
 NAME = "readmission"
 

@@ -79,9 +79,9 @@ def _train_and_register(home: Path) -> TrainedRegistry:
     from threadpoolctl import threadpool_limits
 
     from airloop.registry.aliases import CHALLENGER, CHAMPION
+    from airloop.registry.tracking import configure_mlflow
     from airloop.settings import Settings
     from airloop.training import features
-    from airloop.training.pipeline import configure_mlflow
 
     settings = Settings(home=home)
     client = configure_mlflow(settings)

@@ -16,7 +16,7 @@ ACTIONS = ("show", "promote", "rollback")
 
 def run_action(settings: Settings, action: str, actor: str) -> dict[str, Any]:
     """Apply ``action`` to the configured model and return the aliases and the registry table."""
-    from airloop.training.pipeline import configure_mlflow
+    from airloop.registry.tracking import configure_mlflow
 
     if action not in ACTIONS:
         raise ValueError(f"unknown registry action {action!r}; choose one of {ACTIONS}")

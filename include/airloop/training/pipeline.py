@@ -27,6 +27,7 @@ from airloop.monitoring.baseline import baseline
 from airloop.quality import suites
 from airloop.quality.gate import QualityGateFailed, Validator
 from airloop.registry import aliases as reg
+from airloop.registry.tracking import configure_mlflow
 from airloop.settings import PROJECT_ROOT, Settings
 from airloop.training import evaluate, features
 from airloop.training.gate import CHALLENGER, CHAMPION, Decision, decide
@@ -37,18 +38,6 @@ log = logging.getLogger(__name__)
 TAG = "airloop."
 SPLIT_FILE = "split.npz"
 VALIDATION_FILE = "training_validation.json"
-
-
-def configure_mlflow(settings: Settings) -> MlflowClient:
-    """Point MLflow at the configured tracking store and registry, creating the embedded store's folder."""
-    if settings.tracking_uri.startswith("sqlite:///"):
-        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.registry_uri)
-    if mlflow.get_experiment_by_name(settings.mlflow.experiment) is None:
-        mlflow.create_experiment(settings.mlflow.experiment, artifact_location=settings.artifact_location)
-    mlflow.set_experiment(settings.mlflow.experiment)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
 
 
 def config_hash(settings: Settings) -> str:

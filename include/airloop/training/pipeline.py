@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import subprocess
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ from mlflow.models import infer_signature
 
 from airloop.data.store import DatasetStore
 from airloop.data.transform import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from airloop.etl import dataset_store, run_dir
 from airloop.monitoring.baseline import baseline
 from airloop.quality import suites
 from airloop.quality.gate import QualityGateFailed, Validator
@@ -59,14 +59,12 @@ def git_commit() -> str:
 
 def staging(settings: Settings, run_id: str) -> Path:
     """The staging folder of one training run."""
-    path = settings.staging_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", f"train-{run_id}")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return run_dir(settings, f"train-{run_id}")
 
 
 def store(settings: Settings) -> DatasetStore:
     """The published dataset store."""
-    return DatasetStore(settings.datasets_dir / settings.data.dataset_name)
+    return dataset_store(settings)
 
 
 def existing_version(client: MlflowClient, settings: Settings, dataset_version: str) -> Any | None:

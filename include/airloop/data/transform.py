@@ -86,6 +86,18 @@ def age_ordinal(buckets: pd.Series) -> pd.Series:
     return buckets.map(mapping).astype("int64")
 
 
+def prepare(raw: pd.DataFrame) -> pd.DataFrame:
+    """The published training rows: readmittable encounters exactly as the hospital records them, plus the target.
+
+    Columns are the raw file's (``schema.RAW_COLUMNS``, "?" kept) followed by ``readmitted_30d``; a model takes these
+    records as they are and carries the feature transform inside itself.
+    """
+    frame = raw.loc[~raw["discharge_disposition_id"].isin(schema.NON_READMITTABLE_DISPOSITIONS)]
+    frame = frame.loc[:, list(schema.RAW_COLUMNS)].reset_index(drop=True)
+    frame[TARGET] = frame["readmitted"].eq(schema.POSITIVE_CLASS).astype("int64")
+    return frame
+
+
 def transform(raw: pd.DataFrame) -> pd.DataFrame:
     """Turn validated raw encounters into the feature frame the training DAG reads (columns in FEATURE_COLUMNS)."""
     frame = raw.loc[~raw["discharge_disposition_id"].isin(schema.NON_READMITTABLE_DISPOSITIONS)].copy()

@@ -5,7 +5,7 @@ VENV ?= .venv
 UV_VERSION := 0.13.8
 PY := $(VENV)/bin/python
 
-.PHONY: venv test lint demo lock bench bench-train bench-serving clean
+.PHONY: venv test lint demo stop lock bench bench-train bench-serving clean
 
 venv: $(VENV)/.installed
 
@@ -30,6 +30,9 @@ test: venv lint
 
 demo: venv
 	$(PY) -m airloop demo
+
+stop:  ## stop the services of `make demo` from another terminal (also those a killed demo left running)
+	$(PY) -m airloop stop
 
 clean:
 	rm -rf .airloop

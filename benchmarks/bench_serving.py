@@ -56,15 +56,16 @@ class BenchmarkFailed(RuntimeError):
 
 def prepare(rows: int, seed: int) -> tuple[Any, list[dict[str, Any]], list[str], dict[str, Any]]:
     """Publish synthetic data and register a champion with the package's own stages (settings from the env)."""
-    from airloop.data.store import DatasetStore
+    from airloop.data.store import dataset_store
     from airloop.data.synthetic import generate
-    from airloop.data.transform import transform
+    from airloop.data.transform import prepare as prepare_rows
+    from airloop.registry.contract import Outcome
     from airloop.settings import get_settings
     from airloop.training import features, pipeline
 
     settings = get_settings()
-    frame = transform(generate(rows, seed))
-    published = DatasetStore(settings.datasets_dir / settings.data.dataset_name).publish(
+    frame = prepare_rows(generate(rows, seed))
+    published = dataset_store(settings).publish(
         frame, {"dataset": settings.data.dataset_name, "source": f"synthetic rows={rows} seed={seed}"}
     )
     run_id = "bench-serving"
@@ -73,7 +74,7 @@ def prepare(rows: int, seed: int) -> tuple[Any, list[dict[str, Any]], list[str],
     split_info = pipeline.split(settings, dataset["version"], run_id)
     trained = pipeline.train(settings, dataset, split_info, validation, run_id)
     registered = pipeline.register(settings, dataset, split_info, trained, "bench_serving")
-    if registered["decision"] != "champion" or trained["kind"] != "hist_gradient_boosting":
+    if registered["decision"] != Outcome.CHAMPION or trained["kind"] != "hist_gradient_boosting":
         raise BenchmarkFailed(f"expected a hist_gradient_boosting champion, got {trained['kind']}: {registered}")
     inputs = features.model_inputs(frame.sample(RECORDS, random_state=seed))
     model = {"version": registered["version"], "kind": trained["kind"], "test_metrics": trained["test_metrics"]}

@@ -39,15 +39,17 @@ def main() -> int:
     from airflow.dag_processing.dagbag import DagBag
 
     from airloop import etl
-    from airloop.registry.tracking import configure_mlflow
+    from airloop.registry.aliases import version_record
+    from airloop.registry.client import connect
+    from airloop.registry.contract import Alias
     from airloop.settings import get_settings
 
     settings = get_settings()
     started = time.perf_counter()
     params = {"rows": args.rows, "seed": args.seed}
     raw = etl.extract(settings, "bench", params)
-    features = etl.transform(settings, raw["path"], "bench")
-    version = etl.publish(settings, features["path"], raw["source"], [], "bench").version
+    encounters = etl.transform(settings, "bench")
+    version = etl.publish(settings, raw["source"], [], "bench").version
     prepare_s = time.perf_counter() - started
 
     dag = DagBag(dag_folder=str(Path(os.environ["AIRFLOW__CORE__DAGS_FOLDER"]) / "readmission_train.py")).dags[
@@ -58,20 +60,21 @@ def main() -> int:
     train_dag_s = time.perf_counter() - started
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
 
-    client = configure_mlflow(settings)
-    champion = client.get_model_version_by_alias(settings.mlflow.model_name, "champion")
-    metrics = client.get_run(champion.tags["airloop.training_run_id"]).data.metrics
+    client = connect(settings)
+    champion = client.get_model_version_by_alias(settings.mlflow.model_name, Alias.CHAMPION)
+    training_run = client.get_run(version_record(client, settings.mlflow.model_name, champion.version).training_run_id)
+    metrics = training_run.data.metrics
     result = {
         "benchmark": "readmission_train dag.test() wall time",
         "rows": args.rows,
-        "feature_rows": features["rows"],
+        "feature_rows": encounters["rows"],
         "prepare_dataset_s": round(prepare_s, 1),
         "train_dag_s": round(train_dag_s, 1),
         "target_s": 300,
         "meets_target": train_dag_s < 300,
         "task_states": states,
         "champion_version": str(champion.version),
-        "champion_kind": client.get_run(champion.tags["airloop.training_run_id"]).data.params.get("best_kind"),
+        "champion_kind": training_run.data.params.get("best_kind"),
         "test_metrics": {k: round(v, 4) for k, v in metrics.items() if k.startswith("test_")},
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -14,11 +14,10 @@ features, gate those, and publish a content-hashed dataset version that emits th
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
-from airflow.sdk import Asset, ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
+from airloop.dag_defaults import default_args
 from airloop.settings import get_settings
 
 DATASET = Asset(name=get_settings().dataset_asset)
@@ -29,18 +28,7 @@ DATASET = Asset(name=get_settings().dataset_asset)
     schedule=None,
     catchup=False,
     doc_md=__doc__,
-    default_args={
-        "owner": "airloop",
-        "retry_policy": ExceptionRetryPolicy(
-            rules=[
-                RetryRule(exception="airloop.errors.FinalError", action=RetryAction.FAIL, reason="retrying cannot help")
-            ]
-        ),
-        "retries": 2,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(minutes=30),
-    },
+    default_args=default_args(),
     params={
         "source": Param(None, type=["null", "string"], enum=[None, "synthetic", "file", "s3", "postgres"]),
         "path": Param(None, type=["null", "string"], description="local diabetic_data.csv (source=file)"),
@@ -64,19 +52,19 @@ def readmission_etl():
     def validate_raw(raw: dict, run_id=None) -> dict:
         from airloop import etl
 
-        return etl.validate_raw(get_settings(), raw["path"], run_id)
+        return etl.validate_raw(get_settings(), run_id)
 
     @task
     def transform(raw: dict, raw_validation: dict, run_id=None) -> dict:
         from airloop import etl
 
-        return etl.transform(get_settings(), raw["path"], run_id)
+        return etl.transform(get_settings(), run_id)
 
     @task
     def validate_features(features: dict, run_id=None) -> dict:
         from airloop import etl
 
-        return etl.validate_features(get_settings(), features["path"], run_id)
+        return etl.validate_features(get_settings(), run_id)
 
     @task(outlets=[DATASET])
     def publish(
@@ -88,12 +76,10 @@ def readmission_etl():
 
         from airloop import etl
 
-        result = etl.publish(
-            get_settings(), features["path"], raw["source"], [raw_validation, feature_validation], run_id
-        )
+        result = etl.publish(get_settings(), raw["source"], [raw_validation, feature_validation], run_id)
         if not result.created:
             raise AirflowSkipException(f"dataset version {result.version} is already published: nothing new")
-        outlet_events[DATASET].extra = {"version": result.version, "rows": result.rows, "path": result.path}
+        outlet_events[DATASET].extra = {"version": result.version, "rows": result.rows, "url": result.url}
         return asdict(result)
 
     raw = extract()

@@ -5,7 +5,8 @@ Operate the model registry from Airflow (UI "Trigger DAG w/ config" or REST API 
 
 - `show`: log the registry table (versions, aliases, gate decisions, scores, datasets);
 - `promote`: `challenger` becomes `champion`, the old champion keeps `previous-champion`;
-- `rollback`: undo the last promotion (aliases restored exactly as they were).
+- `rollback`: undo the last promotion (aliases restored exactly as they were);
+- `route`: change the live A/B experiment (`weights`, `mode`, `experiment`) that every serving replica follows.
 
 Every action leaves an audit tag on the versions it touched. The same actions: `python -m airloop registry ...`.
 """
@@ -15,8 +16,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, task
+from airflow.sdk import Param, dag, task
 
+from airloop.dag_defaults import default_args
 from airloop.settings import get_settings
 
 
@@ -26,25 +28,25 @@ from airloop.settings import get_settings
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
-    default_args={
-        "owner": "airloop",
-        "retry_policy": ExceptionRetryPolicy(
-            rules=[
-                RetryRule(exception="airloop.errors.FinalError", action=RetryAction.FAIL, reason="retrying cannot help")
-            ]
+    default_args=default_args(retry_delay=timedelta(seconds=10), execution_timeout=timedelta(minutes=10)),
+    params={
+        "action": Param("show", type="string", enum=["show", "promote", "rollback", "route"]),
+        "weights": Param(
+            None, type=["null", "object"], description='action=route: e.g. {"champion": 90, "challenger": 10}'
         ),
-        "retries": 2,
-        "retry_delay": timedelta(seconds=10),
+        "mode": Param(None, type=["null", "string"], enum=[None, "ab", "shadow"], description="action=route"),
+        "experiment": Param(None, type=["null", "string"], description="action=route: a new id reshuffles"),
     },
-    params={"action": Param("show", type="string", enum=["show", "promote", "rollback"])},
     tags=["airloop", "registry", "mlflow"],
 )
 def readmission_registry():
     @task
     def apply(params=None, dag_run=None) -> dict:
-        from airloop.registry import cli
+        from airloop.registry import actions
 
-        return cli.run_action(get_settings(), params["action"], f"airflow:{dag_run.dag_id}/{dag_run.run_id}")
+        routing = {k: params.get(k) for k in ("weights", "mode", "experiment")}
+        actor = f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
+        return actions.run_action(get_settings(), params["action"], actor, routing)
 
     apply()
 

@@ -15,11 +15,10 @@ Re-running for the same dataset version and configuration registers nothing new.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pendulum
-from airflow.sdk import Asset, ExceptionRetryPolicy, Param, RetryAction, RetryRule, dag, task
+from airflow.sdk import Asset, Param, dag, task
 
+from airloop.dag_defaults import default_args
 from airloop.settings import get_settings
 
 DATASET = Asset(name=get_settings().dataset_asset)
@@ -31,18 +30,7 @@ DATASET = Asset(name=get_settings().dataset_asset)
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
-    default_args={
-        "owner": "airloop",
-        "retry_policy": ExceptionRetryPolicy(
-            rules=[
-                RetryRule(exception="airloop.errors.FinalError", action=RetryAction.FAIL, reason="retrying cannot help")
-            ]
-        ),
-        "retries": 2,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": True,
-        "execution_timeout": timedelta(minutes=30),
-    },
+    default_args=default_args(),
     params={
         "dataset_version": Param(None, type=["null", "string"], description="published version; latest if empty"),
     },

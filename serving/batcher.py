@@ -20,8 +20,16 @@ BatchFn = Callable[[list[dict[str, Any]]], tuple[np.ndarray, Any]]
 class MicroBatcher:
     """Coalesces ``submit`` calls into ``fn(records)`` calls and fans the results back out."""
 
-    def __init__(self, fn: BatchFn, max_size: int, max_wait: float, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        fn: BatchFn,
+        max_size: int,
+        max_wait: float,
+        executor: ThreadPoolExecutor,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> None:
         self.fn = fn
+        self.on_batch = on_batch
         self.max_size = max_size
         self.max_wait = max_wait
         self.executor = executor
@@ -75,6 +83,8 @@ class MicroBatcher:
         while True:
             items = await self._collect()
             records = [r for chunk, _ in items for r in chunk]
+            if self.on_batch is not None:
+                self.on_batch(len(records))
             try:
                 probabilities, info = await loop.run_in_executor(self.executor, self.fn, records)
             except Exception as error:

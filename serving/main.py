@@ -15,43 +15,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from airloop.experiments.routing import RoutingConfig
+from airloop.monitoring.prediction_log import feedback_log, prediction_log
+from airloop.registry.client import connect
+from airloop.registry.contract import SERVED_ALIASES
 from airloop.settings import Settings, get_settings
 from serving import routes
 from serving.batcher import MicroBatcher
-from serving.models import VARIANTS, ModelHolder
-from serving.predlog import ParquetLog
-from serving.state import AppState, load_routing
+from serving.model_holder import ModelHolder, scorer
+from serving.schemas import envelope_model
+from serving.state import AppState
 
 log = logging.getLogger(__name__)
-
-
-class VariantUnavailable(RuntimeError):
-    """The variant a batch was routed to is no longer loaded."""
-
-
-def _mlflow_client_factory(settings: Settings):
-    """A read-only registry client: serving never creates experiments or writes to the tracking store."""
-
-    def make():
-        import mlflow
-        from mlflow import MlflowClient
-
-        mlflow.set_tracking_uri(settings.tracking_uri)
-        mlflow.set_registry_uri(settings.registry_uri)  # models:/ URIs resolve against it when loading
-        return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
-
-    return make
-
-
-def _batch_fn(state: AppState, variant: str):
-    def run(records: list[dict[str, Any]]):
-        model = state.holder.models.get(variant)
-        if model is None:
-            raise VariantUnavailable(f"{variant} is not loaded")
-        state.metrics.batch_size.labels(variant).observe(len(records))
-        return model.predict_proba(records), model
-
-    return run
 
 
 async def _poll(state: AppState) -> None:
@@ -100,18 +75,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         serving = settings.serving
+        holder = ModelHolder(
+            lambda: connect(settings), settings.mlflow.model_name, RoutingConfig.from_yaml(serving.routing_file)
+        )
         state = AppState(
             settings=settings,
-            holder=ModelHolder(_mlflow_client_factory(settings), settings.mlflow.model_name),
-            routing=load_routing(serving.routing_file),
-            predictions=ParquetLog(settings.predictions_dir, serving.log_flush_interval_s, serving.log_flush_rows),
-            feedback=ParquetLog(settings.feedback_dir, serving.log_flush_interval_s, serving.log_flush_rows),
+            holder=holder,
+            predictions=prediction_log(settings),
+            feedback=feedback_log(settings),
+            envelope=envelope_model(serving.max_batch_records),
         )
-        await asyncio.get_running_loop().run_in_executor(None, state.holder.refresh)
-        log.info("serving %s (registry error: %s)", state.holder.versions(), state.holder.registry_error)
-        for variant in VARIANTS:
+        await asyncio.get_running_loop().run_in_executor(None, holder.refresh)
+        log.info("serving %s (registry error: %s)", holder.versions(), holder.registry_error)
+        for variant in SERVED_ALIASES:
             batcher = MicroBatcher(
-                _batch_fn(state, variant), serving.batch_max_size, serving.batch_max_wait_ms / 1000, state.executor
+                scorer(holder, variant),
+                serving.batch_max_size,
+                serving.batch_max_wait_ms / 1000,
+                state.executor,
+                on_batch=state.metrics.batch_size.labels(variant).observe,
             )
             batcher.start()
             state.batchers[variant] = batcher

@@ -15,9 +15,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
-from airloop.experiments.routing import RoutingConfig, assign
-from serving.models import LoadedModel
-from serving.schemas import ENTITY_ID, Feedback, PredictResponse, RoutingUpdate, record_model, request_model
+from airloop.experiments.routing import Plan, RoutingConfig, plan
+from airloop.monitoring.prediction_log import FeedbackRow, PredictionRow
+from airloop.registry.contract import Alias
+from serving.model_holder import LoadedModel, VariantUnavailable
+from serving.schemas import ENTITY_ID, Feedback, PredictResponse, RoutingUpdate, request_model
 from serving.state import AppState, get_state
 
 v1 = APIRouter(prefix="/v1", tags=["predictions"])
@@ -67,25 +69,77 @@ def parse_json(body: bytes) -> Any:
         raise ApiError(400, f"malformed JSON: {error}", "malformed_json") from error
 
 
-def validator(state: AppState, champion: LoadedModel) -> type[BaseModel]:
-    """The request model for the champion's signature (built once per signature)."""
-    key = tuple(champion.columns)
-    if key not in state.request_models:
-        nullable = {name for name, kind in champion.columns if kind == "string"}
-        record = record_model(champion.columns, nullable)
-        state.request_models[key] = (request_model(record, state.settings.serving.max_batch_records), record)
-    return state.request_models[key][0]
+def request_validator(state: AppState, model: LoadedModel) -> type[BaseModel]:
+    """The /v1/predict body model of a variant's signature (built once per input key)."""
+    key = model.input_key
+    validator = state.request_models.get(key)
+    if validator is None:
+        validator = state.request_models[key] = request_model(model.record, state.settings.serving.max_batch_records)
+    return validator
 
 
-def validation_error(error: ValidationError, max_records: int) -> ApiError:
+def validation_error(error: ValidationError, max_records: int, prefix: tuple = ()) -> ApiError:
     """422 with one entry per bad field; 413 when the batch is over the limit."""
     details = [
-        {"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+        {"loc": ["body", *prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]}
         for e in error.errors(include_url=False, include_context=False, include_input=False)
     ]
     if any(d["type"] == "too_long" and d["loc"] == ["body", "records"] for d in details):
         return ApiError(413, f"batch exceeds the limit of {max_records} records", "batch_too_large")
     return ApiError(422, details, "invalid_input")
+
+
+def parse_body(validator: type[BaseModel], body: bytes, max_records: int) -> Any:
+    """The body validated straight from the bytes by pydantic-core (no intermediate Python objects)."""
+    try:
+        return validator.model_validate_json(body)
+    except ValidationError as error:
+        if any(e["type"] == "json_invalid" for e in error.errors()):
+            parse_json(body)  # raises the 400 with the decoder's position
+        raise validation_error(error, max_records) from error
+
+
+def variant_records(
+    state: AppState, body: bytes, models: dict[str, LoadedModel]
+) -> tuple[list[str | int | None], Plan, dict[str, list[dict[str, Any]]]]:
+    """Validate a /v1/predict body, assign its records and give each variant its records, validated against that
+    variant's own signature (one pass from the bytes when every loaded variant takes the same records)."""
+    max_records = state.settings.serving.max_batch_records
+    champion = models[Alias.CHAMPION]
+    experiment = state.holder.experiment
+    if all(m.input_key == champion.input_key for m in models.values()):
+        parsed = parse_body(request_validator(state, champion), body, max_records)
+        records = [dict(r.__dict__) for r in parsed.records]  # flat records of plain values; cheaper than model_dump
+        entity_ids = [r.pop(ENTITY_ID) for r in records]
+        assigned = plan(experiment, entity_ids, set(models), state.rng)
+        return entity_ids, assigned, {v: [records[i] for i in rows] for v, rows in assigned.groups.items()}
+    raw = parse_body(state.envelope, body, max_records).records
+    entity_ids = []
+    for i, record in enumerate(raw):
+        entity_id = record.get(ENTITY_ID)
+        if entity_id is not None and (isinstance(entity_id, bool) or not isinstance(entity_id, str | int)):
+            loc = ["body", "records", i, ENTITY_ID]
+            detail = [{"loc": loc, "msg": "must be a string or an integer", "type": "type"}]
+            raise ApiError(422, detail, "invalid_input")
+        entity_ids.append(entity_id)
+    assigned = plan(experiment, entity_ids, set(models), state.rng)
+    per_variant: dict[str, list[dict[str, Any]]] = {}
+    for variant, rows in assigned.groups.items():
+        record_type, kept, valid = models[variant].record, [], []
+        for i in rows:
+            try:
+                record = dict(record_type.model_validate(raw[i]).__dict__)
+            except ValidationError as error:
+                if not assigned.is_served(i, variant):  # a shadow score it cannot make is skipped, not an error
+                    state.metrics.errors.labels("shadow_invalid_input").inc()
+                    continue
+                raise validation_error(error, max_records, ("records", i)) from error
+            record.pop(ENTITY_ID)
+            kept.append(i)
+            valid.append(record)
+        assigned.groups[variant] = kept
+        per_variant[variant] = valid
+    return entity_ids, assigned, per_variant
 
 
 @v1.post(
@@ -95,43 +149,27 @@ def validation_error(error: ValidationError, max_records: int) -> ApiError:
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
 )
 async def predict(request: Request, state: State) -> JSONResponse:
-    """Body: ``{"records": [{<feature>: value, ..., "entity_id": optional}]}``; answers in the same order."""
-    serving = state.settings.serving
-    body = await read_body(request, serving.max_body_bytes)
+    """Body: ``{"records": [{<field>: value, ..., "entity_id": optional}]}``; answers in the same order."""
+    body = await read_body(request, state.settings.serving.max_body_bytes)
     models = state.holder.models
-    champion = models.get("champion")
-    if champion is None:
-        raise ApiError(503, "no champion model is loaded yet", "not_ready")
+    if Alias.CHAMPION not in models:
+        reason = state.holder.registry_error or "no champion model is loaded yet"
+        raise ApiError(503, reason, "not_ready")
+    experiment = state.holder.experiment
+    entity_ids, assigned, per_variant = variant_records(state, body, models)
+    order = [v for v in assigned.groups if assigned.groups[v]]
     try:
-        # Parsed and validated straight from the bytes by pydantic-core: no intermediate Python dicts.
-        parsed = validator(state, champion).model_validate_json(body)
-    except ValidationError as error:
-        if any(e["type"] == "json_invalid" for e in error.errors()):
-            parse_json(body)  # raises the 400 with the decoder's position
-        raise validation_error(error, serving.max_batch_records) from error
-    records = [dict(r.__dict__) for r in parsed.records]  # flat records of plain values; cheaper than model_dump
-    entity_ids = [r.pop(ENTITY_ID) for r in records]
-    routing = state.routing
-    available = set(models)
-    groups: dict[str, list[int]] = {}
-    if routing.mode == "shadow":
-        primary = ["champion"] * len(records)
-        groups["champion"] = list(range(len(records)))
-        if "challenger" in available:
-            groups["challenger"] = list(range(len(records)))
-    else:
-        primary = [assign(routing, entity_id, available, state.rng) for entity_id in entity_ids]
-        for i, variant in enumerate(primary):
-            groups.setdefault(variant, []).append(i)
-    order = list(groups)
-    results = await asyncio.gather(*(state.batchers[v].submit([records[i] for i in groups[v]]) for v in order))
+        results = await asyncio.gather(*(state.batchers[v].submit(per_variant[v]) for v in order))
+    except VariantUnavailable as error:
+        raise ApiError(503, str(error), "variant_unavailable") from error
     now = time.time()
-    request_ids = [uuid.uuid4().hex for _ in records]
-    answers: list[dict[str, Any] | None] = [None] * len(records)
+    request_ids = [uuid.uuid4().hex for _ in entity_ids]
+    answers: list[dict[str, Any] | None] = [None] * len(entity_ids)
     rows = []
     for variant, (probabilities, model) in zip(order, results, strict=True):
-        for i, p in zip(groups[variant], probabilities.tolist(), strict=True):
-            served = primary[i] == variant
+        records = per_variant[variant]
+        for j, (i, p) in enumerate(zip(assigned.groups[variant], probabilities.tolist(), strict=True)):
+            served = assigned.is_served(i, variant)
             predicted = int(p >= model.threshold)
             if served:
                 answers[i] = {
@@ -142,21 +180,23 @@ async def predict(request: Request, state: State) -> JSONResponse:
                     "model_version": model.version,
                 }
             rows.append(
-                {
-                    "request_id": request_ids[i],
-                    "timestamp": now,
-                    "entity_id": None if entity_ids[i] is None else str(entity_ids[i]),
-                    "variant": variant,
-                    "model_version": model.version,
-                    "served": served,
-                    "experiment": state.routing.experiment,
-                    "probability": p,
-                    "predicted_class": predicted,
-                    **records[i],
-                }
+                PredictionRow(
+                    request_id=request_ids[i],
+                    predicted_at=now,
+                    experiment_id=experiment.experiment,
+                    variant=variant,
+                    model_version=model.version,
+                    entity_id=None if entity_ids[i] is None else str(entity_ids[i]),
+                    probability=p,
+                    predicted_class=predicted,
+                    shadow=not served,
+                    record=records[j],
+                )
             )
-        role = "shadow" if routing.mode == "shadow" and variant == "challenger" else "served"
-        state.metrics.predictions.labels(variant, model.version, role).inc(len(groups[variant]))
+        served_count = sum(1 for i in assigned.groups[variant] if assigned.is_served(i, variant))
+        for role, count in (("served", served_count), ("shadow", len(assigned.groups[variant]) - served_count)):
+            if count:
+                state.metrics.predictions.labels(variant, model.version, role).inc(count)
     state.predictions.append(rows)
     # Already the documented shape (PredictResponse): skip FastAPI's re-validation of the response.
     return JSONResponse({"predictions": answers})
@@ -165,13 +205,9 @@ async def predict(request: Request, state: State) -> JSONResponse:
 @v1.post("/feedback", status_code=202, summary="Record the observed outcome of a prediction")
 async def feedback(body: Feedback, state: State) -> dict[str, Any]:
     """Store ``{request_id, outcome}`` beside the prediction log, for the A/B evaluation."""
-    state.feedback.append([{"request_id": body.request_id, "outcome": body.outcome, "timestamp": time.time()}])
+    row = FeedbackRow(request_id=body.request_id, outcome=body.outcome, received_at=time.time())
+    state.feedback.append([row])
     return {"accepted": True, "request_id": body.request_id}
-
-
-def routing_view(routing: RoutingConfig) -> dict[str, Any]:
-    """The routing as JSON."""
-    return {"experiment": routing.experiment, "mode": routing.mode, "weights": routing.weights}
 
 
 @v1.get("/models", summary="Loaded models, aliases, versions and routing")
@@ -180,7 +216,7 @@ async def models(state: State) -> dict[str, Any]:
     return {
         "model_name": state.holder.model_name,
         "models": {
-            alias: {
+            str(alias): {
                 "version": m.version,
                 "run_id": m.run_id,
                 "threshold": m.threshold,
@@ -189,22 +225,28 @@ async def models(state: State) -> dict[str, Any]:
             }
             for alias, m in state.holder.models.items()
         },
-        "routing": routing_view(state.routing),
+        "routing": state.holder.experiment.to_dict(),
         "registry_error": state.holder.registry_error,
     }
 
 
 @admin.put("/routing", dependencies=[Depends(require_api_key)], summary="Change variant weights or mode live")
 async def put_routing(body: RoutingUpdate, state: State) -> dict[str, Any]:
-    """Replace the routing; assignments stay sticky for the same experiment name."""
+    """Replace the live experiment for every replica; assignments stay sticky for the same experiment id."""
+    current = state.holder.experiment
     try:
-        state.routing = RoutingConfig(
-            experiment=body.experiment or state.routing.experiment, weights=dict(body.weights), mode=body.mode
+        config = RoutingConfig(
+            experiment=body.experiment or current.experiment, weights=dict(body.weights), mode=body.mode
         )
     except ValueError as error:
         detail = [{"loc": ["body", "weights"], "msg": str(error), "type": "value_error"}]
         raise ApiError(422, detail, "invalid_input") from error
-    return routing_view(state.routing)
+    try:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, state.holder.set_experiment, config, "api:PUT /v1/routing")
+    except Exception as error:  # the registry holds the live experiment: without it nothing changes anywhere
+        raise ApiError(503, f"the registry could not record the routing: {error}", "registry_unavailable") from error
+    return state.holder.experiment.to_dict()
 
 
 @admin.post("/reload", dependencies=[Depends(require_api_key)], summary="Check the registry aliases now")
@@ -224,7 +266,7 @@ async def health() -> dict[str, str]:
 async def ready(state: State) -> JSONResponse:
     """Readiness: 503 without a champion; 200 ``degraded`` with the reason while serving the last good models."""
     versions = state.holder.versions()
-    if "champion" not in versions:
+    if Alias.CHAMPION not in versions:
         reason = state.holder.registry_error or "no champion alias in the registry"
         return JSONResponse({"status": "not_ready", "reason": reason, "versions": versions}, status_code=503)
     if state.holder.registry_error:

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
 
+from airloop.experiments.routing import VARIANTS
+
 # MLflow column types -> JSON types. Strict: "3" is not a number; a JSON int is accepted where a float is expected.
 _TYPES: dict[str, Any] = {
     "double": StrictFloat,
@@ -18,14 +20,22 @@ _TYPES: dict[str, Any] = {
 ENTITY_ID = "entity_id"
 
 
-def record_model(columns: list[tuple[str, str]], nullable: set[str]) -> type[BaseModel]:
-    """A strict pydantic model of one record: every signature column required, unknown fields and NaN refused."""
+def record_model(columns: list[tuple[str, str]], domains: dict[str, list[str]] | None = None) -> type[BaseModel]:
+    """A strict pydantic model of one record: every signature column required, unknown fields and NaN refused.
+
+    String fields accept null (missing) unless they have a closed domain (e.g. the age bucket), which must be one of
+    its values.
+    """
+    domains = domains or {}
     fields: dict[str, Any] = {
         ENTITY_ID: (StrictStr | StrictInt | None, Field(None, description="sticky A/B key, e.g. patient_nbr")),
     }
     for name, kind in columns:
+        if name in domains:
+            fields[name] = (Literal[tuple(domains[name])], ...)
+            continue
         annotation = _TYPES.get(kind, StrictStr)
-        fields[name] = (annotation | None, ...) if name in nullable else (annotation, ...)
+        fields[name] = (annotation | None, ...) if annotation is StrictStr else (annotation, ...)
     config = ConfigDict(extra="forbid", allow_inf_nan=False)
     return create_model("Record", __config__=config, **fields)
 
@@ -68,6 +78,11 @@ class RoutingUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    weights: dict[Literal["champion", "challenger"], float] = Field(min_length=1)
+    weights: dict[Literal[VARIANTS], float] = Field(min_length=1)
     mode: Literal["ab", "shadow"] = "ab"
     experiment: StrictStr | None = None
+
+
+def envelope_model(max_records: int) -> type[BaseModel]:
+    """The /v1/predict body with records left unvalidated (each is then checked against its variant's signature)."""
+    return request_model(dict[str, Any], max_records)

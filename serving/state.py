@@ -1,29 +1,19 @@
-"""What the app holds while it runs: settings, models, routing, batchers, logs, metrics."""
+"""What the app holds while it runs: settings, models and the live experiment, batchers, logs, metrics."""
 
 from __future__ import annotations
 
 import random
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import yaml
 from fastapi import Request
 from pydantic import BaseModel
 
-from airloop.experiments.routing import RoutingConfig
+from airloop.monitoring.prediction_log import LogWriter
 from airloop.settings import Settings
 from serving.batcher import MicroBatcher
 from serving.metrics import Metrics
-from serving.models import ModelHolder
-from serving.predlog import ParquetLog
-
-
-def load_routing(path: Path) -> RoutingConfig:
-    """The routing config file (config/routing.yaml)."""
-    raw = yaml.safe_load(Path(path).read_text())
-    return RoutingConfig(experiment=str(raw["experiment"]), weights=dict(raw["weights"]), mode=raw.get("mode", "ab"))
+from serving.model_holder import ModelHolder
 
 
 @dataclass
@@ -32,14 +22,14 @@ class AppState:
 
     settings: Settings
     holder: ModelHolder
-    routing: RoutingConfig
-    predictions: ParquetLog
-    feedback: ParquetLog
+    predictions: LogWriter
+    feedback: LogWriter
     metrics: Metrics = field(default_factory=Metrics)
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="model"))
     batchers: dict[str, MicroBatcher] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
-    request_models: dict[tuple, tuple[type[BaseModel], Any]] = field(default_factory=dict)
+    request_models: dict[tuple, type[BaseModel]] = field(default_factory=dict)
+    envelope: type[BaseModel] | None = None  # the body shape when variants take different records
 
 
 async def get_state(request: Request) -> AppState:

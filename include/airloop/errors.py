@@ -11,6 +11,24 @@ class FinalError(AirloopError):
     """Retrying cannot help (bad data, an impossible registry action): the task fails at once."""
 
 
+class SourceError(AirloopError):
+    """A raw source could not be read; says which source, where, and what went wrong."""
+
+    def __init__(self, source: str, location: str, problem: str) -> None:
+        super().__init__(f"{source} source {location}: {problem}")
+        self.source = source
+        self.location = location
+        self.problem = problem
+
+
+class SourceNotFound(SourceError, FinalError):
+    """The source's file, S3 bucket or object, PostgreSQL table or Airflow connection does not exist."""
+
+
+class SourceMisconfigured(SourceError, FinalError):
+    """The data settings cannot name a source (unknown kind, unset field, malformed URI or table name)."""
+
+
 class QualityGateFailed(FinalError):
     """A batch failed its expectation suite; the message names every failed expectation and the evidence."""
 

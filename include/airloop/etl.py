@@ -1,29 +1,28 @@
 """The ETL stages that the ``readmission_etl`` DAG wires: extract, validate raw, transform, validate features, publish.
 
-Each stage reads and writes Parquet files in a per-run staging folder and returns small JSON-able values, so the
-DAG passes paths through XCom, never frames. Every function runs without a scheduler.
+Each stage reads and writes Parquet files in the run's staging folder on the runtime storage (local or ``s3://``, so
+tasks on other machines see them) and returns small JSON-able values; stages find their inputs by run id, so the DAG
+passes no paths and no frames. The published dataset is the encounters as the hospital records them plus the target;
+the feature frame is only made to be validated. Every function runs without a scheduler.
 """
 
 from __future__ import annotations
 
 import logging
-import re
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from airloop.data import sources
-from airloop.data.store import DatasetStore, PublishResult, quarantine
+from airloop.data.store import PublishResult, dataset_store
+from airloop.data.transform import prepare
 from airloop.data.transform import transform as to_features
-from airloop.quality import suites
-from airloop.quality.gate import QualityGateFailed, ValidationReport, Validator
+from airloop.quality import data_gate, suites
 from airloop.settings import DataSettings, Settings
+from airloop.storage import Storage
 
 log = logging.getLogger(__name__)
 
 RAW_FILE = "raw.parquet"
-FEATURES_FILE = "features.parquet"
+ENCOUNTERS_FILE = "encounters.parquet"
 
 # DAG params (all optional) and the DataSettings fields they override.
 PARAM_FIELDS = {
@@ -47,75 +46,56 @@ def data_settings(settings: Settings, params: dict[str, Any] | None = None) -> D
     return DataSettings.model_validate(merged)
 
 
-def run_dir(settings: Settings, run_id: str) -> Path:
-    """The staging folder of one run (run ids contain ':' and '+', which are kept out of paths)."""
-    path = settings.staging_dir / re.sub(r"[^A-Za-z0-9_.-]", "_", run_id)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def staging(settings: Settings, run_id: str) -> Storage:
+    """The staging folder of one ETL run on the runtime storage."""
+    return settings.layout.staging(run_id)
 
 
 def extract(settings: Settings, run_id: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
     """Load raw encounters from the configured source into the run's staging folder."""
     data = data_settings(settings, params)
     frame = sources.load_raw(data)
-    path = run_dir(settings, run_id) / RAW_FILE
-    tmp = path.with_suffix(".tmp")
-    frame.to_parquet(tmp, index=False)
-    tmp.replace(path)
+    url = staging(settings, run_id).write_parquet(frame, RAW_FILE)
     source = sources.describe_source(data)
-    log.info("extracted %d rows x %d columns from %s into %s", len(frame), frame.shape[1], source, path)
-    return {"path": str(path), "rows": len(frame), "source": source}
+    log.info("extracted %d rows x %d columns from %s into %s", len(frame), frame.shape[1], source, url)
+    return {"url": url, "rows": len(frame), "source": source}
 
 
-def _gate(settings: Settings, batch: Path, suite: str, run_id: str, stage: str) -> ValidationReport:
-    frame = pd.read_parquet(batch)
-    report = Validator(settings.gx_dir).validate(frame, suite, suites.SUITES[suite](settings.quality), run_id)
-    if not report.success:
-        reason = "\n".join(str(f) for f in report.failures)
-        record = quarantine(settings.quarantine_dir / settings.data.dataset_name, batch, report.result, reason, stage)
-        error = QualityGateFailed(report, quarantined_at=record.path)
-        log.error("%s", error)
-        raise error
-    return report
+def validate_raw(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Gate the staged raw batch with the raw suite; a failing batch is quarantined and the task fails."""
+    report = data_gate.check(settings, staging(settings, run_id), RAW_FILE, suites.RAW_SUITE, run_id, "raw")
+    return report.summary()
 
 
-def validate_raw(settings: Settings, raw_path: str, run_id: str) -> dict[str, Any]:
-    """Gate the raw batch with the raw suite; a failing batch is quarantined and the task fails."""
-    return _gate(settings, Path(raw_path), suites.RAW_SUITE, run_id, "raw").summary()
-
-
-def transform(settings: Settings, raw_path: str, run_id: str) -> dict[str, Any]:
-    """Turn the validated raw batch into the feature frame."""
-    raw = pd.read_parquet(raw_path)
-    features = to_features(raw)
-    path = run_dir(settings, run_id) / FEATURES_FILE
-    tmp = path.with_suffix(".tmp")
-    features.to_parquet(tmp, index=False)
-    tmp.replace(path)
+def transform(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Turn the validated raw batch into the encounters to publish (readmittable ones, as recorded, plus the target)."""
+    folder = staging(settings, run_id)
+    raw = folder.read_parquet(RAW_FILE)
+    encounters = prepare(raw)
+    url = folder.write_parquet(encounters, ENCOUNTERS_FILE)
     log.info(
-        "transformed %d raw rows into %d feature rows (%d dropped: expired/hospice)",
+        "prepared %d encounters from %d raw rows (%d dropped: expired/hospice) into %s",
+        len(encounters),
         len(raw),
-        len(features),
-        len(raw) - len(features),
+        len(raw) - len(encounters),
+        url,
     )
-    return {"path": str(path), "rows": len(features)}
+    return {"url": url, "rows": len(encounters)}
 
 
-def validate_features(settings: Settings, features_path: str, run_id: str) -> dict[str, Any]:
-    """Gate the feature frame with the features suite; a failing batch is quarantined and the task fails."""
-    return _gate(settings, Path(features_path), suites.FEATURES_SUITE, run_id, "features").summary()
+def validate_features(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Gate the features made from the staged encounters; failing encounters are quarantined and the task fails."""
+    folder = staging(settings, run_id)
+    features = to_features(folder.read_parquet(ENCOUNTERS_FILE))
+    report = data_gate.check(
+        settings, folder, ENCOUNTERS_FILE, suites.FEATURES_SUITE, run_id, "features", frame=features
+    )
+    return report.summary()
 
 
-def dataset_store(settings: Settings) -> DatasetStore:
-    """The store of the configured dataset."""
-    return DatasetStore(settings.datasets_dir / settings.data.dataset_name)
-
-
-def publish(
-    settings: Settings, features_path: str, source: str, validations: list[dict[str, Any]], run_id: str
-) -> PublishResult:
-    """Publish the validated features as a content-hashed version (no-op when that content is already published)."""
-    frame = pd.read_parquet(features_path)
+def publish(settings: Settings, source: str, validations: list[dict[str, Any]], run_id: str) -> PublishResult:
+    """Publish the validated encounters as a content-hashed version (no-op when that content is already published)."""
+    frame = staging(settings, run_id).read_parquet(ENCOUNTERS_FILE)
     metadata = {
         "dataset": settings.data.dataset_name,
         "source": source,

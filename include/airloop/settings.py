@@ -1,22 +1,48 @@
 """The one typed settings object: defaults in config/airloop.yaml, environment variables override.
 
 Environment variables use the prefix ``AIRLOOP_`` and ``__`` between levels, e.g. ``AIRLOOP_HOME=/srv/airloop`` or
-``AIRLOOP_DATA__SOURCE=file``. ``AIRLOOP_CONFIG`` points at another YAML file. Relative paths are resolved against
-the project root (the folder that holds ``config/``), so the same settings work from any working directory.
+``AIRLOOP_DATA__SOURCE=file``. The defaults file is ``$AIRLOOP_CONFIG``, else ``config/airloop.yaml`` in the working
+directory when there is one, else the copy shipped inside the package, so an installed package runs from any folder.
+Relative paths are resolved against the working directory.
 """
 
 from __future__ import annotations
 
 import os
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
+if TYPE_CHECKING:
+    from airloop.storage import RuntimeLayout
+
+# The source checkout, for developer tooling only (the demo's dags/ and plugins/, the git commit); settings never
+# resolve anything against it, so an installed package does not depend on where the repository is.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIG = PROJECT_ROOT / "config" / "airloop.yaml"
+CONFIG_ENV = "AIRLOOP_CONFIG"
+CONFIG_FILE = "airloop.yaml"
+ROUTING_FILE = "routing.yaml"
+
+
+def packaged_config(name: str) -> Path:
+    """A defaults file shipped in the package's ``config/`` folder (``airloop.yaml``, ``routing.yaml``)."""
+    path = Path(str(resources.files("airloop") / "config" / name))
+    if not path.is_file():
+        raise FileNotFoundError(f"packaged config {name!r} not found at {path}: reinstall airloop")
+    return path
+
+
+def config_file() -> Path:
+    """The defaults file: ``$AIRLOOP_CONFIG``, else ``./config/airloop.yaml`` if present, else the packaged one."""
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]).expanduser().resolve()
+    local = Path.cwd() / "config" / CONFIG_FILE
+    return local if local.is_file() else packaged_config(CONFIG_FILE)
 
 
 class DriftSettings(BaseModel):
@@ -39,6 +65,14 @@ class DataSettings(BaseModel):
     synthetic_seed: int = 42
     drift: DriftSettings = DriftSettings()
     dataset_name: str = "readmission"
+
+
+class StorageSettings(BaseModel):
+    """The runtime root of datasets, quarantine, Data Docs, reports and logs; S3 credentials come from the env."""
+
+    url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
 
 
 class QualitySettings(BaseModel):
@@ -86,7 +120,7 @@ class ServingSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
     api_key: str | None = None
-    routing_file: Path = Path("config/routing.yaml")
+    routing_file: Path | None = None  # None = the packaged config/routing.yaml; always a Path after validation
     max_batch_records: int = Field(256, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     batch_max_size: int = Field(64, ge=1)
@@ -121,6 +155,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AIRLOOP_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Path(".airloop")
+    storage: StorageSettings = StorageSettings()
     data: DataSettings = DataSettings()
     quality: QualitySettings = QualitySettings()
     airflow: AirflowSettings = AirflowSettings()
@@ -130,13 +165,27 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
-        if not self.home.is_absolute():
-            self.home = (PROJECT_ROOT / self.home).resolve()
-        if not self.serving.routing_file.is_absolute():
-            self.serving.routing_file = (PROJECT_ROOT / self.serving.routing_file).resolve()
-        if self.data.path is not None and not self.data.path.is_absolute():
-            self.data.path = (PROJECT_ROOT / self.data.path).resolve()
+        # Relative paths mean "from the working directory", resolved once so later chdir calls change nothing.
+        self.home = self.home.expanduser().resolve()
+        self.serving.routing_file = (self.serving.routing_file or packaged_config(ROUTING_FILE)).expanduser().resolve()
+        if self.data.path is not None:
+            self.data.path = self.data.path.expanduser().resolve()
+        if self.storage.url and not urlparse(self.storage.url).scheme:
+            self.storage.url = Path(self.storage.url).expanduser().resolve().as_posix()
         return self
+
+    @property
+    def storage_url(self) -> str:
+        """The runtime root as a URL: ``storage.url``, or the local ``home`` folder when that is unset."""
+        return self.storage.url or self.home.as_posix()
+
+    @property
+    def layout(self) -> RuntimeLayout:
+        """Where datasets, quarantine, Data Docs, reports, logs and staging live under the runtime root."""
+        from airloop.storage import RuntimeLayout, S3Options, Storage
+
+        s3 = S3Options(endpoint_url=self.storage.s3_endpoint_url, region=self.storage.s3_region)
+        return RuntimeLayout(Storage.from_url(self.storage_url, s3))
 
     @property
     def dataset_asset(self) -> str:
@@ -144,19 +193,9 @@ class Settings(BaseSettings):
         return f"airloop_{self.data.dataset_name}_dataset"
 
     @property
-    def datasets_dir(self) -> Path:
-        """Published, versioned datasets."""
-        return self.home / "datasets"
-
-    @property
     def quarantine_dir(self) -> Path:
-        """Batches that failed a quality gate, each with its validation result."""
+        """Deprecated (right only while storage.url is unset): use ``layout.quarantine(name)``."""
         return self.home / "quarantine"
-
-    @property
-    def staging_dir(self) -> Path:
-        """Per-run intermediate files handed from task to task."""
-        return self.home / "staging"
 
     @property
     def airflow_home(self) -> Path:
@@ -185,12 +224,12 @@ class Settings(BaseSettings):
 
     @property
     def predictions_dir(self) -> Path:
-        """The serving prediction log (partitioned Parquet) that the drift and A/B DAGs read."""
+        """Deprecated (right only while storage.url is unset): use ``layout.predictions()``."""
         return self.home / "predictions"
 
     @property
     def feedback_dir(self) -> Path:
-        """Observed outcomes posted to /v1/feedback, joined to predictions by request id."""
+        """Deprecated (right only while storage.url is unset): use ``layout.feedback()``."""
         return self.home / "feedback"
 
     @property
@@ -200,7 +239,7 @@ class Settings(BaseSettings):
 
     @property
     def gx_dir(self) -> Path:
-        """Great Expectations project: validation results and Data Docs."""
+        """Local Great Expectations project: suites, validation results, the Data Docs site as built."""
         return self.home / "gx"
 
     @classmethod
@@ -212,8 +251,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        config = Path(os.environ.get("AIRLOOP_CONFIG", DEFAULT_CONFIG))
-        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=config)
+        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=config_file())
         return init_settings, env_settings, yaml_source
 
 

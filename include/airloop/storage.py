@@ -6,23 +6,60 @@ never build paths or branch on the scheme themselves. ``Storage.fs`` is a ``pyar
 and writes go straight through it on either backend.
 
 Atomicity: a single object is written to a temporary name and renamed on a local disk; on S3 a PUT is already
-all-or-nothing, so it is written in place. Publishing several files together is ``publish_dir`` (local: temp folder
-then rename; object stores: the objects first, then a ``_MANIFEST.json`` last that readers trust).
+all-or-nothing, so it is written in place. Publishing several files together is ``publishing``/``publish_dir`` (local:
+temp folder then rename; object stores: the objects first, then a ``_MANIFEST.json`` last that readers trust), and
+``is_published`` is how a reader asks whether such a folder is complete.
+
+``RuntimeLayout`` is the one owner of where things live below the root: datasets, quarantine, Data Docs, reports,
+baselines, the prediction and feedback logs and per-run staging folders. Nobody else joins those names.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
+import re
 import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import pyarrow.fs as pafs
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 MANIFEST = "_MANIFEST.json"
+
+# Folders below the runtime root; only RuntimeLayout uses these names.
+DATASETS = "datasets"
+QUARANTINE = "quarantine"
+DATA_DOCS = "data_docs"
+REPORTS = "reports"
+BASELINES = "baselines"
+PREDICTIONS = "predictions"
+FEEDBACK = "feedback"
+STAGING = "staging"
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def folder_name(text: str) -> str:
+    """``text`` as one safe path segment (run ids hold ':' and '+'); ``ValueError`` when nothing usable is left."""
+    name = _UNSAFE.sub("_", text)
+    if not name.strip("."):
+        raise ValueError(f"{text!r} cannot name a folder")
+    return name
+
+
+def _manifest_document(files: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    published_at = datetime.now(UTC).isoformat()
+    return {"files": {name: dict(entry) for name, entry in sorted(files.items())}, "published_at": published_at}
 
 
 @dataclass(frozen=True)
@@ -136,17 +173,29 @@ class Storage:
 
     def write_bytes(self, data: bytes, *parts: str) -> str:
         """Write ``data`` to ``parts`` atomically (readers see the old content or the new one); returns its URL."""
-        target = self.path(*parts)
-        if self.is_local:
-            self.fs.create_dir(posixpath.dirname(target), recursive=True)
-            tmp = posixpath.join(posixpath.dirname(target), f".{posixpath.basename(target)}.{uuid.uuid4().hex}.tmp")
-            with self.fs.open_output_stream(tmp) as out:
+
+        def write(path: str) -> None:
+            with self.fs.open_output_stream(path) as out:
                 out.write(data)
-            self.fs.move(tmp, target)
-        else:
-            with self.fs.open_output_stream(target) as out:
-                out.write(data)
+
+        self._write_atomic(write, *parts)
         return self.url(*parts)
+
+    def _write_atomic(self, write: Callable[[str], object], *parts: str) -> None:
+        # Local: write a hidden sibling, then rename over the target. Object stores: a PUT is already all-or-nothing.
+        target = self.path(*parts)
+        if not self.is_local:
+            write(target)
+            return
+        self.fs.create_dir(posixpath.dirname(target), recursive=True)
+        tmp = posixpath.join(posixpath.dirname(target), f".{posixpath.basename(target)}.{uuid.uuid4().hex}.tmp")
+        try:
+            write(tmp)
+            self.fs.move(tmp, target)
+        except BaseException:
+            if self.fs.get_file_info(tmp).type == pafs.FileType.File:
+                self.fs.delete_file(tmp)
+            raise
 
     def write_text(self, text: str, *parts: str) -> str:
         """Write UTF-8 text atomically; returns its URL."""
@@ -163,3 +212,150 @@ class Storage:
             self.fs.delete_dir(self.path(*parts))
         elif info.type == pafs.FileType.File:
             self.fs.delete_file(self.path(*parts))
+
+    def read_parquet(self, *parts: str, columns: list[str] | None = None) -> pd.DataFrame:
+        """The Parquet file at ``parts`` as a frame; ``FileNotFoundError`` naming its URL when absent."""
+        import pandas as pd
+
+        try:
+            return pd.read_parquet(self.path(*parts), filesystem=self.fs, columns=columns)
+        except FileNotFoundError as error:
+            raise FileNotFoundError(f"{self.url(*parts)} does not exist") from error
+
+    def write_parquet(self, frame: pd.DataFrame, *parts: str) -> str:
+        """Write ``frame`` (without its index) as Parquet at ``parts`` atomically; returns its URL."""
+        self._write_atomic(lambda path: frame.to_parquet(path, filesystem=self.fs, index=False), *parts)
+        return self.url(*parts)
+
+    # --- folders published all at once ---------------------------------------------------------------------------
+
+    def manifest(self, *parts: str) -> dict[str, Any] | None:
+        """The manifest of the published folder at ``parts`` (``{"files": {name: {"size": ...}}}``), or None."""
+        try:
+            document = self.read_json(*parts, MANIFEST)
+        except (FileNotFoundError, ValueError):  # absent, or not a whole JSON document: not published
+            return None
+        return document if isinstance(document, dict) and isinstance(document.get("files"), dict) else None
+
+    def is_published(self, *parts: str) -> bool:
+        """Whether a complete folder was published at ``parts`` (local: it exists; object stores: its manifest does)."""
+        if self.is_local:
+            return self.fs.get_file_info(self.path(*parts)).type == pafs.FileType.Directory
+        return self.manifest(*parts) is not None
+
+    def published_dirs(self, *parts: str) -> list[str]:
+        """Names of the complete published folders directly below ``parts``, sorted (half-written ones are left out)."""
+        names = [n for n in self.listdir(*parts) if not n.startswith(".") and n != MANIFEST]
+        return [n for n in names if self.is_published(*parts, n)]
+
+    @contextmanager
+    def publishing(self, *parts: str) -> Iterator[Storage]:
+        """Publish a new folder at ``parts`` all at once: write into the yielded storage; it appears on a clean exit.
+
+        Local: files go to a hidden folder beside the target that is renamed into place at the end. Object stores: the
+        objects are written in place and ``_MANIFEST.json`` listing them with their sizes goes last; until it exists
+        readers (``is_published``) treat the folder as absent. Raises ``FileExistsError`` naming the URL when the
+        folder is already published (also when a concurrent publish of the same folder won the race on a local disk).
+        """
+        if not parts:
+            raise ValueError(f"publishing needs a folder below {self.url()}")
+        if self.is_published(*parts):
+            raise FileExistsError(f"{self.url(*parts)} is already published")
+        target = self.path(*parts)
+        if self.is_local:
+            parent, name = posixpath.split(target)
+            folder = Storage(self.fs, posixpath.join(parent, f".tmp-{name}-{uuid.uuid4().hex}"), self.scheme)
+            self.fs.create_dir(folder.root, recursive=True)
+        else:
+            folder = self.child(*parts)
+        try:
+            yield folder
+            folder.write_json(_manifest_document(folder._sizes()), MANIFEST)
+            if self.is_local:
+                try:
+                    self.fs.move(folder.root, target)
+                except OSError as error:
+                    if self.exists(*parts):
+                        raise FileExistsError(f"{self.url(*parts)} was published concurrently") from error
+                    raise
+        except BaseException:
+            # A local temp folder is removed; objects without a manifest are invisible and get overwritten on retry.
+            if self.is_local:
+                folder.delete()
+            raise
+
+    def publish_dir(self, files: Mapping[str, bytes], *parts: str) -> str:
+        """Publish ``files`` (relative name -> content) as a new folder at ``parts`` all at once; returns its URL."""
+        with self.publishing(*parts) as folder:
+            for name, data in files.items():
+                folder.write_bytes(data, *name.split("/"))
+        return self.url(*parts)
+
+    def sync_dir(self, source: Path, *parts: str) -> str:
+        """Mirror the local folder ``source`` at ``parts``: changed files, then the manifest, then stale files go.
+
+        Each file is replaced atomically and the manifest (with sizes and SHA-256) always describes complete files,
+        so repeated syncs (a Data Docs site after each build) upload only what changed. Returns the folder's URL.
+        """
+        if not source.is_dir():
+            raise FileNotFoundError(f"{source} is not a folder")
+        old = (self.manifest(*parts) or {}).get("files", {})
+        files: dict[str, dict[str, Any]] = {}
+        for path in sorted(p for p in source.rglob("*") if p.is_file()):
+            name = path.relative_to(source).as_posix()
+            if name == MANIFEST:
+                continue
+            data = path.read_bytes()
+            files[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+            if old.get(name) != files[name]:
+                self.write_bytes(data, *parts, *name.split("/"))
+        self.write_json(_manifest_document(files), *parts, MANIFEST)
+        for name in sorted(set(old) - set(files)):
+            self.delete(*parts, *name.split("/"))
+        return self.url(*parts)
+
+    def _sizes(self) -> dict[str, dict[str, int]]:
+        selector = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
+        found = [i for i in self.fs.get_file_info(selector) if i.type == pafs.FileType.File]
+        sizes = {posixpath.relpath(i.path, self.root): {"size": int(i.size)} for i in found}
+        sizes.pop(MANIFEST, None)
+        return sizes
+
+
+@dataclass(frozen=True)
+class RuntimeLayout:
+    """Where each runtime artefact lives below the one root; the only place these folder names are written."""
+
+    root: Storage
+
+    def datasets(self, name: str) -> Storage:
+        """Published versions of the dataset ``name``."""
+        return self.root.child(DATASETS, folder_name(name))
+
+    def quarantine(self, name: str) -> Storage:
+        """Rejected batches of the dataset ``name``, each beside its validation result."""
+        return self.root.child(QUARANTINE, folder_name(name))
+
+    def data_docs(self) -> Storage:
+        """The Great Expectations Data Docs site (copied here when the root is not local)."""
+        return self.root.child(DATA_DOCS)
+
+    def reports(self) -> Storage:
+        """Drift and experiment reports."""
+        return self.root.child(REPORTS)
+
+    def baselines(self) -> Storage:
+        """Baseline profiles kept outside MLflow."""
+        return self.root.child(BASELINES)
+
+    def predictions(self) -> Storage:
+        """The serving prediction log (partitioned Parquet)."""
+        return self.root.child(PREDICTIONS)
+
+    def feedback(self) -> Storage:
+        """Observed outcomes posted to /v1/feedback."""
+        return self.root.child(FEEDBACK)
+
+    def staging(self, run_id: str) -> Storage:
+        """Intermediate files of one pipeline run, readable by its tasks on any machine."""
+        return self.root.child(STAGING, folder_name(run_id))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from tests.dags.conftest import run_dag
@@ -15,14 +13,16 @@ CONF = {"source": "synthetic", "rows": 3000, "seed": 11}
 
 @pytest.fixture(scope="module")
 def store(airflow_db):
-    from airloop import etl
+    from airloop.data.store import dataset_store
     from airloop.settings import get_settings
 
     get_settings.cache_clear()
-    return etl.dataset_store(get_settings())
+    return dataset_store(get_settings())
 
 
 def test_first_run_publishes_exactly_one_version_with_metadata(store):
+    from airloop import schema
+
     states = run_dag("readmission_etl", CONF)
 
     assert set(states.values()) == {"success"}, states
@@ -32,7 +32,8 @@ def test_first_run_publishes_exactly_one_version_with_metadata(store):
     assert meta["version"] == version
     assert meta["rows"] == len(store.load(version)) > 2500
     assert meta["source"].startswith("synthetic://")
-    assert "readmitted_30d" in meta["schema"]
+    assert list(store.load(version).columns) == [*schema.RAW_COLUMNS, "readmitted_30d"]  # encounters as recorded
+    assert meta["schema"]["weight"] == "str" and "diag_1_group" not in meta["schema"]
     assert meta["created_at"]
     assert [v["suite"] for v in meta["validation"]] == ["readmission_raw", "readmission_features"]
     assert all(v["success"] and v["result_id"] for v in meta["validation"])
@@ -58,19 +59,17 @@ def test_corrupt_batch_is_quarantined_not_published(store, tmp_path):
     corrupt = tmp_path / "diabetic_data.csv"
     frame.to_csv(corrupt, index=False, lineterminator="\r\n")
     before = store.versions()
-    quarantine_root = get_settings().quarantine_dir / get_settings().data.dataset_name
-    quarantined_before = set(quarantine_root.glob("*")) if quarantine_root.exists() else set()
+    quarantine = get_settings().layout.quarantine(get_settings().data.dataset_name)
+    quarantined_before = set(quarantine.published_dirs())
 
     states = run_dag("readmission_etl", {"source": "file", "path": str(corrupt)})
 
     assert states["validate_raw"] == "failed", states
     assert states["publish"] == "upstream_failed", states
     assert store.versions() == before
-    new = sorted(set(quarantine_root.glob("*")) - quarantined_before)
-    assert len(new) == 1
-    assert (new[0] / "raw.parquet").is_file()
-    result = json.loads((new[0] / "validation_result.json").read_text())
-    assert result["success"] is False
-    reason = (new[0] / "reason.txt").read_text()
+    (new,) = set(quarantine.published_dirs()) - quarantined_before
+    assert quarantine.is_file(new, "raw.parquet")
+    assert quarantine.read_json(new, "validation_result.json")["success"] is False
+    reason = quarantine.read_text(new, "reason.txt")
     assert "expect_column_values_to_be_in_set(race) saw 1 unexpected values, e.g. ['Martian']" in reason
     assert "expect_column_values_to_be_unique(encounter_id)" in reason

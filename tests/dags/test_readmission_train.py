@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import mlflow
 import pytest
 
 from tests.dags.conftest import load_dag, run_dag
@@ -27,7 +28,8 @@ def env(airflow_db, tmp_path_factory):
     """Settings and an MLflow client on this module's own runtime home."""
     import os
 
-    from airloop.registry.tracking import configure_mlflow
+    from airloop.registry.client import connect
+
     from airloop.settings import get_settings
 
     old = os.environ["AIRLOOP_HOME"]
@@ -39,7 +41,7 @@ def env(airflow_db, tmp_path_factory):
     os.environ["AIRLOOP_TRAINING__IMPORTANCE_ROWS"] = "300"
     get_settings.cache_clear()
     settings = get_settings()
-    yield settings, configure_mlflow(settings)
+    yield settings, connect(settings, create_experiment=True)
     os.environ["AIRLOOP_HOME"] = old
     del os.environ["AIRLOOP_TRAINING__CANDIDATES"], os.environ["AIRLOOP_TRAINING__IMPORTANCE_ROWS"]
     get_settings.cache_clear()
@@ -50,9 +52,10 @@ def publish_directly(settings, seed: int, covariate: float = 0.0, concept: float
     from airloop import etl
 
     params = {"rows": 4000, "seed": seed, "covariate_drift": covariate, "concept_drift": concept}
-    raw = etl.extract(settings, f"setup-{seed}", params)
-    features = etl.transform(settings, raw["path"], f"setup-{seed}")
-    return etl.publish(settings, features["path"], raw["source"], [], f"setup-{seed}").version
+    run_id = f"setup-{seed}"
+    raw = etl.extract(settings, run_id, params)
+    etl.transform(settings, run_id)
+    return etl.publish(settings, raw["source"], [], run_id).version
 
 
 def versions(client, name="readmission"):
@@ -73,7 +76,7 @@ def test_etl_then_train_registers_a_champion_with_metrics_artifacts_tags_and_lin
     settings, client = env
     states = run_dag("readmission_etl", {"rows": 4000, "seed": 101})
     assert states["publish"] == "success", states
-    from airloop.etl import dataset_store
+    from airloop.data.store import dataset_store
 
     dataset_version = dataset_store(settings).latest()
 
@@ -96,11 +99,20 @@ def test_etl_then_train_registers_a_champion_with_metrics_artifacts_tags_and_lin
     assert dataset_input.dataset.digest == dataset_version
     nested = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert {r.data.params["kind"] for r in nested} == {"hist_gradient_boosting", "logistic_regression"}
+    # The registered model takes the published record as the hospital has it; the transform travels inside it.
+    from airloop.training.features import INPUT_COLUMNS, model_inputs
+    from airloop.training.model_io import load_sklearn_model
+
+    uri = f"models:/readmission/{version.version}"
+    assert [c.name for c in mlflow.models.get_model_info(uri).signature.inputs] == list(INPUT_COLUMNS)
+    raw = model_inputs(dataset_store(settings).load(dataset_version).head(3))
+    assert raw["age"].str.startswith("[").all()
+    assert load_sklearn_model(uri).predict_proba(raw).shape == (3, 2)
 
 
 def test_rerun_on_same_dataset_registers_nothing(env):
     settings, client = env
-    from airloop.etl import dataset_store
+    from airloop.data.store import dataset_store
 
     before = set(versions(client))
 

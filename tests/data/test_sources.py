@@ -11,6 +11,7 @@ import pytest
 
 from airloop import schema
 from airloop.data.sources import SourceError, describe_source, load_raw, normalize_raw, read_csv_bytes
+from airloop.errors import FinalError, SourceMisconfigured, SourceNotFound
 from airloop.settings import DataSettings
 
 FIRST_ENCOUNTER_ID = 2278392
@@ -99,21 +100,27 @@ def test_integer_too_large_for_int64_stays_string():
     assert frame["patient_nbr"].tolist() == ["99999999999999999999", "3"]
 
 
-def test_missing_file_is_a_source_error_naming_the_path(tmp_path):
+def test_missing_file_is_a_final_error_naming_the_path(tmp_path):
     path = tmp_path / "nowhere.csv"
 
-    with pytest.raises(SourceError, match=r"file source .*nowhere\.csv: no such file"):
+    with pytest.raises(SourceNotFound, match=r"file source .*nowhere\.csv: no such file") as raised:
         load_raw(DataSettings(source="file", path=path))
 
+    assert isinstance(raised.value, FinalError) and isinstance(raised.value, SourceError)
+    assert raised.value.location == str(path)
 
-def test_unset_path_and_empty_file_are_source_errors(tmp_path):
+
+def test_unset_path_is_final_but_an_unreadable_file_may_be_retried(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_bytes(b"")
 
-    with pytest.raises(SourceError, match=r"needs data\.path"):
+    with pytest.raises(SourceMisconfigured, match=r"needs data\.path") as unset:
         load_raw(DataSettings(source="file"))
-    with pytest.raises(SourceError, match=r"empty\.csv: not a readable CSV: EmptyDataError"):
+    with pytest.raises(SourceError, match=r"empty\.csv: not a readable CSV: EmptyDataError") as unreadable:
         load_raw(DataSettings(source="file", path=empty))
+
+    assert isinstance(unset.value, FinalError)
+    assert not isinstance(unreadable.value, FinalError)
 
 
 def test_describe_source_names_each_source_as_a_uri(tmp_path):
@@ -169,20 +176,29 @@ def test_s3_source_equals_file_source(s3_object, s3_connection, published):
     pd.testing.assert_frame_equal(frame, published)
 
 
-def test_missing_s3_key_is_a_source_error(s3_object, s3_connection):
+def test_missing_s3_key_is_a_final_error_naming_uri_and_connection(s3_object, s3_connection):
     uri = f"s3://{BUCKET}/incoming/absent.csv"
 
-    with pytest.raises(
-        SourceError, match=r"s3 source s3://airloop-raw/incoming/absent\.csv: no such key 'incoming/absent\.csv'"
-    ):
+    with pytest.raises(SourceNotFound) as raised:
         load_raw(DataSettings(source="s3", s3_uri=uri))
 
+    assert isinstance(raised.value, FinalError)
+    assert str(raised.value) == (
+        "s3 source s3://airloop-raw/incoming/absent.csv: no such key 'incoming/absent.csv' in bucket 'airloop-raw' "
+        "(connection 'airloop_s3')"
+    )
 
-def test_missing_bucket_and_bad_uri_are_source_errors(s3_server, s3_connection):
-    with pytest.raises(SourceError, match=r"s3://no-such-bucket/k\.csv: no such bucket 'no-such-bucket'"):
+
+def test_missing_bucket_and_bad_uri_are_final_errors(s3_server, s3_connection):
+    with pytest.raises(SourceNotFound) as missing:
         load_raw(DataSettings(source="s3", s3_uri="s3://no-such-bucket/k.csv"))
-    with pytest.raises(SourceError, match=r"expected a URI of the form s3://bucket/key"):
+    with pytest.raises(SourceMisconfigured, match=r"expected a URI of the form s3://bucket/key") as malformed:
         load_raw(DataSettings(source="s3", s3_uri="https://example.com/k.csv"))
+
+    assert str(missing.value) == (
+        "s3 source s3://no-such-bucket/k.csv: no such bucket 'no-such-bucket' (connection 'airloop_s3')"
+    )
+    assert isinstance(missing.value, FinalError) and isinstance(malformed.value, FinalError)
 
 
 # --- PostgreSQL (real server) -------------------------------------------------------------------------------------
@@ -225,13 +241,29 @@ def test_postgres_source_equals_file_source(pg_tables, pg_connection, published,
 
 
 @pytest.mark.postgres
-def test_missing_postgres_table_is_a_source_error(pg_tables, pg_connection):
+def test_missing_postgres_table_is_a_final_error_naming_table_and_connection(pg_tables, pg_connection):
     table = f"absent_{uuid.uuid4().hex[:8]}"
 
-    with pytest.raises(SourceError, match=rf"postgres source airloop_postgres/{table}: no such table"):
+    with pytest.raises(SourceNotFound) as raised:
         load_raw(DataSettings(source="postgres", postgres_table=table))
+
+    assert isinstance(raised.value, FinalError)
+    assert str(raised.value) == (
+        f"postgres source airloop_postgres/{table}: no such table '{table}' (connection 'airloop_postgres')"
+    )
+
+
+def test_undefined_postgres_connection_is_a_final_error(monkeypatch):
+    monkeypatch.delenv("AIRFLOW_CONN_AIRLOOP_MISSING", raising=False)
+
+    with pytest.raises(SourceNotFound, match=r"Airflow connection 'airloop_missing' is not defined") as raised:
+        load_raw(DataSettings(source="postgres", postgres_conn_id="airloop_missing", postgres_table="diabetic_data"))
+
+    assert isinstance(raised.value, FinalError)
 
 
 def test_unsafe_postgres_table_name_is_refused_before_connecting():
-    with pytest.raises(SourceError, match=r"table name must be"):
+    with pytest.raises(SourceMisconfigured, match=r"table name must be") as raised:
         load_raw(DataSettings(source="postgres", postgres_table='diabetic_data"; DROP TABLE x; --'))
+
+    assert isinstance(raised.value, FinalError)

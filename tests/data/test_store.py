@@ -1,36 +1,61 @@
-"""The dataset store publishes content-hashed versions atomically and never twice; quarantine moves batches."""
+"""The dataset store publishes content-hashed versions atomically and never twice, on a local folder and on S3;
+quarantine moves batches; a missing version is a final error naming where it was looked for."""
 
 from __future__ import annotations
 
-import json
+import re
+import uuid
 
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airloop.data.store import DatasetNotFound, DatasetStore, content_version, quarantine
+from airloop.data.store import DatasetNotFound, DatasetStore, content_version, dataset_store, quarantine
+from airloop.errors import FinalError
+from airloop.storage import S3Options, Storage
+from tests.s3_server import ACCESS_KEY, REGION, SECRET_KEY
 
 
 def frame(n: int = 5, offset: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"encounter_id": range(offset, offset + n), "race": ["Caucasian"] * n})
 
 
-def test_publish_writes_data_metadata_and_latest(tmp_path):
-    store = DatasetStore(tmp_path)
+@pytest.fixture(params=["local", "s3"])
+def root(request, tmp_path) -> Storage:
+    """A runtime root on a local folder, then on a fresh bucket of the moto S3 server."""
+    if request.param == "local":
+        return Storage.from_url(tmp_path / "runtime")
+    server = request.getfixturevalue("s3_server")
+    bucket = f"airloop-{uuid.uuid4().hex[:12]}"
+    server.client().create_bucket(Bucket=bucket)
+    options = S3Options(endpoint_url=server.endpoint_url, region=REGION, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+    return Storage.from_url(f"s3://{bucket}/runtime", options)
 
+
+@pytest.fixture
+def store(root) -> DatasetStore:
+    return DatasetStore(root.child("datasets", "readmission"))
+
+
+def test_publish_writes_data_metadata_and_latest(store):
     result = store.publish(frame(), {"source": "test://"})
 
     assert result.created
+    assert result.url == store.url(result.version)
     assert store.latest() == result.version
     assert store.load().equals(frame())
     meta = store.metadata(result.version)
     assert meta["rows"] == 5 and meta["source"] == "test://" and meta["schema"]["race"] == "str"
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    assert store.storage.walk_files() == [
+        "LATEST",
+        f"{result.version}/_MANIFEST.json",
+        f"{result.version}/data.parquet",
+        f"{result.version}/metadata.json",
+    ]
 
 
-def test_same_content_is_not_published_twice(tmp_path):
-    store = DatasetStore(tmp_path)
+def test_same_content_is_not_published_twice(store):
     first = store.publish(frame(), {"run": 1})
 
     second = store.publish(frame(), {"run": 2})
@@ -40,8 +65,7 @@ def test_same_content_is_not_published_twice(tmp_path):
     assert store.metadata(first.version)["run"] == 1
 
 
-def test_new_content_is_a_new_version_and_becomes_latest(tmp_path):
-    store = DatasetStore(tmp_path)
+def test_new_content_is_a_new_version_and_becomes_latest(store):
     first = store.publish(frame(), {})
 
     second = store.publish(frame(offset=10), {})
@@ -50,22 +74,55 @@ def test_new_content_is_a_new_version_and_becomes_latest(tmp_path):
     assert store.latest() == second.version
 
 
-def test_unknown_version_is_a_clear_error(tmp_path):
-    with pytest.raises(DatasetNotFound, match="nope"):
-        DatasetStore(tmp_path).load("nope")
+def test_half_written_version_is_not_a_version(store):
+    published = store.publish(frame(), {})
+    half = content_version(frame(offset=10))
+    store.storage.write_parquet(frame(offset=10), half, "data.parquet")  # crashed before its manifest/rename
+
+    assert store.versions() == [published.version]
+    assert not store.exists(half)
+    with pytest.raises(DatasetNotFound):
+        store.load(half)
 
 
-def test_quarantine_moves_the_batch_beside_its_result(tmp_path):
-    batch = tmp_path / "raw.parquet"
-    frame().to_parquet(batch)
+def test_unknown_version_is_a_final_error_naming_the_url(store):
+    with pytest.raises(DatasetNotFound, match=re.escape(f"'nope' not found at {store.url()}")) as caught:
+        store.load("nope")
 
-    record = quarantine(tmp_path / "q", batch, {"success": False}, "expect_x(race) saw ['Martian']", "raw")
+    assert isinstance(caught.value, FinalError) and isinstance(caught.value, LookupError)
 
-    assert not batch.exists()
-    moved = tmp_path / "q" / record.path.rsplit("/", 1)[-1]
-    assert (moved / "raw.parquet").is_file()
-    assert json.loads((moved / "validation_result.json").read_text()) == {"success": False}
-    assert "Martian" in (moved / "reason.txt").read_text()
+
+def test_empty_store_says_where_it_looked(store):
+    assert store.latest() is None and store.versions() == []
+    with pytest.raises(DatasetNotFound, match=re.escape(f"no dataset published at {store.url()}")):
+        store.load()
+
+
+def test_quarantine_moves_the_batch_beside_its_result(root):
+    staging = root.child("staging", "run-1")
+    staging.write_parquet(frame(), "raw.parquet")
+    target = root.child("quarantine", "readmission")
+
+    record = quarantine(target, staging, "raw.parquet", {"success": False}, "expect_x(race) saw ['Martian']", "raw")
+
+    assert not staging.exists("raw.parquet")
+    (name,) = target.published_dirs()
+    assert record.url == target.url(name) and name.split("-")[1] == "raw"
+    assert target.read_parquet(name, "raw.parquet").equals(frame())
+    assert target.read_json(name, "validation_result.json") == {"success": False}
+    assert "Martian" in target.read_text(name, "reason.txt")
+    assert target.read_json(name, "record.json") == {"url": record.url, "reason": record.reason}
+
+
+def test_dataset_store_of_settings_is_the_configured_dataset_on_the_runtime_storage(tmp_path, monkeypatch):
+    from airloop.settings import Settings
+
+    monkeypatch.setenv("AIRLOOP_HOME", str(tmp_path))
+    monkeypatch.setenv("AIRLOOP_DATA__DATASET_NAME", "other")
+
+    store = dataset_store(Settings())
+
+    assert store.url() == (tmp_path / "datasets" / "other").as_posix()
 
 
 @pytest.mark.property

@@ -9,8 +9,9 @@ from sklearn.linear_model import LogisticRegression
 
 from airloop.errors import RegistryActionError
 from airloop.registry import aliases as reg
-from airloop.registry.cli import run_action
-from airloop.registry.tracking import configure_mlflow
+from airloop.registry.actions import run_action
+from airloop.registry.client import connect
+from airloop.registry.contract import Alias, Tag, VersionRecord, is_audit
 from airloop.settings import Settings
 
 NAME = "readmission"
@@ -23,7 +24,7 @@ def settings(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def three_versions(settings):
-    configure_mlflow(settings)
+    connect(settings, create_experiment=True)
     x = np.random.default_rng(0).normal(size=(40, 2))
     y = (x[:, 0] > 0).astype(int)
     model = LogisticRegression().fit(x, y)
@@ -36,7 +37,7 @@ def three_versions(settings):
 
 @pytest.fixture
 def registry(settings, three_versions):
-    client = configure_mlflow(settings)
+    client = connect(settings)
     client.set_registered_model_alias(NAME, reg.PREVIOUS, "1")
     client.set_registered_model_alias(NAME, reg.CHAMPION, "2")
     client.set_registered_model_alias(NAME, reg.CHALLENGER, "3")
@@ -49,7 +50,7 @@ def test_promote_moves_challenger_to_champion_and_keeps_previous(registry):
     assert after == {reg.CHAMPION: "3", reg.PREVIOUS: "2"}
     assert reg.aliases(registry, NAME) == after
     tags = registry.get_model_version(NAME, "3").tags
-    assert any(k.startswith("airloop.audit.") and k.endswith(".promoted") for k in tags)
+    assert any(is_audit(k, "promoted") for k in tags)
 
 
 def test_promote_then_rollback_leaves_aliases_exactly_as_before(registry):
@@ -59,7 +60,7 @@ def test_promote_then_rollback_leaves_aliases_exactly_as_before(registry):
     reg.rollback(registry, NAME, "test")
 
     assert reg.aliases(registry, NAME) == before
-    assert any(k.endswith(".rolled_back") for k in registry.get_model_version(NAME, "3").tags)
+    assert any(is_audit(k, "rolled_back") for k in registry.get_model_version(NAME, "3").tags)
 
 
 def test_promote_without_challenger_is_refused(registry):
@@ -73,5 +74,62 @@ def test_show_lists_every_version_with_its_aliases(registry, settings):
     result = run_action(settings, "show", "test")
 
     assert [r["version"] for r in result["versions"]] == ["3", "2", "1"]
-    assert result["versions"][0]["aliases"] == "challenger"
-    assert "previous-champion" in result["table"]
+    assert result["versions"][0]["aliases"] == Alias.CHALLENGER
+    assert Alias.PREVIOUS in result["table"]
+
+
+def test_move_alias_points_it_and_writes_an_audit_entry_once(registry):
+    old = reg.move_alias(registry, NAME, Alias.CHALLENGER, "1", "test", "because")
+    again = reg.move_alias(registry, NAME, Alias.CHALLENGER, "1", "test", "because")
+
+    assert (old, again) == ("3", "1")
+    assert reg.alias_version(registry, NAME, Alias.CHALLENGER) == "1"
+    audits = [k for k in registry.get_model_version(NAME, "1").tags if is_audit(k, f"alias_{Alias.CHALLENGER}_set")]
+    assert len(audits) == 1
+
+
+def test_move_alias_to_none_removes_it(registry):
+    reg.move_alias(registry, NAME, Alias.PREVIOUS, None, "test")
+
+    assert Alias.PREVIOUS not in reg.aliases(registry, NAME)
+
+
+def test_version_record_round_trips_through_tags(registry):
+    record = VersionRecord(dataset_version="abc", threshold=0.31, decision="challenger", candidate_score=0.7123456)
+    for key, value in record.to_tags().items():
+        registry.set_model_version_tag(NAME, "2", key, value)
+
+    read = reg.version_record(registry, NAME, "2")
+
+    assert read.dataset_version == "abc" and read.threshold == 0.31 and read.decision == "challenger"
+    assert read.candidate_score == pytest.approx(0.712346) and read.champion_score is None
+
+
+def test_an_old_version_without_airloop_tags_reads_with_defaults(registry):
+    registry.delete_model_version_tag(NAME, "1", Tag.THRESHOLD) if Tag.THRESHOLD in registry.get_model_version(
+        NAME, "1"
+    ).tags else None
+
+    assert reg.version_record(registry, NAME, "1").threshold == 0.5
+
+
+def test_model_state_reads_aliases_and_model_tags_in_one_call(registry):
+    aliases, tags = reg.model_state(registry, NAME)
+
+    assert aliases == {Alias.PREVIOUS: "1", Alias.CHAMPION: "2", Alias.CHALLENGER: "3"}
+    assert isinstance(tags, dict)
+    assert reg.model_state(registry, "no-such-model") == ({}, {})
+
+
+def test_route_records_the_live_experiment_that_show_reports(registry, settings):
+    routed = run_action(settings, "route", "test", {"weights": {"champion": 50, "challenger": 50}, "mode": "shadow"})
+    shown = run_action(settings, "show", "test")
+
+    assert routed["routing"]["weights"] == {"champion": 50.0, "challenger": 50.0}
+    assert shown["routing"] == routed["routing"] and shown["routing"]["mode"] == "shadow"
+    assert "routing:" in shown["table"]
+
+
+def test_route_with_an_unknown_variant_is_refused(registry, settings):
+    with pytest.raises(RegistryActionError, match="unknown variants"):
+        run_action(settings, "route", "test", {"weights": {"canary": 1}})

@@ -63,12 +63,12 @@ def _load(tracking_uri: str, version: str):
 
 
 def encounters(rows: int, seed: int):
-    """Model inputs and target of synthetic encounters, through the package's own transform."""
+    """Model inputs (raw encounter records) and target of synthetic encounters, prepared as the ETL publishes them."""
     from airloop.data.synthetic import generate
-    from airloop.data.transform import transform
+    from airloop.data.transform import prepare
     from airloop.training import features
 
-    frame = transform(generate(rows, seed))
+    frame = prepare(generate(rows, seed))
     return features.model_inputs(frame), features.target(frame)
 
 
@@ -78,13 +78,13 @@ def _train_and_register(home: Path) -> TrainedRegistry:
     from mlflow.models import infer_signature
     from threadpoolctl import threadpool_limits
 
-    from airloop.registry.aliases import CHALLENGER, CHAMPION
-    from airloop.registry.tracking import configure_mlflow
+    from airloop.registry.client import connect
+    from airloop.registry.contract import Alias, VersionRecord
     from airloop.settings import Settings
     from airloop.training import features
 
     settings = Settings(home=home)
-    client = configure_mlflow(settings)
+    client = connect(settings, create_experiment=True)
     x, y = encounters(3000, seed=1)
     candidates = [("hist_gradient_boosting", {"max_iter": 30}), ("logistic_regression", {})]
     for (kind, params), version in zip(candidates, (CHAMPION_VERSION, CHALLENGER_VERSION), strict=True):
@@ -100,10 +100,11 @@ def _train_and_register(home: Path) -> TrainedRegistry:
                 skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
                 pip_requirements=features.pip_requirements(),
             )
-        registered = mlflow.register_model(info.model_uri, NAME, tags={"airloop.threshold": str(THRESHOLDS[version])})
+        tags = VersionRecord(threshold=THRESHOLDS[version]).to_tags()
+        registered = mlflow.register_model(info.model_uri, NAME, tags=tags)
         assert str(registered.version) == version
-    client.set_registered_model_alias(NAME, CHAMPION, CHAMPION_VERSION)
-    client.set_registered_model_alias(NAME, CHALLENGER, CHALLENGER_VERSION)
+    client.set_registered_model_alias(NAME, Alias.CHAMPION, CHAMPION_VERSION)
+    client.set_registered_model_alias(NAME, Alias.CHALLENGER, CHALLENGER_VERSION)
     requests, _ = encounters(600, seed=2)
     return TrainedRegistry(home, settings.tracking_uri, tuple(requests.to_dict("records")))
 
@@ -132,8 +133,13 @@ def app_settings(home: Path, registry: TrainedRegistry, mlflow: dict[str, Any] |
 
 @pytest.fixture
 def make_settings(tmp_path, registry):
-    """``app_settings`` with this test's tmp_path as home."""
-    return functools.partial(app_settings, tmp_path / "home", registry)
+    """``app_settings`` with this test's tmp_path as home; a live experiment the test recorded is removed after it."""
+    from airloop.registry.contract import Tag
+
+    yield functools.partial(app_settings, tmp_path / "home", registry)
+    client = registry.client()
+    if Tag.ROUTING in client.get_registered_model(NAME).tags:
+        client.delete_registered_model_tag(NAME, Tag.ROUTING)
 
 
 def free_port() -> int:

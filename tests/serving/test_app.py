@@ -8,6 +8,7 @@ import math
 import random
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -17,11 +18,10 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from airloop.experiments.routing import RoutingConfig, assign
-from airloop.registry.aliases import CHAMPION
+from airloop.monitoring.prediction_log import load_feedback, load_predictions
+from airloop.registry.contract import Alias
 from airloop.training.features import INPUT_COLUMNS
 from serving.main import create_app
-from serving.predlog import read_log
-from serving.state import load_routing
 from tests.serving.conftest import (
     API_KEY,
     CHALLENGER_VERSION,
@@ -46,6 +46,14 @@ def expected_probabilities(registry, version: str, records: list[dict[str, Any]]
         [{k: v for k, v in r.items() if k != "entity_id"} for r in records], columns=list(INPUT_COLUMNS)
     )
     return registry.pipeline(version).predict_proba(frame)[:, 1].tolist()
+
+
+EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+
+def logged(settings) -> pd.DataFrame:
+    """Every prediction the app logged, read back through airloop.monitoring."""
+    return load_predictions(settings.layout.predictions(), *EVER)
 
 
 def ids_routed_to(routing: RoutingConfig, variant: str, count: int) -> list[str]:
@@ -83,7 +91,7 @@ def client(settings):
 
 @pytest.fixture(scope="module")
 def routing(settings) -> RoutingConfig:
-    return load_routing(settings.serving.routing_file)
+    return RoutingConfig.from_yaml(settings.serving.routing_file)
 
 
 @pytest.fixture
@@ -177,7 +185,7 @@ def test_nullable_categories_accept_null(client, registry, record):
 
     assert response.status_code == 200
     prediction = response.json()["predictions"][0]
-    missing = {**record, **dict.fromkeys(nulls, "missing")}  # what training saw for an absent category
+    missing = {**record, **dict.fromkeys(nulls, "?")}  # how the published file writes a missing value
     version = prediction["model_version"]
     assert prediction["probability"] == pytest.approx(expected_probabilities(registry, version, [missing])[0], abs=1e-9)
 
@@ -194,11 +202,31 @@ def _without(record: dict[str, Any], field: str) -> dict[str, Any]:
             lambda r: {"records": [{**r, "colour": "red"}]}, ["body", "records", 0, "colour"], id="unknown-field"
         ),
         pytest.param(lambda r: {"records": [r], "explain": True}, ["body", "explain"], id="unknown-top-level-field"),
-        pytest.param(lambda r: {"records": [{**r, "age": "70"}]}, ["body", "records", 0, "age"], id="string-number"),
-        pytest.param(lambda r: {"records": [{**r, "age": True}]}, ["body", "records", 0, "age"], id="bool-number"),
+        pytest.param(
+            lambda r: {"records": [{**r, "num_medications": "70"}]},
+            ["body", "records", 0, "num_medications"],
+            id="string-number",
+        ),
+        pytest.param(
+            lambda r: {"records": [{**r, "num_medications": True}]},
+            ["body", "records", 0, "num_medications"],
+            id="bool-number",
+        ),
+        pytest.param(
+            lambda r: {"records": [{**r, "age": "[200-210)"}]}, ["body", "records", 0, "age"], id="unknown-age-bucket"
+        ),
+        pytest.param(lambda r: {"records": [{**r, "age": None}]}, ["body", "records", 0, "age"], id="null-age-bucket"),
         pytest.param(lambda r: {"records": [{**r, "race": 3}]}, ["body", "records", 0, "race"], id="number-category"),
-        pytest.param(lambda r: {"records": [{**r, "age": math.nan}]}, ["body", "records", 0, "age"], id="nan"),
-        pytest.param(lambda r: {"records": [{**r, "age": -math.inf}]}, ["body", "records", 0, "age"], id="-infinity"),
+        pytest.param(
+            lambda r: {"records": [{**r, "num_lab_procedures": math.nan}]},
+            ["body", "records", 0, "num_lab_procedures"],
+            id="nan",
+        ),
+        pytest.param(
+            lambda r: {"records": [{**r, "num_lab_procedures": -math.inf}]},
+            ["body", "records", 0, "num_lab_procedures"],
+            id="-infinity",
+        ),
         pytest.param(
             lambda r: {"records": [{**r, "entity_id": 1.5}]}, ["body", "records", 0, "entity_id"], id="float-id"
         ),
@@ -381,7 +409,7 @@ def test_routing_update_applies_to_the_next_request(make_settings, registry):
 
 def test_shadow_mode_answers_with_the_champion_and_logs_both_variants(make_settings, registry):
     settings = make_settings()
-    routing = load_routing(settings.serving.routing_file)
+    routing = RoutingConfig.from_yaml(settings.serving.routing_file)
     ids = ids_routed_to(routing, "challenger", 5) + ids_routed_to(routing, "champion", 5) + [None] * 5
     records = [{**registry.records[i], "entity_id": entity} for i, entity in enumerate(ids)]
 
@@ -401,11 +429,12 @@ def test_shadow_mode_answers_with_the_champion_and_logs_both_variants(make_setti
         assert (answer["variant"], answer["model_version"]) == ("champion", CHAMPION_VERSION)
         assert answer["probability"] == pytest.approx(champion[i], abs=1e-9)
 
-    log = read_log(settings.predictions_dir)
+    log = logged(settings)
     assert len(log) == 2 * len(records)
+    assert set(log["experiment_id"]) == {routing.experiment}
     for i, answer in enumerate(answers):
         rows = log[log["request_id"] == answer["request_id"]].set_index("variant")
-        assert rows["served"].to_dict() == {"champion": True, "challenger": False}
+        assert rows["shadow"].to_dict() == {"champion": False, "challenger": True}
         assert rows["model_version"].to_dict() == {"champion": CHAMPION_VERSION, "challenger": CHALLENGER_VERSION}
         assert rows.loc["champion", "probability"] == pytest.approx(champion[i], abs=1e-9)
         assert rows.loc["challenger", "probability"] == pytest.approx(challenger[i], abs=1e-9)
@@ -430,7 +459,7 @@ def test_every_accepted_record_is_in_the_prediction_log_after_shutdown(make_sett
         for request_id, outcome in outcomes.items():
             assert client.post("/v1/feedback", json={"request_id": request_id, "outcome": outcome}).status_code == 202
 
-    log = read_log(settings.predictions_dir)
+    log = logged(settings)
     assert len(log) == 200
     assert sorted(log["request_id"]) == sorted(a["request_id"] for a in answers)
     by_id = log.set_index("request_id")
@@ -441,9 +470,9 @@ def test_every_accepted_record_is_in_the_prediction_log_after_shutdown(make_sett
             answer["variant"],
             answer["model_version"],
         )
-        assert row["served"] and row["probability"] == answer["probability"]
-        assert row["age"] == record["age"] and row["race"] == record["race"]
-    feedback = read_log(settings.feedback_dir)
+        assert not row["shadow"] and row["probability"] == answer["probability"]
+        assert row["record.age"] == record["age"] and row["record.diag_1"] == record["diag_1"]
+    feedback = load_feedback(settings.layout.feedback(), *EVER)
     assert dict(zip(feedback["request_id"], feedback["outcome"], strict=True)) == outcomes
 
 
@@ -480,7 +509,7 @@ def test_champion_alias_move_is_picked_up_by_polling_without_a_failed_request(ma
                 worker.start()
             time.sleep(1.0)
             moved = time.monotonic()
-            client.set_registered_model_alias(NAME, CHAMPION, CHALLENGER_VERSION)
+            client.set_registered_model_alias(NAME, Alias.CHAMPION, CHALLENGER_VERSION)
             while time.monotonic() < moved + 10 and not new_version_served():
                 time.sleep(0.05)
             time.sleep(1.0)  # keep the traffic going past the swap
@@ -489,7 +518,7 @@ def test_champion_alias_move_is_picked_up_by_polling_without_a_failed_request(ma
                 worker.join(timeout=15)
     finally:
         stop.set()
-        client.set_registered_model_alias(NAME, CHAMPION, CHAMPION_VERSION)
+        client.set_registered_model_alias(NAME, Alias.CHAMPION, CHAMPION_VERSION)
 
     assert not [r for r in results if r[2] != 200], [r for r in results if r[2] != 200][:5]
     assert {version for sent, _, _, version in results if sent < moved} == {CHAMPION_VERSION}
@@ -514,7 +543,7 @@ def test_without_a_reachable_registry_at_start_up_ready_and_predict_answer_503(m
     assert ready.status_code == 503
     assert ready.json()["status"] == "not_ready" and nowhere.removeprefix("http://") in ready.json()["reason"]
     assert predict.status_code == 503
-    assert predict.json() == {"detail": "no champion model is loaded yet"}
+    assert nowhere.removeprefix("http://") in predict.json()["detail"]
 
 
 def test_registry_outage_keeps_serving_and_ready_reports_degraded(make_settings, registry, mlflow_server):

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 
 from airloop import schema
+from airloop.errors import SourceError, SourceMisconfigured, SourceNotFound
 from airloop.settings import DataSettings
 
 log = logging.getLogger(__name__)
@@ -28,16 +29,6 @@ _INTEGER = r"[+-]?\d+"
 # An unquoted PostgreSQL name, optionally schema-qualified; it is quoted anyway, so it is matched as written.
 _TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?")
 _UNDEFINED_TABLE = "42P01"
-
-
-class SourceError(RuntimeError):
-    """A raw source could not be read; says which source, where, and what went wrong."""
-
-    def __init__(self, source: str, location: str, problem: str) -> None:
-        super().__init__(f"{source} source {location}: {problem}")
-        self.source = source
-        self.location = location
-        self.problem = problem
 
 
 def _normalized(column: pd.Series, integer: bool) -> pd.Series:
@@ -81,7 +72,9 @@ def _parse(data: bytes | Path, source: str, location: str) -> pd.DataFrame:
 def _required(data: DataSettings, field: str) -> Any:
     value = getattr(data, field)
     if value in (None, ""):
-        raise SourceError(data.source, f"(data.{field} unset)", f"data.source={data.source!r} needs data.{field}")
+        raise SourceMisconfigured(
+            data.source, f"(data.{field} unset)", f"data.source={data.source!r} needs data.{field}"
+        )
     return value
 
 
@@ -89,7 +82,7 @@ def _split_s3_uri(uri: str) -> tuple[str, str]:
     parts = urlsplit(uri)
     bucket, key = parts.netloc, parts.path.lstrip("/")
     if parts.scheme != "s3" or not bucket or not key:
-        raise SourceError("s3", uri, "expected a URI of the form s3://bucket/key")
+        raise SourceMisconfigured("s3", uri, "expected a URI of the form s3://bucket/key")
     return bucket, key
 
 
@@ -97,7 +90,7 @@ def _read_file(data: DataSettings) -> pd.DataFrame:
     path = Path(_required(data, "path"))
     if not path.is_file():
         problem = "is a directory, not a file" if path.is_dir() else "no such file"
-        raise SourceError("file", str(path), problem)
+        raise SourceNotFound("file", str(path), problem)
     return _parse(path, "file", str(path))
 
 
@@ -129,9 +122,9 @@ def _read_s3(data: DataSettings) -> pd.DataFrame:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
         if code in ("404", "NoSuchKey", "NoSuchBucket"):
-            problem = _what_is_missing(hook, bucket, key)
-        else:
-            problem = f"{code or 'error'}: {error.get('Message') or exc}"
+            missing = _what_is_missing(hook, bucket, key)
+            raise SourceNotFound("s3", uri, f"{missing} (connection {data.s3_conn_id!r})") from exc
+        problem = f"{code or 'error'}: {error.get('Message') or exc}"
         raise SourceError("s3", uri, f"{problem} (connection {data.s3_conn_id!r})") from exc
     except BotoCoreError as exc:
         raise SourceError("s3", uri, f"{type(exc).__name__}: {exc} (connection {data.s3_conn_id!r})") from exc
@@ -164,7 +157,7 @@ def _read_postgres(data: DataSettings) -> pd.DataFrame:
     table = data.postgres_table
     location = f"{data.postgres_conn_id}/{table}"
     if not _TABLE_NAME.fullmatch(table or ""):
-        raise SourceError("postgres", location, "table name must be [schema.]name of letters, digits and _")
+        raise SourceMisconfigured("postgres", location, "table name must be [schema.]name of letters, digits and _")
     from airflow.exceptions import AirflowNotFoundException
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
@@ -181,10 +174,14 @@ def _read_postgres(data: DataSettings) -> pd.DataFrame:
             cursor.execute(f"SELECT {select} FROM {relation} AS t{order}")
             rows = cursor.fetchall()
     except AirflowNotFoundException as exc:
-        raise SourceError("postgres", location, f"Airflow connection {data.postgres_conn_id!r} is not defined") from exc
+        problem = f"Airflow connection {data.postgres_conn_id!r} is not defined"
+        raise SourceNotFound("postgres", location, problem) from exc
     except _driver_errors() as exc:
         code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
-        problem = "no such table" if code == _UNDEFINED_TABLE else f"{type(exc).__name__}: {str(exc).strip()}"
+        if code == _UNDEFINED_TABLE:
+            problem = f"no such table {table!r} (connection {data.postgres_conn_id!r})"
+            raise SourceNotFound("postgres", location, problem) from exc
+        problem = f"{type(exc).__name__}: {str(exc).strip()} (connection {data.postgres_conn_id!r})"
         raise SourceError("postgres", location, problem) from exc
     frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns, dtype="str")
     return normalize_raw(frame)
@@ -209,11 +206,13 @@ def load_raw(data: DataSettings) -> pd.DataFrame:
     """Load raw encounters from ``data.source`` in the raw form.
 
     Raises:
-        SourceError: the source is misconfigured, missing (file, key, bucket, table, connection) or unreadable.
+        SourceNotFound: the file, S3 bucket or key, table or Airflow connection does not exist (a ``FinalError``).
+        SourceMisconfigured: the settings name no readable source (a ``FinalError``).
+        SourceError: the source exists but could not be read (unreadable CSV, access denied, network); retryable.
     """
     reader = _READERS.get(data.source)
     if reader is None:
-        raise SourceError(str(data.source), "-", f"unknown source; expected one of {sorted(_READERS)}")
+        raise SourceMisconfigured(str(data.source), "-", f"unknown source; expected one of {sorted(_READERS)}")
     frame = reader(data)
     log.info("loaded %d rows x %d columns from %s", len(frame), frame.shape[1], describe_source(data))
     return frame
@@ -233,4 +232,4 @@ def describe_source(data: DataSettings) -> str:
             f"synthetic://rows={data.synthetic_rows}&seed={data.synthetic_seed}"
             f"&covariate={drift.covariate:g}&concept={drift.concept:g}"
         )
-    raise SourceError(str(data.source), "-", f"unknown source; expected one of {sorted(_READERS)}")
+    raise SourceMisconfigured(str(data.source), "-", f"unknown source; expected one of {sorted(_READERS)}")

@@ -1,14 +1,21 @@
-"""A/B routing: weighted, sticky assignment of entities to model variants by a salted hash."""
+"""The experiment and its assignment policy: weighted, sticky assignment of entities to model variants by a salted
+hash, and the plan of which variant scores which record (A/B or shadow)."""
 
 from __future__ import annotations
 
 import hashlib
 import math
 import random
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from airloop.registry.contract import SERVED_ALIASES, Alias
 
 Mode = Literal["ab", "shadow"]
+MODES: tuple[str, ...] = ("ab", "shadow")
+#: The variants of an experiment are the served registry aliases.
+VARIANTS: tuple[str, ...] = tuple(str(a) for a in SERVED_ALIASES)
 
 
 @dataclass(frozen=True)
@@ -24,8 +31,38 @@ class RoutingConfig:
         finite = all(math.isfinite(w) for w in self.weights.values()) and math.isfinite(total)
         if not self.weights or not finite or any(w < 0 for w in self.weights.values()) or total <= 0:
             raise ValueError(f"weights must be finite, non-negative, with a positive finite sum; got {self.weights}")
-        if self.mode not in ("ab", "shadow"):
+        if self.mode not in MODES:
             raise ValueError(f"mode must be 'ab' or 'shadow', got {self.mode!r}")
+        unknown = set(self.weights) - set(VARIANTS)
+        if unknown:
+            raise ValueError(f"unknown variants {sorted(unknown)}; the variants are {list(VARIANTS)}")
+        if not self.experiment:
+            raise ValueError("the experiment id must not be empty")
+
+    @property
+    def variants(self) -> list[str]:
+        """The variants with a weight, in a fixed order."""
+        return sorted(self.weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (what the registry stores and the API shows)."""
+        return {"experiment": self.experiment, "mode": self.mode, "weights": dict(self.weights)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> RoutingConfig:
+        """Parse the JSON-able form; ValueError naming what is wrong."""
+        try:
+            weights = {str(k): float(v) for k, v in dict(raw["weights"]).items()}
+            return cls(experiment=str(raw["experiment"]), weights=weights, mode=raw.get("mode", "ab"))
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"not an experiment definition ({error!r}): {raw!r}") from error
+
+    @classmethod
+    def from_yaml(cls, path: Path) -> RoutingConfig:
+        """The initial default experiment of a routing file (config/routing.yaml)."""
+        import yaml
+
+        return cls.from_dict(yaml.safe_load(Path(path).read_text()))
 
 
 def bucket(entity_id: str, salt: str) -> float:
@@ -52,6 +89,34 @@ def assign(config: RoutingConfig, entity_id: str | int | None, available: set[st
     if not weights:
         if not available:
             raise LookupError("no model variant is loaded")
-        return "champion" if "champion" in available else sorted(available)[0]
+        return Alias.CHAMPION if Alias.CHAMPION in available else sorted(available)[0]
     point = bucket(str(entity_id), config.experiment) if entity_id is not None else rng.random()
     return choose(weights, point)
+
+
+@dataclass
+class Plan:
+    """Which variant answers each record, and which records each variant scores (shadow scores are not served)."""
+
+    served: list[str]
+    groups: dict[str, list[int]] = field(default_factory=dict)
+
+    def is_served(self, index: int, variant: str) -> bool:
+        """Whether ``variant``'s score of record ``index`` is the answer (else it is a shadow score)."""
+        return self.served[index] == variant
+
+
+def plan(config: RoutingConfig, entity_ids: list[str | int | None], available: set[str], rng: random.Random) -> Plan:
+    """Assign a batch: in ``ab`` mode each record goes to its (sticky) variant; in ``shadow`` mode the champion
+    answers every record and the challenger, when loaded, scores every record too."""
+    if config.mode == "shadow":
+        everyone = list(range(len(entity_ids)))
+        result = Plan([Alias.CHAMPION] * len(entity_ids), {Alias.CHAMPION: everyone})
+        if Alias.CHALLENGER in available:
+            result.groups[Alias.CHALLENGER] = list(everyone)
+        return result
+    served = [assign(config, entity_id, available, rng) for entity_id in entity_ids]
+    result = Plan(served)
+    for i, variant in enumerate(served):
+        result.groups.setdefault(variant, []).append(i)
+    return result

@@ -56,17 +56,16 @@ def raw_expectations(quality: QualitySettings) -> list[Expectation]:
 def feature_expectations(quality: QualitySettings) -> list[Expectation]:
     """Expectations on the transformed frame that training reads."""
     integer_columns = (*tf.ID_COLUMNS, *tf.NUMERIC_FEATURES, tf.TARGET)
-    not_null = [c for c in tf.FEATURE_COLUMNS if c not in tf.NULLABLE_CATEGORIES]
     domains = {
-        c: values for c, values in schema.CATEGORY_DOMAINS.items() if c in tf.CATEGORICAL_FEATURES or c == "readmitted"
+        c: tuple("missing" if v == schema.MISSING else v for v in values)
+        for c, values in schema.CATEGORY_DOMAINS.items()
+        if c in tf.CATEGORICAL_FEATURES or c == "readmitted"
     }
-    domains["race"] = tuple(v for v in schema.CATEGORY_DOMAINS["race"] if v != schema.MISSING)
-    domains["payer_code"] = tuple(v for v in schema.CATEGORY_DOMAINS["payer_code"] if v != schema.MISSING)
     domains.update({f"{c}_group": tf.DIAG_GROUPS for c in schema.DIAG_COLUMNS})
     domains.update({c: tuple(str(i) for i in ids) for c, ids in _ID_DOMAINS.items()})
     expectations = _common(tf.FEATURE_COLUMNS, quality)
     expectations += [gx.expectations.ExpectColumnValuesToBeOfType(column=c, type_="int64") for c in integer_columns]
-    expectations += [gx.expectations.ExpectColumnValuesToNotBeNull(column=c) for c in not_null]
+    expectations += [gx.expectations.ExpectColumnValuesToNotBeNull(column=c) for c in tf.FEATURE_COLUMNS]
     expectations += [
         gx.expectations.ExpectColumnValuesToBeInSet(column=c, value_set=list(values)) for c, values in domains.items()
     ]

@@ -11,19 +11,22 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from airloop.errors import RegistryActionError
+from airloop.registry.contract import Alias, Tag, VersionRecord, audit_key, dump_aliases
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-PREVIOUS = "previous-champion"
-ALIASES = (CHAMPION, CHALLENGER, PREVIOUS)
-PROMOTED_FROM_TAG = "airloop.promoted_from"
+CHAMPION, CHALLENGER, PREVIOUS = Alias.CHAMPION, Alias.CHALLENGER, Alias.PREVIOUS
+ALIASES: tuple[Alias, ...] = tuple(Alias)
 
 
 def now() -> str:
     """UTC timestamp for audit tags."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def show(found: dict[Alias, str]) -> str:
+    """Aliases as a person reads them: ``champion=v2, challenger=v3``."""
+    return ", ".join(f"{alias}=v{version}" for alias, version in found.items()) or "none"
 
 
 def alias_version(client: MlflowClient, model: str, alias: str) -> str | None:
@@ -34,38 +37,54 @@ def alias_version(client: MlflowClient, model: str, alias: str) -> str | None:
         return None
 
 
-def aliases(client: MlflowClient, model: str) -> dict[str, str]:
+def aliases(client: MlflowClient, model: str) -> dict[Alias, str]:
     """Every airloop alias that is set, alias -> version."""
     found = {alias: alias_version(client, model, alias) for alias in ALIASES}
     return {alias: version for alias, version in found.items() if version is not None}
 
 
-def _set_aliases(client: MlflowClient, model: str, wanted: dict[str, str]) -> None:
-    for alias in ALIASES:
-        if alias in wanted:
-            client.set_registered_model_alias(model, alias, wanted[alias])
-        elif alias_version(client, model, alias) is not None:
-            client.delete_registered_model_alias(model, alias)
-
-
 def audit(client: MlflowClient, model: str, version: str, action: str, actor: str, detail: str = "") -> None:
     """Record an action on a version as a tag ``airloop.audit.<timestamp>.<action>``."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    client.set_model_version_tag(model, version, f"airloop.audit.{stamp}.{action}", f"{actor}: {detail}".strip())
+    client.set_model_version_tag(model, version, audit_key(stamp, action), f"{actor}: {detail}".strip())
     log.info("%s v%s: %s by %s %s", model, version, action, actor, detail)
+
+
+def move_alias(
+    client: MlflowClient, model: str, alias: Alias, version: str | None, actor: str, reason: str = ""
+) -> str | None:
+    """Point ``alias`` at ``version`` (None removes it) and record it in the audit tags; returns the old version.
+
+    Nothing is written when the alias already points there.
+    """
+    old = alias_version(client, model, alias)
+    if old == (None if version is None else str(version)):
+        return old
+    if version is None:
+        client.delete_registered_model_alias(model, alias)
+        audit(client, model, old, f"alias_{alias}_removed", actor, reason)
+    else:
+        client.set_registered_model_alias(model, alias, str(version))
+        audit(client, model, str(version), f"alias_{alias}_set", actor, f"{reason} (was v{old})" if old else reason)
+    return old
+
+
+def _set_aliases(client: MlflowClient, model: str, wanted: dict[Alias, str], actor: str, reason: str) -> None:
+    for alias in ALIASES:
+        move_alias(client, model, alias, wanted.get(alias), actor, reason)
 
 
 def promote(client: MlflowClient, model: str, actor: str) -> dict[str, str]:
     """challenger -> champion; the old champion keeps ``previous-champion``. Returns the new aliases."""
     before = aliases(client, model)
     if CHALLENGER not in before:
-        raise RegistryActionError(f"cannot promote: {model} has no {CHALLENGER!r} alias (aliases: {before})")
+        raise RegistryActionError(f"cannot promote: {model} has no '{CHALLENGER}' alias (aliases: {show(before)})")
     new = {CHAMPION: before[CHALLENGER]}
     if CHAMPION in before:
         new[PREVIOUS] = before[CHAMPION]
-    client.set_model_version_tag(model, new[CHAMPION], PROMOTED_FROM_TAG, json.dumps(before, sort_keys=True))
-    _set_aliases(client, model, new)
-    audit(client, model, new[CHAMPION], "promoted", actor, f"challenger -> champion (was {before})")
+    client.set_model_version_tag(model, new[CHAMPION], Tag.PROMOTED_FROM, dump_aliases(before))
+    _set_aliases(client, model, new, actor, "promotion")
+    audit(client, model, new[CHAMPION], "promoted", actor, f"challenger -> champion (was {show(before)})")
     if PREVIOUS in new:
         audit(client, model, new[PREVIOUS], "demoted", actor, f"champion -> {PREVIOUS}")
     return new
@@ -78,20 +97,20 @@ def rollback(client: MlflowClient, model: str, actor: str) -> dict[str, str]:
     """
     before = aliases(client, model)
     if CHAMPION not in before:
-        raise RegistryActionError(f"cannot roll back: {model} has no {CHAMPION!r} alias")
+        raise RegistryActionError(f"cannot roll back: {model} has no '{CHAMPION}' alias")
     current = client.get_model_version(model, before[CHAMPION])
-    recorded = current.tags.get(PROMOTED_FROM_TAG)
+    recorded = current.tags.get(Tag.PROMOTED_FROM)
     if recorded:
-        restored = json.loads(recorded)
+        restored = {Alias(k): v for k, v in json.loads(recorded).items()}
     elif PREVIOUS in before:
         restored = {CHAMPION: before[PREVIOUS]}
     else:
-        raise RegistryActionError(f"cannot roll back: {model} has no {PREVIOUS!r} alias and no promotion record")
+        raise RegistryActionError(f"cannot roll back: {model} has no '{PREVIOUS}' alias and no promotion record")
     if CHAMPION not in restored:
         raise RegistryActionError(f"cannot roll back: before v{before[CHAMPION]} was promoted there was no champion")
-    _set_aliases(client, model, restored)
-    client.delete_model_version_tag(model, before[CHAMPION], PROMOTED_FROM_TAG)
-    audit(client, model, before[CHAMPION], "rolled_back", actor, f"aliases restored to {restored}")
+    _set_aliases(client, model, restored, actor, "rollback")
+    client.delete_model_version_tag(model, before[CHAMPION], Tag.PROMOTED_FROM)
+    audit(client, model, before[CHAMPION], "rolled_back", actor, f"aliases restored to {show(restored)}")
     audit(client, model, restored[CHAMPION], "restored_champion", actor, f"after rollback of v{before[CHAMPION]}")
     return restored
 
@@ -119,14 +138,15 @@ def state(client: MlflowClient, model: str) -> list[VersionRow]:
         by_version.setdefault(version, []).append(alias)
     rows = []
     for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
-        metric_name = v.tags.get("airloop.metric", "")
+        record = VersionRecord.from_tags(v.tags)
+        score = "" if record.candidate_score is None else f"{record.candidate_score:.6f}"
         rows.append(
             VersionRow(
                 version=str(v.version),
                 aliases=",".join(by_version.get(str(v.version), [])),
-                decision=v.tags.get("airloop.decision", ""),
-                metric=f"{metric_name}={v.tags.get('airloop.candidate_score', '')}" if metric_name else "",
-                dataset_version=v.tags.get("airloop.dataset_version", ""),
+                decision=record.decision,
+                metric=f"{record.metric}={score}" if record.metric else "",
+                dataset_version=record.dataset_version,
                 created=datetime.fromtimestamp(v.creation_timestamp / 1000, UTC).isoformat(timespec="seconds"),
             )
         )
@@ -139,3 +159,23 @@ def format_table(rows: list[VersionRow]) -> str:
     lines = [header, *((r.version, r.aliases, r.decision, r.metric, r.dataset_version, r.created) for r in rows)]
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
+
+
+def version_record(client: MlflowClient, model: str, version: str) -> VersionRecord:
+    """The typed record airloop wrote on a version (defaults for tags it lacks)."""
+    return VersionRecord.from_tags(client.get_model_version(model, version).tags)
+
+
+def model_state(client: MlflowClient, model: str) -> tuple[dict[Alias, str], dict[str, str]]:
+    """The airloop aliases and the registered model's tags in one registry call ({} and {} when it does not exist).
+
+    Other registry errors (unreachable server, permissions) propagate.
+    """
+    try:
+        registered = client.get_registered_model(model)
+    except MlflowException as error:
+        if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return {}, {}
+        raise
+    found = {Alias(a): str(v) for a, v in (registered.aliases or {}).items() if a in set(ALIASES)}
+    return found, dict(registered.tags or {})

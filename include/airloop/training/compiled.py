@@ -1,11 +1,12 @@
 """A fast path for the registered Pipeline: the same numbers without pandas or ColumnTransformer per call.
 
-A fitted ``ColumnTransformer`` on a pandas frame costs ~11 ms per call whatever the row count, which dominates a
-single-record prediction. ``CompiledPipeline`` reads the fitted preprocessing once (scaler statistics, each one-hot
-column's output position, taken from the encoder itself so infrequent and unknown categories map exactly as in
-scikit-learn) and builds the model's input matrix straight from request records with numpy. The final estimator is
-the fitted one, unchanged. ``compile_pipeline`` returns None for shapes it does not know; callers then use the
-Pipeline itself.
+The encounter transform at the Pipeline's head runs on the records as dicts (the same scalar functions as its
+pandas path). A fitted ``ColumnTransformer`` on a pandas frame costs ~11 ms per call whatever the row count, which
+dominates a single-record prediction. ``CompiledPipeline`` reads the fitted preprocessing once (scaler statistics,
+each one-hot column's output position, taken from the encoder itself so infrequent and unknown categories map
+exactly as in scikit-learn) and builds the model's input matrix straight from request records with numpy. The final
+estimator is the fitted one, unchanged. ``compile_pipeline`` returns None for shapes it does not know; callers then
+use the Pipeline itself.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from airloop.training.features import encounter_step
 
 MISSING = "missing"
 _UNKNOWN_PROBE = "\x00airloop-unknown\x00"
@@ -35,9 +38,12 @@ class CompiledPipeline:
     unknown: list[int]
     width: int
     estimator: Any
+    encounter: Any | None = None
 
     def matrix(self, records: list[dict[str, Any]]) -> np.ndarray:
-        """The estimator's input matrix for request records (dicts of feature values)."""
+        """The estimator's input matrix for request records (raw encounters when the model transforms them)."""
+        if self.encounter is not None:
+            records = self.encounter.transform_records(records)
         n = len(records)
         out = np.zeros((n, self.width), dtype=np.float64)
         k = len(self.numeric)
@@ -112,10 +118,17 @@ def _category_positions(encoder: OneHotEncoder, offset: int) -> tuple[list[dict]
 
 
 def compile_pipeline(pipeline: Any) -> CompiledPipeline | None:
-    """Compile a fitted [ColumnTransformer(num, cat), estimator] Pipeline; None when its shape is not the known one."""
-    if not isinstance(pipeline, Pipeline) or len(pipeline.steps) != 2:
+    """Compile a fitted [EncounterFeatures?, ColumnTransformer(num, cat), estimator] Pipeline.
+
+    None when its shape is not the known one.
+    """
+    if not isinstance(pipeline, Pipeline):
         return None
-    (_, preprocess), (_, estimator) = pipeline.steps
+    encounter = encounter_step(pipeline)
+    steps = pipeline.steps[1:] if encounter is not None else pipeline.steps
+    if len(steps) != 2:
+        return None
+    (_, preprocess), (_, estimator) = steps
     if not isinstance(preprocess, ColumnTransformer) or not hasattr(estimator, "predict_proba"):
         return None
     fitted = [(n, t, c) for n, t, c in preprocess.transformers_ if not (n == "remainder" and t == "drop")]
@@ -129,5 +142,5 @@ def compile_pipeline(pipeline: Any) -> CompiledPipeline | None:
     lookups, unknown = _category_positions(encoder, offset=len(numeric))
     width = len(numeric) + int(sum(encoder._n_features_outs))
     return CompiledPipeline(
-        list(numeric), list(categorical), scaling[0], scaling[1], lookups, unknown, width, estimator
+        list(numeric), list(categorical), scaling[0], scaling[1], lookups, unknown, width, estimator, encounter
     )

@@ -1,10 +1,18 @@
-"""Model inputs and scikit-learn Pipelines: ColumnTransformer preprocessing plus one classifier per candidate kind."""
+"""What a model takes and how it is built: the raw encounter record in, the feature transform inside the Pipeline.
+
+A registered model is ``Pipeline([encounter, preprocess, model])``. ``EncounterFeatures`` turns the record as the
+hospital has it (the ``diabetic_data.csv`` columns minus the target, "?" or null for missing, ICD-9 codes as strings,
+age buckets as "[70-80)") into model features; it stores its transform spec when fitted, so each model version keeps
+its own transform. Serving, batch scoring and training all feed it the same records.
+"""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
@@ -12,35 +20,76 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from airloop.data.transform import CATEGORICAL_FEATURES, NUMERIC_FEATURES, TARGET
+from airloop import schema
+from airloop.data import transform as tf
 
-INPUT_COLUMNS: tuple[str, ...] = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)
+#: The model's input: every published column but the target, in the file's order.
+INPUT_COLUMNS: tuple[str, ...] = tuple(c for c in schema.RAW_COLUMNS if c != "readmitted")
 KINDS = ("hist_gradient_boosting", "logistic_regression")
 
 # MLflow 3.17 stores scikit-learn models with skops, which refuses types it does not know unless trusted here.
 # OneHotEncoder keeps its output dtype as a numpy.dtype object, which skops does not trust by default either.
-SKOPS_TRUSTED_TYPES = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor", "numpy.dtype"]
+SKOPS_TRUSTED_TYPES = [
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "numpy.dtype",
+    "airloop.training.features.EncounterFeatures",
+]
+
+
+class EncounterFeatures(TransformerMixin, BaseEstimator):
+    """Raw encounter records -> model features, with the transform spec captured at fit time.
+
+    Args:
+        spec: the transform's data (age buckets, ICD-9 ranges, medications, feature lists); the current
+            ``airloop.data.transform.default_spec()`` when None.
+    """
+
+    def __init__(self, spec: dict[str, Any] | None = None) -> None:
+        self.spec = spec
+
+    def fit(self, x: Any, y: Any = None) -> EncounterFeatures:
+        """Capture the spec (nothing is learned from the data)."""
+        self.spec_ = copy.deepcopy(self.spec) if self.spec is not None else tf.default_spec()
+        if self.spec_["version"] != tf.TRANSFORM_VERSION:
+            raise ValueError(
+                f"transform spec version {self.spec_['version']} is not implemented (this code: {tf.TRANSFORM_VERSION})"
+            )
+        self.feature_names_out_ = [*self.spec_["numeric_features"], *self.spec_["categorical_features"]]
+        return self
+
+    def transform(self, x: pd.DataFrame) -> pd.DataFrame:
+        """Features of a frame of raw records."""
+        return tf.features_from_frame(x, self.spec_)
+
+    def transform_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Features of raw records given as dicts (the serving fast path): the same values as ``transform``."""
+        return tf.features_from_records(records, self.spec_)
+
+    def input_domains(self) -> dict[str, list[str]]:
+        """Closed value sets of input fields that a request must respect (a value outside cannot be scored)."""
+        return {"age": list(self.spec_["age_index"])}
+
+    def get_feature_names_out(self, input_features: Any = None) -> list[str]:
+        """Names of the features this step produces."""
+        return list(self.feature_names_out_)
 
 
 def pip_requirements() -> list[str]:
     """The exact versions a logged model needs (saves MLflow's slow requirement inference, and is more precise)."""
     from importlib.metadata import version
 
-    return [f"{dist}=={version(dist)}" for dist in ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")]
+    pins = [f"{dist}=={version(dist)}" for dist in ("mlflow", "scikit-learn", "skops", "numpy", "pandas", "scipy")]
+    return [*pins, f"airloop=={version('airloop')}"]
 
 
 def model_inputs(frame: pd.DataFrame) -> pd.DataFrame:
-    """The columns a model sees, in a fixed order: numbers as float64, categories as str (missing -> "missing")."""
-    inputs = frame.loc[:, list(INPUT_COLUMNS)].copy()
-    inputs[list(NUMERIC_FEATURES)] = inputs[list(NUMERIC_FEATURES)].astype("float64")
-    for column in CATEGORICAL_FEATURES:
-        inputs[column] = inputs[column].astype(object).where(inputs[column].notna(), "missing").astype(str)
-    return inputs
+    """The records a model takes, from a published dataset frame: the raw columns minus the target, in order."""
+    return frame.loc[:, list(INPUT_COLUMNS)]
 
 
 def target(frame: pd.DataFrame) -> pd.Series:
     """The binary target (readmitted within 30 days)."""
-    return frame[TARGET].astype("int64")
+    return frame[tf.TARGET].astype("int64")
 
 
 def _categories() -> Pipeline:
@@ -56,9 +105,9 @@ def _categories() -> Pipeline:
 
 
 def make_pipeline(kind: str, params: dict[str, Any], seed: int) -> Pipeline:
-    """A preprocessing + classifier Pipeline for one candidate kind and its hyperparameters."""
-    numeric = list(NUMERIC_FEATURES)
-    categorical = list(CATEGORICAL_FEATURES)
+    """The encounter transform + preprocessing + classifier Pipeline for one candidate kind and its hyperparameters."""
+    numeric = list(tf.NUMERIC_FEATURES)
+    categorical = list(tf.CATEGORICAL_FEATURES)
     if kind == "hist_gradient_boosting":
         preprocess = ColumnTransformer([("num", "passthrough", numeric), ("cat", _categories(), categorical)])
         model = HistGradientBoostingClassifier(random_state=seed, early_stopping=True, **params)
@@ -67,4 +116,12 @@ def make_pipeline(kind: str, params: dict[str, Any], seed: int) -> Pipeline:
         model = LogisticRegression(max_iter=2000, **params)
     else:
         raise ValueError(f"unknown candidate kind {kind!r}; known: {KINDS}")
-    return Pipeline([("preprocess", preprocess), ("model", model)])
+    return Pipeline([("encounter", EncounterFeatures()), ("preprocess", preprocess), ("model", model)])
+
+
+def encounter_step(pipeline: Any) -> EncounterFeatures | None:
+    """The fitted encounter transform at the head of a registered Pipeline (None for a model without one)."""
+    steps = getattr(pipeline, "steps", None)
+    if steps and isinstance(steps[0][1], EncounterFeatures):
+        return steps[0][1]
+    return None

@@ -7,6 +7,7 @@ scheduler; MLflow locations come from settings.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import subprocess
@@ -20,22 +21,24 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
-from airloop.data.store import DatasetStore
+from airloop.data.store import DatasetNotFound, DatasetStore, dataset_store
 from airloop.data.transform import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from airloop.etl import dataset_store, run_dir
+from airloop.data.transform import transform as to_features
+from airloop.errors import QualityGateFailed
 from airloop.monitoring.baseline import baseline
 from airloop.quality import suites
-from airloop.quality.gate import QualityGateFailed, Validator
+from airloop.quality.data_gate import validator
 from airloop.registry import aliases as reg
-from airloop.registry.tracking import configure_mlflow
-from airloop.settings import PROJECT_ROOT, Settings
-from airloop.training import evaluate, features
-from airloop.training.gate import CHALLENGER, CHAMPION, Decision, decide
+from airloop.registry.client import connect
+from airloop.registry.contract import Alias, Outcome, Tag, VersionRecord
+from airloop.settings import Settings
+from airloop.storage import Storage
+from airloop.training import evaluate, features, model_io
+from airloop.training.model_gate import Decision, decide
 from airloop.training.split import group_split
 
 log = logging.getLogger(__name__)
 
-TAG = "airloop."
 SPLIT_FILE = "split.npz"
 VALIDATION_FILE = "training_validation.json"
 
@@ -47,19 +50,19 @@ def config_hash(settings: Settings) -> str:
 
 
 def git_commit() -> str:
-    """The repo's HEAD commit, or "unknown" outside a git checkout."""
+    """The HEAD commit of the checkout the airloop package runs from, or "unknown" (e.g. an installed wheel)."""
     try:
         done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return done.stdout.strip() if done.returncode == 0 else "unknown"
 
 
-def staging(settings: Settings, run_id: str) -> Path:
-    """The staging folder of one training run."""
-    return run_dir(settings, f"train-{run_id}")
+def staging(settings: Settings, run_id: str) -> Storage:
+    """The staging folder of one training run, on the runtime storage (readable by tasks on any machine)."""
+    return settings.layout.staging(f"train-{run_id}")
 
 
 def store(settings: Settings) -> DatasetStore:
@@ -75,10 +78,8 @@ def existing_version(client: MlflowClient, settings: Settings, dataset_version: 
     except mlflow.exceptions.MlflowException:
         return None
     for version in versions:
-        tags = version.tags
-        if tags.get(TAG + "dataset_version") == dataset_version and tags.get(TAG + "config_hash") == config_hash(
-            settings
-        ):
+        record = VersionRecord.from_tags(version.tags)
+        if record.dataset_version == dataset_version and record.config_hash == config_hash(settings):
             return version
     return None
 
@@ -88,23 +89,23 @@ def load(settings: Settings, dataset_version: str | None) -> dict[str, Any]:
     datasets = store(settings)
     version = dataset_version or datasets.latest()
     if version is None:
-        raise LookupError(f"no published dataset under {datasets.root}: run readmission_etl first")
+        raise DatasetNotFound(f"no published dataset at {datasets.url()}: run readmission_etl first")
     meta = datasets.metadata(version)
     log.info("training on dataset version %s (%d rows, source %s)", version, meta["rows"], meta["source"])
-    return {"version": version, "rows": meta["rows"], "source": meta["source"], "path": str(datasets.root / version)}
+    return {"version": version, "rows": meta["rows"], "source": meta["source"], "url": datasets.url(version)}
 
 
 def validate(settings: Settings, dataset_version: str, run_id: str) -> dict[str, Any]:
-    """Validate the training frame with the features suite; the full result is kept for the MLflow run."""
+    """Validate the features the model will compute from the published rows with the features suite; the full result
+    is kept for the MLflow run."""
     frame = store(settings).load(dataset_version)
-    report = Validator(settings.gx_dir).validate(
-        frame, suites.FEATURES_SUITE, suites.feature_expectations(settings.quality), f"train-{run_id}"
+    report = validator(settings).validate(
+        to_features(frame), suites.FEATURES_SUITE, suites.feature_expectations(settings.quality), f"train-{run_id}"
     )
-    path = staging(settings, run_id) / VALIDATION_FILE
-    path.write_text(json.dumps(report.result, default=str))
+    url = staging(settings, run_id).write_json(report.result, VALIDATION_FILE)
     if not report.success:
         raise QualityGateFailed(report)
-    return {**report.summary(), "result_path": str(path)}
+    return {**report.summary(), "result_url": url}
 
 
 def split(settings: Settings, dataset_version: str, run_id: str) -> dict[str, Any]:
@@ -112,17 +113,19 @@ def split(settings: Settings, dataset_version: str, run_id: str) -> dict[str, An
     frame = store(settings).load(dataset_version)
     cfg = settings.training
     parts = group_split(frame, "readmitted_30d", "patient_nbr", cfg.test_size, cfg.validation_size, cfg.seed)
-    path = staging(settings, run_id) / SPLIT_FILE
-    with path.open("wb") as out:
-        np.savez(out, train=parts.train, validation=parts.validation, test=parts.test)
+    buffer = io.BytesIO()
+    np.savez(buffer, train=parts.train, validation=parts.validation, test=parts.test)
+    url = staging(settings, run_id).write_bytes(buffer.getvalue(), SPLIT_FILE)
     sizes = {"train": len(parts.train), "validation": len(parts.validation), "test": len(parts.test)}
     log.info("split %s by patient: %s", dataset_version, sizes)
-    return {"path": str(path), **sizes}
+    return {"url": url, "run_id": run_id, **sizes}
 
 
-def _parts(settings: Settings, dataset_version: str, split_path: str) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
+def _parts(
+    settings: Settings, dataset_version: str, split_info: dict[str, Any]
+) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
     frame = store(settings).load(dataset_version)
-    positions = np.load(split_path)
+    positions = np.load(io.BytesIO(staging(settings, split_info["run_id"]).read_bytes(SPLIT_FILE)))
     return {
         name: (
             features.model_inputs(frame.iloc[positions[name]]),
@@ -140,7 +143,7 @@ def train(
     settings: Settings, dataset: dict[str, Any], split_info: dict[str, Any], validation: dict[str, Any], run_id: str
 ) -> dict[str, Any]:
     """Search the candidates (nested MLflow runs), keep the best on validation, log it with everything it needs."""
-    client = configure_mlflow(settings)
+    client = connect(settings, create_experiment=True)
     version = dataset["version"]
     existing = existing_version(client, settings, version)
     if existing is not None:
@@ -153,21 +156,21 @@ def train(
         )
         return {"run_id": existing.run_id, "model_uri": existing.source, "existing_version": str(existing.version)}
     cfg = settings.training
-    parts = _parts(settings, version, split_info["path"])
+    parts = _parts(settings, version, split_info)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = parts["train"], parts["validation"], parts["test"]
     frame_meta = store(settings).metadata(version)
     with mlflow.start_run(run_name=f"train-{version}") as parent:
         mlflow.set_tags(
             {
-                TAG + "dataset_version": version,
-                TAG + "airflow_run_id": run_id,
-                TAG + "config_hash": config_hash(settings),
-                TAG + "git_commit": git_commit(),
+                Tag.DATASET_VERSION: version,
+                Tag.AIRFLOW_RUN_ID: run_id,
+                Tag.CONFIG_HASH: config_hash(settings),
+                Tag.GIT_COMMIT: git_commit(),
             }
         )
         dataset_input = mlflow.data.from_pandas(
             store(settings).load(version),
-            source=dataset["path"],
+            source=dataset["url"],
             name=f"{settings.data.dataset_name}@{version}",
             targets="readmitted_30d",
             digest=version,
@@ -205,17 +208,19 @@ def train(
         test_scores = evaluate.score(y_test, test_proba, threshold)
         mlflow.log_params({"best_kind": kind, **{f"best_{k}": v for k, v in params.items()}})
         mlflow.log_metrics({f"test_{k}": v for k, v in test_scores.items()})
+        # The profile of what the model saw: the features its own encounter transform makes of the training rows.
+        seen = features.encounter_step(model).transform(x_train)
         mlflow.log_dict(
-            baseline(x_train, list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)), "baseline/baseline_stats.json"
+            baseline(seen, list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)), "baseline/baseline_stats.json"
         )
-        mlflow.log_dict(json.loads(Path(validation["result_path"]).read_text()), "validation/ge_validation_result.json")
+        mlflow.log_dict(staging(settings, run_id).read_json(VALIDATION_FILE), "validation/ge_validation_result.json")
         importance = _importance(model, x_test, y_test, cfg)
         mlflow.log_dict(importance, "plots/feature_importance.json")
         with tempfile.TemporaryDirectory() as tmp:
             evaluate.plots(y_test, test_proba, threshold, importance, Path(tmp))
             mlflow.log_artifacts(tmp, "plots")
         example = x_test.head(5)
-        info = mlflow.sklearn.log_model(
+        info = model_io.log_sklearn_model(
             model,
             name="model",
             signature=infer_signature(example, model.predict_proba(example)[:, 1]),
@@ -249,41 +254,39 @@ def register(
     settings: Settings, dataset: dict[str, Any], split_info: dict[str, Any], trained: dict[str, Any], actor: str
 ) -> dict[str, Any]:
     """Register the trained model, score it and the champion on the same test set, and apply the gate."""
-    client = configure_mlflow(settings)
+    client = connect(settings, create_experiment=True)
     name = settings.mlflow.model_name
     if "existing_version" in trained:
-        existing = client.get_model_version(name, trained["existing_version"])
+        existing = reg.version_record(client, name, trained["existing_version"])
         log.info(
             "%s v%s already registered for this dataset and config (decision %s): nothing new",
             name,
-            existing.version,
-            existing.tags.get(TAG + "decision"),
+            trained["existing_version"],
+            existing.decision,
         )
         return {
-            "version": str(existing.version),
-            "decision": existing.tags.get(TAG + "decision"),
+            "version": trained["existing_version"],
+            "decision": existing.decision,
             "created": False,
-            "aliases": reg.aliases(client, name),
+            "aliases": _alias_view(client, name),
         }
     cfg = settings.training
-    x_test, y_test = _parts(settings, dataset["version"], split_info["path"])["test"]
+    x_test, y_test = _parts(settings, dataset["version"], split_info)["test"]
     candidate_score = evaluate.score(y_test, _proba(trained["model_uri"], x_test), trained["threshold"])[cfg.metric]
-    champion_version = reg.alias_version(client, name, reg.CHAMPION)
+    champion_version = reg.alias_version(client, name, Alias.CHAMPION)
     champion_score = None
     if champion_version is not None:
-        champion = client.get_model_version(name, champion_version)
-        threshold = float(champion.tags.get(TAG + "threshold", 0.5))
-        champion_score = evaluate.score(y_test, _proba(f"models:/{name}@{reg.CHAMPION}", x_test), threshold)[cfg.metric]
+        threshold = reg.version_record(client, name, champion_version).threshold
+        champion_proba = _proba(f"models:/{name}/{champion_version}", x_test)
+        champion_score = evaluate.score(y_test, champion_proba, threshold)[cfg.metric]
     decision = decide(cfg.metric, candidate_score, champion_score, cfg.margin)
     # Tags go in with the registration itself, so a retry always finds this version by dataset + config.
     version = mlflow.register_model(
         trained["model_uri"], name, tags=_decision_tags(dataset, trained, decision, actor, settings)
     )
-    if decision.outcome == CHAMPION:
-        client.set_registered_model_alias(name, reg.CHAMPION, version.version)
-    elif decision.outcome == CHALLENGER:
-        client.set_registered_model_alias(name, reg.CHALLENGER, version.version)
     reg.audit(client, name, version.version, f"gate_{decision.outcome}", actor, decision.reason)
+    if decision.outcome in (Outcome.CHAMPION, Outcome.CHALLENGER):
+        reg.move_alias(client, name, Alias(decision.outcome.value), version.version, actor, decision.reason)
     log.info("%s v%s: %s (%s)", name, version.version, decision.outcome, decision.reason)
     return {
         "version": str(version.version),
@@ -292,30 +295,34 @@ def register(
         "created": True,
         "candidate_score": candidate_score,
         "champion_score": champion_score,
-        "aliases": reg.aliases(client, name),
+        "aliases": _alias_view(client, name),
     }
 
 
+def _alias_view(client: MlflowClient, name: str) -> dict[str, str]:
+    return {str(alias): version for alias, version in reg.aliases(client, name).items()}
+
+
 def _proba(model_uri: str, x: pd.DataFrame) -> np.ndarray:
-    return mlflow.sklearn.load_model(model_uri).predict_proba(x)[:, 1]
+    return model_io.load_sklearn_model(model_uri).predict_proba(x)[:, 1]
 
 
 def _decision_tags(
     dataset: dict[str, Any], trained: dict[str, Any], decision: Decision, actor: str, settings: Settings
 ) -> dict[str, str]:
-    tags = {
-        "dataset_version": dataset["version"],
-        "dataset_source": dataset["source"],
-        "training_run_id": trained["run_id"],
-        "git_commit": git_commit(),
-        "config_hash": config_hash(settings),
-        "threshold": trained["threshold"],
-        "decision": decision.outcome,
-        "decision_reason": decision.reason,
-        "decided_by": actor,
-        "decided_at": reg.now(),
-        "metric": decision.metric,
-        "candidate_score": f"{decision.candidate_score:.6f}",
-        "champion_score": "" if decision.champion_score is None else f"{decision.champion_score:.6f}",
-    }
-    return {TAG + key: str(value) for key, value in tags.items()}
+    record = VersionRecord(
+        dataset_version=dataset["version"],
+        dataset_source=dataset["source"],
+        training_run_id=trained["run_id"],
+        git_commit=git_commit(),
+        config_hash=config_hash(settings),
+        threshold=trained["threshold"],
+        decision=decision.outcome,
+        decision_reason=decision.reason,
+        decided_by=actor,
+        decided_at=reg.now(),
+        metric=decision.metric,
+        candidate_score=decision.candidate_score,
+        champion_score=decision.champion_score,
+    )
+    return record.to_tags()

@@ -1,4 +1,4 @@
-"""The Great Expectations gate: clean batches pass, each kind of corruption fails with the expectation named."""
+"""The Great Expectations validator: clean batches pass, each kind of corruption fails with the expectation named."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from airloop import schema
 from airloop.data.transform import transform
 from airloop.quality import suites
-from airloop.quality.gate import Validator
+from airloop.quality.validation import Validator
 from airloop.settings import QualitySettings
 
 QUALITY = QualitySettings(min_rows=500, max_rows=1_000_000)
@@ -132,3 +132,17 @@ def test_generated_corruptions_fail_with_the_expectation_named(validator, clean,
 
     assert not report.success
     assert EXPECTED[kind].format(col=column) in failed(report)
+
+
+def test_great_expectations_info_chatter_is_silenced_but_warnings_kept(tmp_path, clean, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO)
+
+    report = Validator(tmp_path / "gx").validate(clean, suites.RAW_SUITE, suites.raw_expectations(QUALITY), "quiet")
+    logging.getLogger("great_expectations.some_module").warning("a real warning")
+
+    assert report.success
+    chatter = [r for r in caplog.records if "great_expectations" in r.name and r.levelno < logging.WARNING]
+    assert chatter == []
+    assert "a real warning" in [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

@@ -1,4 +1,8 @@
-"""Run a suite on a frame with Great Expectations, build Data Docs, and turn failures into readable evidence."""
+"""Run a suite on a frame with Great Expectations, build Data Docs, and turn failures into readable evidence.
+
+The GE project (suites, results, the Data Docs site) is a local folder because GE's file context needs one; when the
+runtime storage is not local, the site is copied there after each build and reports carry that URL.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import great_expectations as gx
 import pandas as pd
@@ -14,6 +20,8 @@ from great_expectations.data_context.types.base import ProgressBarsConfig
 from great_expectations.expectations import Expectation
 
 from airloop.errors import QualityGateFailed
+from airloop.quality import quiet_great_expectations
+from airloop.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +109,16 @@ def _evidence(
 
 
 class Validator:
-    """A file-backed Great Expectations project under ``root``: suites, results and Data Docs live there."""
+    """A file-backed Great Expectations project under ``root``; the Data Docs site is also copied to ``docs``.
 
-    def __init__(self, root: Path) -> None:
+    ``docs`` is where the site is published when it is not a local folder (an ``s3://`` runtime root); reports then
+    link there instead of to the local file.
+    """
+
+    def __init__(self, root: Path, docs: Storage | None = None) -> None:
+        quiet_great_expectations()
         root.mkdir(parents=True, exist_ok=True)
+        self.docs = docs
         self.context = gx.get_context(mode="file", project_root_dir=str(root))
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self.context.variables.save()
@@ -145,7 +159,7 @@ class Validator:
             result_id=str(key).split("::", 1)[-1],
             evaluated=len(result.results),
             failures=failures,
-            docs_url=docs[0]["site_url"] if docs else None,
+            docs_url=self._publish_docs(docs[0]["site_url"] if docs else None),
             result=result.to_json_dict(),
         )
         log.info(
@@ -157,6 +171,15 @@ class Validator:
         )
         log.info("Data Docs for this validation: %s", report.docs_url)
         return report
+
+    def _publish_docs(self, page_url: str | None) -> str | None:
+        """Copy the built site to ``docs`` unless that is local; returns the URL of this validation's page."""
+        if page_url is None or self.docs is None or self.docs.is_local:
+            return page_url
+        site = Path(url2pathname(urlparse(self.context.get_docs_sites_urls()[0]["site_url"]).path)).parent
+        page = Path(url2pathname(urlparse(page_url).path))
+        self.docs.sync_dir(site)
+        return self.docs.url(*page.relative_to(site).parts)
 
 
 def _evidence_failure(result: dict[str, Any], frame: pd.DataFrame) -> Failure:

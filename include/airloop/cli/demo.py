@@ -1,7 +1,9 @@
 """`make demo`: start Airflow standalone on the embedded default, run the loop once through the REST API, print URLs.
 
-Airflow runs in its own process group so that stopping the demo stops the scheduler, triggerer, DAG processor and
-every LocalExecutor worker with it.
+MLflow, Airflow and the prediction service run under a :class:`~airloop.cli.supervisor.Supervisor`, each in a process
+group of its own: Ctrl-C, SIGTERM or SIGHUP to the demo stops every process of them (Airflow's scheduler, triggerer,
+DAG processor and workers included). `make stop` (``python -m airloop stop``) stops them from another terminal, even
+when the demo process itself was killed with SIGKILL; their process groups are listed in ``<home>/demo-processes.json``.
 """
 
 from __future__ import annotations
@@ -9,19 +11,18 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from airloop.cli.supervisor import AlreadyRunning, Service, Stopped, Supervisor, stop_recorded
 from airloop.settings import PROJECT_ROOT, Settings
 
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
+STATE_FILE = "demo-processes.json"
 
 
 class DemoError(RuntimeError):
@@ -52,37 +53,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-@dataclass
-class Service:
-    """A process group the demo started, with its log file."""
-
-    name: str
-    process: subprocess.Popen
-    log: Path
-
-    def stop(self, timeout: float = 20) -> None:
-        """Stop the whole process group: SIGTERM, then SIGKILL for whatever is left."""
-        if self.process.poll() is not None:
-            return
-        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5)):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                self.process.wait(wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
-
-
-def start_service(name: str, command: list[str], env: dict[str, str], logs_dir: Path) -> Service:
-    """Start a command in its own process group, output to ``logs_dir/<name>.log``."""
-    logs_dir.mkdir(parents=True, exist_ok=True)
-    log = logs_dir / f"{name}.log"
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    return Service(name, process, log)
+def state_file(settings: Settings) -> Path:
+    """Where the running demo lists its services' process groups, for `make stop`."""
+    return settings.home / STATE_FILE
 
 
 def wait_until(check, what: str, timeout: float, service: Service | None = None, every: float = 2.0) -> Any:
@@ -164,7 +137,7 @@ def wait_for_run(client: AirflowClient, dag_id: str, run_id: str, settings: Sett
     return state
 
 
-def start_mlflow(settings: Settings) -> Service:
+def start_mlflow(settings: Settings, supervisor: Supervisor) -> Service:
     """MLflow tracking server + UI on the embedded store (the same store the DAG tasks write to)."""
     settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     command = [
@@ -177,10 +150,10 @@ def start_mlflow(settings: Settings) -> Service:
         "--port", str(settings.mlflow.port),
         "--workers", "1",
     ]  # fmt: skip
-    return start_service("mlflow-server", command, os.environ.copy(), settings.logs_dir)
+    return supervisor.start("mlflow-server", command, os.environ.copy())
 
 
-def start_serving(settings: Settings) -> Service:
+def start_serving(settings: Settings, supervisor: Supervisor) -> Service:
     """The prediction service (uvicorn, one worker) on the same runtime home and registry."""
     env = os.environ.copy()
     env.update({"AIRLOOP_HOME": str(settings.home), "AIRLOOP_SERVING__API_KEY": settings.serving.api_key or ""})
@@ -188,15 +161,15 @@ def start_serving(settings: Settings) -> Service:
         sys.executable, "-m", "uvicorn", "--factory", "serving.main:create_app",
         "--host", settings.serving.host, "--port", str(settings.serving.port), "--workers", "1", "--no-access-log",
     ]  # fmt: skip
-    return start_service("serving", command, env, settings.logs_dir)
+    return supervisor.start("serving", command, env)
 
 
 def send_predictions(settings: Settings, count: int) -> dict[str, Any]:
     """POST ``count`` encounters from the latest published dataset, one request each; return a sample response."""
-    from airloop.data.store import DatasetStore
+    from airloop.data.store import dataset_store
     from airloop.training.features import model_inputs
 
-    frame = DatasetStore(settings.datasets_dir / settings.data.dataset_name).load().head(count)
+    frame = dataset_store(settings).load().head(count)
     records = model_inputs(frame).to_dict("records")
     sample: dict[str, Any] = {}
     with httpx.Client(base_url=settings.serving.url, timeout=30) as http:
@@ -209,75 +182,87 @@ def send_predictions(settings: Settings, count: int) -> dict[str, Any]:
 
 
 def main(settings: Settings, keep_running: bool = True) -> int:
-    """Run the demo; with ``keep_running`` the services stay up until Ctrl-C."""
+    """Run the demo; with ``keep_running`` the services stay up until Ctrl-C, SIGTERM, SIGHUP or `make stop`."""
     settings.home.mkdir(parents=True, exist_ok=True)
     print(f"airloop demo: runtime folder {settings.home}", flush=True)
-    services: list[Service] = []
     try:
-        mlflow_server = start_mlflow(settings)
-        services.append(mlflow_server)
-        print(f"  MLflow server starting (log: {mlflow_server.log})", flush=True)
-        wait_until(
-            lambda: httpx.get(f"{settings.mlflow.ui_url}/health", timeout=5).status_code == 200,
-            "the MLflow server", 180, mlflow_server,
+        with Supervisor(state_file(settings), settings.logs_dir) as supervisor:
+            return run_loop(settings, supervisor, keep_running)
+    except (AlreadyRunning, DemoError) as error:
+        print(f"airloop demo: {error}", file=sys.stderr, flush=True)
+        return 1
+    except (Stopped, KeyboardInterrupt):
+        return 0
+
+
+def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> int:
+    """Start the services under ``supervisor``, run ETL -> training -> 300 predictions once, print where things are."""
+    mlflow_server = start_mlflow(settings, supervisor)
+    print(f"  MLflow server starting (log: {mlflow_server.log})", flush=True)
+    wait_until(
+        lambda: httpx.get(f"{settings.mlflow.ui_url}/health", timeout=5).status_code == 200,
+        "the MLflow server", 180, mlflow_server,
+    )  # fmt: skip
+    airflow_bin = str(Path(sys.executable).with_name("airflow"))
+    env = airflow_env(settings)
+    airflow = supervisor.start("airflow-standalone", [airflow_bin, "standalone"], env)
+    print(f"  Airflow standalone starting (log: {airflow.log})", flush=True)
+    wait_until(lambda: admin_password(settings)[1], "the generated admin password", 240, airflow)
+    user, password = admin_password(settings)
+    client = wait_until(lambda: AirflowClient(settings.airflow.url, user, password), "the API server", 240, airflow)
+    for dag_id in ("readmission_etl", "readmission_train", "readmission_registry"):
+        wait_until(lambda d=dag_id: client.dag_exists(d), f"Airflow to parse {dag_id}", 180, airflow)
+        client.unpause(dag_id)
+    previous_train = client.latest_run("readmission_train")
+    etl_run = client.trigger("readmission_etl", {})
+    print(f"  triggered readmission_etl run {etl_run}", flush=True)
+    etl_state = wait_for_run(client, "readmission_etl", etl_run, settings, airflow)
+    train_state = "not triggered (no new dataset version)"
+    states = client.task_states("readmission_etl", etl_run)
+    if etl_state == "success" and states.get("publish") == "success":
+        print("  the published dataset Asset triggers readmission_train ...", flush=True)
+        train = wait_until(
+            lambda: (r := client.latest_run("readmission_train")) and r != previous_train and r,
+            "readmission_train to be triggered by the dataset Asset", 120, airflow,
         )  # fmt: skip
-        airflow_bin = str(Path(sys.executable).with_name("airflow"))
-        env = airflow_env(settings)
-        airflow = start_service("airflow-standalone", [airflow_bin, "standalone"], env, settings.logs_dir)
-        services.append(airflow)
-        print(f"  Airflow standalone starting (log: {airflow.log})", flush=True)
-        wait_until(lambda: admin_password(settings)[1], "the generated admin password", 240, airflow)
-        user, password = admin_password(settings)
-        client = wait_until(lambda: AirflowClient(settings.airflow.url, user, password), "the API server", 240, airflow)
-        for dag_id in ("readmission_etl", "readmission_train", "readmission_registry"):
-            wait_until(lambda d=dag_id: client.dag_exists(d), f"Airflow to parse {dag_id}", 180, airflow)
-            client.unpause(dag_id)
-        previous_train = client.latest_run("readmission_train")
-        etl_run = client.trigger("readmission_etl", {})
-        print(f"  triggered readmission_etl run {etl_run}", flush=True)
-        etl_state = wait_for_run(client, "readmission_etl", etl_run, settings, airflow)
-        train_state = "not triggered (no new dataset version)"
-        states = client.task_states("readmission_etl", etl_run)
-        if etl_state == "success" and states.get("publish") == "success":
-            print("  the published dataset Asset triggers readmission_train ...", flush=True)
-            train = wait_until(
-                lambda: (r := client.latest_run("readmission_train")) and r != previous_train and r,
-                "readmission_train to be triggered by the dataset Asset", 120, airflow,
-            )  # fmt: skip
-            train_state = wait_for_run(client, "readmission_train", train["dag_run_id"], settings, airflow)
-        if etl_state != "success" or train_state == "failed":
-            print_summary(settings, etl_state, train_state)
-            return 1
-        if not settings.serving.api_key:
-            settings.serving.api_key = secrets.token_urlsafe(16)
-        serving = start_serving(settings)
-        services.append(serving)
-        print(f"  prediction service starting (log: {serving.log})", flush=True)
-        wait_until(
-            lambda: httpx.get(f"{settings.serving.url}/ready", timeout=5).status_code == 200,
-            "the prediction service to load the champion", 180, serving,
-        )  # fmt: skip
-        sample = send_predictions(settings, 300)
-        print("  sent 300 predictions to /v1/predict", flush=True)
+        train_state = wait_for_run(client, "readmission_train", train["dag_run_id"], settings, airflow)
+    if etl_state != "success" or train_state == "failed":
         print_summary(settings, etl_state, train_state)
-        print_serving(settings, sample)
-        if keep_running:
-            print("\nServices keep running; press Ctrl-C to stop them.", flush=True)
-            while all(service.process.poll() is None for service in services):
-                time.sleep(1)
-        return 0
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        print("stopping services ...", flush=True)
-        for service in reversed(services):
-            service.stop()
+        return 1
+    if not settings.serving.api_key:
+        settings.serving.api_key = secrets.token_urlsafe(16)
+    serving = start_serving(settings, supervisor)
+    print(f"  prediction service starting (log: {serving.log})", flush=True)
+    wait_until(
+        lambda: httpx.get(f"{settings.serving.url}/ready", timeout=5).status_code == 200,
+        "the prediction service to load the champion", 180, serving,
+    )  # fmt: skip
+    sample = send_predictions(settings, 300)
+    print("  sent 300 predictions to /v1/predict", flush=True)
+    print_summary(settings, etl_state, train_state)
+    print_serving(settings, sample)
+    if keep_running:
+        print("\nServices keep running; press Ctrl-C here or run `make stop` to stop them.", flush=True)
+        exited = supervisor.watch()
+        print(f"{exited.name} exited with {exited.process.returncode}; see {exited.log}", flush=True)
+        return 1
+    return 0
+
+
+def stop(settings: Settings) -> int:
+    """Stop a running demo's services, or those a killed demo left behind (`make stop`)."""
+    done = stop_recorded(state_file(settings))
+    for line in done:
+        print(line, flush=True)
+    if not done:
+        print(f"no demo services recorded in {state_file(settings)}: nothing to stop", flush=True)
+    return 1 if any(line.endswith("still running") for line in done) else 0
 
 
 def registry_table(settings: Settings) -> str:
     """The registry table, or why it could not be read."""
     try:
-        from airloop.registry.cli import run_action
+        from airloop.registry.actions import run_action
 
         return run_action(settings, "show", "demo")["table"]
     except Exception as error:  # the demo summary must print even when the registry is unreachable
@@ -289,7 +274,7 @@ def print_summary(settings: Settings, etl_state: str, train_state: str) -> None:
     url = settings.airflow.url
     pw_file = settings.airflow_home / PASSWORD_FILE
     user = admin_password(settings)[0] or "admin"
-    datasets = settings.datasets_dir / settings.data.dataset_name
+    datasets = settings.layout.datasets(settings.data.dataset_name).url()
     print(
         f"""
 readmission_etl: {etl_state}; readmission_train: {train_state}

@@ -6,7 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airloop.training.gate import CHALLENGER, CHAMPION, REJECTED, decide
+from airloop.registry.contract import Outcome
+from airloop.training.model_gate import decide
+
+CHAMPION, CHALLENGER, REJECTED = Outcome.CHAMPION, Outcome.CHALLENGER, Outcome.REJECTED
 
 scores = st.floats(min_value=0, max_value=1, allow_nan=False)
 margins = st.floats(min_value=-0.2, max_value=0.2, allow_nan=False)

@@ -4,18 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from airloop.registry.contract import Outcome
 from airloop.training.evaluate import HIGHER_IS_BETTER
-
-CHAMPION = "champion"
-CHALLENGER = "challenger"
-REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
 class Decision:
     """What happens to a candidate, and why."""
 
-    outcome: str
+    outcome: Outcome
     reason: str
     metric: str
     candidate_score: float
@@ -25,9 +22,9 @@ class Decision:
 def decide(metric: str, candidate: float, champion: float | None, margin: float) -> Decision:
     """No champion -> champion; better than the champion by at least ``margin`` -> challenger; else rejected."""
     if champion is None:
-        return Decision(CHAMPION, "no champion yet", metric, candidate, None)
+        return Decision(Outcome.CHAMPION, "no champion yet", metric, candidate, None)
     gain = candidate - champion if metric in HIGHER_IS_BETTER else champion - candidate
     verdict = f"{metric} {candidate:.4f} vs champion {champion:.4f} (gain {gain:+.4f}, margin {margin})"
     if gain >= margin:
-        return Decision(CHALLENGER, f"better: {verdict}", metric, candidate, champion)
-    return Decision(REJECTED, f"not better by the margin: {verdict}", metric, candidate, champion)
+        return Decision(Outcome.CHALLENGER, f"better: {verdict}", metric, candidate, champion)
+    return Decision(Outcome.REJECTED, f"not better by the margin: {verdict}", metric, candidate, champion)

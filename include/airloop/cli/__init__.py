@@ -1,0 +1,1 @@
+"""The command line's own machinery (``python -m airloop``): the demo and the supervisor of its services."""

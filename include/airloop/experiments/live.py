@@ -1,0 +1,47 @@
+"""The live experiment, persisted where every serving replica sees it: a tag on the registered model.
+
+Serving replicas read it on every registry poll (the same call that reads the aliases); ``PUT /v1/routing``, the CLI
+and the registry DAG all change it through ``set_live``. A restart keeps it. Without the tag, the routing file
+(config/routing.yaml) is the initial default.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from airloop.experiments.routing import RoutingConfig
+from airloop.registry.aliases import model_state, now
+from airloop.registry.contract import Tag
+
+log = logging.getLogger(__name__)
+
+
+class LiveExperimentError(ValueError):
+    """The tag on the registered model does not hold a valid experiment; the message shows it."""
+
+
+def from_tags(tags: dict[str, str], default: RoutingConfig) -> RoutingConfig:
+    """The experiment recorded in a registered model's tags, or ``default`` when none is recorded."""
+    raw = tags.get(Tag.ROUTING)
+    if not raw:
+        return default
+    try:
+        return RoutingConfig.from_dict(json.loads(raw))
+    except (ValueError, json.JSONDecodeError) as error:
+        raise LiveExperimentError(f"tag {Tag.ROUTING} holds no valid experiment: {raw!r} ({error})") from error
+
+
+def get_live(client: Any, model: str, default: RoutingConfig) -> RoutingConfig:
+    """The live experiment of ``model`` (``default`` while none has been set)."""
+    _, tags = model_state(client, model)
+    return from_tags(tags, default)
+
+
+def set_live(client: Any, model: str, config: RoutingConfig, actor: str) -> RoutingConfig:
+    """Make ``config`` the live experiment of ``model`` for every replica, recording who changed it and when."""
+    payload = {**config.to_dict(), "set_by": actor, "set_at": now()}
+    client.set_registered_model_tag(model, Tag.ROUTING, json.dumps(payload, sort_keys=True))
+    log.info("%s: live experiment set to %s by %s", model, config.to_dict(), actor)
+    return config

@@ -1,0 +1,63 @@
+"""The data quality gate: validate a staged batch; a failing batch is quarantined and the task fails with evidence."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from airloop.data.store import quarantine
+from airloop.errors import QualityGateFailed
+from airloop.quality import suites
+from airloop.quality.validation import ValidationReport, Validator
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from airloop.settings import Settings
+    from airloop.storage import Storage
+
+log = logging.getLogger(__name__)
+
+
+def validator(settings: Settings) -> Validator:
+    """The Great Expectations project of these settings, publishing Data Docs to the runtime storage."""
+    return Validator(settings.gx_dir, docs=settings.layout.data_docs())
+
+
+def check(
+    settings: Settings,
+    staging: Storage,
+    batch: str,
+    suite: str,
+    run_id: str,
+    stage: str,
+    frame: pd.DataFrame | None = None,
+) -> ValidationReport:
+    """Validate the staged Parquet file ``batch`` (or ``frame``, made from it) with ``suite``.
+
+    Args:
+        settings: quality bounds, the GE project folder and the runtime storage.
+        staging: the run's staging storage that holds ``batch``.
+        batch: file name of the batch in ``staging``; this is what gets quarantined.
+        suite: a name in ``suites.SUITES``.
+        run_id: names the validation run in GE's results and Data Docs.
+        stage: names the quarantine folder (``raw``, ``features``).
+        frame: what to validate when it is not the batch itself (the features made from staged encounters).
+
+    Returns:
+        The passing report.
+
+    Raises:
+        QualityGateFailed: after moving the batch to quarantine; names every failed expectation, the quarantine URL
+            and the Data Docs URL.
+    """
+    data = staging.read_parquet(batch) if frame is None else frame
+    report = validator(settings).validate(data, suite, suites.SUITES[suite](settings.quality), run_id)
+    if report.success:
+        return report
+    reason = "\n".join(str(f) for f in report.failures)
+    target = settings.layout.quarantine(settings.data.dataset_name)
+    record = quarantine(target, staging, batch, report.result, reason, stage)
+    error = QualityGateFailed(report, quarantined_at=record.url)
+    log.error("%s", error)
+    raise error

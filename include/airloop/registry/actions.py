@@ -1,0 +1,54 @@
+"""Registry actions shared by ``python -m airloop registry`` and the ``readmission_registry`` DAG."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from airloop.errors import RegistryActionError
+from airloop.registry import aliases as reg
+from airloop.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("show", "promote", "rollback", "route")
+
+
+def run_action(settings: Settings, action: str, actor: str, routing: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Apply ``action`` to the configured model and return the aliases, the live experiment and the registry table.
+
+    ``route`` makes ``routing`` (``{"weights": {...}, "mode": ..., "experiment": ...}``; the experiment id is kept
+    when not given) the live experiment that every serving replica follows.
+    """
+    from airloop.experiments.live import get_live, set_live
+    from airloop.experiments.routing import RoutingConfig
+    from airloop.registry.client import connect
+
+    if action not in ACTIONS:
+        raise ValueError(f"unknown registry action {action!r}; choose one of {ACTIONS}")
+    client = connect(settings)
+    name = settings.mlflow.model_name
+    default = RoutingConfig.from_yaml(settings.serving.routing_file)
+    if action == "promote":
+        reg.promote(client, name, actor)
+    elif action == "rollback":
+        reg.rollback(client, name, actor)
+    elif action == "route":
+        current = get_live(client, name, default)
+        wanted = {"experiment": current.experiment, "mode": current.mode, **(routing or {})}
+        try:
+            config = RoutingConfig.from_dict({k: v for k, v in wanted.items() if v is not None})
+        except ValueError as error:
+            raise RegistryActionError(f"cannot route: {error}") from error
+        set_live(client, name, config, actor)
+    rows = reg.state(client, name)
+    table = reg.format_table(rows) + f"\nrouting: {get_live(client, name, default).to_dict()}"
+    log.info("registry state of %s after %s:\n%s", name, action, table)
+    return {
+        "action": action,
+        "aliases": {str(k): v for k, v in reg.aliases(client, name).items()},
+        "routing": get_live(client, name, default).to_dict(),
+        "versions": [asdict(r) for r in rows],
+        "table": table,
+    }

@@ -1,0 +1,29 @@
+"""Where MLflow lives: the one place that points MLflow at the configured tracking store and registry.
+
+``connect`` sets the process-wide URIs (``models:/`` URIs and ``mlflow.start_run`` resolve against them) and returns a
+client bound to the same store. It is light: no training imports.
+"""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow import MlflowClient
+
+from airloop.settings import Settings
+
+
+def connect(settings: Settings, *, create_experiment: bool = False) -> MlflowClient:
+    """Point MLflow at the configured tracking store and registry and return a client bound to them.
+
+    With ``create_experiment`` (training), the embedded store's folder and the configured experiment are created and
+    made current; readers (serving, the registry CLI) never write to the tracking store.
+    """
+    if settings.tracking_uri.startswith("sqlite:///"):
+        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.registry_uri)
+    if create_experiment:
+        if mlflow.get_experiment_by_name(settings.mlflow.experiment) is None:
+            mlflow.create_experiment(settings.mlflow.experiment, artifact_location=settings.artifact_location)
+        mlflow.set_experiment(settings.mlflow.experiment)
+    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)

@@ -1,0 +1,171 @@
+"""The model holder: loads the served aliases and the live experiment from the registry, swaps them in without a gap.
+
+One registry call per poll reads both the aliases and the registered model's tags (where the live experiment is kept,
+see ``airloop.experiments.live``); a changed version is loaded fully before a single reference swap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from airloop.experiments.live import from_tags, set_live
+from airloop.experiments.routing import RoutingConfig
+from airloop.registry.aliases import model_state, version_record
+from airloop.registry.contract import SERVED_ALIASES, Alias
+from serving.schemas import record_model
+
+log = logging.getLogger(__name__)
+
+
+class RegistryUnavailable(RuntimeError):
+    """The registry could not be asked; the models already loaded keep serving."""
+
+
+@dataclass
+class LoadedModel:
+    """One registered version, loaded and ready to predict, with the request model of its own signature."""
+
+    alias: str
+    version: str
+    run_id: str | None
+    threshold: float
+    columns: list[tuple[str, str]]
+    domains: dict[str, list[str]]
+    pipeline: Any
+    compiled: Any | None
+    record: type[BaseModel]
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def input_key(self) -> tuple:
+        """Two versions with the same key accept exactly the same records."""
+        return tuple(self.columns), tuple((k, tuple(v)) for k, v in sorted(self.domains.items()))
+
+    def predict_proba(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """Positive-class probabilities; the compiled fast path when the pipeline's shape allows it."""
+        if self.compiled is not None:
+            return self.compiled.predict_proba(records)
+        import pandas as pd
+
+        frame = pd.DataFrame.from_records(records, columns=[c for c, _ in self.columns])
+        return self.pipeline.predict_proba(frame)[:, 1]
+
+
+def load_version(client: Any, name: str, alias: str, version: str) -> LoadedModel:
+    """Download and load one model version, with its signature, threshold, input domains and compiled fast path."""
+    import mlflow
+
+    from airloop.training.compiled import compile_pipeline
+    from airloop.training.features import encounter_step
+    from airloop.training.model_io import load_sklearn_model
+
+    info = client.get_model_version(name, version)
+    uri = f"models:/{name}/{version}"
+    pipeline = load_sklearn_model(uri)
+    signature = mlflow.models.get_model_info(uri).signature
+    columns = [(spec.name, getattr(spec.type, "name", str(spec.type))) for spec in signature.inputs]
+    encounter = encounter_step(pipeline)
+    domains = encounter.input_domains() if encounter is not None else {}
+    threshold = version_record(client, name, version).threshold
+    return LoadedModel(
+        alias,
+        str(version),
+        info.run_id,
+        threshold,
+        columns,
+        domains,
+        pipeline,
+        compile_pipeline(pipeline),
+        record_model(columns, domains),
+    )
+
+
+class ModelHolder:
+    """Current models by alias and the live experiment; ``refresh()`` brings both in line with the registry."""
+
+    def __init__(self, client_factory: Callable[[], Any], model_name: str, default_experiment: RoutingConfig) -> None:
+        self._client_factory = client_factory
+        self.model_name = model_name
+        self.default_experiment = default_experiment
+        self.experiment = default_experiment
+        self.models: dict[str, LoadedModel] = {}
+        self.registry_error: str | None = None
+        self.last_check: float | None = None
+        self._lock = threading.Lock()
+
+    def _state(self) -> tuple[Any, dict[Alias, str], dict[str, str]]:
+        try:
+            client = self._client_factory()
+            aliases, tags = model_state(client, self.model_name)
+        except Exception as error:  # connection refused, DNS, timeouts, server errors: the registry is down
+            raise RegistryUnavailable(f"registry unreachable asking for {self.model_name}: {error}") from error
+        return client, aliases, tags
+
+    def refresh(self) -> bool:
+        """Bring loaded models and the live experiment in line with the registry; True when a version changed."""
+        with self._lock:
+            try:
+                client, aliases, tags = self._state()
+                experiment = from_tags(tags, self.default_experiment)
+                current = dict(self.models)
+                new: dict[str, LoadedModel] = {}
+                for alias in SERVED_ALIASES:
+                    version = aliases.get(alias)
+                    if version is None:
+                        continue
+                    loaded = current.get(alias)
+                    if loaded is not None and loaded.version == version:
+                        new[alias] = loaded
+                    else:
+                        new[alias] = load_version(client, self.model_name, alias, version)
+                        log.info("loaded %s@%s = v%s", self.model_name, alias, version)
+            except RegistryUnavailable as error:
+                self.registry_error = str(error)
+                log.warning("%s; keeping the loaded models %s", error, self.versions())
+                return False
+            except Exception as error:  # a broken model version or tag must not take the service down
+                self.registry_error = f"loading from the registry failed: {type(error).__name__}: {error}"
+                log.exception("loading from the registry failed; keeping the loaded models %s", self.versions())
+                return False
+            self.registry_error = None
+            self.last_check = time.time()
+            changed = {a: m.version for a, m in new.items()} != self.versions()
+            self.models = new  # one reference swap: a request sees the old set or the new one, never a mix
+            self.experiment = experiment
+            return changed
+
+    def set_experiment(self, config: RoutingConfig, actor: str) -> RoutingConfig:
+        """Record ``config`` as the live experiment in the registry (every replica picks it up) and use it now."""
+        with self._lock:  # not between a poll's read of the registry and its swap
+            set_live(self._client_factory(), self.model_name, config, actor)
+            self.experiment = config
+        return config
+
+    def versions(self) -> dict[str, str]:
+        """alias -> loaded version."""
+        return {str(alias): model.version for alias, model in self.models.items()}
+
+
+class VariantUnavailable(RuntimeError):
+    """The variant a batch was routed to is not loaded (any more); the message says why."""
+
+
+def scorer(holder: ModelHolder, variant: str) -> Callable[[list[dict[str, Any]]], tuple[np.ndarray, LoadedModel]]:
+    """The batch function of one variant: probabilities of the records and the model version that made them."""
+
+    def score(records: list[dict[str, Any]]) -> tuple[np.ndarray, LoadedModel]:
+        model = holder.models.get(variant)
+        if model is None:
+            reason = holder.registry_error or f"no {variant!r} alias in the registry"
+            raise VariantUnavailable(f"the {variant} model is not loaded: {reason}")
+        return model.predict_proba(records), model
+
+    return score

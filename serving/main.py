@@ -22,7 +22,9 @@ from airloop.registry.contract import SERVED_ALIASES
 from airloop.settings import Settings, get_settings
 from serving import routes
 from serving.batcher import MicroBatcher
+from serving.docs import serve_docs
 from serving.model_holder import ModelHolder, scorer
+from serving.openapi import describe_predict_body
 from serving.schemas import envelope_model
 from serving.state import AppState
 
@@ -60,7 +62,8 @@ class MetricsMiddleware:
         finally:
             state = self.state_getter()
             if state is not None:
-                path = scope.get("path", "")
+                # Paths no route matched share one label: a scan of random URLs must not grow the series.
+                path = scope.get("path", "") if status["code"] != 404 else "<unmatched>"
                 state.metrics.requests.labels(path, str(status["code"])).inc()
                 state.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
@@ -121,10 +124,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1",
         description="Readmission risk from the MLflow registry's champion/challenger with sticky A/B routing.",
         lifespan=lifespan,
+        docs_url=None,  # serve_docs below: Swagger UI and ReDoc from installed assets, not a CDN
+        redoc_url=None,
+        strict_content_type=False,  # no Content-Type counts as JSON, as on /v1/predict; other types get 415
     )
     app.include_router(routes.v1)
     app.include_router(routes.admin)
     app.include_router(routes.ops)
+    serve_docs(app)
+    describe_predict_body(app, routes.request_validator, settings.serving.max_batch_records)
     app.add_middleware(MetricsMiddleware, state_getter=lambda: getattr(app.state, "airloop", None))
 
     @app.exception_handler(routes.ApiError)

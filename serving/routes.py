@@ -9,8 +9,9 @@ import time
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import APIRouter, Depends, Request, Security
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
@@ -19,7 +20,20 @@ from airloop.experiments.routing import Plan, RoutingConfig, plan
 from airloop.monitoring.prediction_log import FeedbackRow, PredictionRow
 from airloop.registry.contract import Alias
 from serving.model_holder import LoadedModel, VariantUnavailable
-from serving.schemas import ENTITY_ID, Feedback, PredictResponse, RoutingUpdate, request_model
+from serving.openapi import PREDICT_REQUEST_REF, error_responses
+from serving.schemas import (
+    ENTITY_ID,
+    Feedback,
+    FeedbackAccepted,
+    Health,
+    ModelsView,
+    PredictResponse,
+    Readiness,
+    ReloadResult,
+    Routing,
+    RoutingUpdate,
+    request_model,
+)
 from serving.state import AppState, get_state
 
 v1 = APIRouter(prefix="/v1", tags=["predictions"])
@@ -35,19 +49,38 @@ class ApiError(Exception):
         self.status, self.detail, self.kind = status, detail, kind
 
 
-def require_api_key(state: State, x_api_key: Annotated[str | None, Header(description="admin API key")] = None) -> None:
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the admin API key (serving.api_key)")
+
+
+async def require_api_key(state: State, x_api_key: Annotated[str | None, Security(api_key_header)]) -> None:
     """Admin endpoints: 401 without a key, 403 with a wrong one (or when no key is configured)."""
     expected = state.settings.serving.api_key
     if not x_api_key:
         raise ApiError(401, "missing X-API-Key header", "unauthorized")
-    if not expected or not secrets.compare_digest(x_api_key, expected):
+    # As bytes: the header holds whatever octets the client sent (latin-1 text here), and compare_digest refuses str
+    # with non-ASCII characters.
+    if not expected or not secrets.compare_digest(x_api_key.encode("latin-1"), expected.encode()):
         raise ApiError(403, "invalid API key", "forbidden")
 
 
+async def require_json(request: Request) -> None:
+    """415 unless the body is declared JSON (``application/json`` or ``application/*+json``); none counts as JSON."""
+    declared = request.headers.get("content-type")
+    if declared is None or declared == "application/json":
+        return
+    media = declared.partition(";")[0].strip().lower()
+    if media != "application/json" and not (media.startswith("application/") and media.endswith("+json")):
+        raise ApiError(415, f"content type {media[:80]!r} is not JSON: send application/json", "unsupported_media_type")
+
+
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 past ``limit`` bytes (checked before and while reading)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    """The JSON request body: 415 for another content type, 413 past ``limit`` bytes (checked before and while
+    reading)."""
+    await require_json(request)
+    declared = request.headers.get("content-length", "")
+    # Plain ASCII digits only ("²".isdigit() is true, int("²") fails), and few enough for int(): the body is counted
+    # as it streams in anyway.
+    if declared.isascii() and declared.isdigit() and len(declared) < 20 and int(declared) > limit:
         raise ApiError(413, f"request body of {declared} bytes exceeds the limit of {limit} bytes", "body_too_large")
     chunks, size = [], 0
     try:
@@ -65,8 +98,10 @@ def parse_json(body: bytes) -> Any:
     """JSON or a 400 naming where it broke."""
     try:
         return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, an integer past Python's digit limit
         raise ApiError(400, f"malformed JSON: {error}", "malformed_json") from error
+    except RecursionError as error:
+        raise ApiError(400, "malformed JSON: nested too deeply", "malformed_json") from error
 
 
 def request_validator(state: AppState, model: LoadedModel) -> type[BaseModel]:
@@ -94,8 +129,10 @@ def parse_body(validator: type[BaseModel], body: bytes, max_records: int) -> Any
     try:
         return validator.model_validate_json(body)
     except ValidationError as error:
-        if any(e["type"] == "json_invalid" for e in error.errors()):
-            parse_json(body)  # raises the 400 with the decoder's position
+        invalid = [e for e in error.errors() if e["type"] == "json_invalid"]
+        if invalid:
+            parse_json(body)  # raises the 400 with the decoder's position when the standard decoder refuses it too
+            raise ApiError(400, f"malformed JSON: {invalid[0]['msg']}", "malformed_json") from error
         raise validation_error(error, max_records) from error
 
 
@@ -145,8 +182,11 @@ def variant_records(
 @v1.post(
     "/predict",
     response_model=PredictResponse,
+    responses=error_responses(400, 413, 415, 422, 503),
     summary="Score one or more encounters",
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}},
+    # The body is validated from the raw bytes by a model of the champion's signature, which FastAPI cannot see:
+    # serving.openapi describes it under this name.
+    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": PREDICT_REQUEST_REF}}}},
 )
 async def predict(request: Request, state: State) -> JSONResponse:
     """Body: ``{"records": [{<field>: value, ..., "entity_id": optional}]}``; answers in the same order."""
@@ -202,7 +242,14 @@ async def predict(request: Request, state: State) -> JSONResponse:
     return JSONResponse({"predictions": answers})
 
 
-@v1.post("/feedback", status_code=202, summary="Record the observed outcome of a prediction")
+@v1.post(
+    "/feedback",
+    status_code=202,
+    response_model=FeedbackAccepted,
+    responses=error_responses(400, 415, 422),
+    dependencies=[Depends(require_json)],
+    summary="Record the observed outcome of a prediction",
+)
 async def feedback(body: Feedback, state: State) -> dict[str, Any]:
     """Store ``{request_id, outcome}`` beside the prediction log, for the A/B evaluation."""
     row = FeedbackRow(request_id=body.request_id, outcome=body.outcome, received_at=time.time())
@@ -210,7 +257,7 @@ async def feedback(body: Feedback, state: State) -> dict[str, Any]:
     return {"accepted": True, "request_id": body.request_id}
 
 
-@v1.get("/models", summary="Loaded models, aliases, versions and routing")
+@v1.get("/models", response_model=ModelsView, summary="Loaded models, aliases, versions and routing")
 async def models(state: State) -> dict[str, Any]:
     """What is being served right now."""
     return {
@@ -230,7 +277,13 @@ async def models(state: State) -> dict[str, Any]:
     }
 
 
-@admin.put("/routing", dependencies=[Depends(require_api_key)], summary="Change variant weights or mode live")
+@admin.put(
+    "/routing",
+    response_model=Routing,
+    responses=error_responses(400, 401, 403, 415, 422, 503),
+    dependencies=[Depends(require_api_key), Depends(require_json)],
+    summary="Change variant weights or mode live",
+)
 async def put_routing(body: RoutingUpdate, state: State) -> dict[str, Any]:
     """Replace the live experiment for every replica; assignments stay sticky for the same experiment id."""
     current = state.holder.experiment
@@ -249,20 +302,31 @@ async def put_routing(body: RoutingUpdate, state: State) -> dict[str, Any]:
     return state.holder.experiment.to_dict()
 
 
-@admin.post("/reload", dependencies=[Depends(require_api_key)], summary="Check the registry aliases now")
+@admin.post(
+    "/reload",
+    response_model=ReloadResult,
+    responses=error_responses(401, 403),
+    dependencies=[Depends(require_api_key)],
+    summary="Check the registry aliases now",
+)
 async def reload(state: State) -> dict[str, Any]:
     """Poll the registry immediately instead of waiting for the interval."""
     changed = await asyncio.get_running_loop().run_in_executor(None, state.holder.refresh)
     return {"changed": changed, "versions": state.holder.versions(), "registry_error": state.holder.registry_error}
 
 
-@ops.get("/health", summary="The process is up")
+@ops.get("/health", response_model=Health, summary="The process is up")
 async def health() -> dict[str, str]:
     """Liveness."""
     return {"status": "ok"}
 
 
-@ops.get("/ready", summary="A champion is loaded; degraded when the registry cannot be reached")
+@ops.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "No champion is loaded"}},
+    summary="A champion is loaded; degraded when the registry cannot be reached",
+)
 async def ready(state: State) -> JSONResponse:
     """Readiness: 503 without a champion; 200 ``degraded`` with the reason while serving the last good models."""
     versions = state.holder.versions()
@@ -274,7 +338,7 @@ async def ready(state: State) -> JSONResponse:
     return JSONResponse({"status": "ready", "versions": versions})
 
 
-@ops.get("/metrics", summary="Prometheus metrics")
+@ops.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
 async def metrics(state: State) -> Response:
     """Prometheus text format."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,20 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    WithJsonSchema,
+    create_model,
+)
 
 from airloop.experiments.routing import VARIANTS
 
+# Finite numbers a model can take without overflowing in its preprocessing (a scaler squares nothing, but an
+# unbounded double reaches inf after centring and scaling).
+MAX_DOUBLE = 1e15
+
+
+def _whole_number(low: int, high: int):
+    def check(value: int | float) -> int:
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("must be a whole number")
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}")
+        return int(value)
+
+    return check
+
+
+def _integer(bits: int) -> Any:
+    """A JSON integer of ``bits`` bits; 54.0 counts as 54 (JSON does not tell them apart), "54" and true do not."""
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    return Annotated[
+        StrictInt | StrictFloat,
+        AfterValidator(_whole_number(low, high)),
+        WithJsonSchema({"type": "integer", "minimum": low, "maximum": high}),
+    ]
+
+
 # MLflow column types -> JSON types. Strict: "3" is not a number; a JSON int is accepted where a float is expected.
 _TYPES: dict[str, Any] = {
-    "double": StrictFloat,
-    "float": StrictFloat,
-    "long": StrictInt,
-    "integer": StrictInt,
+    "double": Annotated[StrictFloat, Field(ge=-MAX_DOUBLE, le=MAX_DOUBLE)],
+    "float": Annotated[StrictFloat, Field(ge=-MAX_DOUBLE, le=MAX_DOUBLE)],
+    "long": _integer(64),
+    "integer": _integer(32),
     "string": StrictStr,
-    "boolean": bool,
+    "boolean": StrictBool,
 }
 ENTITY_ID = "entity_id"
 
@@ -78,7 +115,7 @@ class RoutingUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    weights: dict[Literal[VARIANTS], float] = Field(min_length=1)
+    weights: dict[Literal[VARIANTS], Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(min_length=1)
     mode: Literal["ab", "shadow"] = "ab"
     experiment: StrictStr | None = None
 
@@ -86,3 +123,76 @@ class RoutingUpdate(BaseModel):
 def envelope_model(max_records: int) -> type[BaseModel]:
     """The /v1/predict body with records left unvalidated (each is then checked against its variant's signature)."""
     return request_model(dict[str, Any], max_records)
+
+
+# Responses of the other endpoints, and the error bodies every endpoint may answer with.
+
+
+class FeedbackAccepted(BaseModel):
+    """The feedback was queued for the feedback log."""
+
+    accepted: bool
+    request_id: str
+
+
+class LoadedVersion(BaseModel):
+    """One loaded model version."""
+
+    version: str
+    run_id: str | None
+    threshold: float = Field(description="probability at or above which predicted_class is 1")
+    loaded_at: float = Field(description="Unix time the version was loaded")
+    fast_path: bool = Field(description="scored by the compiled pipeline instead of scikit-learn")
+
+
+class Routing(BaseModel):
+    """How requests are split between the variants."""
+
+    experiment: str
+    mode: Literal["ab", "shadow"]
+    weights: dict[str, float]
+
+
+class ModelsView(BaseModel):
+    """What is being served right now."""
+
+    model_name: str
+    models: dict[str, LoadedVersion] = Field(description="by alias: champion, challenger")
+    routing: Routing
+    registry_error: str | None = Field(description="why the last registry check failed, if it did")
+
+
+class ReloadResult(BaseModel):
+    """The outcome of an immediate registry check."""
+
+    changed: bool
+    versions: dict[str, str] = Field(description="alias -> loaded version")
+    registry_error: str | None
+
+
+class Health(BaseModel):
+    """Liveness."""
+
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    """Readiness: ``ready``, ``degraded`` (serving the last good models) or ``not_ready`` (503)."""
+
+    status: Literal["ready", "degraded", "not_ready"]
+    reason: str | None = None
+    versions: dict[str, str] = Field(description="alias -> loaded version")
+
+
+class FieldError(BaseModel):
+    """One rejected field: where it is in the request, and why."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """A client error: a message, or one entry per rejected field."""
+
+    detail: str | list[FieldError]

@@ -21,9 +21,6 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 if TYPE_CHECKING:
     from airloop.storage import RuntimeLayout
 
-# The source checkout, for developer tooling only (the demo's dags/ and plugins/, the git commit); settings never
-# resolve anything against it, so an installed package does not depend on where the repository is.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONFIG_ENV = "AIRLOOP_CONFIG"
 CONFIG_FILE = "airloop.yaml"
 ROUTING_FILE = "routing.yaml"
@@ -142,6 +139,8 @@ class AirflowSettings(BaseModel):
     port: int = Field(8080, gt=0, lt=65536)
     parallelism: int = Field(4, ge=1)
     run_timeout_s: int = Field(900, gt=0)
+    dags_folder: Path = Path("dags")
+    plugins_folder: Path = Path("plugins")
 
     @property
     def url(self) -> str:
@@ -168,6 +167,8 @@ class Settings(BaseSettings):
         # Relative paths mean "from the working directory", resolved once so later chdir calls change nothing.
         self.home = self.home.expanduser().resolve()
         self.serving.routing_file = (self.serving.routing_file or packaged_config(ROUTING_FILE)).expanduser().resolve()
+        self.airflow.dags_folder = self.airflow.dags_folder.expanduser().resolve()
+        self.airflow.plugins_folder = self.airflow.plugins_folder.expanduser().resolve()
         if self.data.path is not None:
             self.data.path = self.data.path.expanduser().resolve()
         if self.storage.url and not urlparse(self.storage.url).scheme:
@@ -193,11 +194,6 @@ class Settings(BaseSettings):
         return f"airloop_{self.data.dataset_name}_dataset"
 
     @property
-    def quarantine_dir(self) -> Path:
-        """Deprecated (right only while storage.url is unset): use ``layout.quarantine(name)``."""
-        return self.home / "quarantine"
-
-    @property
     def airflow_home(self) -> Path:
         """AIRFLOW_HOME of the demo's Airflow standalone (SQLite metadata DB, logs, generated password)."""
         return self.home / "airflow"
@@ -221,16 +217,6 @@ class Settings(BaseSettings):
     def artifact_location(self) -> str:
         """Where new experiments store artifacts (local folder under ``home`` unless configured)."""
         return self.mlflow.artifact_location or (self.mlflow_dir / "artifacts").as_uri()
-
-    @property
-    def predictions_dir(self) -> Path:
-        """Deprecated (right only while storage.url is unset): use ``layout.predictions()``."""
-        return self.home / "predictions"
-
-    @property
-    def feedback_dir(self) -> Path:
-        """Deprecated (right only while storage.url is unset): use ``layout.feedback()``."""
-        return self.home / "feedback"
 
     @property
     def logs_dir(self) -> Path:

@@ -29,7 +29,6 @@ def env(airflow_db, tmp_path_factory):
     import os
 
     from airloop.registry.client import connect
-
     from airloop.settings import get_settings
 
     old = os.environ["AIRLOOP_HOME"]

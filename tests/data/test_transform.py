@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from airloop import schema
-from airloop.data.transform import FEATURE_COLUMNS, TARGET, age_ordinal, icd9_group, transform
+from airloop.data.transform import FEATURE_COLUMNS, TARGET, age_ordinal, icd9_group, prepare, transform
 
 
 @pytest.mark.parametrize(
@@ -51,7 +51,7 @@ def test_transform_drops_expired_and_hospice_and_marks_missing():
     kept = ~raw["discharge_disposition_id"].isin(schema.NON_READMITTABLE_DISPOSITIONS)
     assert len(out) == kept.sum()
     assert not out["discharge_disposition_id"].isin([str(i) for i in schema.NON_READMITTABLE_DISPOSITIONS]).any()
-    assert pd.isna(out.loc[out["encounter_id"] == raw.loc[0, "encounter_id"], "race"]).all() or not kept[0]
+    assert (out.loc[out["encounter_id"] == raw.loc[0, "encounter_id"], "race"] == "missing").all() or not kept[0]
     assert (out[TARGET] == (out["readmitted"] == "<30")).all()
     assert out["patient_nbr"].dtype == "int64"
 
@@ -66,5 +66,18 @@ def test_real_rows_transform_with_expected_counts(real_sample):
 
     assert 2900 < len(out) == len(kept) < 3000
     assert out[TARGET].sum() == (kept["readmitted"] == "<30").sum()
-    assert out["race"].isna().sum() == (kept["race"] == "?").sum()
+    assert (out["race"] == "missing").sum() == (kept["race"] == "?").sum()
     assert out["diag_1_group"].value_counts().index[0] == "circulatory"
+
+
+def test_prepare_keeps_the_record_as_published_and_adds_the_target():
+    from airloop.data.synthetic import generate
+
+    raw = generate(2000, seed=4)
+
+    out = prepare(raw)
+
+    assert list(out.columns) == [*schema.RAW_COLUMNS, TARGET]
+    kept = raw.loc[~raw["discharge_disposition_id"].isin(schema.NON_READMITTABLE_DISPOSITIONS)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(out[list(schema.RAW_COLUMNS)], kept[list(schema.RAW_COLUMNS)])
+    assert (out[TARGET] == (out["readmitted"] == "<30")).all()

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from airloop.cli.supervisor import AlreadyRunning, Service, Stopped, Supervisor, stop_recorded
-from airloop.settings import PROJECT_ROOT, Settings
+from airloop.settings import Settings, config_file
 
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 STATE_FILE = "demo-processes.json"
@@ -37,8 +37,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     env.update(
         {
             "AIRFLOW_HOME": str(settings.airflow_home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(settings.airflow.dags_folder),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.airflow.plugins_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__PARALLELISM": str(settings.airflow.parallelism),
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(settings.airflow.parallelism),
@@ -47,6 +47,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRLOOP_HOME": str(settings.home),
+            "AIRLOOP_CONFIG": str(config_file()),
             "GX_ANALYTICS_ENABLED": "False",
         }
     )
@@ -271,6 +272,8 @@ def registry_table(settings: Settings) -> str:
 
 def print_summary(settings: Settings, etl_state: str, train_state: str) -> None:
     """The URLs and where to find credentials, and how to trigger a run with curl."""
+    from airloop.quality.data_gate import data_docs_index  # Great Expectations loads slowly: only here
+
     url = settings.airflow.url
     pw_file = settings.airflow_home / PASSWORD_FILE
     user = admin_password(settings)[0] or "admin"
@@ -281,8 +284,8 @@ readmission_etl: {etl_state}; readmission_train: {train_state}
   Airflow UI      {url}   (user/password in {pw_file})
   MLflow UI       {settings.mlflow.ui_url}   (registered model "{settings.mlflow.model_name}")
   datasets        {datasets}
-  quarantine      {settings.quarantine_dir}
-  Data Docs       {settings.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html"}
+  quarantine      {settings.layout.quarantine(settings.data.dataset_name).url()}
+  Data Docs       {data_docs_index(settings)}
 
 Model registry:
 {registry_table(settings)}
@@ -308,7 +311,7 @@ def print_serving(settings: Settings, sample: dict[str, Any]) -> None:
   serving: {json.dumps(sample["models"]["models"])}
   routing: {json.dumps(sample["models"]["routing"])}
   admin API key (X-API-Key): {settings.serving.api_key}
-  prediction log: {settings.predictions_dir}
+  prediction log: {settings.layout.predictions().url()}
   sample response: {json.dumps(sample["response"])}
 
   curl -s -X POST {url}/v1/predict -H 'Content-Type: application/json' -d '{record}'

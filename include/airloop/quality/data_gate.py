@@ -24,6 +24,14 @@ def validator(settings: Settings) -> Validator:
     return Validator(settings.gx_dir, docs=settings.layout.data_docs())
 
 
+def data_docs_index(settings: Settings) -> str:
+    """Where a person opens the Data Docs: the local site as built, or its copy on the runtime storage."""
+    docs = settings.layout.data_docs()
+    if docs.is_local:
+        return str(settings.gx_dir / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html")
+    return docs.url("index.html")
+
+
 def check(
     settings: Settings,
     staging: Storage,

@@ -407,6 +407,23 @@ def test_routing_update_applies_to_the_next_request(make_settings, registry):
     assert {(p["variant"], p["model_version"]) for p in predictions} == {("challenger", CHALLENGER_VERSION)}
 
 
+def test_a_routing_change_reaches_another_replica_and_survives_a_restart(make_settings, registry):
+    settings = make_settings(poll_interval_s=0.2)
+    wanted = {"weights": {"champion": 30.0, "challenger": 70.0}, "mode": "ab", "experiment": "exp-restart"}
+
+    with TestClient(create_app(settings)) as first, TestClient(create_app(settings)) as second:
+        assert first.put("/v1/routing", json=wanted, headers=KEY).status_code == 200
+        deadline = time.monotonic() + 10
+        while second.get("/v1/models").json()["routing"] != wanted and time.monotonic() < deadline:
+            time.sleep(0.1)
+        seen_by_other_replica = second.get("/v1/models").json()["routing"]
+    with TestClient(create_app(settings)) as restarted:
+        after_restart = restarted.get("/v1/models").json()["routing"]
+
+    assert seen_by_other_replica == wanted
+    assert after_restart == wanted
+
+
 def test_shadow_mode_answers_with_the_champion_and_logs_both_variants(make_settings, registry):
     settings = make_settings()
     routing = RoutingConfig.from_yaml(settings.serving.routing_file)

@@ -281,6 +281,9 @@ def main() -> int:
 def run(args: argparse.Namespace, home: Path) -> int:
     """Prepare the champion in ``home``, check both servers agree, measure both, write the results files."""
     os.environ.update({"AIRLOOP_HOME": str(home / "airloop"), "AIRLOOP_TRAINING__CANDIDATES": json.dumps(CANDIDATES)})
+    from airloop.registry.client import model_uri
+    from airloop.registry.contract import Alias
+
     started = time.perf_counter()
     settings, records, columns, model = prepare(args.rows, args.seed)
     prepare_s = time.perf_counter() - started
@@ -296,9 +299,10 @@ def run(args: argparse.Namespace, home: Path) -> int:
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "include"), str(PROJECT_ROOT)]),
     }
     ports = {server: free_port() for server in SERVERS}
+    champion = model_uri(settings.mlflow.model_name, alias=Alias.CHAMPION)
     commands = {
         "mlflow": [
-            str(VENV_BIN / "mlflow"), "models", "serve", "-m", f"models:/{settings.mlflow.model_name}@champion",
+            str(VENV_BIN / "mlflow"), "models", "serve", "-m", champion,
             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow"]), "-w", "1",
         ],
         "airloop": [

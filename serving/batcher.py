@@ -1,7 +1,9 @@
 """Adaptive micro-batching: concurrent requests for one variant become one model call.
 
 A request that finds nobody else queued is dispatched at once; when others are queued, the batch grows until
-``max_size`` records or ``max_wait`` seconds. The model runs in a dedicated thread, off the event loop.
+``max_size`` records or ``max_wait`` seconds. The model runs in a dedicated thread, off the event loop. Each request
+names the model that validated its records, so records are always scored by that model: a batch collected across a
+version swap becomes one call per model.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import Any
 
 import numpy as np
 
-BatchFn = Callable[[list[dict[str, Any]]], tuple[np.ndarray, Any]]
+BatchFn = Callable[[list[dict[str, Any]], Any], tuple[np.ndarray, Any]]
+Item = tuple[list[dict[str, Any]], Any, asyncio.Future]
 
 
 class MicroBatcher:
-    """Coalesces ``submit`` calls into ``fn(records)`` calls and fans the results back out."""
+    """Coalesces ``submit`` calls into ``fn(records, model)`` calls and fans the results back out."""
 
     def __init__(
         self,
@@ -49,13 +52,13 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def submit(self, records: list[dict[str, Any]]) -> tuple[np.ndarray, Any]:
-        """Queue records and wait for (probabilities, model info) of exactly these records."""
+    async def submit(self, records: list[dict[str, Any]], model: Any = None) -> tuple[np.ndarray, Any]:
+        """Queue records for ``model`` and wait for (probabilities, model info) of exactly these records."""
         future = asyncio.get_running_loop().create_future()
-        self.queue.put_nowait((records, future))
+        self.queue.put_nowait((records, model, future))
         return await future
 
-    async def _collect(self) -> list[tuple[list[dict[str, Any]], asyncio.Future]]:
+    async def _collect(self) -> list[Item]:
         first = await self.queue.get()
         items, size = [first], len(first[0])
         await asyncio.sleep(0)  # let requests that arrived in the same loop iteration enqueue
@@ -79,23 +82,30 @@ class MicroBatcher:
         return items
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             items = await self._collect()
-            records = [r for chunk, _ in items for r in chunk]
-            if self.on_batch is not None:
-                self.on_batch(len(records))
-            try:
-                probabilities, info = await loop.run_in_executor(self.executor, self.fn, records)
-            except Exception as error:
-                for _, future in items:
-                    if not future.done():
-                        future.set_exception(error)
-                continue
-            self.batches += 1
-            self.records += len(records)
-            start = 0
-            for chunk, future in items:
+            by_model: dict[int, list[Item]] = {}
+            for item in items:
+                by_model.setdefault(id(item[1]), []).append(item)
+            for group in by_model.values():
+                await self._score(group)
+
+    async def _score(self, items: list[Item]) -> None:
+        records = [r for chunk, _, _ in items for r in chunk]
+        if self.on_batch is not None:
+            self.on_batch(len(records))
+        try:
+            loop = asyncio.get_running_loop()
+            probabilities, info = await loop.run_in_executor(self.executor, self.fn, records, items[0][1])
+        except Exception as error:
+            for _, _, future in items:
                 if not future.done():
-                    future.set_result((probabilities[start : start + len(chunk)], info))
-                start += len(chunk)
+                    future.set_exception(error)
+            return
+        self.batches += 1
+        self.records += len(records)
+        start = 0
+        for chunk, _, future in items:
+            if not future.done():
+                future.set_result((probabilities[start : start + len(chunk)], info))
+            start += len(chunk)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import gc
 import logging
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,13 +16,13 @@ from fastapi.responses import JSONResponse
 
 from airloop.experiments.routing import RoutingConfig
 from airloop.monitoring.prediction_log import feedback_log, prediction_log
-from airloop.registry.client import connect
+from airloop.registry.client import connect, fail_fast
 from airloop.registry.contract import SERVED_ALIASES
 from airloop.settings import Settings, get_settings
 from serving import routes
 from serving.batcher import MicroBatcher
 from serving.docs import serve_docs
-from serving.model_holder import ModelHolder, scorer
+from serving.model_holder import ModelHolder, score
 from serving.openapi import describe_predict_body
 from serving.schemas import envelope_model
 from serving.state import AppState
@@ -71,9 +70,7 @@ class MetricsMiddleware:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app for ``settings`` (the configured ones by default); models load in the lifespan."""
     settings = settings or get_settings()
-    # Ask an HTTP registry quickly and without long retry loops: the poller comes back anyway.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    fail_fast()  # the poller comes back anyway: no long retry loops against an HTTP registry
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("serving %s (registry error: %s)", holder.versions(), holder.registry_error)
         for variant in SERVED_ALIASES:
             batcher = MicroBatcher(
-                scorer(holder, variant),
+                score,
                 serving.batch_max_size,
                 serving.batch_max_wait_ms / 1000,
                 state.executor,
@@ -114,8 +111,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             poller.cancel()
             for batcher in state.batchers.values():
                 await batcher.stop()
-            state.predictions.close()
-            state.feedback.close()
+            for writer in (state.predictions, state.feedback):
+                try:  # one log failing to flush must not keep the other from flushing
+                    writer.close()
+                except Exception:
+                    log.exception("closing the %s log failed; its unwritten rows are lost", writer.log_format.name)
             state.executor.shutdown(wait=True)
             log.info("prediction log flushed: %d rows written", state.predictions.written)
 

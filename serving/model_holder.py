@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel
 
-from airloop.experiments.live import from_tags, set_live
+from airloop.experiments.live import LiveExperimentError, from_tags, update_live
 from airloop.experiments.routing import RoutingConfig
 from airloop.registry.aliases import model_state, version_record
+from airloop.registry.client import model_uri
 from airloop.registry.contract import SERVED_ALIASES, Alias
 from serving.schemas import record_model
 
@@ -68,7 +69,7 @@ def load_version(client: Any, name: str, alias: str, version: str) -> LoadedMode
     from airloop.training.model_io import load_sklearn_model
 
     info = client.get_model_version(name, version)
-    uri = f"models:/{name}/{version}"
+    uri = model_uri(name, version)
     pipeline = load_sklearn_model(uri)
     signature = mlflow.models.get_model_info(uri).signature
     columns = [(spec.name, getattr(spec.type, "name", str(spec.type))) for spec in signature.inputs]
@@ -110,42 +111,60 @@ class ModelHolder:
         return client, aliases, tags
 
     def refresh(self) -> bool:
-        """Bring loaded models and the live experiment in line with the registry; True when a version changed."""
+        """Bring loaded models and the live experiment in line with the registry; True when a version changed.
+
+        Each alias is loaded on its own: a version that fails to load keeps that alias on the version it served before
+        (or leaves it unserved) while every other change still goes in; an unreadable experiment tag keeps the current
+        experiment. What went wrong is in ``registry_error`` (``/ready`` reports it as degraded).
+        """
         with self._lock:
             try:
                 client, aliases, tags = self._state()
-                experiment = from_tags(tags, self.default_experiment)
-                current = dict(self.models)
-                new: dict[str, LoadedModel] = {}
-                for alias in SERVED_ALIASES:
-                    version = aliases.get(alias)
-                    if version is None:
-                        continue
-                    loaded = current.get(alias)
-                    if loaded is not None and loaded.version == version:
-                        new[alias] = loaded
-                    else:
-                        new[alias] = load_version(client, self.model_name, alias, version)
-                        log.info("loaded %s@%s = v%s", self.model_name, alias, version)
             except RegistryUnavailable as error:
                 self.registry_error = str(error)
                 log.warning("%s; keeping the loaded models %s", error, self.versions())
                 return False
-            except Exception as error:  # a broken model version or tag must not take the service down
-                self.registry_error = f"loading from the registry failed: {type(error).__name__}: {error}"
-                log.exception("loading from the registry failed; keeping the loaded models %s", self.versions())
-                return False
-            self.registry_error = None
+            problems: list[str] = []
+            try:
+                experiment = from_tags(tags, self.default_experiment)
+            except LiveExperimentError as error:
+                problems.append(f"{error}; keeping the experiment {self.experiment.experiment!r}")
+                experiment = self.experiment
+            current = dict(self.models)
+            new: dict[str, LoadedModel] = {}
+            for alias in SERVED_ALIASES:
+                version = aliases.get(alias)
+                loaded = current.get(alias)
+                if version is None:
+                    continue
+                if loaded is not None and loaded.version == version:
+                    new[alias] = loaded
+                    continue
+                try:
+                    new[alias] = load_version(client, self.model_name, alias, version)
+                    log.info("loaded %s@%s = v%s", self.model_name, alias, version)
+                except Exception as error:  # a broken version must not block the other aliases or later changes
+                    problems.append(
+                        f"loading {self.model_name}@{alias} v{version} failed: {type(error).__name__}: {error}"
+                    )
+                    log.exception("loading %s@%s v%s failed", self.model_name, alias, version)
+                    if loaded is not None:
+                        new[alias] = loaded
+            self.registry_error = "; ".join(problems) or None
             self.last_check = time.time()
             changed = {a: m.version for a, m in new.items()} != self.versions()
             self.models = new  # one reference swap: a request sees the old set or the new one, never a mix
             self.experiment = experiment
             return changed
 
-    def set_experiment(self, config: RoutingConfig, actor: str) -> RoutingConfig:
-        """Record ``config`` as the live experiment in the registry (every replica picks it up) and use it now."""
+    def update_experiment(self, actor: str, **changes: Any) -> RoutingConfig:
+        """Change the live experiment in the registry (every replica follows) and use it here at once.
+
+        ``changes`` (weights, mode, experiment) apply to the experiment recorded now; what is not given is kept.
+        ValueError when the result is not a valid experiment.
+        """
         with self._lock:  # not between a poll's read of the registry and its swap
-            set_live(self._client_factory(), self.model_name, config, actor)
+            config = update_live(self._client_factory(), self.model_name, self.default_experiment, actor, **changes)
             self.experiment = config
         return config
 
@@ -154,18 +173,6 @@ class ModelHolder:
         return {str(alias): model.version for alias, model in self.models.items()}
 
 
-class VariantUnavailable(RuntimeError):
-    """The variant a batch was routed to is not loaded (any more); the message says why."""
-
-
-def scorer(holder: ModelHolder, variant: str) -> Callable[[list[dict[str, Any]]], tuple[np.ndarray, LoadedModel]]:
-    """The batch function of one variant: probabilities of the records and the model version that made them."""
-
-    def score(records: list[dict[str, Any]]) -> tuple[np.ndarray, LoadedModel]:
-        model = holder.models.get(variant)
-        if model is None:
-            reason = holder.registry_error or f"no {variant!r} alias in the registry"
-            raise VariantUnavailable(f"the {variant} model is not loaded: {reason}")
-        return model.predict_proba(records), model
-
-    return score
+def score(records: list[dict[str, Any]], model: LoadedModel) -> tuple[np.ndarray, LoadedModel]:
+    """The batch function: probabilities of the records by the model version that validated them."""
+    return model.predict_proba(records), model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import secrets
 import time
@@ -19,7 +20,7 @@ from starlette.requests import ClientDisconnect
 from airloop.experiments.routing import Plan, RoutingConfig, plan
 from airloop.monitoring.prediction_log import FeedbackRow, PredictionRow
 from airloop.registry.contract import Alias
-from serving.model_holder import LoadedModel, VariantUnavailable
+from serving.model_holder import LoadedModel
 from serving.openapi import PREDICT_REQUEST_REF, error_responses
 from serving.schemas import (
     ENTITY_ID,
@@ -198,15 +199,27 @@ async def predict(request: Request, state: State) -> JSONResponse:
     experiment = state.holder.experiment
     entity_ids, assigned, per_variant = variant_records(state, body, models)
     order = [v for v in assigned.groups if assigned.groups[v]]
-    try:
-        results = await asyncio.gather(*(state.batchers[v].submit(per_variant[v]) for v in order))
-    except VariantUnavailable as error:
-        raise ApiError(503, str(error), "variant_unavailable") from error
+    scored = await asyncio.gather(
+        *(state.batchers[v].submit(per_variant[v], models[v]) for v in order), return_exceptions=True
+    )
+    results = []
+    for variant, result in zip(order, scored, strict=True):
+        if not isinstance(result, BaseException):
+            results.append(result)
+            continue
+        if any(assigned.is_served(i, variant) for i in assigned.groups[variant]):
+            raise result  # the answer itself failed: a server error, not the client's
+        # A shadow score that failed costs the caller nothing: answer with the champion, count it.
+        state.metrics.errors.labels("shadow_scoring_failed").inc()
+        assigned.groups[variant] = []
+        results.append((None, models[variant]))
     now = time.time()
     request_ids = [uuid.uuid4().hex for _ in entity_ids]
     answers: list[dict[str, Any] | None] = [None] * len(entity_ids)
     rows = []
     for variant, (probabilities, model) in zip(order, results, strict=True):
+        if probabilities is None:
+            continue
         records = per_variant[variant]
         for j, (i, p) in enumerate(zip(assigned.groups[variant], probabilities.tolist(), strict=True)):
             served = assigned.is_served(i, variant)
@@ -285,21 +298,23 @@ async def models(state: State) -> dict[str, Any]:
     summary="Change variant weights or mode live",
 )
 async def put_routing(body: RoutingUpdate, state: State) -> dict[str, Any]:
-    """Replace the live experiment for every replica; assignments stay sticky for the same experiment id."""
+    """Change the live experiment for every replica (mode and experiment id are kept when not given); assignments stay
+    sticky for the same experiment id."""
     current = state.holder.experiment
-    try:
-        config = RoutingConfig(
-            experiment=body.experiment or current.experiment, weights=dict(body.weights), mode=body.mode
+    changes = {"weights": dict(body.weights), "mode": body.mode, "experiment": body.experiment}
+    try:  # refuse an invalid experiment before anything is written
+        RoutingConfig(
+            experiment=body.experiment or current.experiment, weights=changes["weights"], mode=body.mode or current.mode
         )
     except ValueError as error:
         detail = [{"loc": ["body", "weights"], "msg": str(error), "type": "value_error"}]
         raise ApiError(422, detail, "invalid_input") from error
+    update = functools.partial(state.holder.update_experiment, "api:PUT /v1/routing", **changes)
     try:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, state.holder.set_experiment, config, "api:PUT /v1/routing")
+        config = await asyncio.get_running_loop().run_in_executor(None, update)
     except Exception as error:  # the registry holds the live experiment: without it nothing changes anywhere
         raise ApiError(503, f"the registry could not record the routing: {error}", "registry_unavailable") from error
-    return state.holder.experiment.to_dict()
+    return config.to_dict()
 
 
 @admin.post(

@@ -116,7 +116,7 @@ class RoutingUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     weights: dict[Literal[VARIANTS], Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(min_length=1)
-    mode: Literal["ab", "shadow"] = "ab"
+    mode: Literal["ab", "shadow"] | None = Field(None, description="kept as it is when not given")
     experiment: StrictStr | None = None
 
 

@@ -150,3 +150,30 @@ def test_registry_dag_shows_the_state(env):
     states = run_dag("readmission_registry", {"action": "show"})
 
     assert states == {"apply": "success"}
+
+
+def test_a_register_retried_after_a_failure_registers_no_second_version(env, monkeypatch):
+    settings, client = env
+    from airloop.registry import aliases
+    from airloop.training import pipeline
+
+    dataset = pipeline.load(settings, publish_directly(settings, seed=303, covariate=2.0))
+    validation = pipeline.validate(settings, dataset["version"], "retry")
+    split_info = pipeline.split(settings, dataset["version"], "retry")
+    trained = pipeline.train(settings, dataset, split_info, validation, "retry")
+    before = set(versions(client))
+    real_audit = aliases.audit
+
+    def audit_fails_once(*args, **kwargs):
+        monkeypatch.setattr(aliases, "audit", real_audit)
+        raise ConnectionError("registry went away after the version was created")
+
+    monkeypatch.setattr(aliases, "audit", audit_fails_once)
+    with pytest.raises(ConnectionError):
+        pipeline.register(settings, dataset, split_info, trained, "test")
+    retried = pipeline.register(settings, dataset, split_info, trained, "test")
+
+    (new,) = set(versions(client)) - before
+    assert retried["version"] == new and retried["created"] is False
+    if retried["decision"] in ("champion", "challenger"):
+        assert str(client.get_model_version_by_alias("readmission", retried["decision"]).version) == new

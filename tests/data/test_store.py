@@ -65,6 +65,19 @@ def test_same_content_is_not_published_twice(store):
     assert store.metadata(first.version)["run"] == 1
 
 
+def test_a_publish_retried_by_the_run_that_wrote_it_completes_and_reports_it_new(store):
+    older = store.publish(frame(offset=100), {"airflow_run_id": "earlier"}).version
+    first = store.publish(frame(), {"airflow_run_id": "run-1"})
+    store.storage.write_text(older + "\n", "LATEST")  # the first try died before it could point LATEST at it
+
+    retried = store.publish(frame(), {"airflow_run_id": "run-1"})
+    other_run = store.publish(frame(), {"airflow_run_id": "run-2"})
+
+    assert retried.created and retried.version == first.version
+    assert store.latest() == first.version
+    assert not other_run.created
+
+
 def test_new_content_is_a_new_version_and_becomes_latest(store):
     first = store.publish(frame(), {})
 

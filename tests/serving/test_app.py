@@ -457,6 +457,22 @@ def test_shadow_mode_answers_with_the_champion_and_logs_both_variants(make_setti
         assert rows.loc["challenger", "probability"] == pytest.approx(challenger[i], abs=1e-9)
 
 
+def test_in_shadow_mode_a_failing_challenger_costs_the_caller_nothing(make_settings, registry, monkeypatch):
+    def broken(records):
+        raise RuntimeError("the challenger's artifact is corrupt")
+
+    with TestClient(create_app(make_settings())) as client:
+        shadow = {"weights": {"champion": 1, "challenger": 1}, "mode": "shadow"}
+        assert client.put("/v1/routing", json=shadow, headers=KEY).status_code == 200
+        monkeypatch.setattr(client.app.state.airloop.holder.models[Alias.CHALLENGER], "predict_proba", broken)
+        response = client.post("/v1/predict", json={"records": [registry.records[5]]})
+        metrics = client.get("/metrics").text
+
+    assert response.status_code == 200
+    assert response.json()["predictions"][0]["variant"] == Alias.CHAMPION
+    assert 'kind="shadow_scoring_failed"' in metrics
+
+
 def test_every_accepted_record_is_in_the_prediction_log_after_shutdown(make_settings, registry):
     settings = make_settings()
     records = [{**r, "entity_id": f"patient-{i}"} for i, r in enumerate(registry.records[:200])]

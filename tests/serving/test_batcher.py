@@ -21,13 +21,13 @@ class Doubler:
         self.calls: list[int] = []
         self.lock = threading.Lock()
 
-    def __call__(self, records: list[dict[str, Any]]) -> tuple[np.ndarray, Any]:
+    def __call__(self, records: list[dict[str, Any]], model: Any = None) -> tuple[np.ndarray, Any]:
         with self.lock:
             self.calls.append(len(records))
         if any(r.get("fail") for r in records):
             raise ValueError(f"cannot score {len(records)} records")
         time.sleep(self.delay)
-        return np.array([2.0 * r["x"] for r in records]), "model-info"
+        return np.array([2.0 * r["x"] for r in records]), model or "model-info"
 
 
 def run(fn: Doubler, scenario, max_size: int = 64, max_wait: float = 0.05):
@@ -121,3 +121,16 @@ def test_an_error_in_the_model_reaches_every_caller_of_that_batch_and_the_next_b
         assert isinstance(outcome, ValueError)
         assert str(outcome) == "cannot score 3 records"
     assert after.tolist() == [8.0]
+
+
+def test_records_are_scored_by_the_model_that_validated_them_across_a_swap():
+    fn = Doubler(delay=0.01)
+
+    async def swap(batcher: MicroBatcher):
+        await batcher.submit([{"x": 0.0}], "v1")  # warm the executor thread
+        return await asyncio.gather(*(batcher.submit([{"x": float(i)}], f"v{1 + i % 2}") for i in range(20)))
+
+    results = run(fn, swap)
+
+    assert [info for _, info in results] == [f"v{1 + i % 2}" for i in range(20)]
+    assert [p.tolist() for p, _ in results] == [[2.0 * i] for i in range(20)]

@@ -12,7 +12,6 @@ from fastapi.testclient import TestClient
 from airloop.experiments.routing import RoutingConfig, assign
 from airloop.registry.contract import Alias, VersionRecord
 from serving.main import create_app
-from serving.model_holder import ModelHolder, scorer
 from tests.serving.conftest import CHALLENGER_VERSION, NAME, encounters
 
 EXTRA = "hba1c_value"  # a field only the wider challenger takes
@@ -98,15 +97,30 @@ def test_in_shadow_mode_a_record_the_challenger_cannot_take_is_answered_by_the_c
     assert response.json()["predictions"][0]["variant"] == Alias.CHAMPION
 
 
-def test_a_variant_unloaded_between_routing_and_scoring_answers_503_with_the_reason(app_client, registry):
-    client, routing = app_client
-    gone = ModelHolder(lambda: None, NAME, routing)
-    gone.registry_error = "registry unreachable asking for readmission: connection refused"
-    client.app.state.airloop.batchers[Alias.CHALLENGER].fn = scorer(gone, Alias.CHALLENGER)
-    record = {**registry.records[4], EXTRA: 7.0, "entity_id": routed(routing, Alias.CHALLENGER)}
+def test_a_routing_change_without_a_mode_keeps_the_live_mode(app_client):
+    client, _ = app_client
+    key = {"X-API-Key": "test-admin-key"}
+    client.put("/v1/routing", json={"weights": {"champion": 1, "challenger": 1}, "mode": "shadow"}, headers=key)
 
-    response = client.post("/v1/predict", json={"records": [record]})
+    response = client.put("/v1/routing", json={"weights": {"champion": 3, "challenger": 1}}, headers=key)
 
-    assert response.status_code == 503
-    assert "challenger model is not loaded" in response.json()["detail"]
-    assert "connection refused" in response.json()["detail"]
+    assert response.status_code == 200
+    assert response.json()["mode"] == "shadow"
+    assert response.json()["weights"] == {"champion": 3.0, "challenger": 1.0}
+
+
+def test_a_challenger_version_that_cannot_load_leaves_the_champion_serving_and_says_why(make_settings, registry):
+    client = registry.client()
+    broken = client.create_model_version(NAME, source="file:///nonexistent/airloop-broken-model", run_id=None)
+    before = client.get_model_version_by_alias(NAME, Alias.CHALLENGER).version
+    client.set_registered_model_alias(NAME, Alias.CHALLENGER, broken.version)
+    try:
+        with TestClient(create_app(make_settings())) as app:
+            ready = app.get("/ready")
+            predict = app.post("/v1/predict", json={"records": [registry.records[6]]})
+    finally:
+        client.set_registered_model_alias(NAME, Alias.CHALLENGER, before)
+
+    assert ready.status_code == 200 and ready.json()["status"] == "degraded"
+    assert f"challenger v{broken.version} failed" in ready.json()["reason"]
+    assert predict.status_code == 200 and predict.json()["predictions"][0]["variant"] == Alias.CHAMPION

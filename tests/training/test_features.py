@@ -71,11 +71,17 @@ codes = st.one_of(
 
 @pytest.mark.property
 @settings(max_examples=200, deadline=None)
-@given(diag=codes, race=st.one_of(st.none(), st.text(max_size=5), st.just("?")), admission=st.integers(0, 40))
-def test_both_paths_agree_on_any_field_values(published, diag, race, admission):
+@given(
+    diag=codes,
+    race=st.one_of(st.none(), st.text(max_size=5), st.just("?")),
+    admission=st.integers(0, 40),
+    visits=st.lists(st.integers(0, 2**62), min_size=3, max_size=3),
+)
+def test_both_paths_agree_on_any_field_values(published, diag, race, admission, visits):
     encoder = features.EncounterFeatures().fit(None)
     record = {**features.model_inputs(published).iloc[0].to_dict(), "diag_1": diag, "race": race}
     record["admission_type_id"] = admission
+    record.update(zip(("number_outpatient", "number_emergency", "number_inpatient"), visits, strict=True))
 
     assert_same_features(_records_path(encoder, [record]), _frame_path(encoder, [record]))
 

@@ -102,6 +102,13 @@ class DatasetStore:
         version = content_version(frame)
         url = self.url(version)
         if self.exists(version):
+            run_id = metadata.get("airflow_run_id")
+            if run_id is not None and self.metadata(version).get("airflow_run_id") == run_id:
+                # This run published it and died before it could report so: finish the job, and say it is new so the
+                # retry still emits the dataset event.
+                self.storage.write_text(version + "\n", LATEST_FILE)
+                log.info("dataset version %s was published by this run (%s) before a retry", version, run_id)
+                return PublishResult(version, url, created=True, rows=len(frame))
             log.info("dataset version %s already published at %s: nothing new to publish", version, url)
             return PublishResult(version, url, created=False, rows=len(frame))
         full = {

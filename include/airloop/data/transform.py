@@ -158,7 +158,7 @@ def features_from_records(records: list[dict[str, Any]], spec: dict[str, Any]) -
         features: dict[str, Any] = {"age": float(age_index.get(record["age"], math.nan))}
         for column in counts:
             features[column] = float(record[column])
-        features["service_utilization"] = float(sum(record[c] for c in utilization))
+        features["service_utilization"] = sum(float(record[c]) for c in utilization)  # float sums, as the frame
         features["n_medication_changes"] = float(sum(1 for m in meds if record[m] in changed))
         features["n_medications_used"] = float(sum(1 for m in meds if record[m] != "No"))
         for column in categorical:

@@ -45,3 +45,31 @@ def set_live(client: Any, model: str, config: RoutingConfig, actor: str) -> Rout
     client.set_registered_model_tag(model, Tag.ROUTING, json.dumps(payload, sort_keys=True))
     log.info("%s: live experiment set to %s by %s", model, config.to_dict(), actor)
     return config
+
+
+def update_live(
+    client: Any,
+    model: str,
+    default: RoutingConfig,
+    actor: str,
+    *,
+    weights: dict[str, float] | None = None,
+    mode: str | None = None,
+    experiment: str | None = None,
+) -> RoutingConfig:
+    """Change the live experiment: what is not given is kept from the one recorded now (not from a cached copy).
+
+    This is the one function behind ``PUT /v1/routing``, ``airloop registry route`` and the registry DAG. A recorded
+    experiment that cannot be read is replaced (the error is logged). ValueError when the result is not valid.
+    """
+    try:
+        current = get_live(client, model, default)
+    except LiveExperimentError as error:
+        log.warning("%s; replacing it", error)
+        current = default
+    config = RoutingConfig(
+        experiment=experiment or current.experiment,
+        weights={k: float(v) for k, v in weights.items()} if weights else dict(current.weights),
+        mode=mode or current.mode,
+    )
+    return set_live(client, model, config, actor)

@@ -471,7 +471,9 @@ class LogWriter(Generic[RowT]):
         if record >= 0 and pieces:
             merged = _merge_record_types((p[record].type for p in pieces), f"{self.log_format.name} log flush")
             for piece in pieces:
-                piece[record] = piece[record].cast(merged)
+                # Unsafe on purpose: a value one variant sends as a 64-bit int where another's signature has a
+                # double must not block the hour's part (it is stored as the nearest double).
+                piece[record] = piece[record].cast(merged, safe=False)
             schema = self.log_format.with_record(merged)
         tables = [pa.Table.from_arrays(piece, schema=schema) for piece in pieces]
         table = pa.concat_tables(tables) if tables else schema.empty_table()

@@ -21,7 +21,7 @@ def run_action(settings: Settings, action: str, actor: str, routing: dict[str, A
     ``route`` makes ``routing`` (``{"weights": {...}, "mode": ..., "experiment": ...}``; the experiment id is kept
     when not given) the live experiment that every serving replica follows.
     """
-    from airloop.experiments.live import get_live, set_live
+    from airloop.experiments.live import get_live, update_live
     from airloop.experiments.routing import RoutingConfig
     from airloop.registry.client import connect
 
@@ -35,13 +35,10 @@ def run_action(settings: Settings, action: str, actor: str, routing: dict[str, A
     elif action == "rollback":
         reg.rollback(client, name, actor)
     elif action == "route":
-        current = get_live(client, name, default)
-        wanted = {"experiment": current.experiment, "mode": current.mode, **(routing or {})}
         try:
-            config = RoutingConfig.from_dict({k: v for k, v in wanted.items() if v is not None})
+            update_live(client, name, default, actor, **{k: v for k, v in (routing or {}).items() if v is not None})
         except ValueError as error:
             raise RegistryActionError(f"cannot route: {error}") from error
-        set_live(client, name, config, actor)
     rows = reg.state(client, name)
     table = reg.format_table(rows) + f"\nrouting: {get_live(client, name, default).to_dict()}"
     log.info("registry state of %s after %s:\n%s", name, action, table)

@@ -6,6 +6,8 @@ client bound to the same store. It is light: no training imports.
 
 from __future__ import annotations
 
+import os
+
 import mlflow
 from mlflow import MlflowClient
 
@@ -27,3 +29,19 @@ def connect(settings: Settings, *, create_experiment: bool = False) -> MlflowCli
             mlflow.create_experiment(settings.mlflow.experiment, artifact_location=settings.artifact_location)
         mlflow.set_experiment(settings.mlflow.experiment)
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+
+
+def model_uri(name: str, version: str | None = None, alias: str | None = None) -> str:
+    """The ``models:/`` URI of a version (or of an alias's current version)."""
+    if (version is None) == (alias is None):
+        raise ValueError("give exactly one of version and alias")
+    return f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias}"
+
+
+def fail_fast() -> None:
+    """Ask an HTTP registry once, briefly, without MLflow's long retry loop (a poller comes back anyway).
+
+    Only sets what the environment does not already set.
+    """
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")

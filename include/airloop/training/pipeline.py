@@ -29,7 +29,7 @@ from airloop.monitoring.baseline import baseline
 from airloop.quality import suites
 from airloop.quality.data_gate import validator
 from airloop.registry import aliases as reg
-from airloop.registry.client import connect
+from airloop.registry.client import connect, model_uri
 from airloop.registry.contract import Alias, Outcome, Tag, VersionRecord
 from airloop.settings import Settings
 from airloop.storage import Storage
@@ -270,6 +270,18 @@ def register(
             "created": False,
             "aliases": _alias_view(client, name),
         }
+    earlier = existing_version(client, settings, dataset["version"])
+    if earlier is not None:  # an earlier try of this step registered it, then failed: finish its work, nothing twice
+        record = VersionRecord.from_tags(earlier.tags)
+        if record.decision in (Outcome.CHAMPION, Outcome.CHALLENGER):
+            reg.move_alias(client, name, Alias(record.decision), str(earlier.version), actor, record.decision_reason)
+        log.info("%s v%s was registered by an earlier try (decision %s)", name, earlier.version, record.decision)
+        return {
+            "version": str(earlier.version),
+            "decision": record.decision,
+            "created": False,
+            "aliases": _alias_view(client, name),
+        }
     cfg = settings.training
     x_test, y_test = _parts(settings, dataset["version"], split_info)["test"]
     candidate_score = evaluate.score(y_test, _proba(trained["model_uri"], x_test), trained["threshold"])[cfg.metric]
@@ -277,7 +289,7 @@ def register(
     champion_score = None
     if champion_version is not None:
         threshold = reg.version_record(client, name, champion_version).threshold
-        champion_proba = _proba(f"models:/{name}/{champion_version}", x_test)
+        champion_proba = _proba(model_uri(name, champion_version), x_test)
         champion_score = evaluate.score(y_test, champion_proba, threshold)[cfg.metric]
     decision = decide(cfg.metric, candidate_score, champion_score, cfg.margin)
     # Tags go in with the registration itself, so a retry always finds this version by dataset + config.

@@ -111,6 +111,12 @@ class TrainingSettings(BaseModel):
     importance_rows: int = Field(2000, ge=100)
 
 
+class LedgerSettings(BaseModel):
+    """The decision ledger: drift verdicts, training hand-offs, retrains and (later) every loop decision."""
+
+    url: str | None = None
+
+
 class ServingSettings(BaseModel):
     """The prediction service: limits, micro-batching, registry polling, admin key, routing file."""
 
@@ -161,6 +167,7 @@ class Settings(BaseSettings):
     mlflow: MlflowSettings = MlflowSettings()
     training: TrainingSettings = TrainingSettings()
     serving: ServingSettings = ServingSettings()
+    ledger: LedgerSettings = LedgerSettings()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
@@ -187,6 +194,11 @@ class Settings(BaseSettings):
 
         s3 = S3Options(endpoint_url=self.storage.s3_endpoint_url, region=self.storage.s3_region)
         return RuntimeLayout(Storage.from_url(self.storage_url, s3))
+
+    @property
+    def ledger_url(self) -> str:
+        """SQLAlchemy URL of the decision ledger (SQLite under ``home`` unless configured)."""
+        return self.ledger.url or f"sqlite:///{self.home / 'ledger.db'}"
 
     @property
     def dataset_asset(self) -> str:

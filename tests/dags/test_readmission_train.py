@@ -98,6 +98,11 @@ def test_etl_then_train_registers_a_champion_with_metrics_artifacts_tags_and_lin
     assert dataset_input.dataset.digest == dataset_version
     nested = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
     assert {r.data.params["kind"] for r in nested} == {"hist_gradient_boosting", "logistic_regression"}
+    # The drift reference profile is stored with the version: features, predicted probabilities, test figures.
+    from airloop.monitoring.baseline import load_profile
+
+    profile = load_profile(mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/baseline/baseline_stats.json"))
+    assert profile["prediction"] is not None and profile["test_metrics"]["roc_auc"] == run.data.metrics["test_roc_auc"]
     # The registered model takes the published record as the hospital has it; the transform travels inside it.
     from airloop.training.features import INPUT_COLUMNS, model_inputs
     from airloop.training.model_io import load_sklearn_model

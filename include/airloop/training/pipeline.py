@@ -25,7 +25,7 @@ from airloop.data.store import DatasetNotFound, DatasetStore, dataset_store
 from airloop.data.transform import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from airloop.data.transform import transform as to_features
 from airloop.errors import QualityGateFailed
-from airloop.monitoring.baseline import baseline
+from airloop.monitoring.baseline import reference_profile
 from airloop.quality import suites
 from airloop.quality.data_gate import validator
 from airloop.registry import aliases as reg
@@ -210,9 +210,10 @@ def train(
         mlflow.log_metrics({f"test_{k}": v for k, v in test_scores.items()})
         # The profile of what the model saw: the features its own encounter transform makes of the training rows.
         seen = features.encounter_step(model).transform(x_train)
-        mlflow.log_dict(
-            baseline(seen, list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES)), "baseline/baseline_stats.json"
+        profile = reference_profile(
+            seen, list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES), predictions=test_proba, test_metrics=test_scores
         )
+        mlflow.log_dict(profile, "baseline/baseline_stats.json")
         mlflow.log_dict(staging(settings, run_id).read_json(VALIDATION_FILE), "validation/ge_validation_result.json")
         importance = _importance(model, x_test, y_test, cfg)
         mlflow.log_dict(importance, "plots/feature_importance.json")

@@ -1,0 +1,443 @@
+"""Drift statistics and the dataset verdict: a window of model features against a model version's reference profile.
+
+Per feature: PSI on the profile's fixed bins (missing is a bin of its own), Jensen-Shannon distance, and a test
+whose p-values are corrected across features (Benjamini-Hochberg): Kolmogorov-Smirnov for numeric features (from
+the profile's CDF, no training rows needed), chi-square for categorical ones (bins with small expected counts
+pooled, so a sparse category seen in one window only is not an artefact p-value of 0). A feature is drifted on
+effect size (PSI at or above its threshold), never on a p-value alone. Everything is vectorised per feature.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import pairwise
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from scipy import stats
+from scipy.spatial.distance import jensenshannon
+from sklearn import metrics
+
+from airloop.errors import FinalError
+from airloop.monitoring.baseline import MISSING, load_profile
+
+SCHEMA_VERSION = 1
+PSI_EPSILON = 1e-4
+MIN_EXPECTED = 5.0
+Verdict = Literal["no_drift", "drift", "insufficient_data"]
+
+
+class WindowInvalid(FinalError):
+    """A window cannot be compared with the profile: columns missing or of the wrong type, bad probabilities."""
+
+
+class EmptyWindow(WindowInvalid):
+    """A window has no rows."""
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    """When a feature, the predictions and the dataset count as drifted, and how many rows a verdict needs."""
+
+    psi: float = 0.2
+    drifted_share: float = 0.3
+    prediction_psi: float = 0.2
+    min_rows: int = 500
+    psi_overrides: Mapping[str, float] = field(default_factory=dict)
+    weights: Mapping[str, float] = field(default_factory=dict)
+    alpha: float = 0.05  # for the ``significant`` flag (adjusted p-values); a verdict never rests on it
+
+    def __post_init__(self) -> None:
+        numbers = {"psi": self.psi, "prediction_psi": self.prediction_psi, **self.psi_overrides}
+        bad = {k: v for k, v in numbers.items() if not (isinstance(v, int | float) and v > 0)}
+        if bad:
+            raise ValueError(f"PSI thresholds must be positive numbers, got {bad}")
+        if not 0 < self.drifted_share <= 1 or not 0 < self.alpha < 1 or self.min_rows < 1:
+            raise ValueError(
+                f"need 0 < drifted_share <= 1, 0 < alpha < 1, min_rows >= 1; got {self.drifted_share}, "
+                f"{self.alpha}, {self.min_rows}"
+            )
+        negative = {k: v for k, v in self.weights.items() if not v >= 0}
+        if negative:
+            raise ValueError(f"feature weights must be >= 0, got {negative}")
+
+    def psi_for(self, feature: str) -> float:
+        """The PSI threshold of one feature (its override, else the default)."""
+        return float(self.psi_overrides.get(feature, self.psi))
+
+    def weight_for(self, feature: str) -> float:
+        """The weight of one feature in the drifted share (1 unless set)."""
+        return float(self.weights.get(feature, 1.0))
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """The drift statistics of one feature (or of the predicted probability) in a window."""
+
+    feature: str
+    kind: str
+    psi: float
+    js_distance: float
+    test: str
+    statistic: float | None
+    p_value: float | None
+    p_value_adjusted: float | None
+    null_rate_reference: float
+    null_rate_current: float
+    psi_threshold: float
+    drifted: bool
+    significant: bool
+    bins: list[str]
+    reference_shares: list[float]
+    current_shares: list[float]
+
+
+@dataclass(frozen=True)
+class PerformanceDrift:
+    """Realised ROC AUC and log loss of the window's labelled rows against the model's test-set figures."""
+
+    labelled_rows: int
+    roc_auc: float | None
+    log_loss: float | None
+    reference_roc_auc: float | None
+    reference_log_loss: float | None
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """The drift comparison of one window: per-feature statistics, prediction drift, performance and the verdict."""
+
+    schema_version: int
+    verdict: Verdict
+    reason: str
+    rows: int
+    drifted_features: list[str]
+    drifted_share: float
+    features: dict[str, FeatureDrift]
+    prediction: FeatureDrift | None
+    performance: PerformanceDrift | None
+    thresholds: DriftThresholds
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (NaN as None)."""
+        return _jsonable(asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    return value
+
+
+def psi(reference: np.ndarray, current: np.ndarray, epsilon: float = PSI_EPSILON) -> float:
+    """Population stability index of two share vectors over the same bins (empty bins count as ``epsilon``)."""
+    p = np.maximum(np.asarray(reference, dtype="float64"), epsilon)
+    q = np.maximum(np.asarray(current, dtype="float64"), epsilon)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def js_distance(reference: np.ndarray, current: np.ndarray) -> float:
+    """Jensen-Shannon distance (base 2, in [0, 1]) of two share vectors."""
+    p, q = np.asarray(reference, dtype="float64"), np.asarray(current, dtype="float64")
+    if p.sum() <= 0 or q.sum() <= 0:
+        return 0.0 if p.sum() == q.sum() else 1.0
+    return float(jensenshannon(p, q, base=2))
+
+
+def ks_distance(cdf_values: np.ndarray, cdf_probs: np.ndarray, current: np.ndarray) -> float:
+    """Kolmogorov-Smirnov distance between a reference CDF (step function at ``cdf_values``) and a sample."""
+    sample = np.sort(np.asarray(current, dtype="float64"))
+    ref_values = np.asarray(cdf_values, dtype="float64")
+    points = np.concatenate([ref_values, sample])
+    ref = np.concatenate([[0.0], np.asarray(cdf_probs, dtype="float64")])[
+        np.searchsorted(ref_values, points, side="right")
+    ]
+    cur = np.searchsorted(sample, points, side="right") / len(sample)
+    return float(np.max(np.abs(ref - cur)))
+
+
+def ks_p_value(distance: float, n_reference: int, n_current: int) -> float:
+    """Asymptotic two-sample KS p-value (as scipy's ks_2samp with method="asymp")."""
+    effective = max(round(n_reference * n_current / (n_reference + n_current)), 1)
+    return float(np.clip(stats.kstwo.sf(distance, effective), 0.0, 1.0))
+
+
+def chi_square(reference_counts: np.ndarray, current_counts: np.ndarray) -> tuple[float, float]:
+    """Chi-square test of homogeneity (statistic, p-value); bins with expected counts under 5 are pooled."""
+    table = np.vstack([reference_counts, current_counts]).astype("float64")
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or np.any(table.sum(axis=1) == 0):
+        return 0.0, 1.0
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0) / table.sum()
+    small = expected.min(axis=0) < MIN_EXPECTED
+    if small.any():
+        pooled = table[:, small].sum(axis=1, keepdims=True)
+        table = np.hstack([table[:, ~small], pooled])
+        expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0) / table.sum()
+        if expected[:, -1].min() < MIN_EXPECTED and table.shape[1] > 2:
+            # Still too sparse: fold the pooled bin into the smallest other one.
+            smallest = int(np.argmin(table[:, :-1].sum(axis=0)))
+            table[:, smallest] += table[:, -1]
+            table = table[:, :-1]
+    if table.shape[1] < 2:
+        return 0.0, 1.0
+    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0) / table.sum()
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    return statistic, float(stats.chi2.sf(statistic, table.shape[1] - 1))
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def numeric_bin_labels(profile: Mapping[str, Any]) -> list[str]:
+    """Readable names of a numeric feature's bins, in the order of its shares."""
+    if profile["min"] is None:
+        return ["< min", "[min, max]", "> max", MISSING]
+    edges = [profile["min"], *profile["cuts"], profile["max"]]
+    inner = [f"[{_fmt(a)}, {_fmt(b)})" for a, b in pairwise(edges[:-1])]
+    last = f"[{_fmt(edges[-2])}, {_fmt(edges[-1])}]"
+    return [f"< {_fmt(edges[0])}", *inner, last, f"> {_fmt(edges[-1])}", MISSING]
+
+
+def numeric_counts(profile: Mapping[str, Any], values: np.ndarray) -> np.ndarray:
+    """Counts of ``values`` in a numeric feature's profile bins (NaN counted as missing, the last bin)."""
+    cuts = np.asarray(profile["cuts"], dtype="float64")
+    missing = np.isnan(values)
+    present = values[~missing]
+    if profile["min"] is None:
+        index = np.ones(len(present), dtype=np.intp)
+    else:
+        index = np.searchsorted(cuts, present, side="right") + 1
+        index[present < profile["min"]] = 0
+        index[present > profile["max"]] = len(cuts) + 2
+    counts = np.bincount(index, minlength=len(cuts) + 3)
+    return np.append(counts, missing.sum()).astype("float64")
+
+
+def categorical_counts(profile: Mapping[str, Any], values: pd.Series) -> np.ndarray:
+    """Counts of ``values`` in a categorical feature's profile bins: categories, then "other", then "missing"."""
+    categories = profile["categories"]
+    if hasattr(values.array, "__arrow_array__"):
+        # Arrow-backed strings (pandas' default str dtype): look up in Arrow, no conversion to Python objects.
+        array = pa.array(values.array)
+        found = pc.index_in(array, value_set=pa.array(categories, type=array.type))
+        codes = found.fill_null(-1).to_numpy(zero_copy_only=False)
+        missing = pc.fill_null(pc.equal(array, MISSING), True).to_numpy(zero_copy_only=False)
+    else:
+        codes = pd.Index(categories, dtype=object).get_indexer(values.to_numpy(dtype=object))
+        missing = (values.isna() | values.eq(MISSING)).to_numpy(dtype=bool)
+    codes = np.where(codes < 0, len(categories), codes)
+    codes[missing] = len(categories) + 1
+    return np.bincount(codes, minlength=len(categories) + 2).astype("float64")
+
+
+def _numeric_values(window: pd.DataFrame, column: str) -> np.ndarray:
+    series = window[column]
+    if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        example = series.dropna().head(3).tolist()
+        raise WindowInvalid(f"numeric feature {column!r} has dtype {series.dtype} (e.g. {example}), expected numbers")
+    return series.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _categorical_values(window: pd.DataFrame, column: str) -> pd.Series:
+    series = window[column]
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        series = series.astype(object)
+    inferred = pd.api.types.infer_dtype(series, skipna=True)
+    if inferred not in ("string", "empty"):
+        example = series.dropna().head(3).tolist()
+        raise WindowInvalid(
+            f"categorical feature {column!r} holds {inferred} values (e.g. {example}), expected strings "
+            "(the model features of airloop.data.transform.features_from_frame)"
+        )
+    return series
+
+
+def _feature_drift(
+    name: str, kind: str, profile: Mapping[str, Any], current: np.ndarray, extra: tuple[str, float | None, float | None]
+) -> dict[str, Any]:
+    """The drift fields of one feature that do not depend on the other features."""
+    reference = np.asarray(profile["shares"], dtype="float64")
+    shares = current / current.sum()
+    labels = numeric_bin_labels(profile) if kind != "categorical" else [*profile["categories"], "other", MISSING]
+    test, statistic, p_value = extra
+    return {
+        "feature": name,
+        "kind": kind,
+        "psi": psi(reference, shares),
+        "js_distance": js_distance(reference, shares),
+        "test": test,
+        "statistic": statistic,
+        "p_value": p_value,
+        "null_rate_reference": float(reference[-1]),
+        "null_rate_current": float(shares[-1]),
+        "bins": labels,
+        "reference_shares": reference.tolist(),
+        "current_shares": shares.tolist(),
+    }
+
+
+def _numeric_drift(name: str, kind: str, profile: Mapping[str, Any], values: np.ndarray) -> dict[str, Any]:
+    counts = numeric_counts(profile, values)
+    present = values[~np.isnan(values)]
+    n_reference = round(profile.get("count", 0) * (1 - profile["shares"][-1]))
+    if "cdf" in profile and len(present) and n_reference:
+        distance = ks_distance(profile["cdf"]["values"], profile["cdf"]["probs"], present)
+        extra = ("ks", distance, ks_p_value(distance, n_reference, len(present)))
+    else:
+        extra = ("ks", None, None)
+    return _feature_drift(name, kind, profile, counts, extra)
+
+
+def _categorical_drift(name: str, profile: Mapping[str, Any], values: pd.Series) -> dict[str, Any]:
+    counts = categorical_counts(profile, values)
+    reference_counts = np.asarray(profile["shares"], dtype="float64") * profile.get("count", 0)
+    statistic, p_value = chi_square(reference_counts, counts) if reference_counts.sum() else (None, None)
+    return _feature_drift(name, "categorical", profile, counts, ("chi_square", statistic, p_value))
+
+
+def _array(values: Any, rows: int, what: str) -> np.ndarray:
+    try:
+        array = np.asarray(pd.Series(values).to_numpy(dtype="float64", na_value=np.nan))
+    except (TypeError, ValueError) as err:
+        raise WindowInvalid(f"{what} are not numbers: {err}") from err
+    if array.shape != (rows,):
+        raise WindowInvalid(f"{what} have shape {array.shape}, the window has {rows} rows")
+    return array
+
+
+def _performance(profile: Mapping[str, Any], probabilities: np.ndarray, outcomes: np.ndarray) -> PerformanceDrift:
+    labelled = ~np.isnan(outcomes) & ~np.isnan(probabilities)
+    y, p = outcomes[labelled], probabilities[labelled]
+    if not np.isin(y, (0.0, 1.0)).all():
+        raise WindowInvalid(f"outcomes must be 0, 1 or missing, got values {np.unique(y)[:5].tolist()}")
+    both = len(np.unique(y)) == 2
+    reference = profile.get("test_metrics") or {}
+    return PerformanceDrift(
+        labelled_rows=int(labelled.sum()),
+        roc_auc=float(metrics.roc_auc_score(y, p)) if both else None,
+        log_loss=float(metrics.log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])) if len(y) else None,
+        reference_roc_auc=reference.get("roc_auc"),
+        reference_log_loss=reference.get("log_loss"),
+    )
+
+
+def compare(
+    profile: Mapping[str, Any],
+    window: pd.DataFrame,
+    thresholds: DriftThresholds | None = None,
+    probabilities: Sequence[float] | np.ndarray | pd.Series | None = None,
+    outcomes: Sequence[float] | np.ndarray | pd.Series | None = None,
+) -> DriftResult:
+    """Compare a window of model features (and its predicted probabilities and outcomes) with a reference profile.
+
+    Args:
+        profile: the model version's reference profile (``baseline/baseline_stats.json`` as parsed JSON).
+        window: model features of the window's records (``features_from_frame``), one row per prediction.
+        thresholds: drift thresholds; the defaults when None.
+        probabilities: the model's predicted probability per row, for prediction drift.
+        outcomes: the observed outcome per row (0/1, NaN where no feedback has arrived), for realised performance.
+
+    Raises:
+        ProfileUnavailable: the profile is missing, old or malformed ("retrain to enable drift monitoring").
+        EmptyWindow: the window has no rows.
+        WindowInvalid: columns missing or of the wrong type, probabilities or outcomes malformed.
+    """
+    limits = thresholds or DriftThresholds()
+    reference = load_profile(profile)
+    if not isinstance(window, pd.DataFrame):
+        raise WindowInvalid(f"the window is a {type(window).__name__}, not a DataFrame of model features")
+    rows = len(window)
+    if rows == 0:
+        raise EmptyWindow(f"the window has no rows (columns {list(window.columns)[:8]}): nothing to compare")
+    absent = [c for c in reference["features"] if c not in window.columns]
+    if absent:
+        raise WindowInvalid(f"the window lacks profiled feature columns {absent}; it has {list(window.columns)[:12]}")
+    found = {}
+    for name, feature in reference["features"].items():
+        if feature["kind"] == "numeric":
+            found[name] = _numeric_drift(name, "numeric", feature, _numeric_values(window, name))
+        else:
+            found[name] = _categorical_drift(name, feature, _categorical_values(window, name))
+    names = [n for n, f in found.items() if f["p_value"] is not None]
+    adjusted = dict(zip(names, stats.false_discovery_control([found[n]["p_value"] for n in names]), strict=True))
+    features = {
+        name: FeatureDrift(
+            **f,
+            p_value_adjusted=None if name not in adjusted else float(adjusted[name]),
+            psi_threshold=limits.psi_for(name),
+            drifted=f["psi"] >= limits.psi_for(name),
+            significant=name in adjusted and adjusted[name] < limits.alpha,
+        )
+        for name, f in found.items()
+    }
+    prediction = performance = None
+    if outcomes is not None and probabilities is None:
+        raise WindowInvalid("outcomes were given without the probabilities they are scored against")
+    if probabilities is not None:
+        scores = _array(probabilities, rows, "probabilities")
+        if np.any((scores < 0) | (scores > 1)):
+            raise WindowInvalid(f"probabilities outside [0, 1]: {scores[(scores < 0) | (scores > 1)][:5].tolist()}")
+        if reference.get("prediction") is not None:
+            f = _numeric_drift("probability", "prediction", reference["prediction"], scores)
+            # One test of its own, outside the features' Benjamini-Hochberg family.
+            prediction = FeatureDrift(
+                **f,
+                p_value_adjusted=f["p_value"],
+                psi_threshold=limits.prediction_psi,
+                drifted=f["psi"] >= limits.prediction_psi,
+                significant=f["p_value"] is not None and f["p_value"] < limits.alpha,
+            )
+        if outcomes is not None:
+            performance = _performance(reference, scores, _array(outcomes, rows, "outcomes"))
+    total = sum(limits.weight_for(n) for n in features)
+    drifted = sorted(n for n, f in features.items() if f.drifted)
+    share = sum(limits.weight_for(n) for n in drifted) / total if total else 0.0
+    verdict, reason = _verdict(rows, drifted, share, prediction, limits, reference)
+    return DriftResult(
+        schema_version=SCHEMA_VERSION,
+        verdict=verdict,
+        reason=reason,
+        rows=rows,
+        drifted_features=drifted,
+        drifted_share=share,
+        features=features,
+        prediction=prediction,
+        performance=performance,
+        thresholds=limits,
+    )
+
+
+def _verdict(
+    rows: int,
+    drifted: list[str],
+    share: float,
+    prediction: FeatureDrift | None,
+    limits: DriftThresholds,
+    reference: Mapping[str, Any],
+) -> tuple[Verdict, str]:
+    """The dataset verdict and a sentence saying why."""
+    if rows < limits.min_rows:
+        return "insufficient_data", f"{rows} rows, fewer than the {limits.min_rows} a verdict needs: no verdict"
+    features_drift = bool(drifted) and share >= limits.drifted_share
+    compared = ">=" if features_drift else "<"
+    reason = f"{len(drifted)} drifted features {drifted} (weighted share {share:.2f} {compared} {limits.drifted_share})"
+    if reference.get("prediction") is None:
+        reason += "; prediction drift not checked (the profile has no predictions)"
+    elif prediction is None:
+        reason += "; prediction drift not checked (no probabilities given)"
+    else:
+        reason += f"; prediction PSI {prediction.psi:.3f} {'>=' if prediction.drifted else '<'} {limits.prediction_psi}"
+    return ("drift" if features_drift or (prediction is not None and prediction.drifted) else "no_drift"), reason

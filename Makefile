@@ -5,7 +5,7 @@ VENV ?= .venv
 UV_VERSION := 0.13.8
 PY := $(VENV)/bin/python
 
-.PHONY: venv test lint demo stop lock bench bench-train bench-serving clean
+.PHONY: venv test lint demo stop lock bench bench-train bench-serving bench-drift clean
 
 venv: $(VENV)/.installed
 
@@ -37,7 +37,7 @@ stop:  ## stop the services of `make demo` from another terminal (also those a k
 clean:
 	rm -rf .airloop
 
-bench: bench-train bench-serving
+bench: bench-train bench-serving bench-drift
 
 bench-train: venv  ## time readmission_train on 100k synthetic rows -> benchmarks/results/train.json
 	OMP_NUM_THREADS=2 $(PY) benchmarks/bench_train.py --rows 100000
@@ -45,3 +45,6 @@ bench-train: venv  ## time readmission_train on 100k synthetic rows -> benchmark
 bench-serving: venv  ## airloop serving vs mlflow models serve under wrk -> benchmarks/results/serving.json
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(PY) benchmarks/bench_serving.py
+
+bench-drift: venv  ## airloop drift compare() vs Evidently DataDriftPreset, 100k x 50 -> benchmarks/results/drift.json
+	$(PY) benchmarks/bench_drift.py

@@ -10,11 +10,15 @@ features, gate those, and publish a content-hashed dataset version that emits th
   fails naming each failed expectation and the values seen, and nothing is published. Data Docs are rebuilt.
 - **publish**: writes the version atomically; the same content published before is skipped (nothing new, no Asset
   event), so re-running is safe.
+- **hand_off / trigger_training**: the new version is recorded in the decision ledger and `readmission_train` is
+  triggered for it under a run id derived from the version, so every version is trained exactly once (or recorded as
+  superseded) even when Airflow collapses Asset events. The Asset stays for lineage and the UI.
 """
 
 from __future__ import annotations
 
 import pendulum
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, Param, dag, task
 
 from airloop.dag_defaults import default_args
@@ -82,10 +86,24 @@ def readmission_etl():
         outlet_events[DATASET].extra = {"version": result.version, "rows": result.rows, "url": result.url}
         return asdict(result)
 
+    @task
+    def hand_off(published: dict, dag_run=None) -> dict:
+        from airloop.training import handoff
+
+        return handoff.published(get_settings(), published, f"airflow:{dag_run.dag_id}/{dag_run.run_id}")
+
+    trigger_training = TriggerDagRunOperator(
+        task_id="trigger_training",
+        trigger_dag_id="readmission_train",
+        trigger_run_id="{{ ti.xcom_pull(task_ids='hand_off')['train_run_id'] }}",
+        conf={"dataset_version": "{{ ti.xcom_pull(task_ids='hand_off')['version'] }}"},
+        skip_when_already_exists=True,
+    )
+
     raw = extract()
     raw_validation = validate_raw(raw)
     features = transform(raw, raw_validation)
-    publish(features, raw, raw_validation, validate_features(features))
+    hand_off(publish(features, raw, raw_validation, validate_features(features))) >> trigger_training
 
 
 readmission_etl()

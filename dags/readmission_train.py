@@ -1,10 +1,14 @@
 """
 ### readmission_train
 
-Scheduled on the dataset Asset that `readmission_etl` emits (or triggered with a `dataset_version` param): loads the
-published version, validates it with Great Expectations, splits it by patient, trains the configured candidates
-(HistGradientBoosting and LogisticRegression trials as nested MLflow runs), logs metrics, plots, baseline statistics,
-the validation result and the dataset lineage, registers the best model as `readmission`, and applies the gate:
+Triggered by `readmission_etl` for each version it publishes (run id derived from the version: exactly once), by REST
+or by hand with a `dataset_version` param (latest if empty). It first claims the version in the decision ledger: a
+hand-off run whose version was superseded by a newer one before it started is skipped and the ledger says so.
+
+It then loads the published version, validates it with Great Expectations, splits it by patient, trains the configured
+candidates (HistGradientBoosting and LogisticRegression trials as nested MLflow runs), logs metrics, plots, the
+reference profile, the validation result and the dataset lineage, registers the best model as `readmission`, and
+applies the gate:
 
 - no `champion` yet → the new version becomes `champion`;
 - better than the champion on the same test set by the configured margin → `challenger`;
@@ -26,7 +30,7 @@ DATASET = Asset(name=get_settings().dataset_asset)
 
 @dag(
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    schedule=[DATASET],
+    schedule=None,  # triggered per version by readmission_etl; the Asset is an inlet, for lineage and the UI
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
@@ -37,15 +41,17 @@ DATASET = Asset(name=get_settings().dataset_asset)
     tags=["airloop", "training", "mlflow"],
 )
 def readmission_train():
-    @task
-    def load_dataset(params=None, triggering_asset_events=None) -> dict:
-        from airloop.training import pipeline
+    @task(inlets=[DATASET])
+    def load_dataset(params=None, run_id=None, dag_run=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
 
-        version = params.get("dataset_version")
-        if not version and triggering_asset_events:
-            events = triggering_asset_events.get(DATASET) or []
-            version = events[-1].extra.get("version") if events else None
-        return pipeline.load(get_settings(), version)
+        from airloop.training import handoff, pipeline
+
+        actor = f"airflow:{dag_run.dag_id}/{run_id}"
+        claimed = handoff.claim(get_settings(), params.get("dataset_version"), run_id, actor)
+        if not claimed["train"]:
+            raise AirflowSkipException(claimed["reason"])
+        return pipeline.load(get_settings(), claimed["version"])
 
     @task
     def validate(dataset: dict, run_id=None) -> dict:

@@ -80,3 +80,23 @@ def _log_url(ti: Any) -> str | None:
         return ti.log_url if ti is not None else None
     except Exception:  # the report must still be logged when the URL cannot be built (no [api] config)
         return None
+
+
+def dag_status(dag_id: str) -> tuple[bool, int]:
+    """From inside a running task: whether ``dag_id`` is deployed in Airflow, and how many runs of it are active."""
+    from airflow.sdk.api.client import ServerResponseError
+    from airflow.sdk.exceptions import AirflowRuntimeError
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    try:
+        RuntimeTaskInstance.get_dag(dag_id)
+    except ServerResponseError as err:  # the in-process API of dag.test()
+        if err.response.status_code == 404:
+            return False, 0
+        raise
+    except AirflowRuntimeError as err:  # the API server's answer relayed by the task supervisor
+        detail = getattr(err.error, "detail", None) or {}
+        if isinstance(detail, dict) and detail.get("status_code") == 404:
+            return False, 0
+        raise
+    return True, RuntimeTaskInstance.get_dr_count(dag_id, states=["queued", "running"])

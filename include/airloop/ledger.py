@@ -79,6 +79,18 @@ class Kind(StrEnum):
     ROLLBACK = "rollback"
 
 
+class Resolution(StrEnum):
+    """What came of a decision: the ``outcome`` column (its ``outcome_detail`` says which run or why)."""
+
+    RETRAIN_STARTED = "retrain_started"  # detail: the retrain DAG run id
+    RETRAIN_SKIPPED = "retrain_skipped"  # detail: cool-down, a retrain already running, no retrain DAG deployed
+    NO_ACTION = "no_action"  # no drift: nothing to do
+    NO_VERDICT = "no_verdict"  # too few rows for a verdict: the window stays open
+    ALERTED = "alerted"  # drift on a dataset before training: alerted, the training hand-off trains on it
+    TRAINING_STARTED = "training_started"  # detail: the training DAG run id
+    TRAINING_SKIPPED = "training_skipped"  # detail: superseded by a newer version before training started
+
+
 class LedgerError(AirloopError):
     """The decision ledger refused an operation; the message names the key and what was there."""
 

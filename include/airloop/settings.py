@@ -117,6 +117,24 @@ class LedgerSettings(BaseModel):
     url: str | None = None
 
 
+class MonitoringSettings(BaseModel):
+    """The drift DAG: how often it looks, the thresholds of its verdict, what it alerts and what it triggers."""
+
+    interval_minutes: int = Field(60, ge=1)
+    psi: float = Field(0.2, gt=0)
+    drifted_share: float = Field(0.3, gt=0, le=1)
+    prediction_psi: float = Field(0.2, gt=0)
+    min_rows: int = Field(500, ge=1)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    psi_overrides: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    retrain_dag_id: str = "readmission_retrain"
+    cooldown_hours: float = Field(24.0, ge=0)
+    webhook_conn_id: str | None = "airloop_alerts_webhook"
+    email_conn_id: str | None = "airloop_alerts_smtp"
+    email_to: list[str] = []
+
+
 class ServingSettings(BaseModel):
     """The prediction service: limits, micro-batching, registry polling, admin key, routing file."""
 
@@ -168,6 +186,7 @@ class Settings(BaseSettings):
     training: TrainingSettings = TrainingSettings()
     serving: ServingSettings = ServingSettings()
     ledger: LedgerSettings = LedgerSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:

@@ -12,12 +12,38 @@ import pytest
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 
+STANDIN = Path(__file__).resolve().parent / "standin"
+
+
 @pytest.fixture(scope="session")
 def airflow_db() -> str:
-    """Migrate the session's Airflow metadata DB once (a few seconds)."""
+    """Migrate the session's Airflow metadata DB once (a few seconds). dag.test() deploys the DAGs folder beside the
+    DAG it runs, so a TriggerDagRunOperator finds its targets there."""
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, env=os.environ.copy(), capture_output=True)
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+
+
+def deploy_standin(dag_id: str) -> None:
+    """Deploy tests/dags/standin/<dag_id>.py: a DAG the product names in settings but has not built yet."""
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        DagBundlesManager().sync_bundles_to_db(session=session)
+    bag = DagBag(dag_folder=str(STANDIN / f"{dag_id}.py"))
+    assert not bag.import_errors, bag.import_errors
+    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
+
+
+def dag_runs(dag_id: str) -> dict[str, str]:
+    """{run_id: state} of every run of ``dag_id`` in the metadata DB."""
+    from airflow.models import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        return {r.run_id: str(r.state) for r in session.query(DagRun).filter(DagRun.dag_id == dag_id)}
 
 
 def load_dag(dag_id: str):
@@ -29,8 +55,8 @@ def load_dag(dag_id: str):
     return bag.dags[dag_id]
 
 
-def run_dag(dag_id: str, conf: dict | None = None) -> dict[str, str]:
-    """Run a DAG once with dag.test() and return {task_id: final state}."""
+def run_dag(dag_id: str, conf: dict | None = None, run_after=None) -> dict[str, str]:
+    """Run a DAG once with dag.test() (due at ``run_after``, default now) and return {task_id: final state}."""
     dag = load_dag(dag_id)
-    run = dag.test(run_conf=conf or {})
+    run = dag.test(run_conf=conf or {}, run_after=run_after)
     return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}

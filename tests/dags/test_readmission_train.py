@@ -61,14 +61,17 @@ def versions(client, name="readmission"):
     return {str(v.version): v for v in client.search_model_versions(f"name = '{name}'")}
 
 
-def test_train_is_scheduled_on_the_asset_etl_emits(env):
+def test_train_reads_the_asset_etl_emits_and_is_triggered_per_version(env):
     etl_dag, train_dag = load_dag("readmission_etl"), load_dag("readmission_train")
 
     emitted = {o.name for t in etl_dag.tasks for o in t.outlets}
-    scheduled = {a.name for a in train_dag.timetable.asset_condition.objects}
+    read = {i.name for t in train_dag.tasks for i in t.inlets}
+    trigger = etl_dag.get_task("trigger_training")
 
     assert emitted == {env[0].dataset_asset}
-    assert scheduled == emitted
+    assert read == emitted  # lineage in the UI; the hand-off itself is the triggered run, exactly once
+    assert train_dag.schedule is None
+    assert trigger.trigger_dag_id == train_dag.dag_id and trigger.skip_when_already_exists
 
 
 def test_etl_then_train_registers_a_champion_with_metrics_artifacts_tags_and_lineage(env):

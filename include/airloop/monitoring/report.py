@@ -455,3 +455,17 @@ def log_to_mlflow(settings: Settings, report_json: Mapping[str, Any], location: 
             pass  # the original error is the one worth raising
         raise
     return run_id
+
+
+def find_logged(settings: Settings, report_id: str) -> str | None:
+    """The monitoring run that already logged report ``report_id`` (a retried task logs nothing twice), or None."""
+    from airloop.registry.client import connect
+
+    client = connect(settings)
+    experiment = client.get_experiment_by_name(monitoring_experiment(settings))
+    if experiment is None:
+        return None
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{TAG_REPORT_ID}` = '{report_id}'", max_results=1
+    )
+    return runs[0].info.run_id if runs else None

@@ -1,0 +1,456 @@
+"""The drift job: what each task of ``readmission_drift`` does, as plain functions (load window → compare → report →
+decide → alert / trigger).
+
+A job looks at one model version (the ``champion``, or the alias named by ``variant``) over one window:
+
+- **prediction log** (the default): rows that version scored in ``[start, end)``. ``end`` is the DAG run's
+  ``run_after`` (or the ``window_end`` param), ``start`` the end of the last completed verdict on the same version
+  (the watermark, from the ledger), else the version's registration time. A window with too few rows gets no verdict
+  and does not move the watermark, so its rows are counted again with the next ones; a run that failed before its
+  outcome was recorded does not move it either, so no row is skipped or counted twice.
+- **a published dataset** (``dataset_version``, or the version in the Asset event that scheduled the run): data drift
+  before any model serves it, the model's probabilities on it, and realised performance from its labels.
+
+Tasks hand over through the run's staging folder on the runtime storage, so they may run on different machines. Each
+step is idempotent under retries: the same window gives the same report id, the same ledger key and the same retrain
+run id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from airloop.errors import FinalError
+from airloop.ledger import Kind, Resolution, ledger, run_id_for
+from airloop.monitoring import prediction_log as plog
+from airloop.monitoring import report as rep
+from airloop.monitoring.baseline import load_profile
+from airloop.monitoring.drift import DriftThresholds, compare
+from airloop.registry.contract import Alias
+from airloop.settings import Settings
+
+log = logging.getLogger(__name__)
+
+PREDICTION_LOG = "prediction_log"
+WINDOW_FILE = "drift_window.parquet"
+REPORT_FILE = "drift_report.json"
+PROBABILITY = "__probability"
+OUTCOME = "__outcome"
+PROFILE_ARTIFACT = "baseline/baseline_stats.json"
+THRESHOLD_KEYS = ("psi", "drifted_share", "prediction_psi", "min_rows", "alpha", "psi_overrides", "weights")
+RETRAIN_RUN_PREFIX = "retrain"
+
+
+class NothingToMonitor(FinalError):
+    """There is no model version to compare with (no alias set), or the window's bounds are wrong."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """The rows one drift run looks at, staged for the next task."""
+
+    model_name: str
+    model_version: str
+    variant: str
+    source: str  # "prediction_log" or "dataset:<version>"
+    start: str  # ISO, UTC
+    end: str
+    rows: int
+    labelled_rows: int
+    run_id: str  # MLflow run of the model version (where its profile is)
+
+    @property
+    def subject(self) -> str:
+        """The ledger subject of this window's verdict: the model version it is about."""
+        return f"{self.model_name}/v{self.model_version}"
+
+    @property
+    def key(self) -> str:
+        """The ledger key of this window's verdict: one verdict per version, source and window end."""
+        return f"drift:{self.subject}:{self.source}:{self.end}"
+
+
+def _parse_time(value: Any, what: str) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError as err:
+            raise NothingToMonitor(f"{what} {value!r} is not an ISO timestamp such as 2026-11-25T10:00:00Z") from err
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def thresholds(settings: Settings, override: Mapping[str, Any] | None = None) -> DriftThresholds:
+    """The verdict thresholds of the settings, with a run's ``thresholds`` param laid over them."""
+    cfg = settings.monitoring
+    values: dict[str, Any] = {k: getattr(cfg, k) for k in THRESHOLD_KEYS}
+    unknown = sorted(set(override or {}) - set(THRESHOLD_KEYS))
+    if unknown:
+        raise NothingToMonitor(f"unknown thresholds {unknown}: use {list(THRESHOLD_KEYS)}")
+    values.update({k: v for k, v in (override or {}).items() if v is not None})
+    try:
+        return DriftThresholds(**values)
+    except (TypeError, ValueError) as err:
+        raise NothingToMonitor(f"thresholds {dict(override or {})} are invalid: {err}") from err
+
+
+def watermark(settings: Settings, subject: str, source: str) -> datetime | None:
+    """The end of the last completed verdict on ``subject`` from ``source``: where the next window starts."""
+    ends = [
+        _parse_time(row.payload["window"]["end"], "window end")
+        for row in ledger(settings).rows(kind=Kind.DRIFT_VERDICT, subject=subject)
+        if row.outcome is not None
+        and row.payload.get("source") == source
+        and row.payload.get("verdict") in ("drift", "no_drift")
+    ]
+    return max(ends) if ends else None
+
+
+def _model_version(settings: Settings, alias: str) -> Any:
+    from airloop.registry import aliases
+    from airloop.registry.client import connect
+
+    client = connect(settings)
+    name = settings.mlflow.model_name
+    if alias not in {a.value for a in Alias}:
+        raise NothingToMonitor(f"variant {alias!r} is not one of {[a.value for a in Alias]}")
+    version = aliases.alias_version(client, name, alias)
+    if version is None:
+        raise NothingToMonitor(f"model {name!r} has no {alias!r} version: train one before monitoring drift")
+    return client.get_model_version(name, version)
+
+
+def _profile(settings: Settings, run_id: str) -> dict[str, Any]:
+    import mlflow.artifacts
+
+    from airloop.registry.client import connect
+
+    connect(settings)
+    where = f"runs:/{run_id}/{PROFILE_ARTIFACT}"
+    try:
+        data = mlflow.artifacts.load_dict(where)
+    except Exception as err:  # any failure to fetch means the same to the user: retrain to enable monitoring
+        log.warning("reference profile %s not readable: %s", where, err)
+        data = None
+    return load_profile(data, where)
+
+
+def _features(model: Any, raw: pd.DataFrame) -> pd.DataFrame:
+    from airloop.data import transform as tf
+    from airloop.training import features
+
+    step = features.encounter_step(model)
+    for column in features.INPUT_COLUMNS:
+        if column not in raw.columns:
+            raw[column] = None
+    inputs = raw[list(features.INPUT_COLUMNS)]
+    return step.transform(inputs) if step is not None else tf.features_from_frame(inputs, tf.default_spec())
+
+
+def load_window(
+    settings: Settings,
+    run_id: str,
+    run_after: datetime | str,
+    params: Mapping[str, Any] | None = None,
+    dataset_version: str | None = None,
+) -> dict[str, Any]:
+    """Read the window, make the model's features of it, stage them with probabilities and outcomes.
+
+    Args:
+        settings: airloop settings.
+        run_id: the drift DAG run (names the staging folder).
+        run_after: when the run was due: the window's end unless ``params["window_end"]`` says otherwise.
+        params: ``variant`` (alias, default champion), ``window_start``, ``window_end``, ``dataset_version``.
+        dataset_version: a published version to compare instead of the prediction log (the Asset event's).
+
+    Returns:
+        The ``Window`` as a dict; ``rows`` is 0 when there is nothing to compare (nothing is staged then).
+    """
+    from airloop.data.store import dataset_store
+    from airloop.training import model_io
+    from airloop.training.features import INPUT_COLUMNS
+
+    params = dict(params or {})
+    alias = params.get("variant") or Alias.CHAMPION.value
+    version = _model_version(settings, alias)
+    name = settings.mlflow.model_name
+    _profile(settings, version.run_id)  # fail now, before reading anything, if the version cannot be monitored
+    model = model_io.load_sklearn_model(f"models:/{name}/{version.version}")
+    dataset_version = params.get("dataset_version") or dataset_version
+    end = _parse_time(params.get("window_end") or run_after, "window_end")
+    if dataset_version:
+        source = f"dataset:{dataset_version}"
+        frame = dataset_store(settings).load(dataset_version)
+        start = _parse_time(dataset_store(settings).metadata(dataset_version)["created_at"], "dataset created_at")
+        start = min(start, end - timedelta(seconds=1))
+        raw = frame[[c for c in frame.columns if c in INPUT_COLUMNS]].copy()
+        outcomes = frame["readmitted_30d"].to_numpy(dtype=float) if "readmitted_30d" in frame else None
+        probabilities = None
+    else:
+        source = PREDICTION_LOG
+        subject = f"{name}/v{version.version}"
+        registered = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
+        start = _parse_time(params["window_start"], "window_start") if params.get("window_start") else None
+        start = start or watermark(settings, subject, source) or registered
+        if start >= end:
+            raise NothingToMonitor(f"the window must end after it starts: {start.isoformat()} .. {end.isoformat()}")
+        predictions = plog.load_predictions(
+            settings.layout.predictions(),
+            start,
+            end,
+            columns=["request_id", "model_version", "probability", "record"],
+        )
+        predictions = predictions[predictions["model_version"] == str(version.version)]
+        if len(predictions):
+            feedback = plog.load_feedback(settings.layout.feedback(), start, end)
+            predictions = plog.join_outcomes(predictions, feedback)
+        raw = plog.raw_records(predictions).copy()
+        probabilities = predictions["probability"].to_numpy(dtype=float)
+        outcomes = predictions["outcome"].to_numpy(dtype=float, na_value=np.nan) if "outcome" in predictions else None
+    window = Window(
+        model_name=name,
+        model_version=str(version.version),
+        variant=alias,
+        source=source,
+        start=start.isoformat(),
+        end=end.isoformat(),
+        rows=len(raw),
+        labelled_rows=0 if outcomes is None else int(np.isfinite(outcomes).sum()),
+        run_id=version.run_id,
+    )
+    if not len(raw):
+        log.info("no rows scored by %s in %s .. %s (%s): nothing to compare", window.subject, start, end, source)
+        return asdict(window)
+    staged = _features(model, raw)
+    if probabilities is None:  # a dataset: score it with the model, as serving would
+        probabilities = model.predict_proba(raw[list(INPUT_COLUMNS)])[:, 1]
+    staged[PROBABILITY] = probabilities
+    staged[OUTCOME] = np.nan if outcomes is None else outcomes
+    settings.layout.staging(run_id).write_parquet(staged.reset_index(drop=True), WINDOW_FILE)
+    log.info("window %s: %d rows (%d labelled) of %s staged", window.key, window.rows, window.labelled_rows, source)
+    return asdict(window)
+
+
+def compare_window(
+    settings: Settings, run_id: str, window: Mapping[str, Any], override: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Compare the staged window with the version's profile; stage the report JSON; return its summary."""
+    w = Window(**window)
+    limits = thresholds(settings, override)
+    profile = _profile(settings, w.run_id)
+    staging = settings.layout.staging(run_id)
+    frame = staging.read_parquet(WINDOW_FILE)
+    probabilities = frame.pop(PROBABILITY).to_numpy(dtype=float)
+    outcomes = frame.pop(OUTCOME).to_numpy(dtype=float)
+    result = compare(
+        profile,
+        frame,
+        limits,
+        probabilities=probabilities,
+        outcomes=outcomes if np.isfinite(outcomes).any() else None,
+    )
+    end = _parse_time(w.end, "window end")
+    context = rep.ReportContext(
+        model_name=w.model_name,
+        model_version=w.model_version,
+        window_start=_parse_time(w.start, "window start"),
+        window_end=end,
+        source=w.source,
+        variant=w.variant,
+        created_at=end,  # the same window and rows give the same report (and id) when a task is retried
+    )
+    report = rep.render_json(result, context)
+    staging.write_json(report, REPORT_FILE)
+    log.info("%s: %s (%s)", w.key, result.verdict, result.reason)
+    return summary(report)
+
+
+def summary(report: Mapping[str, Any], report_url: str | None = None) -> dict[str, Any]:
+    """The flat summary of a report that tasks pass on, the ledger keeps and alerts show."""
+    prediction = report.get("prediction") or None
+    return {
+        "report_id": report["report_id"],
+        "verdict": report["verdict"],
+        "reason": report["reason"],
+        "rows": report["rows"],
+        "drifted_features": list(report.get("drifted_features") or []),
+        "drifted_share": report.get("drifted_share"),
+        "prediction": {"psi": prediction["psi"], "drifted": prediction["drifted"]} if prediction else None,
+        "performance": report.get("performance"),
+        "model_name": report["model"]["name"],
+        "model_version": report["model"]["version"],
+        "variant": report["model"].get("variant"),
+        "source": report["source"],
+        "window_start": report["window"]["start"],
+        "window_end": report["window"]["end"],
+        "report_url": report_url,
+    }
+
+
+def publish(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Publish the staged report (JSON + HTML) to the artifact store and log it to MLflow, once per report id."""
+    report = settings.layout.staging(run_id).read_json(REPORT_FILE)
+    storage = settings.layout.root
+    reports = settings.layout.reports()
+    parts = rep.report_parts(report)
+    if reports.is_published(*parts):
+        location = rep.ReportLocation(
+            folder=reports.path(*parts),
+            json_url=reports.url(*parts, rep.JSON_FILE),
+            html_url=reports.url(*parts, rep.HTML_FILE),
+        )
+        log.info("report %s was published by an earlier try at %s", report["report_id"], location.html_url)
+    else:
+        location = rep.publish_report(storage, report, rep.render_html(report))
+    mlflow_run = rep.find_logged(settings, report["report_id"]) or rep.log_to_mlflow(settings, report, location)
+    log.info("drift report: %s (MLflow run %s)", location.html_url, mlflow_run)
+    return {
+        **summary(report, location.html_url),
+        "report_json_url": location.json_url,
+        "mlflow_run_id": mlflow_run,
+    }
+
+
+@dataclass(frozen=True)
+class RetrainTarget:
+    """The DAG a drift verdict starts, as the drift task saw it in Airflow."""
+
+    dag_id: str
+    deployed: bool
+    active_runs: int
+
+
+def decide(
+    settings: Settings, window: Mapping[str, Any], published: Mapping[str, Any], actor: str, target: RetrainTarget
+) -> dict[str, Any]:
+    """Record the verdict in the ledger and decide what it starts.
+
+    Returns:
+        ``{"key", "id", "verdict", "alert", "retrain_run_id", "retrain_conf", "outcome", "detail"}``;
+        ``retrain_run_id`` is set when a retrain should be triggered (its outcome is then recorded by
+        ``record_retrain`` after the trigger), otherwise the outcome is recorded here.
+    """
+    w = Window(**window)
+    book = ledger(settings)
+    verdict = published["verdict"]
+    payload = {
+        "source": w.source,
+        "variant": w.variant,
+        "window": {"start": w.start, "end": w.end},
+        "verdict": verdict,
+        "reason": published["reason"],
+        "rows": published["rows"],
+        "labelled_rows": w.labelled_rows,
+        "drifted_features": published["drifted_features"],
+        "drifted_share": published["drifted_share"],
+        "prediction": published["prediction"],
+        "performance": published["performance"],
+        "report_id": published["report_id"],
+        "report_url": published["report_url"],
+        "mlflow_run_id": published["mlflow_run_id"],
+    }
+    row = book.record(Kind.DRIFT_VERDICT, w.key, w.subject, payload, actor)
+    decision: dict[str, Any] = {
+        "key": row.key,
+        "id": row.id,
+        "verdict": verdict,
+        "alert": verdict == "drift",
+        "retrain_run_id": None,
+        "retrain_conf": None,
+    }
+    if row.outcome is not None:  # decided by an earlier try of this task: act on what it decided, nothing new
+        retrain = row.outcome == Resolution.RETRAIN_STARTED
+        return {
+            **decision,
+            "outcome": row.outcome,
+            "detail": row.outcome_detail,
+            "retrain_run_id": row.outcome_detail if retrain else None,
+            "retrain_conf": _retrain_conf(row.key, row.id, w, published) if retrain else None,
+        }
+    outcome, detail = _resolution(settings, w, verdict, target)
+    if outcome is None:
+        run_id = run_id_for(row.key, RETRAIN_RUN_PREFIX)
+        return {
+            **decision,
+            "outcome": Resolution.RETRAIN_STARTED.value,
+            "detail": run_id,
+            "retrain_run_id": run_id,
+            "retrain_conf": _retrain_conf(row.key, row.id, w, published),
+        }
+    book.set_outcome(row.key, outcome, detail)
+    log.info("%s: %s -> %s (%s)", row.key, verdict, outcome, detail)
+    return {**decision, "outcome": outcome.value, "detail": detail}
+
+
+def _resolution(
+    settings: Settings, w: Window, verdict: str, target: RetrainTarget
+) -> tuple[Resolution | None, str | None]:
+    """What a verdict comes to; (None, None) means: trigger the retrain."""
+    if verdict == "insufficient_data":
+        return Resolution.NO_VERDICT, "too few rows for a verdict: the window stays open"
+    if verdict == "no_drift":
+        return Resolution.NO_ACTION, None
+    if w.source != PREDICTION_LOG:
+        return Resolution.ALERTED, "drift in a published dataset: the training hand-off trains on it"
+    if not target.deployed:
+        return Resolution.RETRAIN_SKIPPED, f"no retrain DAG deployed ({target.dag_id!r} is not in Airflow)"
+    if target.active_runs:
+        running = f"{target.active_runs} active run(s) of {target.dag_id}"
+        return Resolution.RETRAIN_SKIPPED, f"a retrain is already running ({running})"
+    cooldown = timedelta(hours=settings.monitoring.cooldown_hours)
+    since = datetime.now(UTC) - cooldown
+    recent = [
+        r
+        for r in ledger(settings).rows(kind=Kind.DRIFT_VERDICT, subject=None)
+        if r.outcome == Resolution.RETRAIN_STARTED and r.outcome_at is not None and r.outcome_at >= since
+    ]
+    if recent and cooldown:
+        return Resolution.RETRAIN_SKIPPED, (
+            f"cool-down: retrain {recent[0].outcome_detail} was started {recent[0].outcome_at.isoformat()}, less than "
+            f"{settings.monitoring.cooldown_hours} h ago"
+        )
+    return None, None
+
+
+def _retrain_conf(key: str, row_id: int, w: Window, published: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "verdict_key": key,
+        "verdict_id": row_id,
+        "model_version": w.model_version,
+        "window_start": w.start,
+        "window_end": w.end,
+        "report_url": published.get("report_url"),
+    }
+
+
+def record_retrain(settings: Settings, decision: Mapping[str, Any]) -> dict[str, Any]:
+    """After the trigger: the verdict's outcome is the retrain run (a no-op when nothing was triggered)."""
+    if not decision.get("retrain_run_id"):
+        return dict(decision)
+    row = ledger(settings).set_outcome(decision["key"], Resolution.RETRAIN_STARTED, decision["retrain_run_id"])
+    log.info("%s: retrain run %s started", row.key, decision["retrain_run_id"])
+    return {**decision, "outcome": row.outcome, "detail": row.outcome_detail}
+
+
+def alert(settings: Settings, published: Mapping[str, Any], decision: Mapping[str, Any]) -> list[str]:
+    """Always a log line; on drift, the webhook and e-mail whose Airflow Connections exist. Returns channels used."""
+    from airloop.monitoring.alerts import alert_message, send
+
+    message = alert_message(published)
+    log.info("drift verdict %s: %s - %s (ledger %s)", decision["verdict"], message.title, message.text, decision["key"])
+    if not decision.get("alert"):
+        return []
+    cfg = settings.monitoring
+    return send(
+        message, webhook_conn_id=cfg.webhook_conn_id, email_conn_id=cfg.email_conn_id, email_to=list(cfg.email_to)
+    )

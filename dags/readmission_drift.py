@@ -6,14 +6,16 @@ Compares live traffic with the champion's reference profile (stored with the mod
 
 - **load_window**: the prediction log rows the model version scored since the last completed verdict (a watermark in
   the decision ledger: no row counted twice or skipped after a failed run), or the newly published dataset version;
-  turned into the model's features. An empty window skips the rest: no report, no verdict.
+  turned into the model's features. An empty window, or no version under the alias yet, skips the rest: no report,
+  no verdict.
 - **compare**: PSI, KS / chi-square, Jensen-Shannon per feature (missing is a bin of its own), prediction drift,
   realised ROC AUC / log loss where outcomes have arrived; verdict `no_drift | drift | insufficient_data`.
 - **report**: JSON + self-contained HTML to the artifact store (`reports/`), logged to the MLflow experiment
   `<experiment>-monitoring` with per-feature PSI as metrics.
 - **decide**: the verdict becomes a ledger row with its outcome; drift on live traffic starts `readmission_retrain`
   once (run id derived from the verdict) unless cooling down, already running, or not deployed (then it says so).
-- **alert**: always a log line; webhook / e-mail when their Airflow Connections exist.
+- **alert**: always a log line; on drift, the `DriftAlertNotifier` posts to the webhook and sends e-mail when their
+  Airflow Connections exist.
 
 Params (Trigger DAG w/ config, or REST): `variant` (champion | challenger), `window_start` / `window_end` (ISO),
 `dataset_version`, `thresholds` (e.g. `{"psi": 0.1, "min_rows": 200}`).
@@ -64,7 +66,10 @@ def readmission_drift():
 
         events = (triggering_asset_events or {}).get(DATASET) or []
         published = events[-1].extra.get("version") if events else None
-        window = job.load_window(get_settings(), run_id, dag_run.run_after, params, published)
+        try:
+            window = job.load_window(get_settings(), run_id, dag_run.run_after, params, published)
+        except job.NoModelVersion as nothing_served:
+            raise AirflowSkipException(str(nothing_served)) from nothing_served
         if not window["rows"]:
             raise AirflowSkipException(f"no rows in {window['source']} {window['start']} .. {window['end']}")
         return window
@@ -88,14 +93,14 @@ def readmission_drift():
 
         settings = get_settings()
         dag_id = settings.monitoring.retrain_dag_id
-        target = job.RetrainTarget(dag_id, *dag_status(dag_id))
+        target = job.RetrainTarget(dag_id, *dag_status(dag_id, job.retrain_run_id(window)))
         return job.decide(settings, window, published, f"airflow:{dag_run.dag_id}/{dag_run.run_id}", target)
 
     @task
-    def alert(published: dict, decision: dict) -> list:
+    def alert(published: dict, decision: dict, **context) -> list:
         from airloop.monitoring import job
 
-        return job.alert(get_settings(), published, decision)
+        return job.alert(get_settings(), published, decision, context)
 
     @task.short_circuit(ignore_downstream_trigger_rules=False)
     def retrain_due(decision: dict) -> bool:

@@ -82,8 +82,9 @@ def _log_url(ti: Any) -> str | None:
         return None
 
 
-def dag_status(dag_id: str) -> tuple[bool, int]:
-    """From inside a running task: whether ``dag_id`` is deployed in Airflow, and how many runs of it are active."""
+def dag_status(dag_id: str, run_id: str | None = None) -> tuple[bool, int, bool]:
+    """From inside a running task: whether ``dag_id`` is deployed in Airflow, how many runs of it are active, and
+    whether a run with ``run_id`` exists."""
     from airflow.sdk.api.client import ServerResponseError
     from airflow.sdk.exceptions import AirflowRuntimeError
     from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
@@ -92,11 +93,13 @@ def dag_status(dag_id: str) -> tuple[bool, int]:
         RuntimeTaskInstance.get_dag(dag_id)
     except ServerResponseError as err:  # the in-process API of dag.test()
         if err.response.status_code == 404:
-            return False, 0
+            return False, 0, False
         raise
     except AirflowRuntimeError as err:  # the API server's answer relayed by the task supervisor
         detail = getattr(err.error, "detail", None) or {}
         if isinstance(detail, dict) and detail.get("status_code") == 404:
-            return False, 0
+            return False, 0, False
         raise
-    return True, RuntimeTaskInstance.get_dr_count(dag_id, states=["queued", "running"])
+    active = RuntimeTaskInstance.get_dr_count(dag_id, states=["queued", "running"])
+    exists = bool(run_id) and RuntimeTaskInstance.get_dr_count(dag_id, run_ids=[run_id]) > 0
+    return True, active, exists

@@ -23,6 +23,7 @@ from airloop.settings import Settings, config_file
 
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 STATE_FILE = "demo-processes.json"
+DEMO_DRIFT_MIN_ROWS = 250
 
 
 class DemoError(RuntimeError):
@@ -211,7 +212,7 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
     wait_until(lambda: admin_password(settings)[1], "the generated admin password", 240, airflow)
     user, password = admin_password(settings)
     client = wait_until(lambda: AirflowClient(settings.airflow.url, user, password), "the API server", 240, airflow)
-    for dag_id in ("readmission_etl", "readmission_train", "readmission_registry"):
+    for dag_id in ("readmission_etl", "readmission_train", "readmission_registry", "readmission_drift"):
         wait_until(lambda d=dag_id: client.dag_exists(d), f"Airflow to parse {dag_id}", 180, airflow)
         client.unpause(dag_id)
     previous_train = client.latest_run("readmission_train")
@@ -221,10 +222,10 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
     train_state = "not triggered (no new dataset version)"
     states = client.task_states("readmission_etl", etl_run)
     if etl_state == "success" and states.get("publish") == "success":
-        print("  the published dataset Asset triggers readmission_train ...", flush=True)
+        print("  readmission_etl hands the new dataset version to readmission_train ...", flush=True)
         train = wait_until(
             lambda: (r := client.latest_run("readmission_train")) and r != previous_train and r,
-            "readmission_train to be triggered by the dataset Asset", 120, airflow,
+            "readmission_train to be triggered by readmission_etl", 120, airflow,
         )  # fmt: skip
         train_state = wait_for_run(client, "readmission_train", train["dag_run_id"], settings, airflow)
     if etl_state != "success" or train_state == "failed":
@@ -240,14 +241,40 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
     )  # fmt: skip
     sample = send_predictions(settings, 300)
     print("  sent 300 predictions to /v1/predict", flush=True)
+    drift = run_drift(settings, client, airflow)
     print_summary(settings, etl_state, train_state)
     print_serving(settings, sample)
+    print(drift, flush=True)
     if keep_running:
         print("\nServices keep running; press Ctrl-C here or run `make stop` to stop them.", flush=True)
         exited = supervisor.watch()
         print(f"{exited.name} exited with {exited.process.returncode}; see {exited.log}", flush=True)
         return 1
     return 0
+
+
+def run_drift(settings: Settings, client: AirflowClient, airflow: Service) -> str:
+    """Trigger readmission_drift on the predictions just logged; say what it decided and where the report is."""
+    from airloop.ledger import Kind, ledger
+    from airloop.monitoring.report import monitoring_experiment
+
+    time.sleep(settings.serving.log_flush_interval_s + 1)  # the service flushes its log every interval
+    # 300 predictions are fewer than the 500 rows a verdict needs by default: lowered for this run only.
+    run = client.trigger("readmission_drift", {"thresholds": {"min_rows": DEMO_DRIFT_MIN_ROWS}})
+    print(f"  triggered readmission_drift run {run} on the prediction log", flush=True)
+    state = wait_for_run(client, "readmission_drift", run, settings, airflow)
+    book = ledger(settings)
+    verdicts = book.rows(kind=Kind.DRIFT_VERDICT)
+    latest = next((v for v in verdicts if v.payload.get("source") == "prediction_log"), None)
+    if state != "success" or latest is None:
+        return f"readmission_drift: {state} (log: {airflow.log})"
+    payload = latest.payload
+    return f"""readmission_drift: {payload["verdict"]} on {payload["rows"]} predictions ({payload["reason"]})
+  outcome         {latest.outcome}{f" ({latest.outcome_detail})" if latest.outcome_detail else ""}
+  drift report    {payload["report_url"]}
+  in MLflow       {settings.mlflow.ui_url} experiment "{monitoring_experiment(settings)}"
+  decision ledger {book.url.render_as_string(hide_password=True)}
+"""
 
 
 def stop(settings: Settings) -> int:

@@ -49,7 +49,11 @@ RETRAIN_RUN_PREFIX = "retrain"
 
 
 class NothingToMonitor(FinalError):
-    """There is no model version to compare with (no alias set), or the window's bounds are wrong."""
+    """The run cannot compare anything: the window's bounds, the variant or the thresholds are wrong."""
+
+
+class NoModelVersion(NothingToMonitor):
+    """The alias to monitor points at no version yet: nothing serves, so there is nothing to compare."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +108,9 @@ def thresholds(settings: Settings, override: Mapping[str, Any] | None = None) ->
         raise NothingToMonitor(f"thresholds {dict(override or {})} are invalid: {err}") from err
 
 
-def watermark(settings: Settings, subject: str, source: str) -> datetime | None:
-    """The end of the last completed verdict on ``subject`` from ``source``: where the next window starts."""
+def watermark(settings: Settings, subject: str, source: str, before: datetime | None = None) -> datetime | None:
+    """The end of the last completed verdict on ``subject`` from ``source`` (ending before ``before``, when given):
+    where the next window starts."""
     ends = [
         _parse_time(row.payload["window"]["end"], "window end")
         for row in ledger(settings).rows(kind=Kind.DRIFT_VERDICT, subject=subject)
@@ -113,7 +118,17 @@ def watermark(settings: Settings, subject: str, source: str) -> datetime | None:
         and row.payload.get("source") == source
         and row.payload.get("verdict") in ("drift", "no_drift")
     ]
+    ends = [e for e in ends if before is None or e < before]
     return max(ends) if ends else None
+
+
+def _window_start(settings: Settings, subject: str, end: datetime, registered: datetime) -> datetime:
+    """Where a prediction-log window ending at ``end`` starts: as recorded, if this window was judged before (a
+    cleared or re-run drift run), else at the watermark, else at the version's registration."""
+    recorded = ledger(settings).get(f"drift:{subject}:{PREDICTION_LOG}:{end.isoformat()}")
+    if recorded is not None:
+        return _parse_time(recorded.payload["window"]["start"], "recorded window start")
+    return watermark(settings, subject, PREDICTION_LOG, before=end) or registered
 
 
 def _model_version(settings: Settings, alias: str) -> Any:
@@ -126,7 +141,7 @@ def _model_version(settings: Settings, alias: str) -> Any:
         raise NothingToMonitor(f"variant {alias!r} is not one of {[a.value for a in Alias]}")
     version = aliases.alias_version(client, name, alias)
     if version is None:
-        raise NothingToMonitor(f"model {name!r} has no {alias!r} version: train one before monitoring drift")
+        raise NoModelVersion(f"model {name!r} has no {alias!r} version: train one before monitoring drift")
     return client.get_model_version(name, version)
 
 
@@ -201,7 +216,7 @@ def load_window(
         subject = f"{name}/v{version.version}"
         registered = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
         start = _parse_time(params["window_start"], "window_start") if params.get("window_start") else None
-        start = start or watermark(settings, subject, source) or registered
+        start = start or _window_start(settings, subject, end, registered)
         if start >= end:
             raise NothingToMonitor(f"the window must end after it starts: {start.isoformat()} .. {end.isoformat()}")
         predictions = plog.load_predictions(
@@ -212,7 +227,8 @@ def load_window(
         )
         predictions = predictions[predictions["model_version"] == str(version.version)]
         if len(predictions):
-            feedback = plog.load_feedback(settings.layout.feedback(), start, end)
+            # Outcomes arrive late (30 days for readmission): take every one received by now, not only in the window.
+            feedback = plog.load_feedback(settings.layout.feedback(), start, max(end, datetime.now(UTC)))
             predictions = plog.join_outcomes(predictions, feedback)
         raw = plog.raw_records(predictions).copy()
         probabilities = predictions["probability"].to_numpy(dtype=float)
@@ -323,11 +339,18 @@ def publish(settings: Settings, run_id: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class RetrainTarget:
-    """The DAG a drift verdict starts, as the drift task saw it in Airflow."""
+    """The DAG a drift verdict starts, as the drift task saw it in Airflow; ``run_exists``: this verdict's own retrain
+    run is already there (an earlier try triggered it, then failed before recording it)."""
 
     dag_id: str
     deployed: bool
     active_runs: int
+    run_exists: bool = False
+
+
+def retrain_run_id(window: Mapping[str, Any]) -> str:
+    """The retrain run id a drift verdict on ``window`` starts: derived from its ledger key alone."""
+    return run_id_for(Window(**window).key, RETRAIN_RUN_PREFIX)
 
 
 def decide(
@@ -402,6 +425,8 @@ def _resolution(
         return Resolution.NO_ACTION, None
     if w.source != PREDICTION_LOG:
         return Resolution.ALERTED, "drift in a published dataset: the training hand-off trains on it"
+    if target.run_exists:
+        return None, None  # started by an earlier try: record it, trigger nothing new
     if not target.deployed:
         return Resolution.RETRAIN_SKIPPED, f"no retrain DAG deployed ({target.dag_id!r} is not in Airflow)"
     if target.active_runs:
@@ -415,8 +440,9 @@ def _resolution(
         if r.outcome == Resolution.RETRAIN_STARTED and r.outcome_at is not None and r.outcome_at >= since
     ]
     if recent and cooldown:
+        last = max(recent, key=lambda r: r.outcome_at)
         return Resolution.RETRAIN_SKIPPED, (
-            f"cool-down: retrain {recent[0].outcome_detail} was started {recent[0].outcome_at.isoformat()}, less than "
+            f"cool-down: retrain {last.outcome_detail} was started {last.outcome_at.isoformat()}, less than "
             f"{settings.monitoring.cooldown_hours} h ago"
         )
     return None, None
@@ -442,15 +468,29 @@ def record_retrain(settings: Settings, decision: Mapping[str, Any]) -> dict[str,
     return {**decision, "outcome": row.outcome, "detail": row.outcome_detail}
 
 
-def alert(settings: Settings, published: Mapping[str, Any], decision: Mapping[str, Any]) -> list[str]:
-    """Always a log line; on drift, the webhook and e-mail whose Airflow Connections exist. Returns channels used."""
-    from airloop.monitoring.alerts import alert_message, send
+def alert(
+    settings: Settings, published: Mapping[str, Any], decision: Mapping[str, Any], context: Any = None
+) -> list[str]:
+    """Always a log line; on drift, the Airflow notifier sends the webhook and e-mail whose Connections exist.
+
+    Returns:
+        The channels the alert went to (``log``, ``webhook:<conn id>``, ``email:<conn id>``) on drift; empty
+        otherwise (the log line above is all a verdict without drift gets).
+    """
+    from airloop.monitoring.alerts import alert_message
 
     message = alert_message(published)
     log.info("drift verdict %s: %s - %s (ledger %s)", decision["verdict"], message.title, message.text, decision["key"])
     if not decision.get("alert"):
         return []
+    from airloop.monitoring.notifier import DriftAlertNotifier
+
     cfg = settings.monitoring
-    return send(
-        message, webhook_conn_id=cfg.webhook_conn_id, email_conn_id=cfg.email_conn_id, email_to=list(cfg.email_to)
+    notifier = DriftAlertNotifier(
+        report=published,
+        webhook_conn_id=cfg.webhook_conn_id,
+        email_conn_id=cfg.email_conn_id,
+        email_to=list(cfg.email_to),
     )
+    notifier.notify(context or {})
+    return list(notifier.sent)

@@ -314,8 +314,12 @@ def test_verdict_is_invariant_to_row_order(profile, seed):
     assert shuffled == ordered
 
 
-def test_real_rows_first_half_against_second_half_give_a_verdict(real_sample):
+def test_real_rows_first_half_against_second_half_give_a_verdict_and_a_report(real_sample, tmp_path):
+    from datetime import UTC, datetime
+
     from airloop.data.sources import read_csv_bytes
+    from airloop.monitoring.report import ReportContext, publish_report, render_html, render_json
+    from airloop.storage import Storage
 
     features = tf.features_from_frame(tf.prepare(read_csv_bytes(real_sample)), tf.default_spec())
     half = len(features) // 2
@@ -324,7 +328,17 @@ def test_real_rows_first_half_against_second_half_give_a_verdict(real_sample):
 
     assert result.verdict in {"no_drift", "drift"}
     assert result.rows == len(features) - half
-    json.dumps(result.to_dict(), allow_nan=False)
+    context = ReportContext(
+        "real-sample", "1", datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC), "dataset:real-halves"
+    )
+    report = render_json(result, context)
+    location = publish_report(Storage.from_url(tmp_path), report, render_html(report))
+    page = Storage.from_url(location.html_url.rsplit("/", 1)[0]).read_text("report.html")
+    assert f"VERDICT: {result.verdict.replace('_', ' ').upper()}" in page.upper()
+    assert (
+        json.loads(Storage.from_url(location.json_url.rsplit("/", 1)[0]).read_text("report.json"))["rows"]
+        == result.rows
+    )
 
 
 # --- bad input ---

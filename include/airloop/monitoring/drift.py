@@ -158,18 +158,16 @@ def js_distance(reference: np.ndarray, current: np.ndarray) -> float:
 def ks_distance(cdf_values: np.ndarray, cdf_probs: np.ndarray, current: np.ndarray) -> float:
     """Kolmogorov-Smirnov distance between a reference CDF (step function at ``cdf_values``) and a sample.
 
-    Exact for that step function without sorting the sample: between two reference points the reference CDF is
-    constant and the sample's is monotone, so the supremum is at an interval's ends, where the sample's CDF is a
-    count of values below (or at) each reference point: two binary searches into the few reference points.
+    Exact for that step function: between two reference points the reference CDF is constant and the sample's is
+    monotone, so the supremum is at an interval's ends, where the sample's CDF is the share of values at or below
+    (or strictly below) each reference point: the few reference points are looked up in the sorted sample.
     """
+    sample = np.sort(np.asarray(current, dtype="float64"))
     ref_values = np.asarray(cdf_values, dtype="float64")
-    sample = np.asarray(current, dtype="float64")
-    k, n = len(ref_values), len(sample)
-    # at[i] = share of the sample <= ref_values[i]; below[i] = share < ref_values[i].
-    at = np.cumsum(np.bincount(np.searchsorted(ref_values, sample, side="left"), minlength=k + 1))[:k] / n
-    below = np.cumsum(np.bincount(np.searchsorted(ref_values, sample, side="right"), minlength=k + 1))[:k] / n
+    at = np.searchsorted(sample, ref_values, side="right") / len(sample)  # share <= each reference point
+    below = np.searchsorted(sample, ref_values, side="left") / len(sample)  # share < each reference point
     ref_at = np.asarray(cdf_probs, dtype="float64")
-    ref_before = np.concatenate([[0.0], ref_at[:-1]])  # the reference just below each point
+    ref_before = np.concatenate([[0.0], ref_at[:-1]])  # the reference CDF just below each point
     return float(max(np.max(np.abs(ref_at - at)), np.max(np.abs(ref_before - below))))
 
 

@@ -1,23 +1,29 @@
-"""HTTP routes: /v1/predict, /v1/feedback, /v1/models, /v1/routing, /v1/reload, /health, /ready, /metrics."""
+"""HTTP routes: /v1/predict, /v1/feedback, /v1/models, /v1/history, /v1/routing, /v1/reload, /health, /ready,
+/metrics."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import json
+import logging
+import re
 import secrets
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Security
+from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
+from airloop import history
 from airloop.experiments.routing import Plan, RoutingConfig, plan
+from airloop.ledger import Kind
 from airloop.monitoring.prediction_log import FeedbackRow, PredictionRow
 from airloop.registry.contract import Alias
 from serving.model_holder import LoadedModel
@@ -27,6 +33,7 @@ from serving.schemas import (
     Feedback,
     FeedbackAccepted,
     Health,
+    HistoryView,
     ModelsView,
     PredictResponse,
     Readiness,
@@ -36,6 +43,8 @@ from serving.schemas import (
     request_model,
 )
 from serving.state import AppState, get_state
+
+log = logging.getLogger(__name__)
 
 v1 = APIRouter(prefix="/v1", tags=["predictions"])
 admin = APIRouter(prefix="/v1", tags=["admin"])
@@ -314,7 +323,82 @@ async def put_routing(body: RoutingUpdate, state: State) -> dict[str, Any]:
         config = await asyncio.get_running_loop().run_in_executor(None, update)
     except Exception as error:  # the registry holds the live experiment: without it nothing changes anywhere
         raise ApiError(503, f"the registry could not record the routing: {error}", "registry_unavailable") from error
+    note = functools.partial(
+        history.record, state.settings, Kind.ROUTING_CHANGED, "api:PUT /v1/routing", {"action": "route"}, outcome="done"
+    )
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, note)
+    except Exception:  # the change is live; a history store that is down must not turn it into an error
+        log.exception("routing changed to %s but the decision history could not record it", config.to_dict())
     return config.to_dict()
+
+
+@v1.get(
+    "/history",
+    response_model=HistoryView,
+    responses=error_responses(422, 503),
+    summary="What served at a time, and the decisions up to it",
+)
+async def get_history(
+    state: State,
+    at: Annotated[
+        str | None,
+        Query(
+            description="RFC 3339 time, e.g. 2026-11-25T10:00:00Z (UTC if no offset); now when omitted",
+            json_schema_extra={"format": "date-time"},
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> dict[str, Any]:
+    """Which version was champion, with which routing, at ``at``; and the decisions made by then, newest first."""
+    moment = datetime.now(UTC) if at is None else parse_time(at)
+
+    def read() -> dict[str, Any]:
+        served = history.state_at(state.settings, moment)
+        rows = history.rows(state.settings, at=moment, limit=limit)
+        return {
+            "at": moment.astimezone(UTC).isoformat(),
+            "state": served.to_dict() if served else None,
+            "decisions": [history_row(r) for r in rows],
+        }
+
+    try:
+        return await asyncio.get_running_loop().run_in_executor(None, read)
+    except Exception as error:
+        raise ApiError(503, f"the decision history cannot be read: {error}", "history_unavailable") from error
+
+
+RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d):(\d\d)(\.\d+)?([Zz]|[+-]\d\d:\d\d)?$", re.ASCII)
+
+
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 time (UTC when it has no offset; a leap second read as :59); 422 naming ``at`` otherwise."""
+    found = RFC3339.match(text)
+    try:
+        if found is None:
+            raise ValueError("not RFC 3339")
+        day, minutes, seconds, fraction, offset = found.groups()
+        offset = "+00:00" if offset in (None, "Z", "z") else offset
+        moment = datetime.fromisoformat(f"{day}T{minutes}:{min(int(seconds), 59):02d}{(fraction or '')[:7]}{offset}")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError) as error:
+        detail = [{"loc": ["query", "at"], "msg": f"not an RFC 3339 time: {text[:64]!r}", "type": "value_error"}]
+        raise ApiError(422, detail, "invalid_input") from error
+
+
+def history_row(row: Any) -> dict[str, Any]:
+    """One ledger row as the API shows it."""
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "subject": row.subject,
+        "decided_by": row.decided_by,
+        "decided_at": row.decided_at.isoformat(),
+        "outcome": row.outcome,
+        "outcome_detail": row.outcome_detail,
+        "summary": history.summary(row),
+        "payload": row.payload,
+    }
 
 
 @admin.post(

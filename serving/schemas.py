@@ -162,6 +162,40 @@ class ModelsView(BaseModel):
     registry_error: str | None = Field(description="why the last registry check failed, if it did")
 
 
+class ServedState(BaseModel):
+    """What served at one moment, and the history row that set it."""
+
+    at: str
+    aliases: dict[str, str] = Field(description="alias -> version, e.g. champion -> 3")
+    routing: dict[str, Any] = Field(description="the live experiment: id, mode, weights")
+    decision_id: int
+    decision_kind: str
+    decided_by: str
+    decided_at: str
+
+
+class HistoryRow(BaseModel):
+    """One decision of the loop: drift verdict, retrain, experiment, evaluation, promotion, rejection, rollback."""
+
+    id: int
+    kind: str
+    subject: str | None
+    decided_by: str
+    decided_at: str
+    outcome: str | None
+    outcome_detail: str | None
+    summary: str
+    payload: dict[str, Any]
+
+
+class HistoryView(BaseModel):
+    """The state at a time and the decisions made by then, newest first."""
+
+    at: str
+    state: ServedState | None = Field(description="null before the first recorded change")
+    decisions: list[HistoryRow]
+
+
 class ReloadResult(BaseModel):
     """The outcome of an immediate registry check."""
 

@@ -1,4 +1,5 @@
-"""Command line: ``python -m airloop demo`` (what ``make demo`` runs), ``stop`` (``make stop``) and ``registry``."""
+"""Command line: ``python -m airloop demo`` (what ``make demo`` runs), ``stop`` (``make stop``), ``registry`` and
+``history``."""
 
 from __future__ import annotations
 
@@ -35,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     registry.add_argument("--mode", choices=["ab", "shadow"], help="route: ab or shadow")
     registry.add_argument("--experiment", help="route: a new experiment id (reshuffles sticky assignments)")
+    past = commands.add_parser(
+        "history", help="the decision history, newest first; with --at: what served then and the decisions by then"
+    )
+    past.add_argument("--at", help="ISO 8601 time, e.g. 2026-11-25T10:00:00Z")
+    past.add_argument("--kind", help="only decisions of this kind (drift_verdict, promotion, rollback, ...)")
+    past.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
+    past.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     # The commands print what a person needs; library chatter (GE, MLflow, httpx) stays below WARNING.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -58,7 +66,38 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(result["table"])
         return 0
+    if args.command == "history":
+        return _history(args)
     return 2
+
+
+def _history(args: argparse.Namespace) -> int:
+    import json
+
+    from airloop import history
+
+    settings = get_settings()
+    try:
+        rows = history.rows(settings, at=args.at, kind=args.kind, limit=args.limit)
+        served = history.state_at(settings, args.at) if args.at else None
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        out = {"at": args.at, "state": served.to_dict() if served else None}
+        out["decisions"] = [r.__dict__ for r in rows]
+        print(json.dumps(out, indent=2, default=lambda value: value.isoformat()))
+        return 0
+    if args.at:
+        if served is None:
+            print(f"at {args.at}: nothing recorded yet")
+        else:
+            aliases = ", ".join(f"{k}=v{v}" for k, v in sorted(served.aliases.items())) or "no aliases"
+            print(f"at {served.at}: {aliases}; routing {json.dumps(served.routing, sort_keys=True)}")
+            by = f"#{served.decision_id} {served.decision_kind}, {served.decided_by}, {served.decided_at}"
+            print(f"  (set by {by})\n")
+    print(history.format_table(rows))
+    return 0
 
 
 if __name__ == "__main__":

@@ -77,6 +77,8 @@ class Kind(StrEnum):
     PROMOTION = "promotion"
     REJECTION = "rejection"
     ROLLBACK = "rollback"
+    MODEL_REGISTERED = "model_registered"
+    RETRAIN = "retrain"
 
 
 class Resolution(StrEnum):

@@ -121,7 +121,7 @@ def test_every_endpoint_documents_a_typed_answer_and_its_errors(document):
 
     assert set(operations) == {
         ("POST", "/v1/predict"), ("POST", "/v1/feedback"), ("GET", "/v1/models"), ("PUT", "/v1/routing"),
-        ("POST", "/v1/reload"), ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"),
+        ("POST", "/v1/reload"), ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/v1/history"),
     }  # fmt: skip
     for key, operation in operations.items():
         for status, response in operation["responses"].items():

@@ -18,11 +18,15 @@ ACTIONS = ("show", "promote", "rollback", "route")
 def run_action(settings: Settings, action: str, actor: str, routing: dict[str, Any] | None = None) -> dict[str, Any]:
     """Apply ``action`` to the configured model and return the aliases, the live experiment and the registry table.
 
+    ``promote`` and ``rollback`` move the aliases and the routing together (``airloop.experiments.lifecycle``);
     ``route`` makes ``routing`` (``{"weights": {...}, "mode": ..., "experiment": ...}``; the experiment id is kept
     when not given) the live experiment that every serving replica follows.
     """
+    from airloop import history
+    from airloop.experiments import lifecycle
     from airloop.experiments.live import get_live, update_live
     from airloop.experiments.routing import RoutingConfig
+    from airloop.ledger import Kind
     from airloop.registry.client import connect
 
     if action not in ACTIONS:
@@ -31,14 +35,15 @@ def run_action(settings: Settings, action: str, actor: str, routing: dict[str, A
     name = settings.mlflow.model_name
     default = RoutingConfig.from_yaml(settings.serving.routing_file)
     if action == "promote":
-        reg.promote(client, name, actor)
+        lifecycle.promote(settings, actor, {"action": "promote"})
     elif action == "rollback":
-        reg.rollback(client, name, actor)
+        lifecycle.rollback(settings, actor)
     elif action == "route":
         try:
             update_live(client, name, default, actor, **{k: v for k, v in (routing or {}).items() if v is not None})
         except ValueError as error:
             raise RegistryActionError(f"cannot route: {error}") from error
+        history.record(settings, Kind.ROUTING_CHANGED, actor, {"action": "route"}, outcome=lifecycle.DONE)
     rows = reg.state(client, name)
     table = reg.format_table(rows) + f"\nrouting: {get_live(client, name, default).to_dict()}"
     log.info("registry state of %s after %s:\n%s", name, action, table)

@@ -52,6 +52,10 @@ class Tag(StrEnum):
     CANDIDATE_SCORE = "airloop.candidate_score"
     CHAMPION_SCORE = "airloop.champion_score"
     PROMOTED_FROM = "airloop.promoted_from"
+    #: The live experiment (JSON) when this version was promoted: a rollback restores it with the aliases.
+    PROMOTED_ROUTING = "airloop.promoted_routing"
+    #: The decision-history row (ledger id) of the last promotion, rejection or rollback of this version.
+    HISTORY_ID = "airloop.history_id"
     #: On the registered model: the live A/B experiment (JSON) that every serving replica polls.
     ROUTING = "airloop.routing"
 

@@ -276,6 +276,7 @@ def register(
         record = VersionRecord.from_tags(earlier.tags)
         if record.decision in (Outcome.CHAMPION, Outcome.CHALLENGER):
             reg.move_alias(client, name, Alias(record.decision), str(earlier.version), actor, record.decision_reason)
+        _history(settings, str(earlier.version), str(record.decision), record.decision_reason, dataset, actor)
         log.info("%s v%s was registered by an earlier try (decision %s)", name, earlier.version, record.decision)
         return {
             "version": str(earlier.version),
@@ -300,6 +301,7 @@ def register(
     reg.audit(client, name, version.version, f"gate_{decision.outcome}", actor, decision.reason)
     if decision.outcome in (Outcome.CHAMPION, Outcome.CHALLENGER):
         reg.move_alias(client, name, Alias(decision.outcome.value), version.version, actor, decision.reason)
+    _history(settings, str(version.version), str(decision.outcome), decision.reason, dataset, actor)
     log.info("%s v%s: %s (%s)", name, version.version, decision.outcome, decision.reason)
     return {
         "version": str(version.version),
@@ -310,6 +312,16 @@ def register(
         "champion_score": champion_score,
         "aliases": _alias_view(client, name),
     }
+
+
+def _history(settings: Settings, version: str, decision: str, reason: str, dataset: dict[str, Any], actor: str) -> None:
+    """The gate's decision as a row of the decision history (once per version, whatever the retries)."""
+    from airloop import history
+    from airloop.ledger import Kind
+
+    details = {"version": version, "decision": decision, "reason": reason, "dataset_version": dataset["version"]}
+    key = f"registered:{settings.mlflow.model_name}:v{version}"
+    history.record(settings, Kind.MODEL_REGISTERED, actor, details, key=key, versions=[version], outcome="done")
 
 
 def _alias_view(client: MlflowClient, name: str) -> dict[str, str]:

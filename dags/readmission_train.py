@@ -23,6 +23,7 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
 from airloop.dag_defaults import default_args
+from airloop.dag_tasks import train_and_register
 from airloop.settings import get_settings
 
 DATASET = Asset(name=get_settings().dataset_asset)
@@ -53,36 +54,7 @@ def readmission_train():
             raise AirflowSkipException(claimed["reason"])
         return pipeline.load(get_settings(), claimed["version"])
 
-    @task
-    def validate(dataset: dict, run_id=None) -> dict:
-        from airloop.training import pipeline
-
-        return pipeline.validate(get_settings(), dataset["version"], run_id)
-
-    @task
-    def split(dataset: dict, validation: dict, run_id=None) -> dict:
-        from airloop.training import pipeline
-
-        return pipeline.split(get_settings(), dataset["version"], run_id)
-
-    @task
-    def train(dataset: dict, split_info: dict, validation: dict, run_id=None) -> dict:
-        from airloop.training import pipeline
-
-        return pipeline.train(get_settings(), dataset, split_info, validation, run_id)
-
-    @task
-    def register(dataset: dict, split_info: dict, trained: dict, dag_run=None) -> dict:
-        from airloop.training import pipeline
-
-        return pipeline.register(
-            get_settings(), dataset, split_info, trained, f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
-        )
-
-    dataset = load_dataset()
-    validation = validate(dataset)
-    split_info = split(dataset, validation)
-    register(dataset, split_info, train(dataset, split_info, validation))
+    train_and_register(load_dataset())
 
 
 readmission_train()

@@ -18,6 +18,8 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
+from airloop.registry.contract import Alias
+
 if TYPE_CHECKING:
     from airloop.storage import RuntimeLayout
 
@@ -135,6 +137,23 @@ class MonitoringSettings(BaseModel):
     email_to: list[str] = []
 
 
+class LoopSettings(BaseModel):
+    """Closing the loop: what a retrain trains on, how its challenger is tested live, and when it is promoted."""
+
+    retrain_policy: Literal["latest_plus_window", "sliding_window", "latest", "all_history"] = "latest_plus_window"
+    window_days: float = Field(30.0, gt=0)
+    split: dict[str, float] = {Alias.CHAMPION.value: 90.0, Alias.CHALLENGER.value: 10.0}
+    mode: Literal["ab", "shadow"] = "ab"
+    evaluation_interval_minutes: int = Field(60, ge=1)
+    metric: Literal["roc_auc", "log_loss", "brier"] = "log_loss"
+    min_effect: float = Field(0.0, ge=0)
+    alpha: float = Field(0.05, gt=0, lt=1)
+    min_rows: int = Field(200, ge=1)
+    max_calibration_gap: float = Field(0.1, gt=0)
+    require_approval: bool = False
+    approver_role: str = "ml_engineer"
+
+
 class ServingSettings(BaseModel):
     """The prediction service: limits, micro-batching, registry polling, admin key, routing file."""
 
@@ -187,6 +206,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = ServingSettings()
     ledger: LedgerSettings = LedgerSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    loop: LoopSettings = LoopSettings()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:

@@ -12,9 +12,6 @@ import pytest
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
 
-STANDIN = Path(__file__).resolve().parent / "standin"
-
-
 @pytest.fixture(scope="session")
 def airflow_db() -> str:
     """Migrate the session's Airflow metadata DB once (a few seconds). dag.test() deploys the DAGs folder beside the
@@ -22,19 +19,6 @@ def airflow_db() -> str:
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, env=os.environ.copy(), capture_output=True)
     return os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-
-
-def deploy_standin(dag_id: str) -> None:
-    """Deploy tests/dags/standin/<dag_id>.py: a DAG the product names in settings but has not built yet."""
-    from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.dag_processing.dagbag import DagBag, sync_bag_to_db
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        DagBundlesManager().sync_bundles_to_db(session=session)
-    bag = DagBag(dag_folder=str(STANDIN / f"{dag_id}.py"))
-    assert not bag.import_errors, bag.import_errors
-    sync_bag_to_db(bag, bundle_name="dags-folder", bundle_version=None)
 
 
 def dag_runs(dag_id: str) -> dict[str, str]:

@@ -1,0 +1,175 @@
+"""One look at the live experiment: the prediction log joined with the fed-back outcomes, per variant, judged by the
+always-valid sequential test of ``airloop.experiments.sequential``.
+
+``evaluate`` reads the rows of the current experiment (its id is on every logged prediction) since it started, keeps
+those whose outcome has arrived, and computes per variant the labelled count, ROC AUC, log loss, Brier and positive
+rate with intervals. In A/B mode the arms are disjoint requests (an unpaired difference); in shadow mode both variants
+scored the same requests (a paired difference on those). The decision:
+
+- **promote** when the challenger is better by at least ``loop.min_effect`` on ``loop.metric`` with confidence
+  ``1 - loop.alpha``, however often the DAG has looked;
+- **reject** when it is significantly worse, or when a guardrail fails: its calibration gap (|mean probability -
+  observed rate|) exceeds ``loop.max_calibration_gap`` once it has ``loop.min_rows`` labelled rows;
+- **continue** otherwise, saying how many more labelled rows it needs (also with no labelled rows at all).
+
+Each look is one ledger row (kind ``evaluation``) with every number; promote and reject act through
+``airloop.experiments.lifecycle``.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from airloop.experiments import sequential
+from airloop.ledger import Kind, ledger
+from airloop.registry.contract import Alias
+from airloop.settings import Settings
+
+log = logging.getLogger(__name__)
+
+NO_EXPERIMENT = "none"
+
+
+def _experiment(settings: Settings) -> tuple[dict[str, str], Any]:
+    from airloop.experiments.live import from_tags
+    from airloop.experiments.routing import RoutingConfig
+    from airloop.registry.aliases import model_state
+    from airloop.registry.client import connect
+
+    found, tags = model_state(connect(settings), settings.mlflow.model_name)
+    live = from_tags(tags, RoutingConfig.from_yaml(settings.serving.routing_file))
+    return {str(k): str(v) for k, v in found.items()}, live
+
+
+def _started(settings: Settings, experiment: str, challenger: str) -> datetime:
+    """When the experiment started: its history row, else the challenger version's registration."""
+    for row in ledger(settings).rows(kind=Kind.EXPERIMENT_STARTED):
+        if row.payload.get("experiment") == experiment:
+            return row.decided_at
+    from airloop.registry.client import connect
+
+    version = connect(settings).get_model_version(settings.mlflow.model_name, challenger)
+    return datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
+
+
+def labelled_rows(settings: Settings, experiment: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Predictions of ``experiment`` made in ``[start, end)`` whose outcome has arrived (by ``end``)."""
+    from airloop.monitoring import prediction_log as plog
+
+    columns = ["request_id", "variant", "model_version", "probability", "shadow"]
+    predictions = plog.load_predictions(
+        settings.layout.predictions(), start, end, experiment_id=experiment, columns=columns
+    )
+    if not len(predictions):
+        return predictions.assign(outcome=pd.Series(dtype="Int8"))
+    feedback = plog.load_feedback(settings.layout.feedback(), start, end)
+    return plog.join_outcomes(predictions, feedback, labelled_only=True)
+
+
+def look(settings: Settings, rows: pd.DataFrame, champion: str, challenger: str, paired: bool) -> dict[str, Any]:
+    """The statistics and the decision of one look on the labelled rows of both variants (pure: no I/O)."""
+    cfg = settings.loop
+    by_version = {v: rows[rows["model_version"] == v] for v in (champion, challenger)}
+    arms = {}
+    for alias, version in ((Alias.CHAMPION.value, champion), (Alias.CHALLENGER.value, challenger)):
+        arm = by_version[version]
+        arms[alias] = sequential.arm_stats(arm["outcome"].to_numpy(dtype=float), arm["probability"].to_numpy(float))
+    if paired:
+        both = by_version[champion].merge(by_version[challenger], on="request_id", suffixes=("_a", "_b"))
+        diff = sequential.paired_difference(
+            cfg.metric,
+            both["outcome_a"].to_numpy(dtype=float),
+            both["probability_a"].to_numpy(dtype=float),
+            both["probability_b"].to_numpy(dtype=float),
+        )
+    else:
+        a, b = by_version[champion], by_version[challenger]
+        diff = sequential.difference(
+            cfg.metric,
+            a["outcome"].to_numpy(dtype=float),
+            a["probability"].to_numpy(dtype=float),
+            b["outcome"].to_numpy(dtype=float),
+            b["probability"].to_numpy(dtype=float),
+        )
+    decision = sequential.decide(diff, min_effect=cfg.min_effect, alpha=cfg.alpha, min_rows=cfg.min_rows)
+    action, reason = decision.action, decision.reason
+    guard = arms[Alias.CHALLENGER.value]
+    if guard.labelled >= cfg.min_rows and guard.mean_probability is not None and guard.positive_rate is not None:
+        gap = abs(guard.mean_probability - guard.positive_rate)
+        if gap > cfg.max_calibration_gap:
+            action = "reject"
+            reason = (
+                f"guardrail: the challenger's calibration gap |{guard.mean_probability:.3f} -"
+                f" {guard.positive_rate:.3f}| = {gap:.3f} exceeds {cfg.max_calibration_gap}"
+            )
+    return {
+        "action": action,
+        "reason": reason,
+        "metric": cfg.metric,
+        "paired": paired,
+        "arms": {k: v.to_dict() for k, v in arms.items()},
+        "difference": None if diff is None else {"estimate": diff.estimate, "variance": diff.variance},
+        "sequential": decision.to_dict(),
+        "rows_needed": decision.rows_needed if action == "continue" else None,
+        "alpha": cfg.alpha,
+        "min_effect": cfg.min_effect,
+    }
+
+
+def evaluate(settings: Settings, actor: str, now: datetime | None = None, key: str | None = None) -> dict[str, Any]:
+    """Look at the current experiment once and record the look; ``action`` is ``promote``, ``reject``,
+    ``continue`` or ``none`` (no experiment running)."""
+    end = now or datetime.now(UTC)
+    found, live = _experiment(settings)
+    champion, challenger = found.get(Alias.CHAMPION.value), found.get(Alias.CHALLENGER.value)
+    share = live.weights.get(Alias.CHALLENGER.value, 0.0)
+    if champion is None or challenger is None or (live.mode == "ab" and share <= 0):
+        reason = f"no experiment running (aliases {found}, routing {live.to_dict()})"
+        log.info(reason)
+        return {"action": NO_EXPERIMENT, "reason": reason, "experiment": live.experiment}
+    start = _started(settings, live.experiment, challenger)
+    rows = labelled_rows(settings, live.experiment, start, end)
+    result = look(settings, rows, champion, challenger, paired=live.mode == "shadow")
+    result.update(
+        experiment=live.experiment,
+        mode=live.mode,
+        champion_version=champion,
+        challenger_version=challenger,
+        window={"start": start.isoformat(), "end": end.isoformat()},
+    )
+    key = key or f"evaluation:{live.experiment}:{end.isoformat()}"
+    row = ledger(settings).record(Kind.EVALUATION, key, settings.mlflow.model_name, result, actor)
+    if row.outcome is None:
+        ledger(settings).set_outcome(key, result["action"], result["reason"][:2000])
+    log.info("evaluation of %s: %s (%s)", live.experiment, result["action"], result["reason"])
+    return {**row.payload, "key": key, "evaluation_id": row.id}
+
+
+def evidence(result: dict[str, Any]) -> str:
+    """The evaluation as Markdown, for the person asked to approve a promotion."""
+    arms = result.get("arms") or {}
+    lines = [
+        f"**{result.get('action', '?')}**: {result.get('reason', '')}",
+        "",
+        f"Experiment `{result.get('experiment')}` ({result.get('mode')}): champion v{result.get('champion_version')}"
+        f" vs challenger v{result.get('challenger_version')}, metric `{result.get('metric')}`,"
+        f" alpha {result.get('alpha')}, minimum effect {result.get('min_effect')}.",
+        "",
+        "| variant | labelled | ROC AUC | log loss | Brier | positive rate |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, arm in arms.items():
+        cells = [_num(arm.get(k)) for k in ("roc_auc", "log_loss", "brier", "positive_rate")]
+        lines.append(f"| {name} | {arm.get('labelled')} | " + " | ".join(cells) + " |")
+    sequential_part = result.get("sequential") or {}
+    lines += ["", f"Always-valid interval of the improvement: {sequential_part.get('interval')}"]
+    return "\n".join(lines)
+
+
+def _num(value: Any) -> str:
+    return "-" if value is None or (isinstance(value, float) and not np.isfinite(value)) else f"{value:.4f}"

@@ -4,8 +4,9 @@ then an experiment for the new challenger.
 Policies (``loop.retrain_policy``, or the run's ``policy`` param):
 
 - ``latest_plus_window`` (default): the latest dataset published by ``readmission_etl`` plus the labelled prediction
-  log rows of the last ``loop.window_days`` (the encounters as served, with the outcomes fed back);
-- ``sliding_window``: only those labelled recent rows;
+  log rows of the drifted window of the verdict that asked for the retrain (else of the last ``loop.window_days``):
+  the encounters as served, with the outcomes fed back;
+- ``sliding_window``: only those labelled rows;
 - ``latest``: the latest published dataset as it is;
 - ``all_history``: every version ``readmission_etl`` published plus every labelled logged row.
 
@@ -83,6 +84,20 @@ def _conform(rows: pd.DataFrame, like: pd.DataFrame | None) -> pd.DataFrame:
     return out
 
 
+def _window(policy: str, conf: Mapping[str, Any], now: datetime, days: float) -> tuple[datetime, datetime]:
+    """The logged rows a policy adds: all of them (all_history); the drifted window of the verdict that asked for
+    the retrain (its conf), so the new model learns what changed; else the last ``days``."""
+    if policy == "all_history":
+        return datetime(1970, 1, 1, tzinfo=UTC), now
+    if conf.get("window_start") and conf.get("window_end"):
+        start = datetime.fromisoformat(str(conf["window_start"]))
+        end = datetime.fromisoformat(str(conf["window_end"]))
+        if start.tzinfo is None or end.tzinfo is None or start >= end:
+            raise NotEnoughData(f"the verdict's window {conf['window_start']} .. {conf['window_end']} is not valid")
+        return start, end
+    return now - timedelta(days=days), now
+
+
 def build(
     settings: Settings,
     run_id: str,
@@ -109,7 +124,7 @@ def build(
         frames.extend(store.load(v) for v in published)
         parts["dataset_versions"] = list(published)
     if policy in ("latest_plus_window", "sliding_window", "all_history"):
-        start = datetime(1970, 1, 1, tzinfo=UTC) if policy == "all_history" else end - timedelta(days=cfg.window_days)
+        start, end = _window(policy, conf, end, cfg.window_days)
         recent = _conform(labelled_log_rows(settings, start, end), frames[0] if frames else None)
         frames.append(recent)
         parts["labelled_log_rows"] = len(recent)

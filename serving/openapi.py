@@ -23,6 +23,8 @@ _ERRORS = {
     401: "No X-API-Key header",
     403: "Wrong API key, or no key configured on the server",
     413: "The body is over the byte limit or the batch over the record limit",
+    404: "Unknown `request_id`: not one this service issued (each carries a check tag)",
+    409: "Feedback for this `request_id` was already recorded",
     415: "The body is not declared as JSON: send `Content-Type: application/json`",
     422: "Missing, unknown or mistyped fields: `detail` has one entry per field, `loc` naming it",
     503: "Not ready: no champion model is loaded yet, or the registry cannot be reached (`detail` says which)",

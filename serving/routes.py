@@ -10,7 +10,6 @@ import logging
 import re
 import secrets
 import time
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -25,6 +24,7 @@ from airloop import history
 from airloop.experiments.routing import Plan, RoutingConfig, plan
 from airloop.ledger import Kind
 from airloop.monitoring.prediction_log import FeedbackRow, PredictionRow
+from airloop.monitoring.request_ids import is_issued, new_request_ids
 from airloop.registry.contract import Alias
 from serving.model_holder import LoadedModel
 from serving.openapi import PREDICT_REQUEST_REF, error_responses
@@ -223,7 +223,7 @@ async def predict(request: Request, state: State) -> JSONResponse:
         assigned.groups[variant] = []
         results.append((None, models[variant]))
     now = time.time()
-    request_ids = [uuid.uuid4().hex for _ in entity_ids]
+    request_ids = new_request_ids(len(entity_ids), state.settings.serving.request_id_key)
     answers: list[dict[str, Any] | None] = [None] * len(entity_ids)
     rows = []
     for variant, (probabilities, model) in zip(order, results, strict=True):
@@ -268,14 +268,25 @@ async def predict(request: Request, state: State) -> JSONResponse:
     "/feedback",
     status_code=202,
     response_model=FeedbackAccepted,
-    responses=error_responses(400, 415, 422),
+    responses=error_responses(400, 404, 409, 415, 422),
     dependencies=[Depends(require_json)],
     summary="Record the observed outcome of a prediction",
 )
 async def feedback(body: Feedback, state: State) -> dict[str, Any]:
-    """Store ``{request_id, outcome}`` beside the prediction log, for the A/B evaluation."""
+    """Store ``{request_id, outcome}`` beside the prediction log, for the A/B evaluation: once per request id.
+
+    An id this service never issued gets 404 (ids carry a check tag any replica can verify); a second outcome for the
+    same id at this replica gets 409 (readers keep the latest outcome of an id should one reach another replica)."""
+    if not is_issued(body.request_id, state.settings.serving.request_id_key):
+        raise ApiError(404, f"unknown request_id {body.request_id[:64]!r}: not one this service issued", "not_found")
+    seen = state.feedback_seen
+    if body.request_id in seen:
+        raise ApiError(409, f"feedback for request_id {body.request_id!r} was already recorded", "duplicate")
     row = FeedbackRow(request_id=body.request_id, outcome=body.outcome, received_at=time.time())
     state.feedback.append([row])
+    seen[body.request_id] = None
+    while len(seen) > state.settings.serving.feedback_memory:
+        seen.popitem(last=False)
     return {"accepted": True, "request_id": body.request_id}
 
 

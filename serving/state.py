@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -30,6 +31,9 @@ class AppState:
     rng: random.Random = field(default_factory=random.Random)
     request_models: dict[tuple, type[BaseModel]] = field(default_factory=dict)
     envelope: type[BaseModel] | None = None  # the body shape when variants take different records
+    feedback_seen: OrderedDict[str, None] = field(
+        default_factory=OrderedDict
+    )  # request ids with feedback, oldest first
 
 
 async def get_state(request: Request) -> AppState:

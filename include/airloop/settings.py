@@ -160,6 +160,10 @@ class ServingSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
     api_key: str | None = None
+    # Signs request ids so /v1/feedback recognises the ones it issued; the same on every replica (set it by env).
+    request_id_key: str | None = None
+    # Request ids whose feedback each replica remembers, to refuse a duplicate with 409.
+    feedback_memory: int = Field(200_000, ge=1)
     routing_file: Path | None = None  # None = the packaged config/routing.yaml; always a Path after validation
     max_batch_records: int = Field(256, ge=1)
     max_body_bytes: int = Field(1_048_576, ge=1024)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.dags.conftest import dag_runs, run_dag
+from tests.dags.conftest import dag_runs, delete_runs, run_dag
 
 pytestmark = pytest.mark.dag
 
@@ -106,6 +106,7 @@ def test_drift_retrain_ab_promotion_loop(env):
     from serving.main import create_app
 
     settings = env
+    delete_runs("readmission_retrain")
     first = publish(seed=500)
     assert run_dag("readmission_train", {"dataset_version": first})["register"] == "success"
     client_mlflow = connect(settings)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.dags.conftest import dag_runs, run_dag
+from tests.dags.conftest import dag_runs, delete_runs, run_dag
 
 pytestmark = pytest.mark.dag
 
@@ -73,6 +73,7 @@ def test_drift_dag_reports_records_and_triggers_the_retrain_once(env, monkeypatc
     from airloop.monitoring.report import monitoring_experiment
 
     settings, client, version = env
+    delete_runs("readmission_retrain")
     registered = datetime.fromtimestamp(client.get_model_version("readmission", version).creation_timestamp / 1000, UTC)
     first_end = registered + timedelta(hours=1)
     log_traffic(

@@ -299,6 +299,19 @@ def test_feedback_is_accepted_for_a_prediction(client, record):
     assert response.json() == {"accepted": True, "request_id": request_id}
 
 
+def test_feedback_for_an_unknown_request_id_gets_404_and_a_duplicate_gets_409(client, record):
+    request_id = client.post("/v1/predict", json={"records": [record]}).json()["predictions"][0]["request_id"]
+    forged = "0" * 32
+
+    unknown = client.post("/v1/feedback", json={"request_id": forged, "outcome": 1})
+    first = client.post("/v1/feedback", json={"request_id": request_id, "outcome": 0})
+    second = client.post("/v1/feedback", json={"request_id": request_id, "outcome": 1})
+
+    assert unknown.status_code == 404 and "unknown request_id" in unknown.json()["detail"]
+    assert first.status_code == 202
+    assert second.status_code == 409 and "already recorded" in second.json()["detail"]
+
+
 @pytest.mark.parametrize(
     ("body", "loc"),
     [

@@ -24,6 +24,14 @@ from airloop.settings import Settings, config_file
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 STATE_FILE = "demo-processes.json"
 DEMO_DRIFT_MIN_ROWS = 250
+DAGS = (
+    "readmission_etl",
+    "readmission_train",
+    "readmission_registry",
+    "readmission_drift",
+    "readmission_retrain",
+    "readmission_ab_evaluate",
+)
 
 
 class DemoError(RuntimeError):
@@ -94,10 +102,16 @@ class AirflowClient:
     def unpause(self, dag_id: str) -> None:
         self.http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
 
+    def pause(self, dag_id: str) -> None:
+        self.http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": True}).raise_for_status()
+
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
         response = self.http.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
         response.raise_for_status()
         return response.json()["dag_run_id"]
+
+    def run_exists(self, dag_id: str, run_id: str) -> bool:
+        return self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").status_code == 200
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
@@ -212,7 +226,7 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
     wait_until(lambda: admin_password(settings)[1], "the generated admin password", 240, airflow)
     user, password = admin_password(settings)
     client = wait_until(lambda: AirflowClient(settings.airflow.url, user, password), "the API server", 240, airflow)
-    for dag_id in ("readmission_etl", "readmission_train", "readmission_registry", "readmission_drift"):
+    for dag_id in DAGS:
         wait_until(lambda d=dag_id: client.dag_exists(d), f"Airflow to parse {dag_id}", 180, airflow)
         client.unpause(dag_id)
     previous_train = client.latest_run("readmission_train")
@@ -242,9 +256,11 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
     sample = send_predictions(settings, 300)
     print("  sent 300 predictions to /v1/predict", flush=True)
     drift = run_drift(settings, client, airflow)
+    timeline = run_stream(settings, client, airflow)
     print_summary(settings, etl_state, train_state)
     print_serving(settings, sample)
     print(drift, flush=True)
+    print(timeline, flush=True)
     if keep_running:
         print("\nServices keep running; press Ctrl-C here or run `make stop` to stop them.", flush=True)
         exited = supervisor.watch()
@@ -274,6 +290,34 @@ def run_drift(settings: Settings, client: AirflowClient, airflow: Service) -> st
   drift report    {payload["report_url"]}
   in MLflow       {settings.mlflow.ui_url} experiment "{monitoring_experiment(settings)}"
   decision ledger {book.url.render_as_string(hide_password=True)}
+"""
+
+
+def run_stream(settings: Settings, client: AirflowClient, airflow: Service) -> str:
+    """Play the loop on the real scheduler (airloop.cli.loop_demo) and return its timeline and the history."""
+    from airloop import history
+    from airloop.cli import loop_demo
+
+    def run(dag_id: str, conf: dict[str, Any]) -> str:
+        run_id = client.trigger(dag_id, conf)
+        state = wait_for_run(client, dag_id, run_id, settings, airflow)
+        if state != "success":
+            raise DemoError(f"{dag_id} run {run_id} ended {state}: see the Airflow UI or {airflow.log}")
+        return state
+
+    def wait(dag_id: str, run_id: str) -> str:
+        wait_until(lambda: client.run_exists(dag_id, run_id), f"{dag_id} run {run_id}", 60, airflow)
+        return wait_for_run(client, dag_id, run_id, settings, airflow)
+
+    print("  the loop: batches 1-2 as before, then drifted batches (covariate and concept drift) ...", flush=True)
+    timeline = loop_demo.play(settings, client, run, wait)
+    table = history.format_table(history.rows(settings, limit=25))
+    return f"""
+The loop (readmission_train is paused: here only a drift verdict starts training):
+{timeline}
+
+Decision history (python -m airloop history; GET {settings.serving.url}/v1/history?at=TIME):
+{table}
 """
 
 

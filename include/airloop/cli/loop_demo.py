@@ -1,0 +1,109 @@
+"""The loop, played by ``make demo`` on the real scheduler: batches of encounters arrive through ``readmission_etl``
+(REST), are scored by the prediction service, their outcomes come back through ``/v1/feedback``; ``readmission_drift``
+judges each batch, a drift verdict starts ``readmission_retrain``, and ``readmission_ab_evaluate`` looks at the
+challenger until it decides. Prints the timeline: batch, drift score, decision, ROC AUC per variant, routing.
+
+``readmission_train`` is paused once the first champion exists: in this demo the drift verdict decides when to train,
+so the only new model is the retrain's (every ETL batch would otherwise hand its own version to training).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from airloop.settings import Settings
+
+ROWS = 5000
+UNDRIFTED = 2
+DRIFTED = 4  # at most: the evaluation usually decides after one or two
+DRIFT = {"covariate_drift": 2.0, "concept_drift": 2.0}
+CHUNK = 250
+
+
+def stream(settings: Settings, version: str) -> dict[str, int]:
+    """Every encounter of a published batch to /v1/predict, then its outcome to /v1/feedback; rows per variant."""
+    from airloop.data.store import dataset_store
+    from airloop.training.features import INPUT_COLUMNS
+
+    frame = dataset_store(settings).load(version)
+    records = frame[list(INPUT_COLUMNS)].to_dict("records")
+    outcomes = frame["readmitted_30d"].tolist()
+    served: dict[str, int] = {}
+    with httpx.Client(base_url=settings.serving.url, timeout=60) as http:
+        for start in range(0, len(records), CHUNK):
+            chunk = [{**r, "entity_id": str(r["patient_nbr"])} for r in records[start : start + CHUNK]]
+            response = http.post("/v1/predict", json={"records": chunk})
+            response.raise_for_status()
+            for answer, outcome in zip(response.json()["predictions"], outcomes[start : start + CHUNK], strict=True):
+                served[answer["variant"]] = served.get(answer["variant"], 0) + 1
+                http.post("/v1/feedback", json={"request_id": answer["request_id"], "outcome": int(outcome)})
+    time.sleep(settings.serving.log_flush_interval_s + 1)
+    return served
+
+
+def reload(settings: Settings) -> dict[str, Any]:
+    """Ask the service to read the aliases and routing now, instead of at its next poll."""
+    with httpx.Client(base_url=settings.serving.url, timeout=60) as http:
+        http.post("/v1/reload", headers={"X-API-Key": settings.serving.api_key or ""}).raise_for_status()
+        return http.get("/v1/models").json()
+
+
+def play(settings: Settings, client: Any, run: Callable[[str, dict[str, Any]], str], wait: Callable[[str, str], str]):
+    """Play the stream; ``run(dag_id, conf)`` triggers and waits for a run, ``wait(dag_id, run_id)`` waits for one.
+
+    Returns the timeline as text.
+    """
+    from airloop.data.store import dataset_store
+    from airloop.ledger import Kind, Resolution, ledger
+    from airloop.registry.contract import Alias
+
+    book = ledger(settings)
+    client.pause("readmission_train")
+    lines = [f"{'batch':>5}  {'data':<9} {'served':<30} {'drift (share)':<20} decision"]
+
+    def publish(seed: int, drift: dict[str, float]) -> str:
+        before = dataset_store(settings).latest()
+        run("readmission_etl", {"rows": ROWS, "seed": seed, **drift})
+        version = dataset_store(settings).latest()
+        if version == before:
+            raise RuntimeError(f"readmission_etl published nothing new for seed {seed}")
+        return version
+
+    def drift_run() -> Any:
+        run("readmission_drift", {})
+        return next(r for r in book.rows(kind=Kind.DRIFT_VERDICT) if r.payload.get("source") == "prediction_log")
+
+    retrained = False
+    for batch in range(1, UNDRIFTED + DRIFTED + 1):
+        drift = DRIFT if batch > UNDRIFTED else {}
+        served = stream(settings, publish(9000 + batch, drift))
+        label = "drifted" if drift else "as before"
+        split = ", ".join(f"{k} {v}" for k, v in sorted(served.items()))
+        if not retrained:
+            verdict = drift_run()
+            score = f"{verdict.payload['verdict']} ({verdict.payload['drifted_share']:.2f})"
+            decision = f"{verdict.outcome}"
+            if verdict.outcome == Resolution.RETRAIN_STARTED:
+                state = wait("readmission_retrain", verdict.outcome_detail)
+                retrain = book.rows(kind=Kind.RETRAIN)
+                detail = retrain[0].outcome_detail if retrain else state
+                models = reload(settings)
+                decision += f" -> retrain {state}: {detail}; routing {models['routing']['weights']}"
+                retrained = True
+            lines.append(f"{batch:>5}  {label:<9} {split:<30} {score:<20} {decision}")
+            continue
+        run("readmission_ab_evaluate", {})
+        evaluation = book.rows(kind=Kind.EVALUATION)[0].payload
+        arms = evaluation.get("arms") or {}
+        aucs = ", ".join(f"{k} AUC {a['roc_auc']:.3f} (n={a['labelled']})" for k, a in arms.items() if a.get("roc_auc"))
+        lines.append(f"{batch:>5}  {label:<9} {split:<30} {'-':<20} evaluation: {evaluation['action']}; {aucs}")
+        if evaluation["action"] in ("promote", "reject"):
+            models = reload(settings)
+            champion = models["models"].get(Alias.CHAMPION.value, {}).get("version")
+            lines.append(f"{'':>5}  now serving champion v{champion}; routing {models['routing']['weights']}")
+            break
+    return "\n".join(lines)

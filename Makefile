@@ -5,7 +5,7 @@ VENV ?= .venv
 UV_VERSION := 0.13.8
 PY := $(VENV)/bin/python
 
-.PHONY: venv test lint demo stop lock bench bench-train bench-serving bench-drift clean
+.PHONY: venv test lint demo stop lock bench bench-train bench-serving bench-drift bench-loop clean
 
 venv: $(VENV)/.installed
 
@@ -37,7 +37,7 @@ stop:  ## stop the services of `make demo` from another terminal (also those a k
 clean:
 	rm -rf .airloop
 
-bench: bench-train bench-serving bench-drift
+bench: bench-train bench-serving bench-drift bench-loop
 
 bench-train: venv  ## time readmission_train on 100k synthetic rows -> benchmarks/results/train.json
 	OMP_NUM_THREADS=2 $(PY) benchmarks/bench_train.py --rows 100000
@@ -48,3 +48,6 @@ bench-serving: venv  ## airloop serving vs mlflow models serve under wrk -> benc
 
 bench-drift: venv  ## airloop drift compare() vs Evidently DataDriftPreset, 100k x 50 -> benchmarks/results/drift.json
 	$(PY) benchmarks/bench_drift.py
+
+bench-loop: venv  ## a drifted 100k batch to the new champion answering /v1/predict, by stage -> benchmarks/results/loop.json
+	OMP_NUM_THREADS=2 $(PY) benchmarks/bench_loop.py --rows 100000

@@ -60,17 +60,20 @@ def readmission_ab_evaluate():
         task_id="approve",
         subject="Promote readmission v{{ " + EVALUATION + "['challenger_version'] }} to champion?",
         body="{{ " + EVALUATION + "['evidence'] }}",
+        execution_timeout=None,  # a HITL task waits for a person; a time limit would be response_timeout
     )
 
     @task(trigger_rule="none_failed_min_one_success")
     def promote(result: dict, dag_run=None, ti=None) -> dict:
+        import json
+
         from airloop.experiments import lifecycle
 
-        approval = dict(ti.xcom_pull(task_ids="approve") or {})
-        person = approval.get("responded_by_user")
+        approval = json.loads(json.dumps(ti.xcom_pull(task_ids="approve") or {}, default=str))
+        user = approval.get("responded_by_user") or {}
+        person = user.get("name") or user.get("id") if isinstance(user, dict) else user
         actor = f"approved by {person}" if person else f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
-        details = {"evaluation_key": result["key"], "reason": result["reason"]}
-        details["approval"] = {k: str(v) for k, v in approval.items()} or None
+        details = {"evaluation_key": result["key"], "reason": result["reason"], "approval": approval or None}
         return lifecycle.promote(get_settings(), str(actor), details, key=f"promotion:{result['key']}")
 
     @task

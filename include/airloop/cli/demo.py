@@ -53,6 +53,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(settings.airflow.parallelism),
             "AIRFLOW__API__HOST": settings.airflow.host,
             "AIRFLOW__API__PORT": str(settings.airflow.port),
+            # Task workers reach the API server here (Airflow's default is localhost:8080 whatever the port).
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow.url}/execution/",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRLOOP_HOME": str(settings.home),

@@ -1,0 +1,313 @@
+"""A promotion that needs approval, on a real Airflow: `airflow standalone` (scheduler, DAG processor, API server,
+triggerer) in its own AIRFLOW_HOME on a free port, not dag.test().
+
+The registry (champion v1, challenger v2 in a 50/50 A/B experiment) and labelled traffic in which the challenger is
+clearly better are prepared in this process first. Then a triggered run of readmission_ab_evaluate evaluates
+"promote" and parks `approve` in `awaiting_input`: nothing is promoted while it waits. A person approves through
+the REST API (PATCH .../taskInstances/approve/-1/hitlDetails) and only then `promote` runs: v2 becomes champion,
+v1 previous-champion, routing 100/0, and the promotion row of the decision history names the approver.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.dag
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_ID = "readmission_ab_evaluate"
+MODEL = "readmission"
+ROWS_PER_ARM = 3500
+DRIFT = {"covariate_drift": 2.0, "concept_drift": 2.0}
+AWAITING_INPUT = "awaiting_input"  # airflow.utils.state.TaskInstanceState.AWAITING_INPUT (Airflow 3.3)
+RESERVED_PORTS = {5000, 8000, 8080, 8793, 8794}  # a demo may be running on these
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on now (the kernel picks it)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in RESERVED_PORTS:
+            return port
+
+
+def fit(rows: int, seed: int, **drift: float):
+    """The production candidate (logistic regression in the airloop Pipeline) fitted on one synthetic batch."""
+    from airloop.data.synthetic import generate
+    from airloop.data.transform import prepare
+    from airloop.training import features
+
+    frame = prepare(generate(rows, seed, **drift))
+    model = features.make_pipeline("logistic_regression", {"C": 0.5}, 42)
+    return model.fit(features.model_inputs(frame), frame["readmitted_30d"].to_numpy())
+
+
+def register(settings, models) -> list[str]:
+    """Log and register each model as the next version of the registered model, as training does."""
+    import mlflow
+
+    from airloop.registry.client import connect
+    from airloop.training import features
+    from airloop.training.model_io import log_sklearn_model
+
+    connect(settings, create_experiment=True)
+    versions = []
+    for model in models:
+        with mlflow.start_run():
+            info = log_sklearn_model(
+                model,
+                name="model",
+                skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
+                pip_requirements=["scikit-learn"],
+            )
+        versions.append(str(mlflow.register_model(info.model_uri, MODEL).version))
+    return versions
+
+
+def write_traffic(settings, experiment: str, champion, challenger) -> None:
+    """Labelled A/B traffic on post-drift encounters: half scored by each variant, outcomes fed back."""
+    from airloop.data.synthetic import generate
+    from airloop.data.transform import prepare
+    from airloop.monitoring.prediction_log import FeedbackRow, PredictionRow, feedback_log, prediction_log
+    from airloop.registry.contract import Alias
+    from airloop.training import features
+
+    frame = prepare(generate(int(ROWS_PER_ARM * 2 * 1.5), seed=777, **DRIFT)).head(2 * ROWS_PER_ARM)
+    assert len(frame) == 2 * ROWS_PER_ARM, len(frame)
+    inputs = features.model_inputs(frame)
+    outcomes = frame["readmitted_30d"].astype(int).tolist()
+    arms = [
+        (Alias.CHAMPION.value, "1", champion, slice(0, ROWS_PER_ARM)),
+        (Alias.CHALLENGER.value, "2", challenger, slice(ROWS_PER_ARM, 2 * ROWS_PER_ARM)),
+    ]
+    predicted_at = time.time()  # after the experiment started: the evaluation window begins there
+    predictions, feedback = [], []
+    for variant, version, model, rows in arms:
+        records = inputs.iloc[rows]
+        probabilities = model.predict_proba(records)[:, 1]
+        entities = frame["patient_nbr"].iloc[rows].astype(str).tolist()
+        for record, probability, entity, outcome in zip(
+            records.to_dict("records"), probabilities, entities, outcomes[rows], strict=True
+        ):
+            request_id = uuid.uuid4().hex
+            predictions.append(
+                PredictionRow(
+                    request_id=request_id,
+                    predicted_at=predicted_at,
+                    experiment_id=experiment,
+                    variant=variant,
+                    model_version=version,
+                    entity_id=entity,
+                    probability=float(probability),
+                    predicted_class=int(probability >= 0.5),
+                    shadow=False,
+                    record=record,
+                )
+            )
+            feedback.append(FeedbackRow(request_id=request_id, outcome=int(outcome), received_at=time.time()))
+    for writer, rows in ((prediction_log(settings), predictions), (feedback_log(settings), feedback)):
+        writer.append(rows)
+        assert writer.flush() == len(rows)
+
+
+@pytest.fixture
+def loop_settings(tmp_path):
+    """Settings of the Airflow under test: its own home, a free port, approval required, 100 rows per arm."""
+    from airloop.settings import Settings
+
+    return Settings(
+        home=tmp_path / "home",
+        airflow={
+            "port": free_port(),
+            "host": "127.0.0.1",
+            "dags_folder": REPO / "dags",
+            "plugins_folder": REPO / "plugins",
+        },
+        loop={"require_approval": True, "min_rows": 100},
+    )
+
+
+@pytest.fixture
+def experiment(loop_settings):
+    """champion v1 (pre-drift), challenger v2 (post-drift) in a 50/50 A/B experiment, with labelled traffic in which
+    the challenger is clearly better; checked in process (without recording a look) to decide "promote"."""
+    from airloop import history
+    from airloop.experiments import evaluation, lifecycle
+    from airloop.ledger import Kind
+    from airloop.registry.client import connect
+    from airloop.registry.contract import Alias
+
+    settings = loop_settings
+    champion, challenger = fit(4000, seed=1), fit(4000, seed=2, **DRIFT)
+    assert register(settings, [champion, challenger]) == ["1", "2"]
+    client = connect(settings)
+    client.set_registered_model_alias(MODEL, Alias.CHAMPION, "1")
+    client.set_registered_model_alias(MODEL, Alias.CHALLENGER, "2")
+    started = lifecycle.start(
+        settings, "2", "test", {Alias.CHAMPION.value: 50, Alias.CHALLENGER.value: 50}, "ab", key="start:test"
+    )
+    experiment_id = started["experiment"]["experiment"]
+    time.sleep(0.05)
+    write_traffic(settings, experiment_id, champion, challenger)
+
+    start = history.rows(settings, kind=Kind.EXPERIMENT_STARTED)[0].decided_at
+    rows = evaluation.labelled_rows(settings, experiment_id, start, datetime.now(UTC) + timedelta(seconds=1))
+    assert len(rows) == 2 * ROWS_PER_ARM
+    look = evaluation.look(settings, rows, "1", "2", paired=False)
+    assert look["action"] == "promote", look
+    assert history.rows(settings, kind=Kind.EVALUATION) == []  # the look above recorded nothing
+    return experiment_id
+
+
+def airflow_environment(settings) -> dict[str, str]:
+    """The demo's Airflow environment, made independent of this test session's and of any demo's Airflow."""
+    from airloop.cli.demo import airflow_env
+
+    env = airflow_env(settings)
+    env.update(
+        {
+            # tests/conftest.py points the session's Airflow at its own DB: this Airflow gets a DB of its own.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{settings.airflow_home / 'airflow.db'}",
+            # Task processes reach the Execution API here; the default is http://localhost:8080/execution/.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{settings.airflow.url}/execution/",
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            # No scheduled runs: with max_active_runs=1 a scheduled run waiting for approval would hold back ours.
+            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            "AIRLOOP_HOME": str(settings.home),
+            "AIRLOOP_LOOP__REQUIRE_APPROVAL": "true",
+            "AIRLOOP_LOOP__MIN_ROWS": "100",
+        }
+    )
+    return env
+
+
+def log_tail(service, lines: int = 60) -> str:
+    try:
+        return "\n".join(service.log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError as error:
+        return f"(no log: {error})"
+
+
+def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loop_settings, experiment):
+    from airloop import history
+    from airloop.cli.demo import AirflowClient, admin_password, state_file, wait_until
+    from airloop.cli.supervisor import Supervisor, members
+    from airloop.experiments.live import get_live
+    from airloop.experiments.routing import RoutingConfig
+    from airloop.ledger import Kind
+    from airloop.registry import aliases as reg
+    from airloop.registry.client import connect
+    from airloop.registry.contract import Alias
+
+    settings = loop_settings
+    registry = connect(settings)
+
+    def aliases() -> dict[Alias, str]:
+        return reg.aliases(registry, MODEL)
+
+    began = time.monotonic()
+    with Supervisor(state_file(settings), settings.logs_dir) as supervisor:
+        airflow = supervisor.start(
+            "airflow-standalone", [str(Path(sys.executable).with_name("airflow")), "standalone"],
+            airflow_environment(settings),
+        )  # fmt: skip
+        groups = [airflow.group]
+        wait_until(lambda: admin_password(settings)[1], "the generated admin password", 240, airflow)
+        user, password = admin_password(settings)
+        client = wait_until(lambda: AirflowClient(settings.airflow.url, user, password), "the API server", 240, airflow)
+        wait_until(lambda: client.dag_exists(DAG_ID), f"Airflow to parse {DAG_ID}", 240, airflow)
+        client.unpause(DAG_ID)
+        run_id = client.trigger(DAG_ID, {})
+        hitl = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
+
+        def approve_waiting() -> bool:
+            if client.run_state(DAG_ID, run_id) == "failed":
+                raise AssertionError(f"{run_id} failed: {client.task_states(DAG_ID, run_id)}\n{log_tail(airflow)}")
+            return client.task_states(DAG_ID, run_id).get("approve") == AWAITING_INPUT
+
+        wait_until(approve_waiting, "approve to wait for a person", 240, airflow, every=2)
+        waiting_since = time.monotonic()
+
+        # Waiting for a person: evaluated "promote", nothing promoted yet.
+        states = client.task_states(DAG_ID, run_id)
+        assert states["evaluate"] == "success" and states["choose"] == "success", states
+        assert states["promote"] is None and states["reject"] == "skipped", states
+        assert client.run_state(DAG_ID, run_id) == "running"
+        assert aliases() == {Alias.CHAMPION: "1", Alias.CHALLENGER: "2"}
+        evaluations = history.rows(settings, kind=Kind.EVALUATION)
+        assert len(evaluations) == 1, evaluations
+        look = evaluations[0]
+        assert look.payload["action"] == "promote" and look.outcome == "promote", look
+        assert look.decided_by == f"airflow:{DAG_ID}/{run_id}"
+        assert history.rows(settings, kind=Kind.PROMOTION) == []
+
+        detail = client.http.get(hitl)
+        assert detail.status_code == 200, detail.text
+        request = detail.json()
+        assert request["options"] == ["Approve", "Reject"] and not request["response_received"], request
+        assert request["subject"] == "Promote readmission v2 to champion?", request["subject"]
+        assert "labelled" in request["body"] and f"| challenger | {ROWS_PER_ARM} |" in request["body"], request["body"]
+        # Answer only once the scheduler has processed the exit of the worker that parked the task (about 5 s after
+        # parking here). Airflow 3.3.2 races otherwise: an answer that resumes the task first gets it re-queued with
+        # the same try number, the late "success" event of the parking worker then marks it up_for_retry, and the
+        # retry asks again (the answer is lost). A person never answers that fast; a script could.
+        parked = f"TaskInstance Finished: dag_id={DAG_ID}, task_id=approve, run_id={run_id},"
+        wait_until(lambda: parked in airflow.log.read_text(errors="replace"), "the parked worker's exit", 120, airflow)
+        assert client.task_states(DAG_ID, run_id)["approve"] == AWAITING_INPUT  # still waiting: nothing times out
+        assert aliases() == {Alias.CHAMPION: "1", Alias.CHALLENGER: "2"}
+
+        answer = client.http.patch(hitl, json={"chosen_options": ["Approve"], "params_input": {}})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["responded_by"]["name"] == user and answer.json()["chosen_options"] == ["Approve"]
+
+        def finished() -> str | None:
+            approve = client.task_states(DAG_ID, run_id).get("approve")
+            if approve in ("up_for_retry", "failed", AWAITING_INPUT):  # asked again: the answer was lost
+                raise AssertionError(f"approve is {approve} after the approval\n{log_tail(airflow)}")
+            state = client.run_state(DAG_ID, run_id)
+            return state if state in ("success", "failed") else None
+
+        state = wait_until(finished, f"{DAG_ID} run {run_id} to finish after the approval", 180, airflow)
+        states = client.task_states(DAG_ID, run_id)
+        assert state == "success", f"{states}\n{log_tail(airflow)}"
+        assert states == {
+            "evaluate": "success",
+            "choose": "success",
+            "approve": "success",
+            "promote": "success",
+            "reject": "skipped",
+        }, states
+        approve = client.http.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve").json()
+        assert approve["try_number"] == 1, approve  # approved at the first ask, not after a retry
+        answered = client.http.get(hitl).json()
+        assert answered["response_received"] and answered["chosen_options"] == ["Approve"], answered
+        assert answered["responded_by_user"]["name"] == user
+        again = client.http.patch(hitl, json={"chosen_options": ["Reject"], "params_input": {}})
+        assert again.status_code == 409, again.text  # one answer only
+        total = time.monotonic() - began
+        print(f"approval test: Airflow up and waiting after {waiting_since - began:.0f}s, done after {total:.0f}s")
+
+    assert not any(members(groups).values()), members(groups)  # nothing of Airflow is left running
+
+    assert aliases() == {Alias.CHAMPION: "2", Alias.PREVIOUS: "1"}
+    live = get_live(registry, MODEL, RoutingConfig.from_yaml(settings.serving.routing_file))
+    assert live.weights == {Alias.CHAMPION.value: 100.0, Alias.CHALLENGER.value: 0.0}
+    assert live.experiment == f"{MODEL}-v2"
+    promotions = history.rows(settings, kind=Kind.PROMOTION)
+    assert len(promotions) == 1, promotions
+    promotion = promotions[0]
+    assert promotion.decided_by == f"approved by {user}", promotion.decided_by
+    assert promotion.key == f"promotion:{look.key}" and promotion.payload["evaluation_key"] == look.key
+    assert promotion.payload["approval"]["chosen_options"] == ["Approve"], promotion.payload
+    assert promotion.payload["promoted"] == "2"

@@ -139,3 +139,33 @@ def test_cli_history_prints_the_table_and_the_state_at_a_time(settings, monkeypa
 
     out = capsys.readouterr().out
     assert "challenger=v2, champion=v1" in out and "experiment_started" in out
+
+
+def test_mlflow_failing_between_routing_and_aliases_leaves_them_consistent_and_a_rerun_completes(settings, monkeypatch):
+    """The registry stops answering after the routing moved: the champion alias still matches the routing (100% to
+    the old champion, the challenger gets nothing); the retried step finishes the promotion."""
+    from mlflow.exceptions import MlflowException
+
+    lifecycle.start(settings, "2", "test", {CHAMPION: 90, CHALLENGER: 10}, "ab")
+    real = reg.promote
+
+    def unreachable(*args, **kwargs):
+        raise MlflowException("API request to http://mlflow:5000 failed: connection refused")
+
+    monkeypatch.setattr(reg, "promote", unreachable)
+    with pytest.raises(MlflowException, match="connection refused"):
+        lifecycle.promote(settings, "test", key="promotion:eval-9")
+
+    assert reg.aliases(connect(settings), NAME) == {Alias.CHAMPION: "1", Alias.CHALLENGER: "2"}
+    assert live(settings).weights == {CHAMPION: 100.0, CHALLENGER: 0.0}  # all traffic on the champion alias' version
+    assert history.rows(settings, kind=Kind.PROMOTION) == []
+
+    monkeypatch.setattr(reg, "promote", real)
+    done = lifecycle.promote(settings, "test", key="promotion:eval-9")
+
+    assert done["promoted"] == "2"
+    assert reg.aliases(connect(settings), NAME) == {Alias.CHAMPION: "2", Alias.PREVIOUS: "1"}
+    assert live(settings).experiment == "readmission-v2"
+    # The routing before the experiment's end is what a rollback restores, not the interim champion-only one.
+    lifecycle.rollback(settings, "test")
+    assert live(settings).weights == {CHAMPION: 90.0, CHALLENGER: 10.0}

@@ -32,6 +32,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from airloop.registry.contract import Alias
+
 RESULTS = Path(__file__).resolve().parent / "results"
 REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 300.0
@@ -81,7 +83,7 @@ def main() -> int:
             "AIRLOOP_HOME": str(home / "airloop"),
             "AIRLOOP_SERVING__API_KEY": API_KEY,
             "AIRLOOP_SERVING__POLL_INTERVAL_S": "3600",
-            "AIRLOOP_LOOP__SPLIT": json.dumps({"champion": 50, "challenger": 50}),
+            "AIRLOOP_LOOP__SPLIT": json.dumps({Alias.CHAMPION.value: 50, Alias.CHALLENGER.value: 50}),
             "GX_ANALYTICS_ENABLED": "False",
         }
     )
@@ -95,7 +97,6 @@ def main() -> int:
     from airloop.data.store import dataset_store
     from airloop.ledger import Kind, ledger
     from airloop.registry.client import connect
-    from airloop.registry.contract import Alias
     from airloop.settings import get_settings
     from serving.main import create_app
 

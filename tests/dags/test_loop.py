@@ -16,7 +16,7 @@ from tests.dags.conftest import dag_runs, delete_runs, run_dag
 
 pytestmark = pytest.mark.dag
 
-ROWS = 2600  # generated per batch; readmittable encounters published: about 2,000
+ROWS = 6000  # generated per batch, nearly all published: enough that 65% of one batch trains near the oracle
 UNDRIFTED = 2  # batches 1..k
 DRIFT = {"covariate_drift": 2.0, "concept_drift": 2.0}
 API_KEY = "loop-test-key"

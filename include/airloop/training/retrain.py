@@ -132,7 +132,9 @@ def build(
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(frame):
         # An encounter both published and served counts once: the served one, with its fed-back outcome.
-        frame = frame.drop_duplicates(subset=["encounter_id"], keep="last").reset_index(drop=True)
+        frame = frame.drop_duplicates(subset=["encounter_id"], keep="last")
+        # One order whatever order the log's parts were read in: the same rows give the same version and split.
+        frame = frame.sort_values("encounter_id", kind="stable").reset_index(drop=True)
     if len(frame) < settings.quality.min_rows:
         raise NotEnoughData(
             f"retrain policy {policy!r} gives {len(frame)} rows (parts {parts}), fewer than quality.min_rows"

@@ -24,18 +24,17 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from throwaway import REPO, homes
+
 from airloop.registry.contract import Alias
 
 RESULTS = Path(__file__).resolve().parent / "results"
-REPO = Path(__file__).resolve().parents[1]
 TARGET_S = 300.0
 DRIFT = {"covariate_drift": 2.0, "concept_drift": 2.0}
 API_KEY = "bench-loop"
@@ -74,22 +73,13 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="airloop-bench-loop-"))
-    os.environ.update(
-        {
-            "AIRFLOW_HOME": str(home / "airflow"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRLOOP_HOME": str(home / "airloop"),
-            "AIRLOOP_SERVING__API_KEY": API_KEY,
-            "AIRLOOP_SERVING__POLL_INTERVAL_S": "3600",
-            "AIRLOOP_LOOP__SPLIT": json.dumps({Alias.CHAMPION.value: 50, Alias.CHALLENGER.value: 50}),
-            "GX_ANALYTICS_ENABLED": "False",
-        }
+    homes(
+        "airloop-bench-loop-",
+        AIRLOOP_SERVING__API_KEY=API_KEY,
+        AIRLOOP_SERVING__POLL_INTERVAL_S="3600",
+        AIRLOOP_LOOP__SPLIT=json.dumps({Alias.CHAMPION.value: 50, Alias.CHALLENGER.value: 50}),
     )
     sys.path.insert(0, str(REPO))
-    airflow = Path(sys.executable).with_name("airflow")
-    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
 
     from airflow.dag_processing.dagbag import DagBag
     from fastapi.testclient import TestClient

@@ -10,11 +10,11 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from throwaway import homes
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -24,17 +24,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="airloop-bench-train-"))
-    os.environ.update(
-        {
-            "AIRFLOW_HOME": str(home / "airflow"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_FOLDER": str(Path(__file__).resolve().parents[1] / "dags"),
-            "AIRLOOP_HOME": str(home / "airloop"),
-        }
-    )
-    airflow = Path(sys.executable).with_name("airflow")
-    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True)
+    homes("airloop-bench-train-")
 
     from airflow.dag_processing.dagbag import DagBag
 

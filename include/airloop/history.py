@@ -46,15 +46,10 @@ class ServingState:
 
 def current_state(settings: Settings) -> dict[str, Any]:
     """The registry state now: ``{"aliases": {...}, "routing": {...}}``, read in one registry call."""
-    from airloop.experiments.live import from_tags
-    from airloop.experiments.routing import RoutingConfig
-    from airloop.registry.aliases import model_state
-    from airloop.registry.client import connect
+    from airloop.experiments.live import current
 
-    client = connect(settings)
-    found, tags = model_state(client, settings.mlflow.model_name)
-    default = RoutingConfig.from_yaml(settings.serving.routing_file)
-    return {"aliases": {str(k): str(v) for k, v in found.items()}, "routing": from_tags(tags, default).to_dict()}
+    found, live = current(settings)
+    return {"aliases": found, "routing": live.to_dict()}
 
 
 def record(

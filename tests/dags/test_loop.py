@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -59,24 +58,10 @@ def publish(seed: int, **drift: float) -> str:
 
 
 def serve(client, settings, version: str) -> dict[str, int]:
-    """Every encounter of a published batch to /v1/predict, then its outcome to /v1/feedback; rows per variant."""
-    from airloop.data.store import dataset_store
-    from airloop.training.features import INPUT_COLUMNS
+    """Every encounter of a published batch to /v1/predict, then its outcome to /v1/feedback, as the demo does."""
+    from airloop.cli.loop_demo import stream
 
-    frame = dataset_store(settings).load(version)
-    records = frame[list(INPUT_COLUMNS)].to_dict("records")
-    outcomes = frame["readmitted_30d"].tolist()
-    served: dict[str, int] = {}
-    for start in range(0, len(records), 250):
-        chunk = [{**r, "entity_id": str(r["patient_nbr"])} for r in records[start : start + 250]]
-        response = client.post("/v1/predict", json={"records": chunk})
-        assert response.status_code == 200, response.text
-        for answer, outcome in zip(response.json()["predictions"], outcomes[start : start + 250], strict=True):
-            served[answer["variant"]] = served.get(answer["variant"], 0) + 1
-            sent = client.post("/v1/feedback", json={"request_id": answer["request_id"], "outcome": int(outcome)})
-            assert sent.status_code == 202, sent.text
-    time.sleep(1.0)  # the logs flush every 0.2 s
-    return served
+    return stream(settings, version, client)
 
 
 def reload(client) -> dict:

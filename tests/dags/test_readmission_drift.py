@@ -4,12 +4,12 @@ retrain trigger once; then the ETL -> training hand-off with several versions pu
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.champion import champion_home
+from tests.champion import log_traffic as shared_log_traffic
 from tests.dags.conftest import dag_runs, delete_runs, run_dag
 
 pytestmark = pytest.mark.dag
@@ -19,53 +19,16 @@ ROWS = 1200
 
 @pytest.fixture(scope="module")
 def env(airflow_db, tmp_path_factory):
-    """A runtime home with a champion trained through the pipeline's own stages (the train DAG is tested elsewhere)."""
-    from airloop import etl
+    """A runtime home with a champion (tests/champion.py)."""
     from airloop.registry.client import connect
-    from airloop.settings import get_settings
-    from airloop.training import pipeline
 
-    saved = {k: os.environ.get(k) for k in ("AIRLOOP_HOME", "AIRLOOP_TRAINING__CANDIDATES")}
-    os.environ["AIRLOOP_HOME"] = str(tmp_path_factory.mktemp("drift-home"))
-    os.environ["AIRLOOP_TRAINING__CANDIDATES"] = json.dumps({"logistic_regression": [{"C": 0.5}]})
-    get_settings.cache_clear()
-    settings = get_settings()
-    raw = etl.extract(settings, "setup", {"rows": 5000, "seed": 7})
-    etl.transform(settings, "setup")
-    published = etl.publish(settings, raw["source"], [], "setup")
-    dataset = pipeline.load(settings, published.version)
-    validation = pipeline.validate(settings, published.version, "setup")
-    split = pipeline.split(settings, published.version, "setup")
-    trained = pipeline.train(settings, dataset, split, validation, "setup")
-    registered = pipeline.register(settings, dataset, split, trained, "test")
-    yield settings, connect(settings), registered["version"]
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
+    with champion_home(tmp_path_factory.mktemp("drift-home")) as (settings, version):
+        yield settings, connect(settings), version
 
 
 def log_traffic(settings, version: str, seed: int, covariate: float, start: datetime, span: timedelta) -> None:
-    """Score synthetic encounters with the model version and write them to the prediction log, spread over ``span``."""
-    from airloop.data.synthetic import generate
-    from airloop.monitoring.prediction_log import PredictionRow, prediction_log
-    from airloop.training.features import model_inputs
-    from airloop.training.model_io import load_sklearn_model
-
-    x = model_inputs(generate(ROWS, seed=seed, covariate_drift=covariate))
-    proba = load_sklearn_model(f"models:/readmission/{version}").predict_proba(x)[:, 1]
-    records = x.astype(object).where(x.notna(), None).to_dict("records")
-    t0, step = start.timestamp(), span.total_seconds() / ROWS
-    writer = prediction_log(settings)
-    writer.append(
-        PredictionRow(
-            uuid.uuid4().hex, t0 + i * step, "exp-1", "champion", version, None, float(p), int(p > 0.5), False, r
-        )
-        for i, (p, r) in enumerate(zip(proba, records, strict=True))
-    )
-    writer.flush()
+    """ROWS encounters scored by the version, logged over ``span`` from ``start``."""
+    shared_log_traffic(settings, version, seed, covariate, start, span, ROWS)
 
 
 def test_drift_dag_reports_records_and_triggers_the_retrain_once(env, monkeypatch):

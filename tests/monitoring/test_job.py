@@ -8,48 +8,25 @@ reach another. Windows lie after the version's registration, at hours no other t
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.champion import MODEL, champion_home
+from tests.champion import log_traffic as shared_log_traffic
+
 DRIFT_ROWS = 900
-MODEL = "readmission"
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    """A runtime home with a champion trained and registered through the pipeline's own stages."""
-    from airloop import etl
+    """A champion trained and registered through the pipeline's own stages (tests/champion.py)."""
     from airloop.registry.client import connect
-    from airloop.settings import get_settings
-    from airloop.training import pipeline
 
-    saved = {k: os.environ.get(k) for k in ("AIRLOOP_HOME", "AIRLOOP_TRAINING__CANDIDATES")}
-    os.environ["AIRLOOP_HOME"] = str(tmp_path_factory.mktemp("job-home"))
-    os.environ["AIRLOOP_TRAINING__CANDIDATES"] = json.dumps({"logistic_regression": [{"C": 0.5}]})
-    get_settings.cache_clear()
-    settings = get_settings()
-    raw = etl.extract(settings, "setup", {"rows": 5000, "seed": 7})
-    etl.transform(settings, "setup")
-    published = etl.publish(settings, raw["source"], [], "setup")
-    dataset = pipeline.load(settings, published.version)
-    validation = pipeline.validate(settings, published.version, "setup")
-    split = pipeline.split(settings, published.version, "setup")
-    trained = pipeline.train(settings, dataset, split, validation, "setup")
-    registered = pipeline.register(settings, dataset, split, trained, "test")
-    client = connect(settings)
-    version = registered["version"]
-    created = datetime.fromtimestamp(client.get_model_version(MODEL, version).creation_timestamp / 1000, UTC)
-    yield client, version, created
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
+    with champion_home(tmp_path_factory.mktemp("job-home")) as (settings, version):
+        client = connect(settings)
+        created = datetime.fromtimestamp(client.get_model_version(MODEL, version).creation_timestamp / 1000, UTC)
+        yield client, version, created
 
 
 @pytest.fixture
@@ -66,39 +43,9 @@ def fresh(env, tmp_path, monkeypatch):
     get_settings.cache_clear()
 
 
-def log_traffic(
-    settings,
-    version: str,
-    seed: int,
-    covariate: float,
-    start: datetime,
-    span: timedelta,
-    rows: int = DRIFT_ROWS,
-    logged_as: str | None = None,
-) -> list[str]:
-    """Score synthetic encounters with the model version and write them to the prediction log, spread over ``span``.
-
-    ``logged_as`` logs them as scored by another version. Returns the request ids, in order.
-    """
-    from airloop.data.synthetic import generate
-    from airloop.monitoring.prediction_log import PredictionRow, prediction_log
-    from airloop.training.features import model_inputs
-    from airloop.training.model_io import load_sklearn_model
-
-    x = model_inputs(generate(rows, seed=seed, covariate_drift=covariate))
-    proba = load_sklearn_model(f"models:/{MODEL}/{version}").predict_proba(x)[:, 1]
-    records = x.astype(object).where(x.notna(), None).to_dict("records")
-    t0, step = start.timestamp(), span.total_seconds() / rows
-    ids = [uuid.uuid4().hex for _ in range(rows)]
-    writer = prediction_log(settings)
-    writer.append(
-        PredictionRow(
-            ids[i], t0 + i * step, "exp-1", "champion", logged_as or version, None, float(p), int(p > 0.5), False, r
-        )
-        for i, (p, r) in enumerate(zip(proba, records, strict=True))
-    )
-    writer.flush()
-    return ids
+def log_traffic(settings, version, seed, covariate, start, span, rows: int = DRIFT_ROWS, logged_as=None) -> list[str]:
+    """DRIFT_ROWS (or ``rows``) encounters scored by the version, logged over ``span`` (tests/champion.py)."""
+    return shared_log_traffic(settings, version, seed, covariate, start, span, rows, logged_as)
 
 
 def log_feedback(settings, request_ids: list[str], outcome: int, received_at: datetime) -> None:

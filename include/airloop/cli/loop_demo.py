@@ -24,8 +24,11 @@ DRIFT = {"covariate_drift": 2.0, "concept_drift": 2.0}
 CHUNK = 250
 
 
-def stream(settings: Settings, version: str) -> dict[str, int]:
-    """Every encounter of a published batch to /v1/predict, then its outcome to /v1/feedback; rows per variant."""
+def stream(settings: Settings, version: str, http: Any = None) -> dict[str, int]:
+    """Every encounter of a published batch to /v1/predict, then its outcome to /v1/feedback; rows per variant.
+
+    ``http``: a client of the service (an ``httpx.Client`` or a FastAPI ``TestClient``); the configured URL when None.
+    """
     from airloop.data.store import dataset_store
     from airloop.training.features import INPUT_COLUMNS
 
@@ -33,15 +36,21 @@ def stream(settings: Settings, version: str) -> dict[str, int]:
     records = frame[list(INPUT_COLUMNS)].to_dict("records")
     outcomes = frame["readmitted_30d"].tolist()
     served: dict[str, int] = {}
-    with httpx.Client(base_url=settings.serving.url, timeout=60) as http:
+    own = http is None
+    http = httpx.Client(base_url=settings.serving.url, timeout=60) if own else http
+    try:
         for start in range(0, len(records), CHUNK):
             chunk = [{**r, "entity_id": str(r["patient_nbr"])} for r in records[start : start + CHUNK]]
             response = http.post("/v1/predict", json={"records": chunk})
             response.raise_for_status()
             for answer, outcome in zip(response.json()["predictions"], outcomes[start : start + CHUNK], strict=True):
                 served[answer["variant"]] = served.get(answer["variant"], 0) + 1
-                http.post("/v1/feedback", json={"request_id": answer["request_id"], "outcome": int(outcome)})
-    time.sleep(settings.serving.log_flush_interval_s + 1)
+                sent = http.post("/v1/feedback", json={"request_id": answer["request_id"], "outcome": int(outcome)})
+                sent.raise_for_status()
+    finally:
+        if own:
+            http.close()
+    time.sleep(settings.serving.log_flush_interval_s + 1)  # the service flushes its logs every interval
     return served
 
 

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from airloop.experiments import sequential
+from airloop.experiments.live import current
 from airloop.ledger import Kind, ledger
 from airloop.registry.contract import Alias
 from airloop.settings import Settings
@@ -33,17 +34,6 @@ from airloop.settings import Settings
 log = logging.getLogger(__name__)
 
 NO_EXPERIMENT = "none"
-
-
-def _experiment(settings: Settings) -> tuple[dict[str, str], Any]:
-    from airloop.experiments.live import from_tags
-    from airloop.experiments.routing import RoutingConfig
-    from airloop.registry.aliases import model_state
-    from airloop.registry.client import connect
-
-    found, tags = model_state(connect(settings), settings.mlflow.model_name)
-    live = from_tags(tags, RoutingConfig.from_yaml(settings.serving.routing_file))
-    return {str(k): str(v) for k, v in found.items()}, live
 
 
 def _started(settings: Settings, experiment: str, challenger: str) -> datetime:
@@ -125,7 +115,7 @@ def evaluate(settings: Settings, actor: str, now: datetime | None = None, key: s
     """Look at the current experiment once and record the look; ``action`` is ``promote``, ``reject``,
     ``continue`` or ``none`` (no experiment running)."""
     end = now or datetime.now(UTC)
-    found, live = _experiment(settings)
+    found, live = current(settings)
     champion, challenger = found.get(Alias.CHAMPION.value), found.get(Alias.CHALLENGER.value)
     share = live.weights.get(Alias.CHALLENGER.value, 0.0)
     if champion is None or challenger is None or (live.mode == "ab" and share <= 0):

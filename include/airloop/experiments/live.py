@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airloop.experiments.routing import RoutingConfig
 from airloop.registry.aliases import model_state, now
 from airloop.registry.contract import Tag
+
+if TYPE_CHECKING:
+    from airloop.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,15 @@ def get_live(client: Any, model: str, default: RoutingConfig) -> RoutingConfig:
     """The live experiment of ``model`` (``default`` while none has been set)."""
     _, tags = model_state(client, model)
     return from_tags(tags, default)
+
+
+def current(settings: Settings) -> tuple[dict[str, str], RoutingConfig]:
+    """What serves now, read in one registry call: aliases (alias -> version) and the live experiment."""
+    from airloop.registry.client import connect
+
+    found, tags = model_state(connect(settings), settings.mlflow.model_name)
+    default = RoutingConfig.from_yaml(settings.serving.routing_file)
+    return {str(k): str(v) for k, v in found.items()}, from_tags(tags, default)
 
 
 def set_live(client: Any, model: str, config: RoutingConfig, actor: str) -> RoutingConfig:

@@ -55,6 +55,7 @@ import numpy as np
 from scipy import optimize, special, stats
 
 from airloop.errors import FinalError
+from airloop.jsonable import plain
 
 Metric = Literal["roc_auc", "log_loss", "brier"]
 Action = Literal["promote", "reject", "continue"]
@@ -98,7 +99,7 @@ class ArmStats:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data."""
-        return _jsonable(asdict(self))
+        return plain(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,7 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (infinite interval ends as None)."""
-        return _jsonable(asdict(self))
+        return plain(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -176,18 +177,6 @@ class SimulationResult:
     @property
     def _truly_better(self) -> bool:
         return self.true_difference > 0 and self.true_difference >= self.min_effect
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer | np.bool_):
-        return value.item()
-    return value
 
 
 # --- input checks ---

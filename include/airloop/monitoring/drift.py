@@ -9,7 +9,6 @@ effect size (PSI at or above its threshold), never on a p-value alone. Everythin
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
@@ -24,6 +23,7 @@ from scipy.spatial.distance import jensenshannon
 from sklearn import metrics
 
 from airloop.errors import FinalError
+from airloop.jsonable import plain
 from airloop.monitoring.baseline import MISSING, load_profile
 
 SCHEMA_VERSION = 1
@@ -125,19 +125,7 @@ class DriftResult:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data (NaN as None)."""
-        return _jsonable(asdict(self))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    if isinstance(value, np.integer | np.bool_):
-        return value.item()
-    return value
+        return plain(asdict(self))
 
 
 def psi(reference: np.ndarray, current: np.ndarray, epsilon: float = PSI_EPSILON) -> float:

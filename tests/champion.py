@@ -1,0 +1,81 @@
+"""Test support shared by the drift tests: a champion trained through the pipeline's own stages, and logged traffic."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+
+MODEL = "readmission"
+
+
+@contextmanager
+def champion_home(home: Path) -> Iterator[tuple[object, str]]:
+    """Settings on ``home`` with a logistic-regression champion registered from 5,000 synthetic rows (ETL and training
+    stages called directly; their DAGs are tested elsewhere); the environment is restored afterwards."""
+    from airloop import etl
+    from airloop.settings import get_settings
+    from airloop.training import pipeline
+
+    saved = {k: os.environ.get(k) for k in ("AIRLOOP_HOME", "AIRLOOP_TRAINING__CANDIDATES")}
+    os.environ["AIRLOOP_HOME"] = str(home)
+    os.environ["AIRLOOP_TRAINING__CANDIDATES"] = json.dumps({"logistic_regression": [{"C": 0.5}]})
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        raw = etl.extract(settings, "setup", {"rows": 5000, "seed": 7})
+        etl.transform(settings, "setup")
+        published = etl.publish(settings, raw["source"], [], "setup")
+        dataset = pipeline.load(settings, published.version)
+        validation = pipeline.validate(settings, published.version, "setup")
+        split = pipeline.split(settings, published.version, "setup")
+        trained = pipeline.train(settings, dataset, split, validation, "setup")
+        yield settings, pipeline.register(settings, dataset, split, trained, "test")["version"]
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
+def log_traffic(
+    settings,
+    version: str,
+    seed: int,
+    covariate: float,
+    start: datetime,
+    span: timedelta,
+    rows: int,
+    logged_as: str | None = None,
+) -> list[str]:
+    """Score synthetic encounters with the model version and write them to the prediction log, spread over ``span``.
+
+    ``logged_as`` logs them as scored by another version. Returns the request ids, in order.
+    """
+    from airloop.data.synthetic import generate
+    from airloop.monitoring.prediction_log import PredictionRow, prediction_log
+    from airloop.monitoring.request_ids import new_request_ids
+    from airloop.registry.contract import Alias
+    from airloop.training.features import model_inputs
+    from airloop.training.model_io import load_sklearn_model
+
+    x = model_inputs(generate(rows, seed=seed, covariate_drift=covariate))
+    proba = load_sklearn_model(f"models:/{MODEL}/{version}").predict_proba(x)[:, 1]
+    records = x.astype(object).where(x.notna(), None).to_dict("records")
+    t0, step = start.timestamp(), span.total_seconds() / rows
+    ids = new_request_ids(rows)
+    variant = Alias.CHAMPION.value
+    writer = prediction_log(settings)
+    writer.append(
+        PredictionRow(
+            ids[i], t0 + i * step, "exp-1", variant, logged_as or version, None, float(p), int(p > 0.5), False, r
+        )
+        for i, (p, r) in enumerate(zip(proba, records, strict=True))
+    )
+    writer.flush()
+    return ids

@@ -550,7 +550,19 @@ def _rows_needed(diff: Difference, *, alpha: float, min_effect: float, tau2: flo
         # 1/(a+k) + 1/(b+k) = shrink * (1/a + 1/b): a quadratic in k.
         c = shrink * (1 / a + 1 / b)
         extra = max(np.roots([c, c * (a + b) - 2, c * a * b - (a + b)]).real)
-    return max(0, math.ceil(extra * (1 + 1e-9)))
+    equal = diff.paired or a == b
+
+    def clears(k: int) -> bool:
+        """Whether the interval clears the gap with ``k`` more rows per arm (the root above is only approximate)."""
+        factor = a / (a + k) if equal else (1 / (a + k) + 1 / (b + k)) / (1 / a + 1 / b)
+        return float(_radius(diff.variance * factor, alpha, tau2)) < gap
+
+    k = max(0, math.ceil(extra))
+    while k > 0 and clears(k - 1):
+        k -= 1
+    while not clears(k):
+        k += 1
+    return k
 
 
 def _fmt(x: float) -> str:

@@ -3,13 +3,15 @@
 A request that finds nobody else queued is dispatched at once; when others are queued, the batch grows until
 ``max_size`` records or ``max_wait`` seconds. The model runs in a dedicated thread, off the event loop. Each request
 names the model that validated its records, so records are always scored by that model: a batch collected across a
-version swap becomes one call per model.
+version swap becomes one call per model. Each caller also gets how long the model call of its batch took (in the
+model thread: time spent waiting for the thread behind another variant's call is not counted).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -52,8 +54,9 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    async def submit(self, records: list[dict[str, Any]], model: Any = None) -> tuple[np.ndarray, Any]:
-        """Queue records for ``model`` and wait for (probabilities, model info) of exactly these records."""
+    async def submit(self, records: list[dict[str, Any]], model: Any = None) -> tuple[np.ndarray, Any, float]:
+        """Queue records for ``model`` and wait for (probabilities, model info, milliseconds of the model call that
+        scored them) of exactly these records."""
         future = asyncio.get_running_loop().create_future()
         self.queue.put_nowait((records, model, future))
         return await future
@@ -90,13 +93,18 @@ class MicroBatcher:
             for group in by_model.values():
                 await self._score(group)
 
+    def _call(self, records: list[dict[str, Any]], model: Any) -> tuple[tuple[np.ndarray, Any], float]:
+        started = time.perf_counter()
+        result = self.fn(records, model)
+        return result, (time.perf_counter() - started) * 1000
+
     async def _score(self, items: list[Item]) -> None:
         records = [r for chunk, _, _ in items for r in chunk]
         if self.on_batch is not None:
             self.on_batch(len(records))
         try:
             loop = asyncio.get_running_loop()
-            probabilities, info = await loop.run_in_executor(self.executor, self.fn, records, items[0][1])
+            (probabilities, info), call_ms = await loop.run_in_executor(self.executor, self._call, records, items[0][1])
         except Exception as error:
             for _, _, future in items:
                 if not future.done():
@@ -107,5 +115,5 @@ class MicroBatcher:
         start = 0
         for chunk, _, future in items:
             if not future.done():
-                future.set_result((probabilities[start : start + len(chunk)], info))
+                future.set_result((probabilities[start : start + len(chunk)], info, call_ms))
             start += len(chunk)

@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from airloop.experiments.routing import RoutingConfig
-from airloop.monitoring.prediction_log import feedback_log, prediction_log
+from airloop.monitoring.prediction_log import error_log, feedback_log, prediction_log
 from airloop.registry.client import connect, fail_fast
 from airloop.registry.contract import SERVED_ALIASES
 from airloop.settings import Settings, get_settings
@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             holder=holder,
             predictions=prediction_log(settings),
             feedback=feedback_log(settings),
+            errors=error_log(settings),
             envelope=envelope_model(serving.max_batch_records),
         )
         await asyncio.get_running_loop().run_in_executor(None, holder.refresh)
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             state.batchers[variant] = batcher
         state.predictions.start()
         state.feedback.start()
+        state.errors.start()
         poller = asyncio.get_running_loop().create_task(_poll(state))
         app.state.airloop = state
         # The start-up heap (MLflow, scikit-learn, the models) is large and lives forever: keep the cyclic GC from
@@ -111,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             poller.cancel()
             for batcher in state.batchers.values():
                 await batcher.stop()
-            for writer in (state.predictions, state.feedback):
+            for writer in (state.predictions, state.feedback, state.errors):
                 try:  # one log failing to flush must not keep the other from flushing
                     writer.close()
                 except Exception:

@@ -23,7 +23,7 @@ from starlette.requests import ClientDisconnect
 from airloop import history
 from airloop.experiments.routing import Plan, RoutingConfig, plan
 from airloop.ledger import Kind
-from airloop.monitoring.prediction_log import FeedbackRow, PredictionRow
+from airloop.monitoring.prediction_log import ErrorRow, FeedbackRow, PredictionRow
 from airloop.monitoring.request_ids import is_issued, new_request_ids
 from airloop.registry.contract import Alias
 from serving.model_holder import LoadedModel
@@ -211,22 +211,32 @@ async def predict(request: Request, state: State) -> JSONResponse:
     scored = await asyncio.gather(
         *(state.batchers[v].submit(per_variant[v], models[v]) for v in order), return_exceptions=True
     )
-    results = []
+    now = time.time()
+    results, failed = [], None
     for variant, result in zip(order, scored, strict=True):
         if not isinstance(result, BaseException):
             results.append(result)
             continue
-        if any(assigned.is_served(i, variant) for i in assigned.groups[variant]):
-            raise result  # the answer itself failed: a server error, not the client's
+        served = any(assigned.is_served(i, variant) for i in assigned.groups[variant])
+        # Every failed model call is logged for the A/B evaluation's error-rate guardrail.
+        error = f"{type(result).__name__}: {result}"[:500]
+        model = models[variant]
+        count = len(assigned.groups[variant])
+        state.errors.append([ErrorRow(now, experiment.experiment, variant, model.version, count, not served, error)])
+        if served:
+            failed = failed or result  # the answer itself failed: a server error, not the client's
+            results.append((None, model, None))
+            continue
         # A shadow score that failed costs the caller nothing: answer with the champion, count it.
         state.metrics.errors.labels("shadow_scoring_failed").inc()
         assigned.groups[variant] = []
-        results.append((None, models[variant]))
-    now = time.time()
+        results.append((None, model, None))
+    if failed is not None:
+        raise failed
     request_ids = new_request_ids(len(entity_ids), state.settings.serving.request_id_key)
     answers: list[dict[str, Any] | None] = [None] * len(entity_ids)
     rows = []
-    for variant, (probabilities, model) in zip(order, results, strict=True):
+    for variant, (probabilities, model, latency_ms) in zip(order, results, strict=True):
         if probabilities is None:
             continue
         records = per_variant[variant]
@@ -253,6 +263,7 @@ async def predict(request: Request, state: State) -> JSONResponse:
                     predicted_class=predicted,
                     shadow=not served,
                     record=records[j],
+                    latency_ms=latency_ms,
                 )
             )
         served_count = sum(1 for i in assigned.groups[variant] if assigned.is_served(i, variant))

@@ -25,6 +25,7 @@ class AppState:
     holder: ModelHolder
     predictions: LogWriter
     feedback: LogWriter
+    errors: LogWriter
     metrics: Metrics = field(default_factory=Metrics)
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="model"))
     batchers: dict[str, MicroBatcher] = field(default_factory=dict)

@@ -150,6 +150,9 @@ class LoopSettings(BaseModel):
     alpha: float = Field(0.05, gt=0, lt=1)
     min_rows: int = Field(200, ge=1)
     max_calibration_gap: float = Field(0.1, gt=0)
+    max_error_rate: float = Field(0.01, ge=0, le=1)
+    max_latency_ratio: float = Field(2.0, ge=1)
+    min_latency_gap_ms: float = Field(5.0, ge=0)
     require_approval: bool = False
     approver_role: str = "ml_engineer"
 

@@ -44,6 +44,7 @@ REPORTS = "reports"
 BASELINES = "baselines"
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
+SCORING_ERRORS = "scoring-errors"
 STAGING = "staging"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -355,6 +356,10 @@ class RuntimeLayout:
     def feedback(self) -> Storage:
         """Observed outcomes posted to /v1/feedback."""
         return self.root.child(FEEDBACK)
+
+    def errors(self) -> Storage:
+        """Model calls that failed in serving (the A/B evaluation's error-rate guardrail reads them)."""
+        return self.root.child(SCORING_ERRORS)
 
     def staging(self, run_id: str) -> Storage:
         """Intermediate files of one pipeline run, readable by its tasks on any machine."""

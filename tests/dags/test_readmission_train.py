@@ -129,29 +129,54 @@ def test_rerun_on_same_dataset_registers_nothing(env):
     assert set(versions(client)) == before
 
 
-@pytest.mark.parametrize(("margin", "outcome"), [(-1.0, "challenger"), (1.0, "rejected")])
-def test_drifted_data_registers_a_new_version_decided_by_the_margin(env, monkeypatch, margin, outcome):
-    settings, client = env
+def train_with_margin(settings, client, monkeypatch, margin: float, seed: int) -> tuple[str, dict[str, str]]:
+    """Publish a drifted version, train on it with ``training.margin`` set; the new version and its tags."""
     from airloop.settings import get_settings
 
-    dataset_version = publish_directly(settings, seed=200 + int(margin), covariate=1.0, concept=0.5)
-    champion_before = client.get_model_version_by_alias("readmission", "champion").version
+    dataset_version = publish_directly(settings, seed=seed, covariate=1.0, concept=0.5)
     monkeypatch.setenv("AIRLOOP_TRAINING__MARGIN", str(margin))
     get_settings.cache_clear()
     before = set(versions(client))
-
-    states = run_dag("readmission_train", {"dataset_version": dataset_version})
-
-    get_settings.cache_clear()
+    try:
+        states = run_dag("readmission_train", {"dataset_version": dataset_version})
+    finally:
+        get_settings.cache_clear()
     assert set(states.values()) == {"success"}, states
     (new,) = set(versions(client)) - before
-    tags = versions(client)[new].tags
+    return new, versions(client)[new].tags
+
+
+@pytest.mark.parametrize(("margin", "outcome"), [(-1.0, "challenger"), (1.0, "rejected")])
+def test_drifted_data_registers_a_new_version_decided_by_the_margin(env, monkeypatch, margin, outcome):
+    settings, client = env
+    champion_before = client.get_model_version_by_alias("readmission", "champion").version
+
+    new, tags = train_with_margin(settings, client, monkeypatch, margin, seed=200 + int(margin))
+
     assert tags["airloop.decision"] == outcome
     assert tags["airloop.champion_score"] and tags["airloop.candidate_score"]
     assert str(margin) in tags["airloop.decision_reason"]
     assert client.get_model_version_by_alias("readmission", "champion").version == champion_before
     if outcome == "challenger":
         assert str(client.get_model_version_by_alias("readmission", "challenger").version) == new
+
+
+def test_a_better_model_trained_while_an_experiment_runs_is_held_and_the_experiment_is_undisturbed(env, monkeypatch):
+    settings, client = env
+    from airloop.experiments import lifecycle
+    from airloop.experiments.live import current
+
+    challenger = client.get_model_version_by_alias("readmission", "challenger").version  # from the test above
+    lifecycle.start(settings, str(challenger), "test", {"champion": 90, "challenger": 10}, "ab")
+    aliases_before, routing_before = current(settings)
+
+    _, tags = train_with_margin(settings, client, monkeypatch, -1.0, seed=300)  # any candidate is "better"
+
+    assert tags["airloop.decision"] == "held"
+    running = f"experiment {routing_before.experiment} (ab) with challenger v{challenger} is running"
+    assert running in tags["airloop.decision_reason"]
+    assert current(settings) == (aliases_before, routing_before)
+    lifecycle.reject(settings, "test", "end of the test's experiment")
 
 
 def test_registry_dag_shows_the_state(env):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from airloop.experiments.live import LiveExperimentError, from_tags, get_live, set_live
+from airloop.experiments.live import LiveExperimentError, from_tags, get_live, running, set_live
 from airloop.experiments.routing import RoutingConfig
 from airloop.registry.contract import Tag
 
@@ -54,3 +54,19 @@ def test_a_corrupt_recorded_experiment_is_a_clear_error():
 def test_an_invalid_experiment_is_refused_before_it_is_recorded(weights):
     with pytest.raises(ValueError):
         RoutingConfig(experiment="x", weights=weights)
+
+
+@pytest.mark.parametrize(
+    ("aliases", "routing", "expected"),
+    [
+        ({"champion": "1"}, {"champion": 100}, None),
+        ({"champion": "1", "challenger": "2"}, {"champion": 100, "challenger": 0}, None),
+        ({"champion": "1", "challenger": "2"}, {"champion": 90, "challenger": 10}, "e (ab) with challenger v2"),
+        ({"champion": "1", "challenger": "2"}, {"champion": 1, "challenger": 1, "mode": "shadow"}, "e (shadow)"),
+    ],
+)
+def test_an_experiment_runs_while_a_challenger_alias_gets_traffic_or_shadows(aliases, routing, expected):
+    mode = routing.pop("mode", "ab")
+    found = running(aliases, RoutingConfig(experiment="e", weights=routing, mode=mode))
+
+    assert found is None if expected is None else found.startswith(f"experiment {expected}")

@@ -22,18 +22,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airloop.monitoring.prediction_log import (
+    ERROR_SCHEMA,
+    ERRORS,
     FEEDBACK,
     FEEDBACK_SCHEMA,
     PREDICTION_SCHEMA,
     PREDICTIONS,
     SCHEMA_VERSION,
     VERSION_KEY,
+    ErrorRow,
     FeedbackRow,
     LogSchemaError,
     LogWriteError,
     LogWriter,
     PredictionRow,
     join_outcomes,
+    load_errors,
     load_feedback,
     load_predictions,
     partition_of,
@@ -90,10 +94,49 @@ def storage(tmp_path) -> Storage:
 def test_row_fields_are_the_schema_columns_in_order():
     assert list(PredictionRow._fields) == PREDICTION_SCHEMA.names
     assert list(FeedbackRow._fields) == FEEDBACK_SCHEMA.names
+    assert list(ErrorRow._fields) == ERROR_SCHEMA.names
+
+
+def test_a_part_written_before_latency_was_logged_reads_with_it_null(storage):
+    write(storage, [prediction("v1", H10)])
+    (part,) = storage.walk_files()
+    written = pq.read_table(storage.path(part))
+    version_1 = written.drop_columns("latency_ms").replace_schema_metadata(
+        {**written.schema.metadata, VERSION_KEY: b"1"}
+    )
+    pq.write_table(version_1, storage.path(part))
+    write(storage, [prediction("v2", H10, latency_ms=2.0)])
+
+    frame = load_predictions(storage, *EVER).set_index("request_id")
+
+    assert frame.loc["v2", "latency_ms"] == 2.0 and pd.isna(frame.loc["v1", "latency_ms"])
+    assert frame.loc["v1", "record.age"] == "[50-60)"
+
+
+def test_scoring_errors_round_trip_and_filter_by_experiment(tmp_path):
+    storage = Storage.from_url(tmp_path / "errors")
+    rows = [
+        ErrorRow(H10.timestamp(), "exp-1", "challenger", "4", 3, False, "RuntimeError: boom"),
+        ErrorRow(H11.timestamp(), "exp-2", "challenger", "5", 1, True, "ValueError: shadow"),
+    ]
+    write(storage, rows, ERRORS)
+
+    assert load_errors(storage, *EVER)["records"].tolist() == [3, 1]
+    only = load_errors(storage, *EVER, experiment_id="exp-1")
+    assert only.drop(columns="occurred_at").to_dict("records") == [
+        {
+            "experiment_id": "exp-1",
+            "variant": "challenger",
+            "model_version": "4",
+            "records": 3,
+            "shadow": False,
+            "error": "RuntimeError: boom",
+        }
+    ]
 
 
 def test_rows_round_trip_with_schema_version_in_parquet_metadata(storage):
-    served = prediction("a", H10 + timedelta(microseconds=123), entity_id="patient-7", probability=0.75)
+    served = prediction("a", H10 + timedelta(microseconds=123), entity_id="patient-7", probability=0.75, latency_ms=1.5)
     shadow = served._replace(variant="challenger", model_version="4", probability=0.5, predicted_class=1, shadow=True)
     write(storage, [served, shadow])
 
@@ -115,6 +158,7 @@ def test_rows_round_trip_with_schema_version_in_parquet_metadata(storage):
             "shadow": is_shadow,
             "record.age": "[50-60)",
             "record.num_medications": 12,
+            "latency_ms": 1.5,
         }
         for variant, version, probability, predicted, is_shadow in (
             ("champion", "3", 0.75, 0, False),

@@ -17,8 +17,9 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from airloop.experiments import evaluation
 from airloop.experiments.routing import RoutingConfig, assign
-from airloop.monitoring.prediction_log import load_feedback, load_predictions
+from airloop.monitoring.prediction_log import load_errors, load_feedback, load_predictions
 from airloop.registry.contract import Alias
 from airloop.training.features import INPUT_COLUMNS
 from serving.main import create_app
@@ -474,9 +475,11 @@ def test_in_shadow_mode_a_failing_challenger_costs_the_caller_nothing(make_setti
     def broken(records):
         raise RuntimeError("the challenger's artifact is corrupt")
 
-    with TestClient(create_app(make_settings())) as client:
+    settings = make_settings()
+    with TestClient(create_app(settings)) as client:
         shadow = {"weights": {"champion": 1, "challenger": 1}, "mode": "shadow"}
         assert client.put("/v1/routing", json=shadow, headers=KEY).status_code == 200
+        experiment = client.get("/v1/models").json()["routing"]["experiment"]
         monkeypatch.setattr(client.app.state.airloop.holder.models[Alias.CHALLENGER], "predict_proba", broken)
         response = client.post("/v1/predict", json={"records": [registry.records[5]]})
         metrics = client.get("/metrics").text
@@ -484,6 +487,48 @@ def test_in_shadow_mode_a_failing_challenger_costs_the_caller_nothing(make_setti
     assert response.status_code == 200
     assert response.json()["predictions"][0]["variant"] == Alias.CHAMPION
     assert 'kind="shadow_scoring_failed"' in metrics
+    errors = load_errors(settings.layout.errors(), *EVER)
+    assert errors[["experiment_id", "variant", "model_version", "records", "shadow"]].to_dict("records") == [
+        {
+            "experiment_id": experiment,
+            "variant": Alias.CHALLENGER.value,
+            "model_version": CHALLENGER_VERSION,
+            "records": 1,
+            "shadow": True,
+        }
+    ]
+    assert errors["error"][0] == "RuntimeError: the challenger's artifact is corrupt"
+
+
+def test_a_challenger_failing_on_its_own_requests_is_a_server_error_logged_for_the_guardrail(
+    make_settings, registry, monkeypatch
+):
+    def broken(records):
+        raise RuntimeError("the challenger cannot score")
+
+    settings = make_settings()
+    records = [{**r, "entity_id": f"patient-{i}"} for i, r in enumerate(registry.records[:80])]
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        split = {"weights": {"champion": 50, "challenger": 50}, "mode": "ab", "experiment": "errors-ab"}
+        assert client.put("/v1/routing", json=split, headers=KEY).status_code == 200
+        monkeypatch.setattr(client.app.state.airloop.holder.models[Alias.CHALLENGER], "predict_proba", broken)
+        statuses = [client.post("/v1/predict", json={"records": [r]}).status_code for r in records]
+
+    served = logged(settings)
+    errors = load_errors(settings.layout.errors(), *EVER)
+    assert set(statuses) == {200, 500}
+    assert statuses.count(200) == len(served) and set(served["variant"]) == {Alias.CHAMPION.value}
+    assert statuses.count(500) == len(errors) == int(errors["records"].sum())
+    assert set(errors["variant"]) == {Alias.CHALLENGER.value} and not errors["shadow"].any()
+    assert set(errors["experiment_id"]) == {"errors-ab"}
+
+    # The evaluation stops the broken challenger on the error rate alone: no outcome has arrived yet.
+    strict = settings.model_copy(update={"loop": settings.loop.model_copy(update={"min_rows": 20})})
+    result = evaluation.evaluate(strict, "test")
+    assert result["action"] == "reject"
+    assert result["reason"].startswith("guardrail: the challenger's error rate 100.00%")
+    assert result["operations"][Alias.CHALLENGER.value]["failed"] == statuses.count(500)
+    assert result["arms"][Alias.CHALLENGER.value]["labelled"] == 0
 
 
 def test_every_accepted_record_is_in_the_prediction_log_after_shutdown(make_settings, registry):
@@ -517,6 +562,7 @@ def test_every_accepted_record_is_in_the_prediction_log_after_shutdown(make_sett
             answer["model_version"],
         )
         assert not row["shadow"] and row["probability"] == answer["probability"]
+        assert 0 < row["latency_ms"] < 60_000
         assert row["record.age"] == record["age"] and row["record.diag_1"] == record["diag_1"]
     feedback = load_feedback(settings.layout.feedback(), *EVER)
     assert dict(zip(feedback["request_id"], feedback["outcome"], strict=True)) == outcomes

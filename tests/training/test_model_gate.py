@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from airloop.registry.contract import Outcome
 from airloop.training.model_gate import decide
 
-CHAMPION, CHALLENGER, REJECTED = Outcome.CHAMPION, Outcome.CHALLENGER, Outcome.REJECTED
+CHAMPION, CHALLENGER, REJECTED, HELD = Outcome.CHAMPION, Outcome.CHALLENGER, Outcome.REJECTED, Outcome.HELD
+RUNNING = "experiment readmission-v1-vs-v2 (ab) with challenger v2 is running"
 
 scores = st.floats(min_value=0, max_value=1, allow_nan=False)
 margins = st.floats(min_value=-0.2, max_value=0.2, allow_nan=False)
@@ -34,3 +35,19 @@ def test_loss_metrics_need_a_lower_value(candidate, champion, margin):
     decision = decide("log_loss", candidate, champion, margin)
 
     assert decision.outcome == (CHALLENGER if champion - candidate >= margin else REJECTED)
+
+
+@pytest.mark.property
+@given(candidate=scores, champion=scores, margin=margins)
+def test_while_an_experiment_runs_a_better_model_is_held_never_made_challenger(candidate, champion, margin):
+    free = decide("roc_auc", candidate, champion, margin)
+    busy = decide("roc_auc", candidate, champion, margin, RUNNING)
+
+    assert busy.outcome == (HELD if free.outcome == CHALLENGER else free.outcome)
+    assert busy.outcome != CHALLENGER
+    if busy.outcome == HELD:
+        assert busy.reason == f"{free.reason}; held, not made challenger: {RUNNING}"
+
+
+def test_the_first_model_is_champion_even_while_an_experiment_is_recorded():
+    assert decide("roc_auc", 0.6, None, 0.0, RUNNING).outcome == CHAMPION

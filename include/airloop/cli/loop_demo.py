@@ -4,7 +4,9 @@ judges each batch, a drift verdict starts ``readmission_retrain``, and ``readmis
 challenger until it decides. Prints the timeline: batch, drift score, decision, ROC AUC per variant, routing.
 
 ``readmission_train`` is paused once the first champion exists: in this demo the drift verdict decides when to train,
-so the only new model is the retrain's (every ETL batch would otherwise hand its own version to training).
+so the only new model is the retrain's. Unpaused, every ETL batch would also hand its version to training; the gate
+would hold any better model trained while the experiment runs (decision ``held``), so the timeline would be the same,
+only slower on two cores.
 """
 
 from __future__ import annotations

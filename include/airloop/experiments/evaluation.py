@@ -8,8 +8,12 @@ scored the same requests (a paired difference on those). The decision:
 
 - **promote** when the challenger is better by at least ``loop.min_effect`` on ``loop.metric`` with confidence
   ``1 - loop.alpha``, however often the DAG has looked;
-- **reject** when it is significantly worse, or when a guardrail fails: its calibration gap (|mean probability -
-  observed rate|) exceeds ``loop.max_calibration_gap`` once it has ``loop.min_rows`` labelled rows;
+- **reject** when it is significantly worse, or when a guardrail fails (``guardrails``): its calibration gap
+  (|mean probability - observed rate|) exceeds ``loop.max_calibration_gap`` once it has ``loop.min_rows`` labelled
+  rows; its error rate (failed model calls in the scoring-error log) exceeds the champion's by more than
+  ``loop.max_error_rate``; or its p95 scoring latency is over ``loop.max_latency_ratio`` times the champion's (and
+  over it by ``loop.min_latency_gap_ms``). The operational guardrails need ``loop.min_rows`` scoring attempts, not
+  labels: a broken or slow challenger is stopped before its outcomes arrive;
 - **continue** otherwise, saying how many more labelled rows it needs (also with no labelled rows at all).
 
 Each look is one ledger row (kind ``evaluation``) with every number; promote and reject act through
@@ -26,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from airloop.experiments import sequential
-from airloop.experiments.live import current
+from airloop.experiments.live import current, running
 from airloop.ledger import Kind, ledger
 from airloop.registry.contract import Alias
 from airloop.settings import Settings
@@ -47,22 +51,101 @@ def _started(settings: Settings, experiment: str, challenger: str) -> datetime:
     return datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
 
 
-def labelled_rows(settings: Settings, experiment: str, start: datetime, end: datetime) -> pd.DataFrame:
-    """Predictions of ``experiment`` made in ``[start, end)`` whose outcome has arrived (by ``end``)."""
+PREDICTION_COLUMNS = ["request_id", "variant", "model_version", "probability", "shadow", "latency_ms"]
+
+
+def scored_rows(settings: Settings, experiment: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Every prediction of ``experiment`` made in ``[start, end)``, labelled or not."""
     from airloop.monitoring import prediction_log as plog
 
-    columns = ["request_id", "variant", "model_version", "probability", "shadow"]
-    predictions = plog.load_predictions(
-        settings.layout.predictions(), start, end, experiment_id=experiment, columns=columns
+    return plog.load_predictions(
+        settings.layout.predictions(), start, end, experiment_id=experiment, columns=PREDICTION_COLUMNS
     )
+
+
+def with_outcomes(settings: Settings, predictions: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:
+    """The rows of ``predictions`` whose outcome has arrived (by ``end``), with it."""
+    from airloop.monitoring import prediction_log as plog
+
     if not len(predictions):
         return predictions.assign(outcome=pd.Series(dtype="Int8"))
     feedback = plog.load_feedback(settings.layout.feedback(), start, end)
     return plog.join_outcomes(predictions, feedback, labelled_only=True)
 
 
-def look(settings: Settings, rows: pd.DataFrame, champion: str, challenger: str, paired: bool) -> dict[str, Any]:
-    """The statistics and the decision of one look on the labelled rows of both variants (pure: no I/O)."""
+def labelled_rows(settings: Settings, experiment: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """Predictions of ``experiment`` made in ``[start, end)`` whose outcome has arrived (by ``end``)."""
+    return with_outcomes(settings, scored_rows(settings, experiment, start, end), start, end)
+
+
+def failed_calls(settings: Settings, experiment: str, start: datetime, end: datetime) -> pd.DataFrame:
+    """The failed model calls of ``experiment`` in ``[start, end)`` (scoring-error log)."""
+    from airloop.monitoring import prediction_log as plog
+
+    return plog.load_errors(settings.layout.errors(), start, end, experiment_id=experiment)
+
+
+def operations(scored: pd.DataFrame, errors: pd.DataFrame, versions: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Per variant (alias -> version): records scored, records that failed, error rate and p95 latency (pure)."""
+    found = {}
+    for alias, version in versions.items():
+        mine = scored[scored["model_version"] == version]
+        failed = int(errors.loc[errors["model_version"] == version, "records"].sum()) if len(errors) else 0
+        attempts = len(mine) + failed
+        latency = mine["latency_ms"].dropna() if "latency_ms" in mine else pd.Series(dtype=float)
+        found[alias] = {
+            "scored": len(mine),
+            "failed": failed,
+            "error_rate": failed / attempts if attempts else None,
+            "latency_p95_ms": float(np.percentile(latency, 95)) if len(latency) else None,
+            "latency_rows": len(latency),
+        }
+    return found
+
+
+def guardrails(settings: Settings, arms: dict[str, Any], ops: dict[str, dict[str, Any]]) -> list[str]:
+    """The guardrails the challenger fails, each as a sentence (empty: none). ``arms``: alias -> ``ArmStats``."""
+    cfg = settings.loop
+    failures = []
+    mine = arms[Alias.CHALLENGER.value]
+    if mine.labelled >= cfg.min_rows and mine.mean_probability is not None and mine.positive_rate is not None:
+        gap = abs(mine.mean_probability - mine.positive_rate)
+        if gap > cfg.max_calibration_gap:
+            failures.append(
+                f"calibration gap |{mine.mean_probability:.3f} - {mine.positive_rate:.3f}| = {gap:.3f} exceeds"
+                f" {cfg.max_calibration_gap}"
+            )
+    challenger, champion = ops.get(Alias.CHALLENGER.value), ops.get(Alias.CHAMPION.value)
+    if not challenger or not champion:
+        return failures
+    if challenger["scored"] + challenger["failed"] >= cfg.min_rows and challenger["error_rate"] is not None:
+        baseline = champion["error_rate"] or 0.0
+        if challenger["error_rate"] - baseline > cfg.max_error_rate:
+            failures.append(
+                f"error rate {challenger['error_rate']:.2%} ({challenger['failed']} of"
+                f" {challenger['scored'] + challenger['failed']} records failed) vs the champion's {baseline:.2%}:"
+                f" more than {cfg.max_error_rate:.2%} higher"
+            )
+    slow, fast = challenger["latency_p95_ms"], champion["latency_p95_ms"]
+    enough = challenger["latency_rows"] >= cfg.min_rows and champion["latency_rows"] >= cfg.min_rows
+    if enough and slow and fast and slow > cfg.max_latency_ratio * fast and slow - fast > cfg.min_latency_gap_ms:
+        failures.append(
+            f"p95 latency {slow:.1f} ms vs the champion's {fast:.1f} ms: over {cfg.max_latency_ratio}x and"
+            f" {cfg.min_latency_gap_ms} ms slower"
+        )
+    return failures
+
+
+def look(
+    settings: Settings,
+    rows: pd.DataFrame,
+    champion: str,
+    challenger: str,
+    paired: bool,
+    ops: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The statistics and the decision of one look on the labelled rows of both variants, and the operational
+    figures ``ops`` (``operations``) when given (pure: no I/O)."""
     cfg = settings.loop
     by_version = {v: rows[rows["model_version"] == v] for v in (champion, challenger)}
     arms = {}
@@ -88,21 +171,18 @@ def look(settings: Settings, rows: pd.DataFrame, champion: str, challenger: str,
         )
     decision = sequential.decide(diff, min_effect=cfg.min_effect, alpha=cfg.alpha, min_rows=cfg.min_rows)
     action, reason = decision.action, decision.reason
-    guard = arms[Alias.CHALLENGER.value]
-    if guard.labelled >= cfg.min_rows and guard.mean_probability is not None and guard.positive_rate is not None:
-        gap = abs(guard.mean_probability - guard.positive_rate)
-        if gap > cfg.max_calibration_gap:
-            action = "reject"
-            reason = (
-                f"guardrail: the challenger's calibration gap |{guard.mean_probability:.3f} -"
-                f" {guard.positive_rate:.3f}| = {gap:.3f} exceeds {cfg.max_calibration_gap}"
-            )
+    failed = guardrails(settings, arms, ops or {})
+    if failed:
+        action = "reject"
+        reason = "guardrail: the challenger's " + "; ".join(failed)
     return {
         "action": action,
         "reason": reason,
         "metric": cfg.metric,
         "paired": paired,
         "arms": {k: v.to_dict() for k, v in arms.items()},
+        "operations": ops or {},
+        "guardrails_failed": failed,
         "difference": None if diff is None else {"estimate": diff.estimate, "variance": diff.variance},
         "sequential": decision.to_dict(),
         "rows_needed": decision.rows_needed if action == "continue" else None,
@@ -117,14 +197,16 @@ def evaluate(settings: Settings, actor: str, now: datetime | None = None, key: s
     end = now or datetime.now(UTC)
     found, live = current(settings)
     champion, challenger = found.get(Alias.CHAMPION.value), found.get(Alias.CHALLENGER.value)
-    share = live.weights.get(Alias.CHALLENGER.value, 0.0)
-    if champion is None or challenger is None or (live.mode == "ab" and share <= 0):
+    if champion is None or running(found, live) is None:
         reason = f"no experiment running (aliases {found}, routing {live.to_dict()})"
         log.info(reason)
         return {"action": NO_EXPERIMENT, "reason": reason, "experiment": live.experiment}
     start = _started(settings, live.experiment, challenger)
-    rows = labelled_rows(settings, live.experiment, start, end)
-    result = look(settings, rows, champion, challenger, paired=live.mode == "shadow")
+    scored = scored_rows(settings, live.experiment, start, end)
+    versions = {Alias.CHAMPION.value: champion, Alias.CHALLENGER.value: challenger}
+    ops = operations(scored, failed_calls(settings, live.experiment, start, end), versions)
+    rows = with_outcomes(settings, scored, start, end)
+    result = look(settings, rows, champion, challenger, paired=live.mode == "shadow", ops=ops)
     result.update(
         experiment=live.experiment,
         mode=live.mode,
@@ -156,6 +238,13 @@ def evidence(result: dict[str, Any]) -> str:
     for name, arm in arms.items():
         cells = [_num(arm.get(k)) for k in ("roc_auc", "log_loss", "brier", "positive_rate")]
         lines.append(f"| {name} | {arm.get('labelled')} | " + " | ".join(cells) + " |")
+    ops = result.get("operations") or {}
+    if ops:
+        lines += ["", "| variant | scored | failed | error rate | p95 latency (ms) |", "|---|---:|---:|---:|---:|"]
+        for name, op in ops.items():
+            rate, p95 = op.get("error_rate"), op.get("latency_p95_ms")
+            shown = "-" if rate is None else f"{rate:.2%}"
+            lines.append(f"| {name} | {op.get('scored')} | {op.get('failed')} | {shown} | {_num(p95)} |")
     sequential_part = result.get("sequential") or {}
     lines += ["", f"Always-valid interval of the improvement: {sequential_part.get('interval')}"]
     return "\n".join(lines)

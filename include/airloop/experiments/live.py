@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airloop.experiments.routing import RoutingConfig
 from airloop.registry.aliases import model_state, now
-from airloop.registry.contract import Tag
+from airloop.registry.contract import Alias, Tag
 
 if TYPE_CHECKING:
     from airloop.settings import Settings
@@ -49,6 +49,18 @@ def current(settings: Settings) -> tuple[dict[str, str], RoutingConfig]:
     found, tags = model_state(connect(settings), settings.mlflow.model_name)
     default = RoutingConfig.from_yaml(settings.serving.routing_file)
     return {str(k): str(v) for k, v in found.items()}, from_tags(tags, default)
+
+
+def running(found: dict[str, str], live: RoutingConfig) -> str | None:
+    """The experiment under way, described, or None: a challenger alias with traffic (A/B share above 0, or shadow).
+
+    ``found``: alias -> version, as ``current`` returns them."""
+    challenger = found.get(Alias.CHALLENGER.value)
+    if challenger is None:
+        return None
+    if live.mode == "ab" and live.weights.get(Alias.CHALLENGER.value, 0.0) <= 0:
+        return None
+    return f"experiment {live.experiment} ({live.mode}) with challenger v{challenger} is running"
 
 
 def set_live(client: Any, model: str, config: RoutingConfig, actor: str) -> RoutingConfig:

@@ -1,8 +1,10 @@
-"""The prediction and feedback logs: one typed row schema, a buffered writer and a time-window reader.
+"""The prediction, feedback and scoring-error logs: one typed row schema each, a buffered writer and a time-window
+reader.
 
-Serving appends a ``PredictionRow`` per scored record (and a ``FeedbackRow`` per posted outcome) to a ``LogWriter``;
-the drift and A/B evaluation DAGs read a window back with ``read_predictions`` / ``read_feedback`` and join them with
-``join_outcomes``. Nothing outside this module builds a row, a path or a schema of either log.
+Serving appends a ``PredictionRow`` per scored record (with the variant's scoring latency), a ``FeedbackRow`` per
+posted outcome and an ``ErrorRow`` per failed model call to a ``LogWriter``; the drift and A/B evaluation DAGs read a
+window back with ``read_predictions`` / ``read_feedback`` / ``read_errors`` and join outcomes with ``join_outcomes``.
+Nothing outside this module builds a row, a path or a schema of these logs.
 
 Layout below a log's root (one ``Storage`` per log)::
 
@@ -52,7 +54,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 1: predictions and feedback; 2: predictions carry ``latency_ms``, and the scoring-error log exists. A version-1 part
+# reads as before, with ``latency_ms`` null.
+SCHEMA_VERSION = 2
 VERSION_KEY = b"airloop.schema_version"
 LOG_KEY = b"airloop.log"
 WRITER_KEY = b"airloop.writer"
@@ -98,6 +102,9 @@ class PredictionRow(NamedTuple):
     predicted_class: int
     shadow: bool  # scored but not served: the challenger in shadow mode
     record: Mapping[str, Any]  # the raw input record as the client sent it (no entity_id); not copied: don't mutate
+    # How long the model call that scored this record took (its micro-batch; in the model thread, so waiting behind the
+    # other variant's call is not counted): the A/B evaluation compares variants on it.
+    latency_ms: float | None = None
 
 
 class FeedbackRow(NamedTuple):
@@ -106,6 +113,18 @@ class FeedbackRow(NamedTuple):
     request_id: str
     outcome: int  # 1 = readmitted within 30 days
     received_at: float  # seconds since the epoch
+
+
+class ErrorRow(NamedTuple):
+    """One model call that failed for a request: the records it should have scored got no prediction."""
+
+    occurred_at: float  # seconds since the epoch
+    experiment_id: str | None
+    variant: str
+    model_version: str
+    records: int  # records of the request this variant failed to score
+    shadow: bool  # the failure was a shadow score: the caller got the champion's answer
+    error: str  # the exception's type and message, cut to 500 characters
 
 
 def _log_metadata(name: str) -> dict[bytes, bytes]:
@@ -126,6 +145,7 @@ PREDICTION_SCHEMA = pa.schema(
         pa.field("predicted_class", pa.int8(), nullable=False),
         pa.field("shadow", pa.bool_(), nullable=False),
         pa.field(RECORD, pa.struct([])),
+        pa.field("latency_ms", pa.float32()),
     ],
     metadata=_log_metadata("predictions"),
 )
@@ -139,7 +159,20 @@ FEEDBACK_SCHEMA = pa.schema(
     metadata=_log_metadata("feedback"),
 )
 
-RowT = TypeVar("RowT", PredictionRow, FeedbackRow)
+ERROR_SCHEMA = pa.schema(
+    [
+        pa.field("occurred_at", _TIMESTAMP, nullable=False),
+        pa.field("experiment_id", pa.string()),
+        pa.field("variant", pa.string(), nullable=False),
+        pa.field("model_version", pa.string(), nullable=False),
+        pa.field("records", pa.int32(), nullable=False),
+        pa.field("shadow", pa.bool_(), nullable=False),
+        pa.field("error", pa.string(), nullable=False),
+    ],
+    metadata=_log_metadata("errors"),
+)
+
+RowT = TypeVar("RowT", PredictionRow, FeedbackRow, ErrorRow)
 
 
 @dataclass(frozen=True)
@@ -165,6 +198,7 @@ class LogFormat(Generic[RowT]):
 
 PREDICTIONS: LogFormat[PredictionRow] = LogFormat("predictions", PREDICTION_SCHEMA, "predicted_at")
 FEEDBACK: LogFormat[FeedbackRow] = LogFormat("feedback", FEEDBACK_SCHEMA, "received_at")
+ERRORS: LogFormat[ErrorRow] = LogFormat("errors", ERROR_SCHEMA, "occurred_at")
 
 
 def partition_of(moment: datetime) -> str:
@@ -552,6 +586,25 @@ def read_feedback(
     return _read(storage, FEEDBACK, start, end, {}, columns, batch_rows)
 
 
+def read_errors(
+    storage: Storage,
+    start: datetime,
+    end: datetime,
+    *,
+    experiment_id: str | None = None,
+    columns: Sequence[str] | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """Failed model calls in ``[start, end)`` (see ``read_predictions``)."""
+    equal = {"experiment_id": experiment_id} if experiment_id is not None else {}
+    return _read(storage, ERRORS, start, end, equal, columns, batch_rows)
+
+
+def load_errors(storage: Storage, start: datetime, end: datetime, *, experiment_id: str | None = None) -> pd.DataFrame:
+    """Every failed model call of ``[start, end)`` in one DataFrame."""
+    return _concat(read_errors(storage, start, end, experiment_id=experiment_id), ERRORS, None)
+
+
 def load_predictions(
     storage: Storage,
     start: datetime,
@@ -846,4 +899,12 @@ def feedback_log(settings: Settings) -> LogWriter[FeedbackRow]:
     serving = settings.serving
     return LogWriter(
         settings.layout.feedback(), FEEDBACK, interval_s=serving.log_flush_interval_s, max_rows=serving.log_flush_rows
+    )
+
+
+def error_log(settings: Settings) -> LogWriter[ErrorRow]:
+    """The writer of the configured scoring-error log."""
+    serving = settings.serving
+    return LogWriter(
+        settings.layout.errors(), ERRORS, interval_s=serving.log_flush_interval_s, max_rows=serving.log_flush_rows
     )

@@ -32,6 +32,9 @@ class Outcome(StrEnum):
     CHAMPION = "champion"
     CHALLENGER = "challenger"
     REJECTED = "rejected"
+    #: Better than the champion, but an experiment with another challenger is running: registered, no alias; the
+    #: experiment is not disturbed.
+    HELD = "held"
 
 
 class Tag(StrEnum):

@@ -19,12 +19,18 @@ class Decision:
     champion_score: float | None
 
 
-def decide(metric: str, candidate: float, champion: float | None, margin: float) -> Decision:
-    """No champion -> champion; better than the champion by at least ``margin`` -> challenger; else rejected."""
+def decide(
+    metric: str, candidate: float, champion: float | None, margin: float, experiment: str | None = None
+) -> Decision:
+    """No champion -> champion; better than the champion by at least ``margin`` -> challenger, or held when
+    ``experiment`` (a running A/B or shadow experiment, described) is under way; else rejected."""
     if champion is None:
         return Decision(Outcome.CHAMPION, "no champion yet", metric, candidate, None)
     gain = candidate - champion if metric in HIGHER_IS_BETTER else champion - candidate
     verdict = f"{metric} {candidate:.4f} vs champion {champion:.4f} (gain {gain:+.4f}, margin {margin})"
+    if gain >= margin and experiment:
+        reason = f"better: {verdict}; held, not made challenger: {experiment}"
+        return Decision(Outcome.HELD, reason, metric, candidate, champion)
     if gain >= margin:
         return Decision(Outcome.CHALLENGER, f"better: {verdict}", metric, candidate, champion)
     return Decision(Outcome.REJECTED, f"not better by the margin: {verdict}", metric, candidate, champion)

@@ -25,6 +25,7 @@ from airloop.data.store import DatasetNotFound, DatasetStore, dataset_store
 from airloop.data.transform import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from airloop.data.transform import transform as to_features
 from airloop.errors import QualityGateFailed
+from airloop.experiments.live import current, running
 from airloop.monitoring.baseline import reference_profile
 from airloop.quality import suites
 from airloop.quality.data_gate import validator
@@ -293,7 +294,8 @@ def register(
         threshold = reg.version_record(client, name, champion_version).threshold
         champion_proba = _proba(model_uri(name, champion_version), x_test)
         champion_score = evaluate.score(y_test, champion_proba, threshold)[cfg.metric]
-    decision = decide(cfg.metric, candidate_score, champion_score, cfg.margin)
+    found, live = current(settings)
+    decision = decide(cfg.metric, candidate_score, champion_score, cfg.margin, running(found, live))
     # Tags go in with the registration itself, so a retry always finds this version by dataset + config.
     version = mlflow.register_model(
         trained["model_uri"], name, tags=_decision_tags(dataset, trained, decision, actor, settings)

@@ -197,6 +197,8 @@ def start_experiment(
         outcome, detail = "experiment_started", f"v{version} against the champion: {name}"
     elif decision == Outcome.CHAMPION:
         outcome, detail = "first_champion", f"v{version} became champion (there was none)"
+    elif decision == Outcome.HELD:
+        outcome, detail = "held_for_running_experiment", f"v{version}: {registered.get('reason')}"
     else:
         outcome, detail = "gate_rejected", f"v{version}: {registered.get('reason')}"
     if row.outcome is None:

@@ -1,0 +1,163 @@
+"""One look of the A/B evaluation on prepared rows: the operational figures per variant and the guardrails that
+reject a challenger (calibration, error rate, latency) whatever the sequential test says."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+
+from airloop.experiments import evaluation
+from airloop.registry.contract import Alias
+from airloop.settings import Settings
+
+CHAMPION, CHALLENGER = Alias.CHAMPION.value, Alias.CHALLENGER.value
+VERSIONS = {CHAMPION: "1", CHALLENGER: "2"}
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory) -> Settings:
+    return Settings(home=tmp_path_factory.mktemp("home"), loop={"min_rows": 100})
+
+
+def scored(n: dict[str, int], latency: dict[str, float], seed: int = 0) -> pd.DataFrame:
+    """``n[alias]`` predictions per variant, with latencies around ``latency[alias]`` ms and outcomes drawn from
+    well-calibrated probabilities."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for alias, count in n.items():
+        p = rng.uniform(0.05, 0.5, count)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "request_id": [f"{alias}-{i}" for i in range(count)],
+                    "variant": alias,
+                    "model_version": VERSIONS[alias],
+                    "probability": p,
+                    "shadow": False,
+                    "latency_ms": rng.normal(latency[alias], latency[alias] / 10, count).clip(0.01),
+                    "outcome": (rng.uniform(size=count) < p).astype(int),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def failures(**records: int) -> pd.DataFrame:
+    rows = [(VERSIONS[alias], count) for alias, count in records.items() if count]
+    return pd.DataFrame(rows, columns=["model_version", "records"])
+
+
+def judge(settings, rows, errors) -> dict:
+    ops = evaluation.operations(rows, errors, VERSIONS)
+    return evaluation.look(settings, rows, "1", "2", paired=False, ops=ops)
+
+
+def test_operations_count_scored_and_failed_records_and_the_p95_latency():
+    rows = scored({CHAMPION: 300, CHALLENGER: 100}, {CHAMPION: 2.0, CHALLENGER: 4.0})
+    ops = evaluation.operations(rows, failures(challenger=25), VERSIONS)
+
+    assert ops[CHAMPION] == {
+        "scored": 300,
+        "failed": 0,
+        "error_rate": 0.0,
+        "latency_p95_ms": pytest.approx(np.percentile(rows["latency_ms"][:300], 95)),
+        "latency_rows": 300,
+    }
+    assert (ops[CHALLENGER]["scored"], ops[CHALLENGER]["failed"]) == (100, 25)
+    assert ops[CHALLENGER]["error_rate"] == pytest.approx(25 / 125)
+
+
+def test_a_challenger_that_fails_calls_is_rejected_before_any_outcome_arrives(settings):
+    rows = scored({CHAMPION: 900, CHALLENGER: 100}, {CHAMPION: 2.0, CHALLENGER: 2.0})
+    unlabelled = rows.iloc[:0]  # no outcome yet: the statistical test has nothing to say
+    ops = evaluation.operations(rows, failures(challenger=5), VERSIONS)
+
+    result = evaluation.look(settings, unlabelled, "1", "2", paired=False, ops=ops)
+
+    assert result["action"] == "reject"
+    assert result["reason"] == (
+        "guardrail: the challenger's error rate 4.76% (5 of 105 records failed) vs the champion's 0.00%:"
+        " more than 1.00% higher"
+    )
+    assert result["guardrails_failed"] and result["operations"] == ops
+
+
+def test_errors_the_champion_shares_or_too_few_attempts_are_not_held_against_the_challenger(settings):
+    rows = scored({CHAMPION: 900, CHALLENGER: 100}, {CHAMPION: 2.0, CHALLENGER: 2.0})
+    shared = judge(settings, rows, failures(champion=45, challenger=5))  # 4.8% each
+    few = scored({CHAMPION: 900, CHALLENGER: 50}, {CHAMPION: 2.0, CHALLENGER: 2.0})
+    early = judge(settings, few, failures(challenger=40))  # 90 attempts < min_rows 100
+
+    assert shared["guardrails_failed"] == [] and shared["action"] != "reject"
+    assert early["guardrails_failed"] == [] and early["action"] != "reject"
+
+
+def test_a_challenger_much_slower_than_the_champion_is_rejected(settings):
+    slow = judge(settings, scored({CHAMPION: 900, CHALLENGER: 200}, {CHAMPION: 3.0, CHALLENGER: 30.0}), failures())
+    # Twice as slow but only by ~3 ms: noise on a loaded machine, not a reason to stop the experiment.
+    close = judge(settings, scored({CHAMPION: 900, CHALLENGER: 200}, {CHAMPION: 1.0, CHALLENGER: 3.5}), failures())
+
+    assert slow["action"] == "reject"
+    assert slow["reason"].startswith("guardrail: the challenger's p95 latency")
+    assert "over 2.0x and 5.0 ms slower" in slow["reason"]
+    assert close["guardrails_failed"] == []
+
+
+def test_a_miscalibrated_challenger_is_rejected_and_the_reasons_add_up(settings):
+    rows = scored({CHAMPION: 900, CHALLENGER: 300}, {CHAMPION: 2.0, CHALLENGER: 40.0})
+    challenger = rows["variant"] == CHALLENGER
+    rows.loc[challenger, "probability"] = (rows.loc[challenger, "probability"] + 0.3).clip(upper=0.99)
+
+    result = judge(settings, rows, failures(challenger=30))
+
+    assert result["action"] == "reject"
+    assert [f.split(" ")[0] for f in result["guardrails_failed"]] == ["calibration", "error", "p95"]
+    assert result["reason"] == "guardrail: the challenger's " + "; ".join(result["guardrails_failed"])
+
+
+def test_evidence_for_the_approver_shows_the_operational_figures(settings):
+    rows = scored({CHAMPION: 300, CHALLENGER: 300}, {CHAMPION: 2.0, CHALLENGER: 2.5})
+    text = evaluation.evidence(judge(settings, rows, failures(challenger=3)))
+
+    assert "| variant | scored | failed | error rate | p95 latency (ms) |" in text
+    assert f"| {CHALLENGER} | 300 | 3 | 0.99% |" in text
+
+
+@pytest.mark.property
+@hsettings(max_examples=60, deadline=None)
+@given(
+    scored_a=st.integers(0, 2_000),
+    failed_a=st.integers(0, 200),
+    attempts_b=st.integers(0, 2_000),
+    latency=st.floats(0.05, 500),
+)
+def test_the_operational_guardrails_never_fire_on_a_challenger_no_worse_than_the_champion(
+    settings, scored_a, failed_a, attempts_b, latency
+):
+    # The challenger fails at most at the champion's rate and answers as fast: no operational guardrail may fire.
+    attempts_a = scored_a + failed_a
+    failed_b = failed_a * attempts_b // attempts_a if attempts_a else 0
+    scored_b = attempts_b - failed_b
+    ops = {
+        CHAMPION: {
+            "scored": scored_a,
+            "failed": failed_a,
+            "error_rate": failed_a / attempts_a if attempts_a else None,
+            "latency_p95_ms": latency,
+            "latency_rows": scored_a,
+        },
+        CHALLENGER: {
+            "scored": scored_b,
+            "failed": failed_b,
+            "error_rate": failed_b / (scored_b + failed_b) if scored_b + failed_b else None,
+            "latency_p95_ms": latency,
+            "latency_rows": scored_b,
+        },
+    }
+    arms = {a: evaluation.sequential.arm_stats([], []) for a in (CHAMPION, CHALLENGER)}
+
+    assert evaluation.guardrails(settings, arms, ops) == []

@@ -24,6 +24,7 @@ lock:  ## re-resolve requirements.in into fully pinned requirements.txt
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint Dockerfile
 
 test: venv lint
 	$(PY) -m pytest

@@ -8,7 +8,9 @@ rate with intervals, and an always-valid sequential test on `loop.metric` that s
 
 - **promote**: better by at least `loop.min_effect` with confidence `1 - loop.alpha` → the challenger becomes champion
   (the old one `previous-champion`), routing goes 100% to it and the experiment ends. With `loop.require_approval`,
-  **approve** waits for a person first (Required Actions in the UI, or REST), showing the evidence.
+  **approve** waits for a person first (Required Actions in the UI, or REST), showing the evidence: it is assigned to
+  the users holding `loop.approver_role` or above (`security.users`), Airflow refuses anyone else's answer, and
+  `promote` refuses an `approve` that was marked successful instead of answered by one of them.
 - **reject**: significantly worse, or its calibration guardrail fails → routing back to 100% champion, the challenger
   tagged rejected.
 - otherwise the experiment keeps running; the evaluation says how many more labelled rows it needs.
@@ -25,6 +27,7 @@ from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import dag, task
 from airflow.sdk.definitions.timetables.trigger import DeltaTriggerTimetable
 
+from airloop import security
 from airloop.dag_defaults import default_args
 from airloop.settings import get_settings
 
@@ -60,6 +63,7 @@ def readmission_ab_evaluate():
         task_id="approve",
         subject="Promote readmission v{{ " + EVALUATION + "['challenger_version'] }} to champion?",
         body="{{ " + EVALUATION + "['evidence'] }}",
+        assigned_users=security.approvers(SETTINGS),  # fixed when the DAG is parsed; Airflow checks each answer
         execution_timeout=None,  # a HITL task waits for a person; a time limit would be response_timeout
     )
 
@@ -69,12 +73,12 @@ def readmission_ab_evaluate():
 
         from airloop.experiments import lifecycle
 
+        settings = get_settings()
         approval = json.loads(json.dumps(ti.xcom_pull(task_ids="approve") or {}, default=str))
-        user = approval.get("responded_by_user") or {}
-        person = user.get("name") or user.get("id") if isinstance(user, dict) else user
+        person = security.approved_by(settings, approval)
         actor = f"approved by {person}" if person else f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
         details = {"evaluation_key": result["key"], "reason": result["reason"], "approval": approval or None}
-        return lifecycle.promote(get_settings(), str(actor), details, key=f"promotion:{result['key']}")
+        return lifecycle.promote(settings, actor, details, key=f"promotion:{result['key']}")
 
     @task
     def reject(result: dict, dag_run=None) -> dict:

@@ -8,7 +8,10 @@ Operate the model registry from Airflow (UI "Trigger DAG w/ config" or REST API 
 - `rollback`: undo the last promotion (aliases restored exactly as they were);
 - `route`: change the live A/B experiment (`weights`, `mode`, `experiment`) that every serving replica follows.
 
-Every action leaves an audit tag on the versions it touched. The same actions: `python -m airloop registry ...`.
+Who triggered the run decides what it may do (`security.users`): `promote` and `rollback` need an `ml_engineer` or
+`admin`, `route` an `admin`; anyone else's run fails at once, naming the user, their role and the role needed. Every
+action leaves an audit tag naming the user on the versions it touched. The same actions, for whoever holds the
+registry's credentials: `python -m airloop registry ...`.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def readmission_registry():
 
         routing = {k: params.get(k) for k in ("weights", "mode", "experiment")}
         actor = f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
-        return actions.run_action(get_settings(), params["action"], actor, routing)
+        return actions.run_action_as(get_settings(), dag_run.triggering_user_name, params["action"], actor, routing)
 
     apply()
 

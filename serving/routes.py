@@ -8,7 +8,6 @@ import functools
 import json
 import logging
 import re
-import secrets
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -20,12 +19,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
-from airloop import history
+from airloop import history, security
 from airloop.experiments.routing import Plan, RoutingConfig, plan
 from airloop.ledger import Kind
 from airloop.monitoring.prediction_log import ErrorRow, FeedbackRow, PredictionRow
 from airloop.monitoring.request_ids import is_issued, new_request_ids
 from airloop.registry.contract import Alias
+from airloop.security import Scope
 from serving.model_holder import LoadedModel
 from serving.openapi import PREDICT_REQUEST_REF, error_responses
 from serving.schemas import (
@@ -62,15 +62,22 @@ class ApiError(Exception):
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the admin API key (serving.api_key)")
 
 
-async def require_api_key(state: State, x_api_key: Annotated[str | None, Security(api_key_header)]) -> None:
-    """Admin endpoints: 401 without a key, 403 with a wrong one (or when no key is configured)."""
-    expected = state.settings.serving.api_key
-    if not x_api_key:
-        raise ApiError(401, "missing X-API-Key header", "unauthorized")
-    # As bytes: the header holds whatever octets the client sent (latin-1 text here), and compare_digest refuses str
-    # with non-ASCII characters.
-    if not expected or not secrets.compare_digest(x_api_key.encode("latin-1"), expected.encode()):
-        raise ApiError(403, "invalid API key", "forbidden")
+def require_scope(scope: Scope, endpoint: str):
+    """Admin endpoints: 401 without a key, 403 with an unknown one (or when none is configured) or with a key that
+    lacks ``scope`` (``airloop.security.SERVING_KEYS``)."""
+
+    async def check(state: State, x_api_key: Annotated[str | None, Security(api_key_header)]) -> None:
+        if not x_api_key:
+            raise ApiError(401, "missing X-API-Key header", "unauthorized")
+        # The header holds whatever octets the client sent (latin-1 text here): compared as bytes.
+        granted = security.key_scopes(state.settings, x_api_key.encode("latin-1"))
+        if not granted:
+            raise ApiError(403, "invalid API key", "forbidden")
+        if scope not in granted:
+            needed = " or ".join(security.keys_granting(scope))
+            raise ApiError(403, f"this API key lacks the {scope} scope that {endpoint} needs ({needed})", "forbidden")
+
+    return check
 
 
 async def require_json(request: Request) -> None:
@@ -325,12 +332,12 @@ async def models(state: State) -> dict[str, Any]:
     "/routing",
     response_model=Routing,
     responses=error_responses(400, 401, 403, 415, 422, 503),
-    dependencies=[Depends(require_api_key), Depends(require_json)],
+    dependencies=[Depends(require_scope(Scope.ROUTING, "PUT /v1/routing")), Depends(require_json)],
     summary="Change variant weights or mode live",
 )
 async def put_routing(body: RoutingUpdate, state: State) -> dict[str, Any]:
     """Change the live experiment for every replica (mode and experiment id are kept when not given); assignments stay
-    sticky for the same experiment id."""
+    sticky for the same experiment id. Needs a key with the routing scope: the admin key (serving.api_key)."""
     current = state.holder.experiment
     changes = {"weights": dict(body.weights), "mode": body.mode, "experiment": body.experiment}
     try:  # refuse an invalid experiment before anything is written
@@ -427,11 +434,12 @@ def history_row(row: Any) -> dict[str, Any]:
     "/reload",
     response_model=ReloadResult,
     responses=error_responses(401, 403),
-    dependencies=[Depends(require_api_key)],
+    dependencies=[Depends(require_scope(Scope.RELOAD, "POST /v1/reload"))],
     summary="Check the registry aliases now",
 )
 async def reload(state: State) -> dict[str, Any]:
-    """Poll the registry immediately instead of waiting for the interval."""
+    """Poll the registry immediately instead of waiting for the interval. Needs a key with the reload scope: the
+    admin key or the reload key (serving.reload_key)."""
     changed = await asyncio.get_running_loop().run_in_executor(None, state.holder.refresh)
     return {"changed": changed, "versions": state.holder.versions(), "registry_error": state.holder.registry_error}
 

@@ -12,13 +12,14 @@ import os
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StringConstraints, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 
 from airloop.registry.contract import Alias
+from airloop.security import USER_NAME_PATTERN, Role
 
 if TYPE_CHECKING:
     from airloop.storage import RuntimeLayout
@@ -162,7 +163,8 @@ class ServingSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
-    api_key: str | None = None
+    api_key: str | None = None  # admin key: scopes routing and reload (airloop.security.SERVING_KEYS)
+    reload_key: str | None = None  # scope reload only
     # Signs request ids so /v1/feedback recognises the ones it issued; the same on every replica (set it by env).
     request_id_key: str | None = None
     # Request ids whose feedback each replica remembers, to refuse a duplicate with 409.
@@ -180,6 +182,19 @@ class ServingSettings(BaseModel):
     def url(self) -> str:
         """Base URL of the service."""
         return f"http://{self.host}:{self.port}"
+
+
+class SecuritySettings(BaseModel):
+    """Who may do what (airloop.security): Airflow users and their airloop roles; Airflow generates the passwords."""
+
+    users: dict[Annotated[str, StringConstraints(pattern=USER_NAME_PATTERN)], Role] = {
+        "viewer": Role.VIEWER,
+        "scientist": Role.DATA_SCIENTIST,
+        "engineer": Role.ML_ENGINEER,
+        "admin": Role.ADMIN,
+    }
+    # The role of a readmission_registry run no signed-in user triggered (dag.test(), an asset event); None = none.
+    unattributed_role: Role | None = None
 
 
 class AirflowSettings(BaseModel):
@@ -214,6 +229,7 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     loop: LoopSettings = LoopSettings()
+    security: SecuritySettings = SecuritySettings()
 
     @model_validator(mode="after")
     def _absolute_paths(self) -> Settings:
@@ -272,9 +288,15 @@ class Settings(BaseSettings):
         return self.mlflow.registry_uri or self.tracking_uri
 
     @property
-    def artifact_location(self) -> str:
-        """Where new experiments store artifacts (local folder under ``home`` unless configured)."""
-        return self.mlflow.artifact_location or (self.mlflow_dir / "artifacts").as_uri()
+    def artifact_location(self) -> str | None:
+        """Where new experiments store artifacts: as configured; else a local folder under ``home`` with the embedded
+        store, and None (the tracking server's own artifact store, e.g. S3 behind ``--artifacts-destination``) with a
+        tracking server."""
+        if self.mlflow.artifact_location:
+            return self.mlflow.artifact_location
+        if urlparse(self.tracking_uri).scheme in ("http", "https"):
+            return None
+        return (self.mlflow_dir / "artifacts").as_uri()
 
     @property
     def logs_dir(self) -> Path:

@@ -1,11 +1,15 @@
-"""A promotion that needs approval, on a real Airflow: `airflow standalone` (scheduler, DAG processor, API server,
-triggerer) in its own AIRFLOW_HOME on a free port, not dag.test().
+"""A promotion that needs approval, and the roles around it, on a real Airflow: `airflow standalone` (scheduler,
+DAG processor, API server, triggerer) in its own AIRFLOW_HOME on a free port, not dag.test().
 
 The registry (champion v1, challenger v2 in a 50/50 A/B experiment) and labelled traffic in which the challenger is
-clearly better are prepared in this process first. Then a triggered run of readmission_ab_evaluate evaluates
-"promote" and parks `approve` in `awaiting_input`: nothing is promoted while it waits. A person approves through
-the REST API (PATCH .../taskInstances/approve/-1/hitlDetails) and only then `promote` runs: v2 becomes champion,
-v1 previous-champion, routing 100/0, and the promotion row of the decision history names the approver.
+clearly better are prepared in this process first. Airflow has airloop's users (security.users: viewer, scientist,
+engineer, admin), each signing in with the password Airflow generated. The viewer sees the DAGs but may not trigger
+readmission_etl (403). The data scientist triggers readmission_ab_evaluate, which evaluates "promote" and parks
+`approve` in `awaiting_input`, and readmission_registry `route`, which fails naming the role it needs. Nothing is
+promoted while `approve` waits; the data scientist's answer through the REST API (PATCH
+.../taskInstances/approve/-1/hitlDetails) is refused (403) and the run keeps waiting; the ML engineer's is taken and
+only then `promote` runs: v2 becomes champion, v1 previous-champion, routing 100/0, and the promotion row of the
+decision history names the approver.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ pytestmark = pytest.mark.dag
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "readmission_ab_evaluate"
+REGISTRY = "readmission_registry"
+ETL = "readmission_etl"
 MODEL = "readmission"
 ROWS_PER_ARM = 3500
 DRIFT = {"covariate_drift": 2.0, "concept_drift": 2.0}
@@ -201,7 +207,7 @@ def log_tail(service, lines: int = 60) -> str:
 
 def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loop_settings, experiment):
     from airloop import history
-    from airloop.cli.demo import AirflowClient, admin_password, state_file, wait_until
+    from airloop.cli.demo import AirflowClient, generated_password, state_file, wait_until
     from airloop.cli.supervisor import Supervisor, members
     from airloop.experiments.live import get_live
     from airloop.experiments.routing import RoutingConfig
@@ -223,12 +229,31 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
             airflow_environment(settings),
         )  # fmt: skip
         groups = [airflow.group]
-        wait_until(lambda: admin_password(settings)[1], "the generated admin password", 240, airflow)
-        user, password = admin_password(settings)
-        client = wait_until(lambda: AirflowClient(settings.airflow.url, user, password), "the API server", 240, airflow)
-        wait_until(lambda: client.dag_exists(DAG_ID), f"Airflow to parse {DAG_ID}", 240, airflow)
-        client.unpause(DAG_ID)
-        run_id = client.trigger(DAG_ID, {})
+        team = list(settings.security.users)
+        assert team == ["viewer", "scientist", "engineer", "admin"], team
+        wait_until(
+            lambda: all(generated_password(settings, name) for name in team), "the generated passwords", 240, airflow
+        )
+
+        def login(name: str) -> AirflowClient:
+            return AirflowClient(settings.airflow.url, name, generated_password(settings, name))
+
+        viewer = wait_until(lambda: login("viewer"), "the API server", 240, airflow)
+        scientist, engineer = login("scientist"), login("engineer")
+        client = viewer  # reads below: a viewer sees everything
+        for dag_id in (DAG_ID, REGISTRY, ETL):
+            wait_until(lambda d=dag_id: viewer.dag_exists(d), f"Airflow to parse {dag_id}", 240, airflow)
+
+        # A viewer sees but may not trigger.
+        refused = viewer.http.post(f"/api/v2/dags/{ETL}/dagRuns", json={"logical_date": None, "conf": {}})
+        assert refused.status_code == 403, refused.text
+        assert viewer.latest_run(ETL) is None
+
+        # A data scientist triggers the evaluation, and a routing change that its run refuses (it needs an admin).
+        scientist.unpause(DAG_ID)
+        run_id = scientist.trigger(DAG_ID, {})
+        scientist.unpause(REGISTRY)
+        route_run = scientist.trigger(REGISTRY, {"action": "route", "weights": {"champion": 0, "challenger": 100}})
         hitl = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
 
         def approve_waiting() -> bool:
@@ -256,6 +281,7 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
         assert detail.status_code == 200, detail.text
         request = detail.json()
         assert request["options"] == ["Approve", "Reject"] and not request["response_received"], request
+        assert {u["id"] for u in request["assigned_users"]} == {"engineer", "admin"}, request["assigned_users"]
         assert request["subject"] == "Promote readmission v2 to champion?", request["subject"]
         assert "labelled" in request["body"] and f"| challenger | {ROWS_PER_ARM} |" in request["body"], request["body"]
         # Answer only once the scheduler has processed the exit of the worker that parked the task (about 5 s after
@@ -267,9 +293,18 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
         assert client.task_states(DAG_ID, run_id)["approve"] == AWAITING_INPUT  # still waiting: nothing times out
         assert aliases() == {Alias.CHAMPION: "1", Alias.CHALLENGER: "2"}
 
-        answer = client.http.patch(hitl, json={"chosen_options": ["Approve"], "params_input": {}})
+        # Only the approvers may answer: the viewer and the data scientist are refused, the run keeps waiting.
+        for person in (viewer, scientist):
+            denied = person.http.patch(hitl, json={"chosen_options": ["Approve"], "params_input": {}})
+            assert denied.status_code == 403, denied.text
+        assert "User=scientist (id=scientist) is not a respondent" in denied.json()["detail"], denied.text
+        assert not client.http.get(hitl).json()["response_received"]
+        assert client.task_states(DAG_ID, run_id)["approve"] == AWAITING_INPUT
+        assert aliases() == {Alias.CHAMPION: "1", Alias.CHALLENGER: "2"}
+
+        answer = engineer.http.patch(hitl, json={"chosen_options": ["Approve"], "params_input": {}})
         assert answer.status_code == 200, answer.text
-        assert answer.json()["responded_by"]["name"] == user and answer.json()["chosen_options"] == ["Approve"]
+        assert answer.json()["responded_by"]["name"] == "engineer" and answer.json()["chosen_options"] == ["Approve"]
 
         def finished() -> str | None:
             approve = client.task_states(DAG_ID, run_id).get("approve")
@@ -292,9 +327,21 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
         assert approve["try_number"] == 1, approve  # approved at the first ask, not after a retry
         answered = client.http.get(hitl).json()
         assert answered["response_received"] and answered["chosen_options"] == ["Approve"], answered
-        assert answered["responded_by_user"]["name"] == user
-        again = client.http.patch(hitl, json={"chosen_options": ["Reject"], "params_input": {}})
+        assert answered["responded_by_user"]["name"] == "engineer"
+        again = engineer.http.patch(hitl, json={"chosen_options": ["Reject"], "params_input": {}})
         assert again.status_code == 409, again.text  # one answer only
+
+        # The data scientist's routing change failed at once (no retry), naming who, their role and the role needed.
+        routed = wait_until(
+            lambda: (s := client.run_state(REGISTRY, route_run)) in ("success", "failed") and s,
+            f"{REGISTRY} run {route_run}", 120, airflow,
+        )  # fmt: skip
+        assert routed == "failed", client.task_states(REGISTRY, route_run)
+        apply = client.http.get(f"/api/v2/dags/{REGISTRY}/dagRuns/{route_run}/taskInstances/apply").json()
+        assert apply["state"] == "failed" and apply["try_number"] == 1, apply
+        task_logs = (settings.airflow_home / "logs" / f"dag_id={REGISTRY}").rglob("*.log")
+        logged = "".join(path.read_text(errors="replace") for path in task_logs)
+        assert "user 'scientist' may not route: it has role data_scientist; route needs admin" in logged, logged[-3000:]
         total = time.monotonic() - began
         print(f"approval test: Airflow up and waiting after {waiting_since - began:.0f}s, done after {total:.0f}s")
 
@@ -307,7 +354,9 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
     promotions = history.rows(settings, kind=Kind.PROMOTION)
     assert len(promotions) == 1, promotions
     promotion = promotions[0]
-    assert promotion.decided_by == f"approved by {user}", promotion.decided_by
+    assert promotion.decided_by == "approved by engineer", promotion.decided_by
     assert promotion.key == f"promotion:{look.key}" and promotion.payload["evaluation_key"] == look.key
     assert promotion.payload["approval"]["chosen_options"] == ["Approve"], promotion.payload
     assert promotion.payload["promoted"] == "2"
+    routings = history.rows(settings, kind=Kind.ROUTING_CHANGED)
+    assert not [r for r in routings if r.decided_by.endswith(" by scientist")], routings  # the refused route

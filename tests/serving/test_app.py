@@ -359,6 +359,43 @@ def test_admin_endpoint_with_wrong_key_gets_403(client, method, path, body):
     assert client.get("/v1/models").json()["routing"]["weights"] != {"champion": 1}
 
 
+RELOAD_KEY = "test-reload-key"
+
+
+@pytest.fixture
+def reload_key(settings, monkeypatch) -> dict[str, str]:
+    """The module's app with a reload-only key (serving.reload_key) configured beside the admin key."""
+    monkeypatch.setattr(settings.serving, "reload_key", RELOAD_KEY)
+    return {"X-API-Key": RELOAD_KEY}
+
+
+def test_reload_key_may_reload_but_gets_403_naming_the_scope_on_routing(client, routing, reload_key):
+    reload = client.post("/v1/reload", headers=reload_key)
+    route = client.put("/v1/routing", json={"weights": {"champion": 1}}, headers=reload_key)
+
+    assert reload.status_code == 200 and reload.json()["versions"] == VERSION
+    assert route.status_code == 403
+    assert route.json()["detail"] == (
+        "this API key lacks the routing scope that PUT /v1/routing needs (serving.api_key)"
+    )
+    assert client.get("/v1/models").json()["routing"]["weights"] == routing.weights
+
+
+@pytest.mark.parametrize(("method", "path", "body"), ADMIN_CALLS)
+def test_admin_endpoint_without_key_gets_401_with_a_reload_key_configured(client, reload_key, method, path, body):
+    response = client.request(method, path, json=body)
+
+    assert response.status_code == 401
+
+
+def test_admin_key_may_reload_and_change_routing(client, routing, reload_key):
+    reload = client.post("/v1/reload", headers=KEY)
+    route = client.put("/v1/routing", json={"weights": routing.weights, "mode": routing.mode}, headers=KEY)
+
+    assert reload.status_code == 200
+    assert route.status_code == 200 and route.json()["weights"] == routing.weights
+
+
 @pytest.mark.parametrize(
     "body",
     [

@@ -39,7 +39,10 @@ class DemoError(RuntimeError):
 
 
 def airflow_env(settings: Settings) -> dict[str, str]:
-    """Environment for Airflow processes: repo dags/ and plugins/, SQLite under the runtime folder, no examples."""
+    """Environment for Airflow processes: repo dags/ and plugins/, SQLite under the runtime folder, no examples, the
+    users of ``security.users`` with their roles (SimpleAuthManager generates their passwords)."""
+    from airloop.security import airflow_users
+
     env = os.environ.copy()
     # standalone starts its components as `airflow ...` subprocesses: the venv's bin must come first on PATH.
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -51,6 +54,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__PARALLELISM": str(settings.airflow.parallelism),
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(settings.airflow.parallelism),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": airflow_users(settings),
+            # Every API call needs a token: never the auth-less "everyone is admin" mode, whatever the shell says.
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "AIRFLOW__API__HOST": settings.airflow.host,
             "AIRFLOW__API__PORT": str(settings.airflow.port),
             # Task workers reach the API server here (Airflow's default is localhost:8080 whatever the port).
@@ -132,14 +138,28 @@ class AirflowClient:
         return {ti["task_id"]: ti["state"] for ti in response.json()["task_instances"]}
 
 
-def admin_password(settings: Settings) -> tuple[str, str]:
-    """SimpleAuthManager's generated (user, password) from AIRFLOW_HOME."""
+def generated_password(settings: Settings, user: str) -> str:
+    """The password SimpleAuthManager generated for ``user`` into AIRFLOW_HOME ("" until it has)."""
     path = settings.airflow_home / PASSWORD_FILE
-    if not path.is_file():
-        return "", ""
-    users = json.loads(path.read_text())
-    user, password = next(iter(users.items()))
-    return user, password
+    try:
+        return json.loads(path.read_text() or "{}").get(user, "")
+    except (OSError, ValueError):  # not written yet, or caught while being written
+        return ""
+
+
+def admin_password(settings: Settings) -> tuple[str, str]:
+    """The first admin of ``security.users`` and its generated password ("" until generated): the demo's login."""
+    from airloop.security import Role
+
+    admins = [name for name, role in settings.security.users.items() if role is Role.ADMIN]
+    if not admins:
+        raise DemoError("the demo signs in to Airflow as an admin: give one user the admin role in security.users")
+    return admins[0], generated_password(settings, admins[0])
+
+
+def users_line(settings: Settings) -> str:
+    """The Airflow users and their airloop roles, e.g. "viewer (viewer), scientist (data_scientist)"."""
+    return ", ".join(f"{name} ({role.value})" for name, role in settings.security.users.items())
 
 
 def wait_for_run(client: AirflowClient, dag_id: str, run_id: str, settings: Settings, service: Service) -> str:
@@ -227,6 +247,8 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
     print(f"  Airflow standalone starting (log: {airflow.log})", flush=True)
     wait_until(lambda: admin_password(settings)[1], "the generated admin password", 240, airflow)
     user, password = admin_password(settings)
+    pw_file = settings.airflow_home / PASSWORD_FILE
+    print(f"  Airflow users {users_line(settings)}: passwords generated in {pw_file}", flush=True)
     client = wait_until(lambda: AirflowClient(settings.airflow.url, user, password), "the API server", 240, airflow)
     for dag_id in DAGS:
         wait_until(lambda d=dag_id: client.dag_exists(d), f"Airflow to parse {dag_id}", 180, airflow)
@@ -349,12 +371,12 @@ def print_summary(settings: Settings, etl_state: str, train_state: str) -> None:
 
     url = settings.airflow.url
     pw_file = settings.airflow_home / PASSWORD_FILE
-    user = admin_password(settings)[0] or "admin"
+    user = admin_password(settings)[0]
     datasets = settings.layout.datasets(settings.data.dataset_name).url()
     print(
         f"""
 readmission_etl: {etl_state}; readmission_train: {train_state}
-  Airflow UI      {url}   (user/password in {pw_file})
+  Airflow UI      {url}   (users {users_line(settings)}; passwords in {pw_file})
   MLflow UI       {settings.mlflow.ui_url}   (registered model "{settings.mlflow.model_name}")
   datasets        {datasets}
   quarantine      {settings.layout.quarantine(settings.data.dataset_name).url()}

@@ -6,6 +6,7 @@ import logging
 from dataclasses import asdict
 from typing import Any
 
+from airloop import security
 from airloop.errors import RegistryActionError
 from airloop.registry import aliases as reg
 from airloop.settings import Settings
@@ -13,6 +14,20 @@ from airloop.settings import Settings
 log = logging.getLogger(__name__)
 
 ACTIONS = ("show", "promote", "rollback", "route")
+
+
+def run_action_as(
+    settings: Settings, user: str | None, action: str, actor: str, routing: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``run_action`` on behalf of ``user``, the Airflow user who triggered the run, if their role allows ``action``
+    (``airloop.security.REGISTRY_ACTION_ROLES``); the audit trail names them.
+
+    Raises:
+        NotAuthorized: before anything is read or changed, naming the user, their role and the role needed.
+    """
+    role = security.authorize_registry_action(settings, action, user)
+    log.info("registry %s by %s (role %s)", action, user or "no signed-in user", role.value if role else "none")
+    return run_action(settings, action, f"{actor} by {user}" if user else actor, routing)
 
 
 def run_action(settings: Settings, action: str, actor: str, routing: dict[str, Any] | None = None) -> dict[str, Any]:

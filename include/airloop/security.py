@@ -1,0 +1,205 @@
+"""Who may do what: airloop's four roles, what each one is in Airflow, who answers a promotion's approval, which
+registry actions each role may run, and which admin scopes each serving key grants.
+
+| airloop role     | Airflow (SimpleAuthManager) role | on top of that, airloop lets it                           |
+|------------------|----------------------------------|-----------------------------------------------------------|
+| `viewer`         | `viewer`: reads, writes nothing  | nothing                                                   |
+| `data_scientist` | `user`: + trigger, pause, clear  | `readmission_registry` `show`                             |
+| `ml_engineer`    | `op`: + connections, variables   | answer promotion approvals; registry `promote`/`rollback` |
+| `admin`          | `admin`: everything              | the above and registry `route` (change the live routing)  |
+
+Airflow enforces the left column on every API call (a token from ``/auth/token``); the DAG-level rights of the
+``user`` role cover every DAG, so airloop enforces the right column inside the run: the approval task is assigned to
+the approvers only (Airflow answers anyone else 403), and ``readmission_registry`` checks the role of the user who
+triggered the run before it moves an alias or the routing. The prediction service's admin endpoints take keys with
+scopes instead (``key_scopes``).
+
+Imported while DAG files are parsed: the standard library and airloop.errors only.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from airloop.errors import FinalError
+
+if TYPE_CHECKING:
+    from airloop.settings import Settings
+
+# SimpleAuthManager reads `[core] simple_auth_manager_users` as "name:role,name:role": no ":" or "," in a name.
+USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"
+# The triggering user Airflow records for a run made by dag.test().
+DAG_TEST_USER = "dag_test"
+
+
+class Role(StrEnum):
+    """airloop's roles, lowest first: each one may do what the ones before it may."""
+
+    VIEWER = "viewer"
+    DATA_SCIENTIST = "data_scientist"
+    ML_ENGINEER = "ml_engineer"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def at_least(self, other: Role) -> bool:
+        """Whether this role may do what ``other`` may."""
+        return self.rank >= other.rank
+
+
+# The SimpleAuthManager role (viewer < user < op < admin) each airloop role signs in to Airflow with.
+AIRFLOW_ROLES: dict[Role, str] = {
+    Role.VIEWER: "viewer",
+    Role.DATA_SCIENTIST: "user",  # may trigger, pause and clear DAG runs
+    Role.ML_ENGINEER: "op",  # operates the pipeline: also connections (S3, Postgres, alerts), pools, variables
+    Role.ADMIN: "admin",
+}
+
+# The lowest role that may run each readmission_registry action (None: any run may).
+REGISTRY_ACTION_ROLES: dict[str, Role | None] = {
+    "show": None,
+    "promote": Role.ML_ENGINEER,
+    "rollback": Role.ML_ENGINEER,
+    "route": Role.ADMIN,
+}
+
+
+class Scope(StrEnum):
+    """What a serving admin key may do."""
+
+    ROUTING = "routing"  # PUT /v1/routing
+    RELOAD = "reload"  # POST /v1/reload
+
+
+# The serving settings holding admin keys (set them through the environment only) and the scopes each grants.
+SERVING_KEYS: dict[str, frozenset[Scope]] = {
+    "api_key": frozenset(Scope),
+    "reload_key": frozenset({Scope.RELOAD}),
+}
+
+
+class NotAuthorized(FinalError):
+    """A user's role does not allow what the run asked for; the message names the user, the role and the role needed."""
+
+
+class SecurityMisconfigured(FinalError):
+    """The security settings cannot express what they are asked for (e.g. nobody may answer an approval)."""
+
+
+def roles_from(role: Role) -> str:
+    """``role`` and every role above it, as a person reads it: "ml_engineer or admin"."""
+    return " or ".join(r.value for r in Role if r.at_least(role))
+
+
+def airflow_users(settings: Settings) -> str:
+    """``[core] simple_auth_manager_users`` (``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS``) for ``security.users``.
+
+    No passwords: SimpleAuthManager generates one per user into its passwords file on first start."""
+    if not settings.security.users:
+        raise SecurityMisconfigured("security.users is empty: nobody could sign in to Airflow")
+    return ",".join(f"{name}:{AIRFLOW_ROLES[role]}" for name, role in settings.security.users.items())
+
+
+def role_of(settings: Settings, user: str | None) -> Role | None:
+    """The airloop role of an Airflow user; a run without one (no user, or dag.test()) has
+    ``security.unattributed_role``; a user not in ``security.users`` has none."""
+    users = settings.security.users
+    if user in users:
+        return users[user]
+    if user is None or user == DAG_TEST_USER:
+        return settings.security.unattributed_role
+    return None
+
+
+def approvers(settings: Settings) -> list[dict[str, str]]:
+    """The users assigned to a promotion's approval: ``loop.approver_role`` and every role above it.
+
+    As ``HITLUser`` dicts (``id`` = ``name`` = the SimpleAuthManager user name), for ``ApprovalOperator``'s
+    ``assigned_users``: Airflow refuses (403) an answer from anyone else.
+
+    Raises:
+        SecurityMisconfigured: the approver role is not a role, is ``viewer`` (viewers cannot answer in Airflow), or
+            no user holds it: an approval assigned to nobody could be answered by anyone allowed to edit the DAG.
+    """
+    try:
+        needed = Role(settings.loop.approver_role)
+    except ValueError as error:
+        raise SecurityMisconfigured(
+            f"loop.approver_role {settings.loop.approver_role!r} is not a role: choose one of {[r.value for r in Role]}"
+        ) from error
+    if needed is Role.VIEWER:
+        raise SecurityMisconfigured("loop.approver_role is viewer: viewers cannot answer an approval in Airflow")
+    names = [name for name, role in settings.security.users.items() if role.at_least(needed)]
+    if not names:
+        raise SecurityMisconfigured(
+            f"no user in security.users is {roles_from(needed)} (loop.approver_role): nobody could approve a promotion"
+        )
+    return [{"id": name, "name": name} for name in names]
+
+
+def authorize_registry_action(settings: Settings, action: str, user: str | None) -> Role | None:
+    """The role of ``user`` (the user who triggered the run) if it may run registry ``action``.
+
+    Raises:
+        ValueError: ``action`` is not a registry action.
+        NotAuthorized: the user's role is below the one ``action`` needs, or the user has no role.
+    """
+    if action not in REGISTRY_ACTION_ROLES:
+        raise ValueError(f"unknown registry action {action!r}; choose one of {tuple(REGISTRY_ACTION_ROLES)}")
+    needed = REGISTRY_ACTION_ROLES[action]
+    role = role_of(settings, user)
+    if needed is None or (role is not None and role.at_least(needed)):
+        return role
+    if user is None or (user == DAG_TEST_USER and user not in settings.security.users):
+        who = "a run no signed-in user triggered" + (" (dag.test())" if user else "")
+        setting = "security.unattributed_role"
+        has = f"role {role.value} ({setting})" if role else f"no role ({setting}: null)"
+    else:
+        who = f"user {user!r}"
+        has = f"role {role.value}" if role else "no role (not in security.users)"
+    raise NotAuthorized(f"{who} may not {action}: it has {has}; {action} needs {roles_from(needed)}")
+
+
+def approved_by(settings: Settings, approval: Mapping[str, Any] | None) -> str | None:
+    """Who approved a promotion, from the approval task's result; None when ``loop.require_approval`` is off.
+
+    Raises:
+        NotAuthorized: approval is required and the result holds no "Approve" from an assigned approver (e.g. the
+            approval task was marked successful by hand instead of answered).
+    """
+    if not settings.loop.require_approval:
+        return None
+    approval = approval or {}
+    user = approval.get("responded_by_user") or {}
+    user_id = user.get("id") if isinstance(user, Mapping) else None
+    allowed = [a["id"] for a in approvers(settings)]
+    if approval.get("chosen_options") != ["Approve"] or user_id not in allowed:
+        answer = f"{approval.get('chosen_options')} by {user_id!r}" if approval else "no answer"
+        raise NotAuthorized(
+            f"a promotion needs an approval answered by one of {allowed} (loop.approver_role); approve holds "
+            f"{answer}: was it marked successful by hand?"
+        )
+    return str(user.get("name") or user_id)
+
+
+def key_scopes(settings: Settings, presented: bytes) -> frozenset[Scope]:
+    """The scopes the serving admin key ``presented`` grants (none for an unknown key).
+
+    Compared in constant time with every configured key, as bytes: the header holds whatever octets the client sent,
+    and ``secrets.compare_digest`` refuses str with non-ASCII characters."""
+    granted: set[Scope] = set()
+    for field, scopes in SERVING_KEYS.items():
+        expected = getattr(settings.serving, field)
+        if expected and secrets.compare_digest(presented, expected.encode()):
+            granted |= scopes
+    return frozenset(granted)
+
+
+def keys_granting(scope: Scope) -> list[str]:
+    """The settings whose key grants ``scope`` (``serving.api_key``, ...), to say which key a request needs."""
+    return [f"serving.{field}" for field, scopes in SERVING_KEYS.items() if scope in scopes]

@@ -1,0 +1,366 @@
+"""The production path on real parts: PostgreSQL and S3 behind every store, Airflow as separate processes.
+
+One PostgreSQL server (Debian's package) holds three databases: Airflow's metadata, MLflow's backend store and
+airloop's decision ledger. One S3 server (moto in server mode) holds two buckets: the runtime root (datasets,
+quarantine, Data Docs, reports, the prediction and feedback logs) and MLflow's artifacts. Airflow runs as
+``api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` processes with the LocalExecutor on that PostgreSQL;
+MLflow as ``mlflow server`` on PostgreSQL + S3; the prediction service against that MLflow. Nothing is configured but
+environment variables, as a deployment would do it.
+
+The walk: a token from the Airflow API; ``readmission_etl`` triggered through REST API v2 and polled to success; it
+hands the version to ``readmission_train``, which registers the champion; the service loads it (artifacts from S3),
+scores encounters and its prediction log lands in the bucket; ``readmission_drift`` runs on that log. Asserted on
+objects in the buckets and rows in the databases, not only on run states; and no task log holds the S3 secret or the
+database password.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.pg_server import PostgresServer
+from tests.s3_server import REGION, S3Server
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+DATA_BUCKET, ARTIFACT_BUCKET = "airloop-runtime", "airloop-mlflow"
+PREFIX = "prod"
+DATABASES = ("airflow", "mlflow", "ledger")
+ROWS = 3000
+PREDICTIONS = 160
+RUN_TIMEOUT_S = 600
+RESERVED_PORTS = {5000, 8000, 8080, 8793, 8794}  # a demo may be running on these
+
+
+def free_port() -> int:
+    import socket
+
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port not in RESERVED_PORTS:
+            return port
+
+
+def wait_for(check: Callable[[], Any], what: str, timeout: float, logs: list[Path], every: float = 2.0) -> Any:
+    """Poll ``check()`` until it returns something truthy; fail naming ``what`` and the tail of each log."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+        except (httpx.HTTPError, OSError) as error:
+            value, last = None, error
+        if value:
+            return value
+        time.sleep(every)
+    tails = "\n".join(f"--- {log} ---\n{tail(log)}" for log in logs)
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})\n{tails}")
+
+
+def tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.is_file() else "(no log)"
+
+
+@dataclass
+class Stack:
+    """The running deployment: URLs, credentials and where each process logs."""
+
+    root: Path
+    env: dict[str, str]
+    pg: PostgresServer
+    s3: S3Server
+    db_password: str
+    s3_secret: str
+    airflow_url: str
+    mlflow_url: str
+    serving_url: str
+    api_key: str
+    logs: dict[str, Path] = field(default_factory=dict)
+
+    def database_url(self, name: str, driver: str = "postgresql+psycopg2") -> str:
+        return f"{driver}://{self.pg.user}:{self.db_password}@{self.pg.host}:{self.pg.port}/{name}"
+
+    def query(self, database: str, sql: str, *args: Any) -> list[tuple]:
+        import psycopg2
+
+        dsn = self.pg.dsn.replace(f"dbname={self.pg.dbname}", f"dbname={database}")
+        with contextlib.closing(psycopg2.connect(dsn)) as conn, conn.cursor() as cursor:
+            cursor.execute(sql, args)
+            return cursor.fetchall()
+
+    def objects(self, bucket: str, prefix: str = "") -> list[str]:
+        paginator = self.s3.client().get_paginator("list_objects_v2")
+        return [o["Key"] for page in paginator.paginate(Bucket=bucket, Prefix=prefix) for o in page.get("Contents", [])]
+
+
+class Airflow:
+    """REST API v2 with a token from ``/auth/token``."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.http = httpx.Client(base_url=stack.airflow_url, timeout=30)
+        passwords = stack.root / "airflow" / "simple_auth_manager_passwords.json.generated"
+        users = json.loads(passwords.read_text())
+        token = self.http.post("/auth/token", json={"username": "admin", "password": users["admin"]})
+        token.raise_for_status()
+        self.http.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, f"/api/v2{path}", **kwargs)
+        assert response.status_code < 300, f"{method} {path}: {response.status_code} {response.text[:500]}"
+        return response.json() if response.content else None
+
+    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+        return self.call("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})["dag_run_id"]
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after"})["dag_runs"]
+
+    def finished(self, dag_id: str, run_id: str) -> dict[str, str]:
+        """Wait for the run to end; its task states (the test fails with them and the logs when it failed)."""
+        logs = list(self.stack.logs.values())
+        state = wait_for(
+            lambda: (s := self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]) in ("success", "failed") and s,
+            f"{dag_id} run {run_id}",
+            RUN_TIMEOUT_S,
+            logs,
+            every=3,
+        )
+        tasks = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        states = {t["task_id"]: t["state"] for t in tasks}
+        assert state == "success", f"{dag_id} {run_id} {state}: {states}; task logs under {self.stack.root / 'airflow'}"
+        return states
+
+
+def _databases(pg: PostgresServer) -> None:
+    import psycopg2
+
+    conn = psycopg2.connect(pg.dsn)
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        for name in DATABASES:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+            cursor.execute(f"CREATE DATABASE {name}")
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
+    from airloop.cli.supervisor import Supervisor
+
+    root = Path(tmp_path_factory.mktemp("production"))
+    _databases(postgres_server)
+    for bucket in (DATA_BUCKET, ARTIFACT_BUCKET):
+        s3_server.client().create_bucket(Bucket=bucket)
+    stack = Stack(
+        root=root,
+        env={},
+        pg=postgres_server,
+        s3=s3_server,
+        # The server trusts loopback connections, so any password connects; these are the values a leak would show.
+        db_password=f"pg-{secrets.token_hex(8)}",
+        s3_secret=f"s3-{secrets.token_hex(12)}",
+        airflow_url=f"http://127.0.0.1:{free_port()}",
+        mlflow_url=f"http://127.0.0.1:{free_port()}",
+        serving_url=f"http://127.0.0.1:{free_port()}",
+        api_key=secrets.token_hex(16),
+    )
+    airflow_port = stack.airflow_url.rsplit(":", 1)[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AIRLOOP_", "AWS_", "MLFLOW_"))}
+    env.update(
+        {
+            "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+            "PYTHONPATH": str(REPO),
+            "GX_ANALYTICS_ENABLED": "False",
+            # S3: one endpoint, credentials only in the environment (what an IAM role or a secret would provide).
+            "AWS_ACCESS_KEY_ID": "airloop-production",
+            "AWS_SECRET_ACCESS_KEY": stack.s3_secret,
+            "AWS_DEFAULT_REGION": REGION,
+            # Airflow: metadata on PostgreSQL, LocalExecutor, the repo's DAGs, a token-protected API.
+            "AIRFLOW_HOME": str(root / "airflow"),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": stack.database_url("airflow"),
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": "2",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__FERNET_KEY": _fernet_key(),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{stack.airflow_url}/execution/",
+            "AIRFLOW__API__HOST": "127.0.0.1",
+            "AIRFLOW__API__PORT": airflow_port,
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            # airloop: every store remote; the local home is scratch only.
+            "AIRLOOP_HOME": str(root / "scratch"),
+            "AIRLOOP_STORAGE__URL": f"s3://{DATA_BUCKET}/{PREFIX}",
+            "AIRLOOP_STORAGE__S3_ENDPOINT_URL": s3_server.endpoint_url,
+            "AIRLOOP_STORAGE__S3_REGION": REGION,
+            "AIRLOOP_LEDGER__URL": stack.database_url("ledger"),
+            "AIRLOOP_MLFLOW__TRACKING_URI": stack.mlflow_url,
+            "AIRLOOP_SERVING__PORT": stack.serving_url.rsplit(":", 1)[1],
+            "AIRLOOP_SERVING__API_KEY": stack.api_key,
+            "AIRLOOP_SERVING__REQUEST_ID_KEY": secrets.token_hex(16),
+            "AIRLOOP_SERVING__POLL_INTERVAL_S": "2",
+            "AIRLOOP_MONITORING__MIN_ROWS": "100",
+        }
+    )
+    stack.env = env
+    mlflow_env = {**env, "MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint_url}
+    import subprocess
+
+    migrate = subprocess.run(
+        [str(BIN / "airflow"), "db", "migrate"], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
+    with Supervisor(root / "processes.json", root / "logs") as supervisor:
+        mlflow_port = stack.mlflow_url.rsplit(":", 1)[1]
+        mlflow_command = [
+            str(BIN / "mlflow"), "server",
+            "--backend-store-uri", stack.database_url("mlflow"),
+            "--artifacts-destination", f"s3://{ARTIFACT_BUCKET}/artifacts",
+            "--serve-artifacts", "--host", "127.0.0.1", "--port", mlflow_port, "--workers", "1",
+        ]  # fmt: skip
+        services = {"mlflow": supervisor.start("mlflow", mlflow_command, mlflow_env)}
+        for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
+            services[component] = supervisor.start(component, [str(BIN / "airflow"), component], env)
+        stack.logs = {name: service.log for name, service in services.items()}
+        logs = list(stack.logs.values())
+        wait_for(lambda: httpx.get(f"{stack.mlflow_url}/health", timeout=5).status_code == 200, "MLflow", 180, logs)
+        wait_for(
+            lambda: httpx.get(f"{stack.airflow_url}/api/v2/monitor/health", timeout=5).status_code == 200,
+            "the Airflow API server",
+            240,
+            logs,
+        )
+        wait_for(
+            lambda: (root / "airflow" / "simple_auth_manager_passwords.json.generated").is_file(),
+            "the generated passwords",
+            60,
+            logs,
+        )
+        stack.supervisor = supervisor  # type: ignore[attr-defined]
+        yield stack
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def start_serving(stack: Stack) -> Any:
+    command = [
+        sys.executable, "-m", "uvicorn", "--factory", "serving.main:create_app",
+        "--host", "127.0.0.1", "--port", stack.env["AIRLOOP_SERVING__PORT"], "--workers", "1", "--no-access-log",
+    ]  # fmt: skip
+    service = stack.supervisor.start("serving", command, stack.env)  # type: ignore[attr-defined]
+    stack.logs["serving"] = service.log
+    return service
+
+
+def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_postgres(stack):
+    from airloop.data.synthetic import generate
+    from airloop.data.transform import prepare
+    from airloop.settings import Settings
+    from airloop.training.features import model_inputs
+    from airloop.training.handoff import training_run_id
+
+    airflow = Airflow(stack)
+    for dag_id in ("readmission_etl", "readmission_train", "readmission_drift"):
+        wait_for(
+            lambda d=dag_id: airflow.http.get(f"/api/v2/dags/{d}").status_code == 200,
+            f"{dag_id} parsed",
+            180,
+            list(stack.logs.values()),
+        )
+        airflow.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+
+    # ETL through the REST API: the batch is published to S3 and handed to training exactly once.
+    etl_run = airflow.trigger("readmission_etl", {"rows": ROWS, "seed": 11})
+    etl_tasks = airflow.finished("readmission_etl", etl_run)
+    assert set(etl_tasks.values()) <= {"success", "skipped"}, etl_tasks
+    datasets = stack.objects(DATA_BUCKET, f"{PREFIX}/datasets/")
+    manifests = [k for k in datasets if k.endswith("/_MANIFEST.json")]
+    assert len(manifests) == 1, datasets
+    version = manifests[0].split("/")[-2]
+    assert any(k.endswith(".parquet") and f"/{version}/" in k for k in datasets), datasets
+    train_run = training_run_id(Settings(), version)  # the run id the hand-off derives from the version
+    wait_for(
+        lambda: [r["dag_run_id"] for r in airflow.runs("readmission_train")] == [train_run],
+        f"readmission_train run {train_run}, triggered once",
+        120,
+        list(stack.logs.values()),
+    )
+    train_tasks = airflow.finished("readmission_train", train_run)
+    assert train_tasks["register"] == "success", train_tasks
+
+    # The registry on PostgreSQL, the model's files in the artifact bucket.
+    alias = "SELECT version FROM registered_model_aliases WHERE name = %s AND alias = %s"
+    champion = stack.query("mlflow", alias, "readmission", "champion")
+    assert champion == [(1,)]
+    (source,) = stack.query("mlflow", "SELECT source FROM model_versions WHERE name = %s", "readmission")[0]
+    artifacts = stack.objects(ARTIFACT_BUCKET, "artifacts/")
+    assert any(k.endswith("/MLmodel") for k in artifacts), artifacts[:20]
+    decided = stack.query("ledger", "SELECT kind, outcome, outcome_detail FROM decisions ORDER BY id")
+    assert decided == [("dataset_published", "training_started", train_run), ("model_registered", "done", None)]
+    runs = stack.query("airflow", "SELECT dag_id, state FROM dag_run WHERE dag_id LIKE 'readmission_%%'")
+    assert ("readmission_etl", "success") in runs and ("readmission_train", "success") in runs, runs
+
+    # The service loads the champion through the MLflow server (artifacts from S3) and logs to S3.
+    service = start_serving(stack)
+    logs = list(stack.logs.values())
+    wait_for(lambda: httpx.get(f"{stack.serving_url}/ready", timeout=5).status_code == 200, "serving ready", 180, logs)
+    frame = prepare(generate(PREDICTIONS, seed=12))
+    records = model_inputs(frame).to_dict("records")
+    with httpx.Client(base_url=stack.serving_url, timeout=30) as http:
+        for start in range(0, PREDICTIONS, 20):
+            chunk = [{**r, "entity_id": str(i)} for i, r in enumerate(records[start : start + 20], start)]
+            response = http.post("/v1/predict", json={"records": chunk})
+            assert response.status_code == 200, response.text
+            assert {p["model_version"] for p in response.json()["predictions"]} == {"1"}
+    parts = wait_for(
+        lambda: [k for k in stack.objects(DATA_BUCKET, f"{PREFIX}/predictions/") if k.endswith(".parquet")],
+        "prediction log parts in the bucket",
+        60,
+        logs,
+    )
+    assert all("/date=" in k and "/hour=" in k and "/part-" in k for k in parts), parts
+    assert service.process.poll() is None, tail(service.log)
+
+    # The drift DAG reads that log from S3, publishes its report there and its verdict in the ledger.
+    drift_run = airflow.trigger("readmission_drift", {})
+    drift_tasks = airflow.finished("readmission_drift", drift_run)
+    assert drift_tasks["compare"] == "success", drift_tasks
+    verdict = "SELECT payload::json ->> 'rows', outcome FROM decisions WHERE kind = %s"
+    verdicts = stack.query("ledger", verdict, "drift_verdict")
+    assert verdicts == [(str(PREDICTIONS), "no_action")], verdicts
+    reports = stack.objects(DATA_BUCKET, f"{PREFIX}/reports/")
+    assert any(k.endswith(".html") for k in reports) and any(k.endswith(".json") for k in reports), reports
+
+    # No secret in any task log or service log.
+    logged = [*(stack.root / "airflow" / "logs").rglob("*"), *stack.logs.values()]
+    leaks = [
+        str(path)
+        for path in logged
+        if path.is_file() and any(s in path.read_text(errors="replace") for s in (stack.s3_secret, stack.db_password))
+    ]
+    assert not leaks, f"secrets written to {leaks}"
+    assert source.startswith(("models:/", "mlflow-artifacts:/")), source  # served by the MLflow server from S3

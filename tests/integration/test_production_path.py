@@ -20,10 +20,12 @@ import contextlib
 import json
 import os
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ DATABASES = ("airflow", "mlflow", "ledger")
 ROWS = 3000
 PREDICTIONS = 160
 RUN_TIMEOUT_S = 600
+EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
 RESERVED_PORTS = {5000, 8000, 8080, 8793, 8794}  # a demo may be running on these
 
 
@@ -271,14 +274,23 @@ def start_serving(stack: Stack) -> Any:
         sys.executable, "-m", "uvicorn", "--factory", "serving.main:create_app",
         "--host", "127.0.0.1", "--port", stack.env["AIRLOOP_SERVING__PORT"], "--workers", "1", "--no-access-log",
     ]  # fmt: skip
-    service = stack.supervisor.start("serving", command, stack.env)  # type: ignore[attr-defined]
+    # Nothing is flushed before shutdown: what reaches the bucket is what SIGTERM's graceful shutdown wrote.
+    env = {**stack.env, "AIRLOOP_SERVING__LOG_FLUSH_INTERVAL_S": "3600", "AIRLOOP_SERVING__LOG_FLUSH_ROWS": "100000"}
+    service = stack.supervisor.start("serving", command, env)  # type: ignore[attr-defined]
     stack.logs["serving"] = service.log
     return service
 
 
-def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_postgres(stack):
+def remote_storage(stack: Stack) -> dict[str, Any]:
+    """Settings of the runtime root in the bucket, for reading it from this process."""
+    endpoint = stack.s3.endpoint_url
+    return {"storage": {"url": f"s3://{DATA_BUCKET}/{PREFIX}", "s3_endpoint_url": endpoint, "s3_region": REGION}}
+
+
+def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_postgres(stack, monkeypatch):
     from airloop.data.synthetic import generate
     from airloop.data.transform import prepare
+    from airloop.monitoring.prediction_log import load_predictions
     from airloop.settings import Settings
     from airloop.training.features import model_inputs
     from airloop.training.handoff import training_run_id
@@ -330,20 +342,28 @@ def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_post
     wait_for(lambda: httpx.get(f"{stack.serving_url}/ready", timeout=5).status_code == 200, "serving ready", 180, logs)
     frame = prepare(generate(PREDICTIONS, seed=12))
     records = model_inputs(frame).to_dict("records")
+    answered = []
     with httpx.Client(base_url=stack.serving_url, timeout=30) as http:
         for start in range(0, PREDICTIONS, 20):
             chunk = [{**r, "entity_id": str(i)} for i, r in enumerate(records[start : start + 20], start)]
             response = http.post("/v1/predict", json={"records": chunk})
             assert response.status_code == 200, response.text
             assert {p["model_version"] for p in response.json()["predictions"]} == {"1"}
-    parts = wait_for(
-        lambda: [k for k in stack.objects(DATA_BUCKET, f"{PREFIX}/predictions/") if k.endswith(".parquet")],
-        "prediction log parts in the bucket",
-        60,
-        logs,
-    )
-    assert all("/date=" in k and "/hour=" in k and "/part-" in k for k in parts), parts
-    assert service.process.poll() is None, tail(service.log)
+            answered += [p["request_id"] for p in response.json()["predictions"]]
+    assert stack.objects(DATA_BUCKET, f"{PREFIX}/predictions/") == []  # all still buffered in the replica
+
+    # SIGTERM (what Kubernetes sends) loses nothing: the shutdown flushes every buffered row to the bucket.
+    os.killpg(service.group, signal.SIGTERM)
+    code = service.process.wait(timeout=60)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught: the exit status says "terminated by SIGTERM".
+    assert code in (0, -signal.SIGTERM), f"serving exited with {code}:\n{tail(service.log, 15)}"
+    assert "Application shutdown complete." in service.log.read_text(), tail(service.log, 15)
+    parts = [k for k in stack.objects(DATA_BUCKET, f"{PREFIX}/predictions/") if k.endswith(".parquet")]
+    assert parts and all("/date=" in k and "/hour=" in k and "/part-" in k for k in parts), parts
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
+        monkeypatch.setenv(name, stack.env[name])
+    logged = load_predictions(Settings(**remote_storage(stack)).layout.predictions(), *EVER, columns=["request_id"])
+    assert sorted(logged["request_id"]) == sorted(answered)
 
     # The drift DAG reads that log from S3, publishes its report there and its verdict in the ledger.
     drift_run = airflow.trigger("readmission_drift", {})

@@ -495,12 +495,23 @@ def test_two_writers_on_one_root_lose_and_duplicate_nothing(storage):
     assert len(storage.walk_files()) > 2  # many flushes from both replicas, none overwritten
 
 
-def test_replica_killed_with_sigkill_leaves_a_readable_log(storage, caplog):
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_replica_killed_with_sigkill_leaves_a_readable_log(backend, tmp_path, request, caplog):
+    if backend == "local":
+        url, options, storage = str(tmp_path / "predictions"), {}, Storage.from_url(tmp_path / "predictions")
+    else:  # a replica writing to the bucket: an object is visible only once its upload completed
+        s3_server = request.getfixturevalue("s3_server")
+        bucket = f"kill-{uuid.uuid4().hex[:12]}"
+        s3_server.client().create_bucket(Bucket=bucket)
+        url = f"s3://{bucket}/predictions"
+        options = {"endpoint_url": s3_server.endpoint_url, "access_key": ACCESS_KEY, "secret_key": SECRET_KEY}
+        storage = Storage.from_url(url, S3Options(**options, region=REGION))
     script = f"""
 import sys, time
 from airloop.monitoring.prediction_log import LogWriter, PREDICTIONS, PredictionRow
-from airloop.storage import Storage
-writer = LogWriter(Storage.from_url({storage.root!r}), PREDICTIONS, interval_s=0.001, max_rows=50)
+from airloop.storage import S3Options, Storage
+options = S3Options(**{options!r}, region={REGION!r})
+writer = LogWriter(Storage.from_url({url!r}, options), PREDICTIONS, interval_s=0.001, max_rows=50)
 writer.start()
 record = {{f"feature_{{i}}": i for i in range(40)}}
 n = reported = 0

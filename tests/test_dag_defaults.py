@@ -65,3 +65,17 @@ def test_final_errors_fail_at_once_and_others_retry_with_doubling_delay():
     assert args["owner"] == "airloop" and args["retries"] == 2
     assert args["retry_delay"] == timedelta(seconds=10) and args["retry_exponential_backoff"] == 2.0
     assert args["on_failure_callback"] is on_failure_callback
+
+
+def test_retries_and_their_delay_come_from_settings(monkeypatch):
+    from airloop.settings import get_settings
+
+    monkeypatch.setenv("AIRLOOP_AIRFLOW__RETRIES", "4")
+    monkeypatch.setenv("AIRLOOP_AIRFLOW__RETRY_DELAY_SCALE", "0.1")
+    get_settings.cache_clear()
+    try:
+        args = default_args(retry_delay=timedelta(seconds=20))
+    finally:
+        get_settings.cache_clear()
+
+    assert (args["retries"], args["retry_delay"]) == (4, timedelta(seconds=2))

@@ -22,21 +22,26 @@ def default_args(
     execution_timeout: timedelta = timedelta(minutes=30),
     **overrides: Any,
 ) -> dict[str, Any]:
-    """``default_args`` for an airloop DAG: a ``FinalError`` fails at once, anything else retries twice with backoff.
+    """``default_args`` for an airloop DAG: a ``FinalError`` fails at once, anything else retries ``airflow.retries``
+    times (2 by default) with backoff.
 
     Args:
-        retry_delay: the delay before the first retry; each later one doubles it (up to ``max_retry_delay``).
+        retry_delay: the delay before the first retry, times ``airflow.retry_delay_scale``; each later one doubles it
+            (up to ``max_retry_delay``).
         execution_timeout: how long one try may run.
         **overrides: any other task argument, replacing the shared value.
     """
     from airflow.sdk import ExceptionRetryPolicy, RetryAction, RetryRule
 
+    from airloop.settings import get_settings
+
+    cfg = get_settings().airflow
     final = RetryRule(exception="airloop.errors.FinalError", action=RetryAction.FAIL, reason="retrying cannot help")
     return {
         "owner": OWNER,
         "retry_policy": ExceptionRetryPolicy(rules=[final]),
-        "retries": 2,
-        "retry_delay": retry_delay,
+        "retries": cfg.retries,
+        "retry_delay": retry_delay * cfg.retry_delay_scale,
         # A multiplier in Airflow 3.3 (delay * 2.0 ** (try - 1)): True would mean 1.0, a constant delay.
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(minutes=10),

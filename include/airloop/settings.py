@@ -204,6 +204,10 @@ class AirflowSettings(BaseModel):
     port: int = Field(8080, gt=0, lt=65536)
     parallelism: int = Field(4, ge=1)
     run_timeout_s: int = Field(900, gt=0)
+    # Every airloop task: retries after a retryable error, and a factor on each DAG's first retry delay (doubling
+    # after that); a FinalError is never retried.
+    retries: int = Field(2, ge=0)
+    retry_delay_scale: float = Field(1.0, gt=0)
     dags_folder: Path = Path("dags")
     plugins_folder: Path = Path("plugins")
 

@@ -28,12 +28,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import pytest
 
 from tests.pg_server import PostgresServer
 from tests.s3_server import REGION, S3Server
+from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -94,6 +96,7 @@ class Stack:
     mlflow_url: str
     serving_url: str
     api_key: str
+    proxy: TcpProxy
     logs: dict[str, Path] = field(default_factory=dict)
 
     def database_url(self, name: str, driver: str = "postgresql+psycopg2") -> str:
@@ -135,8 +138,8 @@ class Airflow:
     def runs(self, dag_id: str) -> list[dict[str, Any]]:
         return self.call("GET", f"/dags/{dag_id}/dagRuns", params={"order_by": "-run_after"})["dag_runs"]
 
-    def finished(self, dag_id: str, run_id: str) -> dict[str, str]:
-        """Wait for the run to end; its task states (the test fails with them and the logs when it failed)."""
+    def ended(self, dag_id: str, run_id: str) -> tuple[str, list[dict[str, Any]]]:
+        """Wait for the run to end: its state and its task instances."""
         logs = list(self.stack.logs.values())
         state = wait_for(
             lambda: (s := self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]) in ("success", "failed") and s,
@@ -145,10 +148,18 @@ class Airflow:
             logs,
             every=3,
         )
-        tasks = self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+        return state, self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
+    def finished(self, dag_id: str, run_id: str) -> dict[str, str]:
+        """Wait for the run to succeed; its task states (the test fails with them when it failed)."""
+        state, tasks = self.ended(dag_id, run_id)
         states = {t["task_id"]: t["state"] for t in tasks}
         assert state == "success", f"{dag_id} {run_id} {state}: {states}; task logs under {self.stack.root / 'airflow'}"
         return states
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, attempt: int) -> str:
+        path = f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{attempt}"
+        return json.dumps(self.call("GET", path, params={"full_content": True}))
 
 
 def _databases(pg: PostgresServer) -> None:
@@ -183,6 +194,8 @@ def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
         mlflow_url=f"http://127.0.0.1:{free_port()}",
         serving_url=f"http://127.0.0.1:{free_port()}",
         api_key=secrets.token_hex(16),
+        # airloop's S3 traffic goes through a proxy the fault test can unplug (MLflow's artifacts do not).
+        proxy=TcpProxy(urlparse(s3_server.endpoint_url).hostname, urlparse(s3_server.endpoint_url).port).start(),
     )
     airflow_port = stack.airflow_url.rsplit(":", 1)[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AIRLOOP_", "AWS_", "MLFLOW_"))}
@@ -214,7 +227,7 @@ def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
             # airloop: every store remote; the local home is scratch only.
             "AIRLOOP_HOME": str(root / "scratch"),
             "AIRLOOP_STORAGE__URL": f"s3://{DATA_BUCKET}/{PREFIX}",
-            "AIRLOOP_STORAGE__S3_ENDPOINT_URL": s3_server.endpoint_url,
+            "AIRLOOP_STORAGE__S3_ENDPOINT_URL": stack.proxy.url,
             "AIRLOOP_STORAGE__S3_REGION": REGION,
             "AIRLOOP_LEDGER__URL": stack.database_url("ledger"),
             "AIRLOOP_MLFLOW__TRACKING_URI": stack.mlflow_url,
@@ -223,6 +236,7 @@ def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
             "AIRLOOP_SERVING__REQUEST_ID_KEY": secrets.token_hex(16),
             "AIRLOOP_SERVING__POLL_INTERVAL_S": "2",
             "AIRLOOP_MONITORING__MIN_ROWS": "100",
+            "AIRLOOP_AIRFLOW__RETRY_DELAY_SCALE": "0.05",  # 30 s -> 1.5 s: the retries of the fault test, quickly
         }
     )
     stack.env = env
@@ -260,7 +274,10 @@ def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
             logs,
         )
         stack.supervisor = supervisor  # type: ignore[attr-defined]
-        yield stack
+        try:
+            yield stack
+        finally:
+            stack.proxy.stop()
 
 
 def _fernet_key() -> str:
@@ -384,3 +401,37 @@ def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_post
     ]
     assert not leaks, f"secrets written to {leaks}"
     assert source.startswith(("models:/", "mlflow-artifacts:/")), source  # served by the MLflow server from S3
+
+
+def test_s3_outage_retries_then_fails_naming_the_object_and_a_rerun_afterwards_duplicates_nothing(stack):
+    # After the walk above: one dataset version, one model version, one training run.
+    airflow = Airflow(stack)
+    manifests = sorted(k for k in stack.objects(DATA_BUCKET, f"{PREFIX}/datasets/") if k.endswith("_MANIFEST.json"))
+    versions = stack.query("mlflow", "SELECT name, version FROM model_versions")
+    trainings = [r["dag_run_id"] for r in airflow.runs("readmission_train")]
+
+    stack.proxy.stop()  # the S3 endpoint refuses every connection
+    try:
+        run = airflow.trigger("readmission_etl", {"rows": ROWS, "seed": 11})  # the same batch as before
+        state, tasks = airflow.ended("readmission_etl", run)
+    finally:
+        stack.proxy.start()
+
+    assert state == "failed"
+    (failed,) = [t for t in tasks if t["state"] == "failed"]
+    assert failed["try_number"] == 3, failed  # the first try and airflow.retries (2) retries
+    text = airflow.task_log("readmission_etl", run, failed["task_id"], 3)
+    assert "AWS Error NETWORK_CONNECTION" in text and f"in bucket '{DATA_BUCKET}'" in text, text[-3000:]
+    assert f"readmission_etl.{failed['task_id']} (try 3) failed: OSError" in text, text[-3000:]
+
+    # S3 is back: the failed tasks are cleared and run again; the batch is the one already published.
+    airflow.call(
+        "POST",
+        "/dags/readmission_etl/clearTaskInstances",
+        json={"dag_run_id": run, "only_failed": True, "dry_run": False, "reset_dag_runs": True},
+    )
+    airflow.finished("readmission_etl", run)
+    again = sorted(k for k in stack.objects(DATA_BUCKET, f"{PREFIX}/datasets/") if k.endswith("_MANIFEST.json"))
+    assert again == manifests
+    assert stack.query("mlflow", "SELECT name, version FROM model_versions") == versions
+    assert [r["dag_run_id"] for r in airflow.runs("readmission_train")] == trainings

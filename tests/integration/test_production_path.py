@@ -150,6 +150,10 @@ class Airflow:
         )
         return state, self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 
+    def ended_or_now(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        """The run's task instances as they are now."""
+        return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
+
     def finished(self, dag_id: str, run_id: str) -> dict[str, str]:
         """Wait for the run to succeed; its task states (the test fails with them when it failed)."""
         state, tasks = self.ended(dag_id, run_id)
@@ -435,3 +439,74 @@ def test_s3_outage_retries_then_fails_naming_the_object_and_a_rerun_afterwards_d
     assert again == manifests
     assert stack.query("mlflow", "SELECT name, version FROM model_versions") == versions
     assert [r["dag_run_id"] for r in airflow.runs("readmission_train")] == trainings
+
+
+def test_postgresql_restarted_during_a_run_then_the_run_completes_with_nothing_twice(stack):
+    import subprocess
+
+    airflow = Airflow(stack)
+    manifests = [k for k in stack.objects(DATA_BUCKET, f"{PREFIX}/datasets/") if k.endswith("_MANIFEST.json")]
+    versions = stack.query("mlflow", "SELECT version FROM model_versions")
+    run = airflow.trigger("readmission_etl", {"rows": ROWS, "seed": 13})  # a new batch
+    wait_for(
+        lambda: any(t["state"] == "running" for t in airflow.ended_or_now("readmission_etl", run)),
+        "a running task of readmission_etl",
+        120,
+        list(stack.logs.values()),
+        every=0.5,
+    )
+    log = str(stack.pg.root / "server.log")  # without -l the server would keep our stdout pipe open
+    restart = [str(stack.pg.bindir / "pg_ctl"), "-D", str(stack.pg.datadir), "-l", log, "-m", "fast", "-w", "restart"]
+    done = subprocess.run(_as_postgres(restart), capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    restarted = restart_crashed(stack)  # what Kubernetes does for a pod whose process exited
+
+    state, _ = airflow.ended("readmission_etl", run)
+    if state == "failed":  # failed cleanly: a re-run of the failed tasks completes it
+        airflow.call(
+            "POST",
+            "/dags/readmission_etl/clearTaskInstances",
+            json={"dag_run_id": run, "only_failed": True, "dry_run": False, "reset_dag_runs": True},
+        )
+        airflow.finished("readmission_etl", run)
+    new = [k for k in stack.objects(DATA_BUCKET, f"{PREFIX}/datasets/") if k.endswith("_MANIFEST.json")]
+    assert len(new) == len(manifests) + 1, (new, manifests)
+    (version,) = {k.split("/")[-2] for k in new} - {k.split("/")[-2] for k in manifests}
+    train_run = training_run_id_of(version)
+    wait_for(
+        lambda: train_run in [r["dag_run_id"] for r in airflow.runs("readmission_train")],
+        f"readmission_train run {train_run}",
+        120,
+        list(stack.logs.values()),
+    )
+    airflow.finished("readmission_train", train_run)
+    assert [r["dag_run_id"] for r in airflow.runs("readmission_train")].count(train_run) == 1
+    assert len(stack.query("mlflow", "SELECT version FROM model_versions")) == len(versions) + 1
+    print(f"after the restart: ETL {state} at first; components restarted: {restarted or 'none'}")
+
+
+def _as_postgres(command: list[str]) -> list[str]:
+    from tests.pg_server import _as_system_user
+
+    return _as_system_user(command)
+
+
+def training_run_id_of(version: str) -> str:
+    from airloop.settings import Settings
+    from airloop.training.handoff import training_run_id
+
+    return training_run_id(Settings(), version)
+
+
+def restart_crashed(stack: Stack) -> list[str]:
+    """Start again every Airflow or MLflow process that exited (a crashed pod is restarted); their names."""
+    time.sleep(5)  # give a process that lost its database a moment to exit
+    restarted = []
+    for service in list(stack.supervisor.services):  # type: ignore[attr-defined]
+        if service.name != "serving" and service.process.poll() is not None:
+            command, env = service.process.args, stack.env
+            if service.name == "mlflow":
+                env = {**stack.env, "MLFLOW_S3_ENDPOINT_URL": stack.s3.endpoint_url}
+            stack.logs[service.name] = stack.supervisor.start(service.name, command, env).log  # type: ignore[attr-defined]
+            restarted.append(service.name)
+    return restarted

@@ -308,3 +308,34 @@ def test_config_file_prefers_the_environment_then_the_working_directory(tmp_path
 
     assert config_file() == other
     assert Settings().data.dataset_name == "from_env"
+
+
+def test_in_airflow_s3_credentials_and_endpoint_come_from_the_storage_connection(s3_server, monkeypatch):
+    from airloop import storage as storage_module
+
+    bucket = f"conn-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AIRLOOP_STORAGE__S3_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AIRFLOW_CONN_AIRLOOP_STORAGE", s3_server.airflow_connection())  # endpoint + keys in it
+    monkeypatch.setenv("AIRLOOP_STORAGE__URL", f"s3://{bucket}/runtime")
+    storage_module._connection_options.cache_clear()
+    try:
+        settings = Settings()
+        options = storage_module.s3_options(None, None, settings.storage.s3_conn_id)
+        settings.layout.reports().write_bytes(b"{}", "r.json")
+    finally:
+        storage_module._connection_options.cache_clear()
+
+    assert (options.endpoint_url, options.region, options.access_key) == (s3_server.endpoint_url, REGION, ACCESS_KEY)
+    assert SECRET_KEY not in repr(options)
+    assert s3_server.client().get_object(Bucket=bucket, Key="runtime/reports/r.json")["Body"].read() == b"{}"
+
+
+def test_without_that_connection_the_default_aws_chain_is_used():
+    from airloop import storage as storage_module
+
+    storage_module._connection_options.cache_clear()
+    options = storage_module.s3_options("http://minio:9000", "eu-west-1", "no_such_connection")
+
+    assert options == S3Options(endpoint_url="http://minio:9000", region="eu-west-1")

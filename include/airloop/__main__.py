@@ -1,5 +1,5 @@
-"""Command line: ``python -m airloop demo`` (what ``make demo`` runs), ``stop`` (``make stop``), ``registry`` and
-``history``."""
+"""Command line: ``python -m airloop demo`` (what ``make demo`` runs), ``stop`` (``make stop``), ``registry``,
+``history`` and ``config-reference``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import getpass
 import logging
 import sys
+from pathlib import Path
 
 from airloop.settings import get_settings
 
@@ -43,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     past.add_argument("--kind", help="only decisions of this kind (drift_verdict, promotion, rollback, ...)")
     past.add_argument("--limit", type=int, default=50, help="at most this many rows (default 50)")
     past.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    reference = commands.add_parser("config-reference", help="the Markdown reference of every setting")
+    reference.add_argument("--output", type=Path, help="write it to this file instead of printing it")
     args = parser.parse_args(argv)
     # The commands print what a person needs; library chatter (GE, MLflow, httpx) stays below WARNING.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -68,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "history":
         return _history(args)
+    if args.command == "config-reference":
+        from airloop.cli import config_reference
+
+        return config_reference.main(args.output)
     return 2
 
 

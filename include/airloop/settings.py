@@ -68,11 +68,13 @@ class DataSettings(BaseModel):
 
 
 class StorageSettings(BaseModel):
-    """The runtime root of datasets, quarantine, Data Docs, reports and logs; S3 credentials come from the env."""
+    """The runtime root of datasets, quarantine, Data Docs, reports and logs. S3 credentials: in Airflow tasks from the
+    connection ``s3_conn_id`` when it exists, else (and in serving) the standard AWS chain."""
 
     url: str | None = None
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    s3_conn_id: str | None = "airloop_storage"
 
 
 class QualitySettings(BaseModel):
@@ -256,9 +258,11 @@ class Settings(BaseSettings):
     @property
     def layout(self) -> RuntimeLayout:
         """Where datasets, quarantine, Data Docs, reports, logs and staging live under the runtime root."""
-        from airloop.storage import RuntimeLayout, S3Options, Storage
+        from airloop.storage import RuntimeLayout, Storage, s3_options
 
-        s3 = S3Options(endpoint_url=self.storage.s3_endpoint_url, region=self.storage.s3_region)
+        cfg = self.storage
+        remote = urlparse(self.storage_url).scheme == "s3"
+        s3 = s3_options(cfg.s3_endpoint_url, cfg.s3_region, cfg.s3_conn_id) if remote else None
         return RuntimeLayout(Storage.from_url(self.storage_url, s3))
 
     @property

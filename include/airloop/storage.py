@@ -16,8 +16,10 @@ baselines, the prediction and feedback logs and per-run staging folders. Nobody 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import posixpath
 import re
 import uuid
@@ -33,6 +35,8 @@ import pyarrow.fs as pafs
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "_MANIFEST.json"
 
@@ -65,12 +69,56 @@ def _manifest_document(files: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]
 
 @dataclass(frozen=True)
 class S3Options:
-    """How to reach an S3-compatible store (credentials come from the environment / default chain)."""
+    """How to reach an S3-compatible store; without keys, credentials come from the environment / default chain."""
 
     endpoint_url: str | None = None
     region: str | None = None
     access_key: str | None = None
     secret_key: str | None = None
+    session_token: str | None = None
+
+    def __repr__(self) -> str:  # never print a secret
+        return f"S3Options(endpoint_url={self.endpoint_url!r}, region={self.region!r}, keys={bool(self.access_key)})"
+
+
+def s3_options(endpoint_url: str | None, region: str | None, conn_id: str | None) -> S3Options:
+    """How the runtime root's S3 is reached: endpoint and region from settings; inside Airflow, credentials (and an
+    endpoint or region settings leave unset) from the Airflow connection ``conn_id`` through the Amazon provider's
+    ``AwsBaseHook``; otherwise, or when that connection does not exist, the standard AWS chain (environment, IAM
+    role)."""
+    found = _connection_options(conn_id) if conn_id else None
+    if found is None:
+        return S3Options(endpoint_url=endpoint_url, region=region)
+    return S3Options(
+        endpoint_url=endpoint_url or found.endpoint_url,
+        region=region or found.region,
+        access_key=found.access_key,
+        secret_key=found.secret_key,
+        session_token=found.session_token,
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _connection_options(conn_id: str) -> S3Options | None:
+    """The S3 options of Airflow connection ``conn_id`` (read once per process), None where there is none."""
+    try:
+        from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+    except ImportError:  # serving, the CLI: no Airflow here
+        return None
+    try:
+        hook = AwsBaseHook(aws_conn_id=conn_id, client_type="s3")
+        config = hook.conn_config
+        credentials = hook.get_credentials()
+    except Exception as error:  # AirflowNotFoundException and kin: no such connection in this deployment
+        log.info("S3 credentials from the environment: no usable Airflow connection %r (%s)", conn_id, error)
+        return None
+    return S3Options(
+        endpoint_url=config.endpoint_url,
+        region=config.region_name,
+        access_key=credentials.access_key,
+        secret_key=credentials.secret_key,
+        session_token=credentials.token,
+    )
 
 
 @dataclass(frozen=True)
@@ -96,6 +144,8 @@ class Storage:
             if options.access_key:
                 kwargs["access_key"] = options.access_key
                 kwargs["secret_key"] = options.secret_key
+                if options.session_token:
+                    kwargs["session_token"] = options.session_token
             root = posixpath.join(parsed.netloc, parsed.path.lstrip("/")).rstrip("/")
             return cls(pafs.S3FileSystem(**kwargs), root, "s3")
         if parsed.scheme not in ("", "file"):

@@ -5,7 +5,12 @@ airloop's decision ledger. One S3 server (moto in server mode) holds two buckets
 quarantine, Data Docs, reports, the prediction and feedback logs) and MLflow's artifacts. Airflow runs as
 ``api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` processes with the LocalExecutor on that PostgreSQL;
 MLflow as ``mlflow server`` on PostgreSQL + S3; the prediction service against that MLflow. Nothing is configured but
-environment variables, as a deployment would do it.
+environment variables, as a deployment would do it. The tasks reach S3 with the credentials of the Airflow connection
+``airloop_storage`` (no AWS_* variable in Airflow's environment); MLflow's server and the service with the standard
+AWS chain.
+
+Faults, on the same deployment: S3 unplugged during an ETL run (retries, then a failure naming the bucket; cleared
+afterwards, nothing twice); PostgreSQL restarted while an ETL task runs (the run and its training complete once).
 
 The walk: a token from the Airflow API; ``readmission_etl`` triggered through REST API v2 and polled to success; it
 hands the version to ``readmission_train``, which registers the champion; the service loads it (artifacts from S3),
@@ -98,6 +103,11 @@ class Stack:
     api_key: str
     proxy: TcpProxy
     logs: dict[str, Path] = field(default_factory=dict)
+
+    def aws_env(self) -> dict[str, str]:
+        """S3 credentials as the standard AWS chain reads them (for MLflow's server and the prediction service)."""
+        keys = {"AWS_ACCESS_KEY_ID": "airloop-production", "AWS_SECRET_ACCESS_KEY": self.s3_secret}
+        return {**keys, "AWS_DEFAULT_REGION": REGION}
 
     def database_url(self, name: str, driver: str = "postgresql+psycopg2") -> str:
         return f"{driver}://{self.pg.user}:{self.db_password}@{self.pg.host}:{self.pg.port}/{name}"
@@ -208,10 +218,16 @@ def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
             "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
             "PYTHONPATH": str(REPO),
             "GX_ANALYTICS_ENABLED": "False",
-            # S3: one endpoint, credentials only in the environment (what an IAM role or a secret would provide).
-            "AWS_ACCESS_KEY_ID": "airloop-production",
-            "AWS_SECRET_ACCESS_KEY": stack.s3_secret,
-            "AWS_DEFAULT_REGION": REGION,
+            # S3 for tasks: credentials only in the Airflow connection storage.s3_conn_id (read with the Amazon
+            # provider's hook); no AWS_* variable in Airflow's environment.
+            "AIRFLOW_CONN_AIRLOOP_STORAGE": json.dumps(
+                {
+                    "conn_type": "aws",
+                    "login": "airloop-production",
+                    "password": stack.s3_secret,
+                    "extra": {"endpoint_url": stack.proxy.url, "region_name": REGION},
+                }
+            ),
             # Airflow: metadata on PostgreSQL, LocalExecutor, the repo's DAGs, a token-protected API.
             "AIRFLOW_HOME": str(root / "airflow"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": stack.database_url("airflow"),
@@ -244,7 +260,7 @@ def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
         }
     )
     stack.env = env
-    mlflow_env = {**env, "MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint_url}
+    mlflow_env = {**env, **stack.aws_env(), "MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint_url}
     import subprocess
 
     migrate = subprocess.run(
@@ -296,7 +312,9 @@ def start_serving(stack: Stack) -> Any:
         "--host", "127.0.0.1", "--port", stack.env["AIRLOOP_SERVING__PORT"], "--workers", "1", "--no-access-log",
     ]  # fmt: skip
     # Nothing is flushed before shutdown: what reaches the bucket is what SIGTERM's graceful shutdown wrote.
-    env = {**stack.env, "AIRLOOP_SERVING__LOG_FLUSH_INTERVAL_S": "3600", "AIRLOOP_SERVING__LOG_FLUSH_ROWS": "100000"}
+    # The service is no Airflow task: its S3 credentials come from the standard AWS chain (here its environment).
+    env = {**stack.env, **stack.aws_env(), "AIRLOOP_SERVING__LOG_FLUSH_INTERVAL_S": "3600"}
+    env["AIRLOOP_SERVING__LOG_FLUSH_ROWS"] = "100000"
     service = stack.supervisor.start("serving", command, env)  # type: ignore[attr-defined]
     stack.logs["serving"] = service.log
     return service
@@ -381,8 +399,8 @@ def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_post
     assert "Application shutdown complete." in service.log.read_text(), tail(service.log, 15)
     parts = [k for k in stack.objects(DATA_BUCKET, f"{PREFIX}/predictions/") if k.endswith(".parquet")]
     assert parts and all("/date=" in k and "/hour=" in k and "/part-" in k for k in parts), parts
-    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"):
-        monkeypatch.setenv(name, stack.env[name])
+    for name, value in stack.aws_env().items():
+        monkeypatch.setenv(name, value)
     logged = load_predictions(Settings(**remote_storage(stack)).layout.predictions(), *EVER, columns=["request_id"])
     assert sorted(logged["request_id"]) == sorted(answered)
 
@@ -506,7 +524,7 @@ def restart_crashed(stack: Stack) -> list[str]:
         if service.name != "serving" and service.process.poll() is not None:
             command, env = service.process.args, stack.env
             if service.name == "mlflow":
-                env = {**stack.env, "MLFLOW_S3_ENDPOINT_URL": stack.s3.endpoint_url}
+                env = {**stack.env, **stack.aws_env(), "MLFLOW_S3_ENDPOINT_URL": stack.s3.endpoint_url}
             stack.logs[service.name] = stack.supervisor.start(service.name, command, env).log  # type: ignore[attr-defined]
             restarted.append(service.name)
     return restarted

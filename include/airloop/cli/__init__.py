@@ -1,1 +1,2 @@
-"""The command line's own machinery (``python -m airloop``): the demo and the supervisor of its services."""
+"""The command line's own machinery (``python -m airloop``): the demo, the supervisor of its services and the
+configuration reference."""

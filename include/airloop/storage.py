@@ -35,6 +35,7 @@ import pyarrow.fs as pafs
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,10 @@ class Storage:
 
     def url(self, *parts: str) -> str:
         """Where ``parts`` lives, as a person would type it: a local path or ``s3://bucket/key``."""
-        path = self.path(*parts)
+        return self.url_of(self.path(*parts))
+
+    def url_of(self, path: str) -> str:
+        """The URL of a filesystem path of this storage (one ``self.fs`` returned, e.g. from a listing)."""
         return path if self.is_local else f"s3://{path}"
 
     def child(self, *parts: str) -> Storage:
@@ -272,6 +276,16 @@ class Storage:
             return pd.read_parquet(self.path(*parts), filesystem=self.fs, columns=columns)
         except FileNotFoundError as error:
             raise FileNotFoundError(f"{self.url(*parts)} does not exist") from error
+
+    def write_table(self, table: pa.Table, *parts: str, compression: str = "zstd") -> str:
+        """Write an Arrow ``table`` as Parquet at ``parts`` atomically (a reader never sees half a file); its URL."""
+        import pyarrow.parquet as pq
+
+        def write(path: str) -> None:
+            pq.write_table(table, path, filesystem=self.fs, compression=compression)
+
+        self._write_atomic(write, *parts)
+        return self.url(*parts)
 
     def write_parquet(self, frame: pd.DataFrame, *parts: str) -> str:
         """Write ``frame`` (without its index) as Parquet at ``parts`` atomically; returns its URL."""

@@ -468,8 +468,15 @@ def test_buffer_keeps_the_newest_rows_when_storage_fails_for_too_long(tmp_path):
     )
 
 
-def test_two_writers_on_one_root_lose_and_duplicate_nothing(storage):
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_two_writers_on_one_root_lose_and_duplicate_nothing(backend, storage, request):
     # Same process, so both get the same default writer id: the UUID in each part's name must keep them apart.
+    if backend == "s3":  # two replicas sharing one prefix of a bucket
+        s3_server = request.getfixturevalue("s3_server")
+        bucket = f"replicas-{uuid.uuid4().hex[:12]}"
+        s3_server.client().create_bucket(Bucket=bucket)
+        options = S3Options(endpoint_url=s3_server.endpoint_url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+        storage = Storage.from_url(f"s3://{bucket}/predictions", options)
     writers = [LogWriter(storage, PREDICTIONS, interval_s=0.01, max_rows=100) for _ in range(2)]
     assert writers[0].writer_id == writers[1].writer_id
 

@@ -23,7 +23,6 @@ computed on the raw records (``raw_records``) or on the transformed features.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import posixpath
@@ -516,24 +515,11 @@ class LogWriter(Generic[RowT]):
         return table, accepted
 
     def _write_part(self, hour: int, table: pa.Table) -> None:
-        """Publish one complete part under the hour's folder: temp file + rename locally, one object upload on S3."""
+        """Publish one complete part under the hour's folder (``Storage.write_table``: all or nothing)."""
         stamp = datetime.fromtimestamp(hour * 3600, UTC)
-        folder = self.storage.path(f"date={stamp:%Y-%m-%d}", f"hour={stamp:%H}")
         name = f"part-{self.writer_id}-{uuid.uuid4().hex}.parquet"
         table = table.replace_schema_metadata({**self.log_format.schema.metadata, WRITER_KEY: self.writer_id.encode()})
-        fs = self.storage.fs
-        if not self.storage.is_local:
-            pq.write_table(table, posixpath.join(folder, name), filesystem=fs, compression="zstd")
-            return
-        fs.create_dir(folder, recursive=True)
-        tmp = posixpath.join(folder, f".{name}.tmp")
-        try:
-            pq.write_table(table, tmp, filesystem=fs, compression="zstd")
-            fs.move(tmp, posixpath.join(folder, name))
-        except BaseException:
-            with contextlib.suppress(OSError):  # never created, or the disk is gone: readers ignore temp names
-                fs.delete_file(tmp)
-            raise
+        self.storage.write_table(table, f"date={stamp:%Y-%m-%d}", f"hour={stamp:%H}", name)
 
 
 # --- reading ----------------------------------------------------------------------------------------------------
@@ -770,9 +756,9 @@ def _record_type(storage: Storage, log_format: LogFormat, paths: list[str]) -> t
         except Exception as error:
             if not _damaged(error):
                 raise
-            log.warning("skipping damaged %s log part %s: %s", log_format.name, _url(storage, path), error)
+            log.warning("skipping damaged %s log part %s: %s", log_format.name, storage.url_of(path), error)
             return None
-        return schema if _is_part_of(log_format, schema.metadata, _url(storage, path)) else None
+        return schema if _is_part_of(log_format, schema.metadata, storage.url_of(path)) else None
 
     if not paths:
         return [], pa.struct([])
@@ -786,7 +772,7 @@ def _record_type(storage: Storage, log_format: LogFormat, paths: list[str]) -> t
 
 def _read_part(storage: Storage, log_format: LogFormat, path: str, columns: list[str]) -> pa.Table | None:
     """One part's ``columns`` (those it has); None when it is damaged or not a part of this log."""
-    url = _url(storage, path)
+    url = storage.url_of(path)
     try:
         with storage.fs.open_input_file(path) as source:
             parquet = pq.ParquetFile(source)
@@ -874,10 +860,6 @@ def _prefetch(read: Callable[[str], pa.Table | None], paths: list[str]) -> Itera
             yield ahead.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _url(storage: Storage, path: str) -> str:
-    return path if storage.is_local else f"s3://{path}"
 
 
 # --- the configured logs -------------------------------------------------------------------------------------------

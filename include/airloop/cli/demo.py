@@ -365,6 +365,14 @@ def registry_table(settings: Settings) -> str:
         return f"(registry unavailable: {error})"
 
 
+def training_link(settings: Settings) -> str:
+    """The MLflow UI page of the training experiment, opened on its runs (not the GenAI view)."""
+    from airloop.registry.client import connect, ui_link
+
+    experiment = connect(settings).get_experiment_by_name(settings.mlflow.experiment)
+    return ui_link(settings.mlflow.ui_url, experiment.experiment_id) if experiment else settings.mlflow.ui_url
+
+
 def print_summary(settings: Settings, etl_state: str, train_state: str) -> None:
     """The URLs and where to find credentials, and how to trigger a run with curl."""
     from airloop.quality.data_gate import data_docs_index  # Great Expectations loads slowly: only here
@@ -378,6 +386,7 @@ def print_summary(settings: Settings, etl_state: str, train_state: str) -> None:
 readmission_etl: {etl_state}; readmission_train: {train_state}
   Airflow UI      {url}   (users {users_line(settings)}; passwords in {pw_file})
   MLflow UI       {settings.mlflow.ui_url}   (registered model "{settings.mlflow.model_name}")
+  training runs   {training_link(settings)}
   datasets        {datasets}
   quarantine      {settings.layout.quarantine(settings.data.dataset_name).url()}
   Data Docs       {data_docs_index(settings)}

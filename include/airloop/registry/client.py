@@ -13,6 +13,55 @@ from mlflow import MlflowClient
 
 from airloop.settings import Settings
 
+# The MLflow UI (3.17) opens an experiment tagged with this kind on its runs, metrics and charts; an untagged one may
+# open on the GenAI view (traces, an assistant panel). Every experiment airloop creates is classic model development.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+CLASSIC_ML = "custom_model_development"
+# The 3.17 UI also has a global GenAI / Model training switch (GenAI by default, kept in the browser) that takes
+# precedence over the tag; a link carrying this parameter opens the model-training view whatever the browser holds.
+UI_WORKFLOW = "workflowType=machine_learning"
+
+MODEL_DESCRIPTION = """30-day hospital readmission risk (positive class: readmitted within 30 days, `<30`), trained by
+airloop on the schema of the UCI "Diabetes 130-US hospitals" dataset.
+
+Input record: one encounter as published in diabetic_data.csv (the raw columns, "?" for missing; see the prediction
+service's /docs for the exact schema); the registered Pipeline carries its own feature transform. Output: the
+probability of readmission within 30 days; the class uses the threshold in the version's `airloop.threshold` tag.
+
+Aliases: `champion` serves, `challenger` is in a live A/B or shadow experiment, `previous-champion` is what a rollback
+restores. Each version's `airloop.*` tags give its dataset version, training run, gate decision and the decision
+history row (`airloop.history_id`). The whole decision history (drift verdicts, retrains, experiments, evaluations,
+promotions, rejections, rollbacks): `python -m airloop history`, or GET /v1/history on the prediction service."""
+
+
+def ui_link(base_url: str, experiment_id: str, run_id: str | None = None) -> str:
+    """A link into the MLflow UI that opens the experiment (or one run) on its runs, metrics and artifacts."""
+    path = f"#/experiments/{experiment_id}" + (f"/runs/{run_id}" if run_id else "")
+    return f"{base_url.rstrip('/')}/{path}?{UI_WORKFLOW}"
+
+
+def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The id of experiment ``name``, created when missing (a concurrent creator wins quietly), tagged classic ML."""
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            client.create_experiment(name, artifact_location=artifact_location, tags={EXPERIMENT_KIND_TAG: CLASSIC_ML})
+        except MlflowException:
+            if client.get_experiment_by_name(name) is None:
+                raise
+        experiment = client.get_experiment_by_name(name)
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != CLASSIC_ML:  # an experiment made before the tag existed
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, CLASSIC_ML)
+    return experiment.experiment_id
+
+
+def describe_model(client: MlflowClient, name: str) -> None:
+    """Give the registered model its description (what it is, its input, where the decision history is), once."""
+    if client.get_registered_model(name).description != MODEL_DESCRIPTION:
+        client.update_registered_model(name, description=MODEL_DESCRIPTION)
+
 
 def connect(settings: Settings, *, create_experiment: bool = False) -> MlflowClient:
     """Point MLflow at the configured tracking store and registry and return a client bound to them.
@@ -24,11 +73,11 @@ def connect(settings: Settings, *, create_experiment: bool = False) -> MlflowCli
         settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.registry_uri)
+    client = MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
     if create_experiment:
-        if mlflow.get_experiment_by_name(settings.mlflow.experiment) is None:
-            mlflow.create_experiment(settings.mlflow.experiment, artifact_location=settings.artifact_location)
+        ensure_experiment(client, settings.mlflow.experiment, settings.artifact_location)
         mlflow.set_experiment(settings.mlflow.experiment)
-    return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.registry_uri)
+    return client
 
 
 def model_uri(name: str, version: str | None = None, alias: str | None = None) -> str:

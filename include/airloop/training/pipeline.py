@@ -30,7 +30,7 @@ from airloop.monitoring.baseline import reference_profile
 from airloop.quality import suites
 from airloop.quality.data_gate import validator
 from airloop.registry import aliases as reg
-from airloop.registry.client import connect, model_uri
+from airloop.registry.client import connect, describe_model, model_uri
 from airloop.registry.contract import Alias, Outcome, Tag, VersionRecord
 from airloop.settings import Settings
 from airloop.storage import Storage
@@ -300,6 +300,7 @@ def register(
     version = mlflow.register_model(
         trained["model_uri"], name, tags=_decision_tags(dataset, trained, decision, actor, settings)
     )
+    describe_model(client, name)
     reg.audit(client, name, version.version, f"gate_{decision.outcome}", actor, decision.reason)
     if decision.outcome in (Outcome.CHAMPION, Outcome.CHALLENGER):
         reg.move_alias(client, name, Alias(decision.outcome.value), version.version, actor, decision.reason)

@@ -133,6 +133,7 @@ class MonitoringSettings(BaseModel):
     alpha: float = Field(0.05, gt=0, lt=1)
     psi_overrides: dict[str, float] = {}
     weights: dict[str, float] = {}
+    max_estimated_auc_drop: float = Field(0.05, gt=0, le=1)
     retrain_dag_id: str = "readmission_retrain"
     cooldown_hours: float = Field(24.0, ge=0)
     webhook_conn_id: str | None = "airloop_alerts_webhook"

@@ -27,6 +27,7 @@ from airloop.monitoring.drift import (
     ks_distance,
     psi,
 )
+from airloop.monitoring.estimate import estimate
 
 NUMERIC = list(tf.NUMERIC_FEATURES)
 CATEGORICAL = list(tf.CATEGORICAL_FEATURES)
@@ -267,6 +268,48 @@ def test_prediction_drift_alone_gives_a_drift_verdict_and_realised_performance_i
     assert result.performance.reference_log_loss == 0.33
 
 
+def test_a_drop_of_the_estimated_auc_alone_gives_a_drift_verdict_naming_it(profile, reference_proba):
+    window = _features(2_000, seed=10)
+    # The same mean risk, squeezed together: rows the model can barely tell apart, no outcome needed to see it.
+    proba = np.random.default_rng(10).beta(24, 72, size=len(window))
+    quiet_predictions = DriftThresholds(prediction_psi=50.0)  # isolate the new signal from prediction drift
+
+    result = compare(profile, window, quiet_predictions, probabilities=proba)
+    relaxed = compare(profile, window, DriftThresholds(prediction_psi=50.0, max_estimated_auc_drop=0.5), proba)
+
+    estimated = result.performance_estimate
+    assert result.drifted_features == [] and not result.prediction.drifted
+    assert result.verdict == "drift" and "max_estimated_auc_drop 0.05" in result.reason, result.reason
+    assert estimated.dropped and estimated.drop > 0.05
+    assert estimated.estimated_roc_auc == pytest.approx(estimate(proba).roc_auc)
+    assert estimated.reference_estimated_roc_auc == pytest.approx(estimate(reference_proba).roc_auc, abs=0.003)
+    assert estimated.reference_realised_roc_auc == 0.68
+    assert relaxed.verdict == "no_drift" and not relaxed.performance_estimate.dropped
+
+
+def test_the_estimate_is_reported_beside_the_realised_figures_of_the_labelled_rows(profile):
+    window = _features(2_000, seed=11)
+    rng = np.random.default_rng(11)
+    proba = rng.beta(2, 6, size=len(window))
+    outcomes = (rng.random(len(window)) < proba).astype(float)
+    half = len(window) // 2
+    outcomes[:half] = np.nan  # the newer half: feedback not arrived yet
+
+    result = compare(profile, window, probabilities=proba, outcomes=outcomes)
+    unlabelled = compare(profile, window, probabilities=proba)
+
+    estimated, labelled = result.performance_estimate, result.performance_estimate.labelled
+    assert estimated.rows == len(window) and labelled.rows == result.performance.labelled_rows == len(window) - half
+    assert labelled.estimated_roc_auc == pytest.approx(estimate(proba[half:]).roc_auc)
+    low, high = labelled.interval
+    assert low <= result.performance.roc_auc <= high  # calibrated by construction: the realised AUC is inside
+    assert labelled.observed_rate == pytest.approx(np.nanmean(outcomes))
+    assert estimated.expected_positive_rate == pytest.approx(proba.mean())
+    assert unlabelled.performance is None and unlabelled.performance_estimate.labelled is None
+    assert unlabelled.performance_estimate.estimated_roc_auc == estimated.estimated_roc_auc
+    assert compare(profile, window).performance_estimate is None  # no probabilities, nothing to estimate
+
+
 def test_per_feature_override_and_weights_change_what_counts(profile):
     window = _features(3_000, seed=7, covariate_drift=1.5)
     others = [name for name in [*NUMERIC, *CATEGORICAL] if name != "age"]
@@ -297,6 +340,7 @@ def test_result_is_strict_json_with_a_schema_version(profile):
     assert data["schema_version"] == SCHEMA_VERSION
     assert data["features"]["age"]["statistic"] is None
     assert data["thresholds"]["psi"] == 0.2
+    assert data["thresholds"]["max_estimated_auc_drop"] == 0.05
     assert set(data["features"]) == {*NUMERIC, *CATEGORICAL}
 
 
@@ -397,3 +441,5 @@ def test_thresholds_refuse_nonsense():
         DriftThresholds(psi=0)
     with pytest.raises(ValueError, match="drifted_share"):
         DriftThresholds(drifted_share=1.5)
+    with pytest.raises(ValueError, match="max_estimated_auc_drop"):
+        DriftThresholds(max_estimated_auc_drop=0)

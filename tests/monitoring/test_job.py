@@ -133,6 +133,11 @@ def test_too_few_rows_give_no_verdict_and_keep_the_window_open(env, fresh):
     assert window["rows"] == 120 + DRIFT_ROWS and published["rows"] == 120 + DRIFT_ROWS
     assert window["labelled_rows"] == 400 and published["performance"]["labelled_rows"] == 400
     assert published["performance"]["roc_auc"] is not None
+    # The label-free estimate covers every row; beside the realised figures, its own on the 400 labelled ones.
+    estimated = published["performance_estimate"]
+    assert estimated["rows"] == 120 + DRIFT_ROWS and estimated["labelled"]["rows"] == 400
+    assert not estimated["dropped"] and estimated["reference_realised_roc_auc"] is not None
+    assert max(verdict_rows(fresh), key=lambda r: r.id).payload["performance_estimate"] == estimated
     assert published["verdict"] == "no_drift" and decision["outcome"] == Resolution.NO_ACTION
     assert job.watermark(fresh, subject, job.PREDICTION_LOG) == second_end
 
@@ -295,6 +300,9 @@ def test_bad_thresholds_and_variant_are_refused(env, fresh):
     with pytest.raises(job.NothingToMonitor, match=r"positive numbers, got \{'psi': -0\.1\}"):
         job.thresholds(fresh, {"psi": -0.1})
     assert job.thresholds(fresh, {"psi": 0.1, "min_rows": None}).psi == 0.1
+    assert job.thresholds(fresh, {"max_estimated_auc_drop": 0.1}).max_estimated_auc_drop == 0.1
+    with pytest.raises(job.NothingToMonitor, match="max_estimated_auc_drop"):
+        job.thresholds(fresh, {"max_estimated_auc_drop": 2})
 
     _, version, registered = env
     end = registered + timedelta(hours=51)

@@ -26,6 +26,7 @@ from airloop.monitoring.report import (
     publish_report,
     render_html,
     render_json,
+    report_metrics,
 )
 from airloop.settings import Settings
 from airloop.storage import RuntimeLayout, Storage
@@ -129,6 +130,36 @@ def test_html_is_self_contained_and_lists_drifted_features_first(report):
     assert "realised" in page
 
 
+def test_html_shows_the_label_free_estimate_beside_the_realised_figures(report):
+    estimated, realised = report["performance_estimate"], report["performance"]
+
+    page = render_html(report)
+
+    section = page[page.index("Performance: estimated without labels vs realised") :]
+    section = section[: section.index("</table>")]
+    labelled = f"the {estimated['labelled']['rows']} labelled rows"
+    row = section[section.index(labelled) : section.index("</tr>", section.index(labelled))]
+    assert f"{estimated['labelled']['estimated_roc_auc']:.4g}" in row and f"{realised['roc_auc']:.4g}" in row
+    assert f"{estimated['reference_estimated_roc_auc']:.4g}" in section and "0.68" in section
+    assert "cannot see concept drift" in section
+    assert f"Estimated ROC AUC</dt><dd>{estimated['estimated_roc_auc']:.4g}" in page
+    assert {"estimated_roc_auc", "estimated_auc_drop", "expected_brier"} <= set(report_metrics(report))
+
+
+def test_a_schema_1_report_without_the_estimate_still_renders_and_publishes(tmp_path, report):
+    old = json.loads(json.dumps(report))
+    del old["performance_estimate"], old["thresholds"]["max_estimated_auc_drop"]
+    old["report_schema_version"] = 1
+
+    page = render_html(old)
+    location = publish_report(Storage.from_url(tmp_path / "runtime"), old, page)
+
+    assert "Verdict: drift" in page and "realised" in page
+    assert "Performance: estimated" not in page and "Estimated ROC AUC" not in page
+    assert "estimated_roc_auc" not in report_metrics(old) and "realised_roc_auc" in report_metrics(old)
+    assert location.html_url.endswith(HTML_FILE)
+
+
 def test_html_escapes_strings_from_the_data(report):
     hostile = json.loads(json.dumps(report))
     hostile["model"]["name"] = "<script>alert(1)</script>"
@@ -144,6 +175,8 @@ def test_html_escapes_strings_from_the_data(report):
 def test_bad_report_json_is_refused_with_a_clear_message(report):
     with pytest.raises(ReportInvalid, match="report_schema_version"):
         render_html({**report, "report_schema_version": 99})
+    with pytest.raises(ReportInvalid, match="report_schema_version"):
+        render_html({**report, "report_schema_version": 0})
     with pytest.raises(ReportInvalid, match="lacks"):
         render_html({k: v for k, v in report.items() if k != "window"})
     with pytest.raises(ReportInvalid, match="not an ISO timestamp"):
@@ -214,7 +247,7 @@ def test_reports_of_two_windows_become_two_monitoring_runs_with_curves(tmp_path,
     assert first.data.tags["airloop.model_version"] == "3"
     assert first.data.metrics["drift_psi_age"] == pytest.approx(drifted.features["age"].psi)
     assert first.data.metrics["rows"] == drifted.rows
-    assert {"drift_js_age", "drifted_share", "prediction_psi"} <= set(first.data.metrics)
+    assert {"drift_js_age", "drifted_share", "prediction_psi", "estimated_roc_auc"} <= set(first.data.metrics)
     artifacts = {a.path for a in client.list_artifacts(run_ids[0], "drift_report")}
     assert artifacts == {f"drift_report/{JSON_FILE}", f"drift_report/{HTML_FILE}"}
     history = client.get_metric_history(run_ids[1], "drift_psi_age")

@@ -5,6 +5,12 @@ whose p-values are corrected across features (Benjamini-Hochberg): Kolmogorov-Sm
 the profile's CDF, no training rows needed), chi-square for categorical ones (bins with small expected counts
 pooled, so a sparse category seen in one window only is not an artefact p-value of 0). A feature is drifted on
 effect size (PSI at or above its threshold), never on a p-value alone. Everything is vectorised per feature.
+
+One more signal needs no labels: the ROC AUC the window's own probabilities imply (``airloop.monitoring.estimate``,
+CBPE) against the same estimate on the reference's test-set probabilities. A drop of more than
+``max_estimated_auc_drop`` is drift. It sees covariate shift that moves the model into rows it ranks less well; it
+cannot see concept drift (the probabilities do not change when the outcomes' relation to the features does), which
+only the realised performance shows once outcomes arrive.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ from sklearn import metrics
 from airloop.errors import FinalError
 from airloop.jsonable import plain
 from airloop.monitoring.baseline import MISSING, load_profile
+from airloop.monitoring.estimate import calibration, estimate
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: performance_estimate and the max_estimated_auc_drop threshold
 PSI_EPSILON = 1e-4
 MIN_EXPECTED = 5.0
 Verdict = Literal["no_drift", "drift", "insufficient_data"]
@@ -51,6 +58,7 @@ class DriftThresholds:
     psi_overrides: Mapping[str, float] = field(default_factory=dict)
     weights: Mapping[str, float] = field(default_factory=dict)
     alpha: float = 0.05  # for the ``significant`` flag (adjusted p-values); a verdict never rests on it
+    max_estimated_auc_drop: float = 0.05  # label-free: the estimated ROC AUC below the reference estimate by more
 
     def __post_init__(self) -> None:
         numbers = {"psi": self.psi, "prediction_psi": self.prediction_psi, **self.psi_overrides}
@@ -62,6 +70,9 @@ class DriftThresholds:
                 f"need 0 < drifted_share <= 1, 0 < alpha < 1, min_rows >= 1; got {self.drifted_share}, "
                 f"{self.alpha}, {self.min_rows}"
             )
+        drop = self.max_estimated_auc_drop
+        if not (isinstance(drop, int | float) and 0 < drop <= 1):
+            raise ValueError(f"need 0 < max_estimated_auc_drop <= 1, got {drop!r}")
         negative = {k: v for k, v in self.weights.items() if not v >= 0}
         if negative:
             raise ValueError(f"feature weights must be >= 0, got {negative}")
@@ -109,8 +120,39 @@ class PerformanceDrift:
 
 
 @dataclass(frozen=True)
+class LabelledEstimate:
+    """The label-free estimate on the rows whose outcomes have arrived, to set beside the realised figures there."""
+
+    rows: int
+    estimated_roc_auc: float | None
+    interval: list[float] | None  # where the realised ROC AUC should fall (95%) if the probabilities are calibrated
+    expected_log_loss: float | None
+    mean_probability: float | None
+    observed_rate: float | None
+
+
+@dataclass(frozen=True)
+class PerformanceEstimate:
+    """The ROC AUC and calibration the window's own probabilities imply (CBPE), before any outcome arrives."""
+
+    rows: int
+    estimated_roc_auc: float | None
+    interval: list[float] | None  # where the window's realised ROC AUC should fall (95%) if they are calibrated
+    expected_positive_rate: float | None
+    expected_brier: float | None
+    expected_log_loss: float | None
+    reference_estimated_roc_auc: float | None  # the same estimate on the test-set probabilities of the profile
+    reference_realised_roc_auc: float | None  # the test-set ROC AUC the model was trained with
+    drop: float | None  # reference estimate - window estimate (positive: the window is ranked worse)
+    max_drop: float
+    dropped: bool
+    labelled: LabelledEstimate | None
+
+
+@dataclass(frozen=True)
 class DriftResult:
-    """The drift comparison of one window: per-feature statistics, prediction drift, performance and the verdict."""
+    """The drift comparison of one window: per-feature statistics, prediction drift, performance (realised and
+    estimated without labels) and the verdict."""
 
     schema_version: int
     verdict: Verdict
@@ -121,6 +163,7 @@ class DriftResult:
     features: dict[str, FeatureDrift]
     prediction: FeatureDrift | None
     performance: PerformanceDrift | None
+    performance_estimate: PerformanceEstimate | None
     thresholds: DriftThresholds
 
     def to_dict(self) -> dict[str, Any]:
@@ -326,6 +369,54 @@ def _performance(profile: Mapping[str, Any], probabilities: np.ndarray, outcomes
     )
 
 
+def reference_estimated_auc(prediction_profile: Mapping[str, Any] | None) -> float | None:
+    """The estimated ROC AUC of the profile's test-set probabilities, from their stored CDF (exact for at most
+    ``CDF_POINTS`` distinct probabilities, else to the resolution of that many quantiles); None without one."""
+    cdf = (prediction_profile or {}).get("cdf")
+    if not cdf or not cdf.get("values"):
+        return None
+    mass = np.diff(np.asarray(cdf["probs"], dtype="float64"), prepend=0.0)
+    values = np.clip(np.asarray(cdf["values"], dtype="float64"), 0.0, 1.0)
+    return estimate(values, weights=np.maximum(mass, 0.0)).roc_auc
+
+
+def _performance_estimate(
+    reference: Mapping[str, Any], scores: np.ndarray, outcomes: np.ndarray | None, max_drop: float
+) -> PerformanceEstimate:
+    known = ~np.isnan(scores)
+    window = estimate(scores[known])
+    reference_auc = reference_estimated_auc(reference.get("prediction"))
+    drop = None if window.roc_auc is None or reference_auc is None else reference_auc - window.roc_auc
+    labelled = None
+    if outcomes is not None:
+        rows = known & ~np.isnan(outcomes)
+        if rows.any():
+            on_labelled = estimate(scores[rows])
+            reliability = calibration(scores[rows], outcomes[rows])
+            labelled = LabelledEstimate(
+                rows=int(rows.sum()),
+                estimated_roc_auc=on_labelled.roc_auc,
+                interval=None if on_labelled.interval is None else list(on_labelled.interval),
+                expected_log_loss=on_labelled.log_loss,
+                mean_probability=reliability.mean_probability,
+                observed_rate=reliability.observed_rate,
+            )
+    return PerformanceEstimate(
+        rows=window.rows,
+        estimated_roc_auc=window.roc_auc,
+        interval=None if window.interval is None else list(window.interval),
+        expected_positive_rate=window.positive_rate,
+        expected_brier=window.brier,
+        expected_log_loss=window.log_loss,
+        reference_estimated_roc_auc=reference_auc,
+        reference_realised_roc_auc=(reference.get("test_metrics") or {}).get("roc_auc"),
+        drop=drop,
+        max_drop=max_drop,
+        dropped=drop is not None and drop > max_drop,
+        labelled=labelled,
+    )
+
+
 def compare(
     profile: Mapping[str, Any],
     window: pd.DataFrame,
@@ -339,7 +430,7 @@ def compare(
         profile: the model version's reference profile (``baseline/baseline_stats.json`` as parsed JSON).
         window: model features of the window's records (``features_from_frame``), one row per prediction.
         thresholds: drift thresholds; the defaults when None.
-        probabilities: the model's predicted probability per row, for prediction drift.
+        probabilities: the model's predicted probability per row, for prediction drift and the label-free estimate.
         outcomes: the observed outcome per row (0/1, NaN where no feedback has arrived), for realised performance.
 
     Raises:
@@ -375,7 +466,7 @@ def compare(
         )
         for name, f in found.items()
     }
-    prediction = performance = None
+    prediction = performance = performance_estimate = None
     if outcomes is not None and probabilities is None:
         raise WindowInvalid("outcomes were given without the probabilities they are scored against")
     if probabilities is not None:
@@ -392,12 +483,14 @@ def compare(
                 drifted=f["psi"] >= limits.prediction_psi,
                 significant=f["p_value"] is not None and f["p_value"] < limits.alpha,
             )
-        if outcomes is not None:
-            performance = _performance(reference, scores, _array(outcomes, rows, "outcomes"))
+        observed = None if outcomes is None else _array(outcomes, rows, "outcomes")
+        if observed is not None:
+            performance = _performance(reference, scores, observed)
+        performance_estimate = _performance_estimate(reference, scores, observed, limits.max_estimated_auc_drop)
     total = sum(limits.weight_for(n) for n in features)
     drifted = sorted(n for n, f in features.items() if f.drifted)
     share = sum(limits.weight_for(n) for n in drifted) / total if total else 0.0
-    verdict, reason = _verdict(rows, drifted, share, prediction, limits, reference)
+    verdict, reason = _verdict(rows, drifted, share, prediction, performance_estimate, limits, reference)
     return DriftResult(
         schema_version=SCHEMA_VERSION,
         verdict=verdict,
@@ -408,6 +501,7 @@ def compare(
         features=features,
         prediction=prediction,
         performance=performance,
+        performance_estimate=performance_estimate,
         thresholds=limits,
     )
 
@@ -417,6 +511,7 @@ def _verdict(
     drifted: list[str],
     share: float,
     prediction: FeatureDrift | None,
+    estimated: PerformanceEstimate | None,
     limits: DriftThresholds,
     reference: Mapping[str, Any],
 ) -> tuple[Verdict, str]:
@@ -432,4 +527,12 @@ def _verdict(
         reason += "; prediction drift not checked (no probabilities given)"
     else:
         reason += f"; prediction PSI {prediction.psi:.3f} {'>=' if prediction.drifted else '<'} {limits.prediction_psi}"
-    return ("drift" if features_drift or (prediction is not None and prediction.drifted) else "no_drift"), reason
+    if estimated is not None and estimated.drop is not None:
+        reason += (
+            f"; estimated ROC AUC {estimated.estimated_roc_auc:.3f} vs reference estimate "
+            f"{estimated.reference_estimated_roc_auc:.3f}: drop {estimated.drop:.3f} "
+            f"{'>' if estimated.dropped else '<='} max_estimated_auc_drop {limits.max_estimated_auc_drop}"
+        )
+    prediction_drift = prediction is not None and prediction.drifted
+    estimate_drift = estimated is not None and estimated.dropped
+    return ("drift" if features_drift or prediction_drift or estimate_drift else "no_drift"), reason

@@ -44,7 +44,16 @@ REPORT_FILE = "drift_report.json"
 PROBABILITY = "__probability"
 OUTCOME = "__outcome"
 PROFILE_ARTIFACT = "baseline/baseline_stats.json"
-THRESHOLD_KEYS = ("psi", "drifted_share", "prediction_psi", "min_rows", "alpha", "psi_overrides", "weights")
+THRESHOLD_KEYS = (
+    "psi",
+    "drifted_share",
+    "prediction_psi",
+    "min_rows",
+    "alpha",
+    "psi_overrides",
+    "weights",
+    "max_estimated_auc_drop",
+)
 RETRAIN_RUN_PREFIX = "retrain"
 
 
@@ -303,6 +312,7 @@ def summary(report: Mapping[str, Any], report_url: str | None = None) -> dict[st
         "drifted_share": report.get("drifted_share"),
         "prediction": {"psi": prediction["psi"], "drifted": prediction["drifted"]} if prediction else None,
         "performance": report.get("performance"),
+        "performance_estimate": report.get("performance_estimate"),
         "model_name": report["model"]["name"],
         "model_version": report["model"]["version"],
         "variant": report["model"].get("variant"),
@@ -378,6 +388,7 @@ def decide(
         "drifted_share": published["drifted_share"],
         "prediction": published["prediction"],
         "performance": published["performance"],
+        "performance_estimate": published.get("performance_estimate"),
         "report_id": published["report_id"],
         "report_url": published["report_url"],
         "mlflow_run_id": published["mlflow_run_id"],

@@ -5,6 +5,10 @@ makes the page a person reads from that JSON alone (inline CSS and SVG, no scrip
 writes both files into one folder below the runtime root's reports all at once, and ``log_to_mlflow`` records the
 report as one run of the ``<experiment>-monitoring`` experiment whose metrics are stepped by the window end, so drift
 over time shows as curves in the MLflow UI. Bad input raises ``ReportInvalid`` before anything is written.
+
+Schema versions: 1 is the first; 2 adds ``performance_estimate`` (the label-free ROC AUC and calibration estimate)
+and the ``max_estimated_auc_drop`` threshold. Every version up to ``REPORT_SCHEMA_VERSION`` renders and publishes;
+what an older report lacks is left out of the page.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from airloop.registry.contract import TAG_PREFIX
 from airloop.settings import Settings
 from airloop.storage import RuntimeLayout, Storage, folder_name
 
-REPORT_SCHEMA_VERSION = 1
+REPORT_SCHEMA_VERSION = 2
 JSON_FILE = "report.json"
 HTML_FILE = "report.html"
 ARTIFACT_DIR = "drift_report"
@@ -127,8 +131,10 @@ def _check(report: Any) -> dict[str, Any]:
     if not isinstance(report, Mapping):
         raise ReportInvalid(f"a report is a dict from render_json, got {type(report).__name__}")
     version = report.get("report_schema_version")
-    if version != REPORT_SCHEMA_VERSION:
-        raise ReportInvalid(f"report_schema_version {version!r} is not the supported {REPORT_SCHEMA_VERSION}")
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version <= REPORT_SCHEMA_VERSION:
+        raise ReportInvalid(
+            f"report_schema_version {version!r} is not one this code reads: 1 to {REPORT_SCHEMA_VERSION}"
+        )
     missing = [k for k in _REQUIRED if k not in report]
     if missing:
         raise ReportInvalid(f"the report lacks {missing}")
@@ -260,11 +266,76 @@ def _summary(report: Mapping[str, Any]) -> str:
                 f"realised {_num(performance['log_loss'])} vs test {_num(performance['reference_log_loss'])}",
             )
         )
+    estimated = report.get("performance_estimate")
+    if estimated:
+        flag = " <span class='yes'>dropped</span>" if estimated.get("dropped") else ""
+        rows.append(
+            (
+                "Estimated ROC AUC",
+                f"{_num(estimated['estimated_roc_auc'])} {_interval(estimated.get('interval'))} without labels vs "
+                f"reference estimate {_num(estimated['reference_estimated_roc_auc'])}: "
+                f"drop {_dec(estimated['drop'])} (max {_num(estimated['max_drop'])}){flag}",
+            )
+        )
     items = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     return (
         f'<section class="summary {_e(verdict)}"><div class="verdict">Verdict: {_e(verdict.replace("_", " "))}'
         f"</div><dl>{items}</dl></section>"
     )
+
+
+def _dec(value: Any, places: int = 3) -> str:
+    return "–" if value is None else f"{value:.{places}f}"
+
+
+def _interval(bounds: Any) -> str:
+    return f"[{_dec(bounds[0])}, {_dec(bounds[1])}]" if bounds else ""
+
+
+def _estimate_section(report: Mapping[str, Any]) -> list[str]:
+    """Estimated (from the probabilities alone) beside realised (from the outcomes that arrived), figure by figure."""
+    estimated = report.get("performance_estimate")
+    if not estimated:
+        return []  # a report of schema 1, or a window compared without probabilities
+    realised = report.get("performance") or {}
+    labelled = estimated.get("labelled") or {}
+    n_labelled = labelled.get("rows", 0)
+    rows = [
+        (
+            f"ROC AUC, all {_e(estimated['rows'])} rows",
+            f"{_num(estimated['estimated_roc_auc'])} {_interval(estimated.get('interval'))}",
+            "–",
+        ),
+        (
+            f"ROC AUC, the {_e(n_labelled)} labelled rows",
+            f"{_num(labelled.get('estimated_roc_auc'))} {_interval(labelled.get('interval'))}",
+            _num(realised.get("roc_auc")),
+        ),
+        ("Log loss, labelled rows", _num(labelled.get("expected_log_loss")), _num(realised.get("log_loss"))),
+        (
+            "Positive rate, labelled rows",
+            f"{_pct(labelled.get('mean_probability'))} (mean probability)",
+            _pct(labelled.get("observed_rate")),
+        ),
+        ("Positive rate, all rows", f"{_pct(estimated.get('expected_positive_rate'))} (mean probability)", "–"),
+        ("Brier score, all rows", _num(estimated.get("expected_brier")), "–"),
+        ("Log loss, all rows", _num(estimated.get("expected_log_loss")), "–"),
+        (
+            "ROC AUC, reference (test set)",
+            _num(estimated.get("reference_estimated_roc_auc")),
+            _num(estimated.get("reference_realised_roc_auc")),
+        ),
+    ]
+    body = "".join(f"<tr><td>{name}</td><td>{est}</td><td>{real}</td></tr>" for name, est, real in rows)
+    return [
+        "<h2>Performance: estimated without labels vs realised</h2>",
+        '<p class="note">Estimated: what the model\'s own probabilities imply if they are calibrated (confidence-based '
+        "performance estimation); the interval is where the realised ROC AUC should fall (95%). Realised: from the "
+        "outcomes that have arrived. The estimate follows covariate drift but cannot see concept drift: when outcomes "
+        "stop following the features as they did, only the realised figures fall.</p>",
+        '<table class="estimate"><thead><tr><th>Figure</th><th>Estimated</th><th>Realised</th></tr></thead>'
+        f"<tbody>{body}</tbody></table>",
+    ]
 
 
 def _table(features: list[dict[str, Any]]) -> str:
@@ -292,7 +363,8 @@ def _plot_section(anchor: str, f: Mapping[str, Any]) -> str:
 
 
 def render_html(report_json: Mapping[str, Any]) -> str:
-    """One self-contained HTML page: the summary, the features table (drifted first) and a plot per feature."""
+    """One self-contained HTML page: the summary, the features table (drifted first), estimated vs realised
+    performance (when the report has the estimate) and a plot per feature."""
     report = _check(report_json)
     features = ordered_features(report)
     model = report["model"]
@@ -307,6 +379,7 @@ def render_html(report_json: Mapping[str, Any]) -> str:
         '<p class="note">Drifted features first, then by PSI. A feature drifts when its PSI reaches its threshold; '
         "p-values are Benjamini-Hochberg adjusted across features and never decide alone.</p>",
         _table(features),
+        *_estimate_section(report),
         "<h2>Distributions: reference vs current</h2>",
         *(_plot_section(f"feature-{i}", f) for i, f in enumerate(features)),
     ]
@@ -370,7 +443,8 @@ def metric_name(name: str) -> str:
 
 
 def report_metrics(report_json: Mapping[str, Any]) -> dict[str, float]:
-    """The report's numbers as MLflow metrics: per-feature PSI and JS, drifted share, prediction PSI, rows."""
+    """The report's numbers as MLflow metrics: per-feature PSI and JS, drifted share, prediction PSI, rows, realised
+    and estimated performance."""
     report = _check(report_json)
     found: dict[str, float] = {}
     for f in report["features"].values():
@@ -390,6 +464,16 @@ def report_metrics(report_json: Mapping[str, Any]) -> dict[str, float]:
             found[f"realised_{key}"] = float(performance[key])
     if performance:
         found["labelled_rows"] = float(performance["labelled_rows"])
+    estimated = report.get("performance_estimate") or {}
+    for metric, key in (
+        ("estimated_roc_auc", "estimated_roc_auc"),
+        ("estimated_auc_drop", "drop"),
+        ("expected_positive_rate", "expected_positive_rate"),
+        ("expected_brier", "expected_brier"),
+        ("expected_log_loss", "expected_log_loss"),
+    ):
+        if estimated.get(key) is not None:
+            found[metric] = float(estimated[key])
     return {k: v for k, v in found.items() if math.isfinite(v)}
 
 
@@ -407,24 +491,14 @@ def log_to_mlflow(settings: Settings, report_json: Mapping[str, Any], location: 
     from mlflow.entities import Metric, RunStatus
     from mlflow.exceptions import MlflowException
 
-    from airloop.registry.client import connect
+    from airloop.registry.client import connect, ensure_experiment
 
     report = _check(report_json)
     metrics = report_metrics(report)
     end = _window_end(report)
     client = connect(settings)
     name = monitoring_experiment(settings)
-    experiment = client.get_experiment_by_name(name)
-    if experiment is None:
-        try:
-            experiment_id = client.create_experiment(name, artifact_location=settings.artifact_location)
-        except MlflowException:
-            experiment = client.get_experiment_by_name(name)  # created concurrently by another report
-            if experiment is None:
-                raise
-            experiment_id = experiment.experiment_id
-    else:
-        experiment_id = experiment.experiment_id
+    experiment_id = ensure_experiment(client, name, settings.artifact_location)  # a concurrent creator wins quietly
     model = report["model"]
     tags = {
         TAG_MODEL_NAME: str(model["name"]),

@@ -1,0 +1,172 @@
+"""What the model monitor page shows, gathered from the owners of each contract and computed by none of this module.
+
+- the aliases and the live experiment: ``airloop.experiments.live.current`` (one registry call);
+- each aliased version: its ``VersionRecord`` (dataset, gate decision, test score), its training run's ``test_*``
+  metrics and MLflow UI link (``airloop.registry.client.ui_link``), and its last history row (``Tag.HISTORY_ID``);
+- the A/B evaluation so far: the newest ``evaluation`` row of the ledger, as ``airloop.experiments.evaluation`` wrote
+  it;
+- drift: the newest ``drift_verdict`` rows, as ``airloop.monitoring.job`` wrote them;
+- the decision history: ``airloop.history.rows`` with ``history.summary``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airloop import history
+from airloop.jsonable import plain
+from airloop.ledger import Decision, Kind
+from airloop.settings import Settings
+
+HISTORY_LIMIT = 500
+DRIFT_POINTS = 48
+TOP_FEATURES = 5
+TEST_METRIC_PREFIX = "test_"  # how the training pipeline names its held-out metrics on the training run
+
+
+def monitor_state(
+    settings: Settings, history_limit: int = HISTORY_LIMIT, drift_points: int = DRIFT_POINTS
+) -> dict[str, Any]:
+    """The JSON document the model monitor page shows (plain JSON: NaN and infinities as None)."""
+    from airloop.experiments.live import current, running
+    from airloop.registry.client import connect
+    from airloop.registry.contract import Alias
+
+    client = connect(settings)
+    found, live = current(settings)
+    decisions = history.rows(settings, limit=history_limit)
+    by_id = {row.id: row for row in decisions}
+    evaluations = history.rows(settings, kind=Kind.EVALUATION, limit=1)
+    return plain(
+        {
+            "model": settings.mlflow.model_name,
+            "mlflow_ui": settings.mlflow.ui_url,
+            "require_approval": settings.loop.require_approval,
+            "versions": {
+                alias.value: _version(settings, client, found.get(alias.value), by_id) for alias in tuple(Alias)
+            },
+            "routing": {**live.to_dict(), "running": running(found, live)},
+            "evaluation": _evaluation(evaluations[0], live.experiment) if evaluations else None,
+            "drift": _drift(history.rows(settings, kind=Kind.DRIFT_VERDICT, limit=drift_points)),
+            "history": [_decision(row) for row in decisions],
+        }
+    )
+
+
+def _version(settings: Settings, client: Any, version: str | None, by_id: dict[int, Decision]) -> dict | None:
+    """One aliased version: its record, training run (with the MLflow UI link) and its last history row."""
+    if version is None:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    from airloop.registry.client import ui_link
+    from airloop.registry.contract import Tag, VersionRecord
+
+    model_version = client.get_model_version(settings.mlflow.model_name, version)
+    record = VersionRecord.from_tags(model_version.tags)
+    run_id = record.training_run_id or model_version.run_id
+    run: dict[str, Any] | None = None
+    if run_id:
+        try:
+            found = client.get_run(run_id)
+        except MlflowException as error:  # a deleted run must not hide the rest of the page
+            run = {"id": run_id, "url": None, "error": str(error)[:200]}
+        else:
+            run = {
+                "id": run_id,
+                "url": ui_link(settings.mlflow.ui_url, found.info.experiment_id, run_id),
+                "test_metrics": {
+                    k.removeprefix(TEST_METRIC_PREFIX): v
+                    for k, v in sorted(found.data.metrics.items())
+                    if k.startswith(TEST_METRIC_PREFIX)
+                },
+            }
+    last = by_id.get(int(model_version.tags[Tag.HISTORY_ID])) if model_version.tags.get(Tag.HISTORY_ID) else None
+    return {
+        "version": str(model_version.version),
+        "created": model_version.creation_timestamp,
+        "dataset_version": record.dataset_version,
+        "gate": {
+            "decision": record.decision,
+            "reason": record.decision_reason,
+            "by": record.decided_by,
+            "at": record.decided_at,
+            "metric": record.metric,
+            "score": record.candidate_score,
+            "champion_score": record.champion_score,
+        },
+        "run": run,
+        "last_decision": _decision(last) if last else None,
+    }
+
+
+def _evaluation(row: Decision, experiment: str) -> dict[str, Any]:
+    """The newest look at the experiment, as the evaluation recorded it."""
+    payload = row.payload
+    sequential = payload.get("sequential") or {}
+    return {
+        "id": row.id,
+        "decided_at": row.decided_at.isoformat(),
+        "experiment": payload.get("experiment"),
+        "current": payload.get("experiment") == experiment,
+        "mode": payload.get("mode"),
+        "metric": payload.get("metric"),
+        "action": payload.get("action"),
+        "reason": payload.get("reason"),
+        "arms": payload.get("arms") or {},
+        "estimate": sequential.get("estimate"),
+        "interval": sequential.get("interval"),
+        "p_value": sequential.get("p_value"),
+        "rows_needed": payload.get("rows_needed"),
+        "alpha": payload.get("alpha"),
+        "min_effect": payload.get("min_effect"),
+        "guardrails_failed": payload.get("guardrails_failed") or [],
+    }
+
+
+def _drift(rows: list[Decision]) -> dict[str, Any]:
+    """The newest drift verdict (top drifted features, report link) and the drifted share per run, oldest first."""
+    latest = None
+    if rows:
+        payload = rows[0].payload
+        latest = {
+            "id": rows[0].id,
+            "decided_at": rows[0].decided_at.isoformat(),
+            "verdict": payload.get("verdict"),
+            "reason": payload.get("reason"),
+            "source": payload.get("source"),
+            "variant": payload.get("variant"),
+            "window": payload.get("window"),
+            "rows": payload.get("rows"),
+            "drifted_share": payload.get("drifted_share"),
+            "drifted_features": list(payload.get("drifted_features") or [])[:TOP_FEATURES],
+            "drifted_feature_count": len(payload.get("drifted_features") or []),
+            "report_url": payload.get("report_url"),
+            "outcome": rows[0].outcome,
+            "outcome_detail": rows[0].outcome_detail,
+        }
+    series = [
+        {
+            "id": row.id,
+            "at": ((row.payload.get("window") or {}).get("end")) or row.decided_at.isoformat(),
+            "drifted_share": row.payload.get("drifted_share"),
+            "verdict": row.payload.get("verdict"),
+            "source": row.payload.get("source"),
+        }
+        for row in reversed(rows)
+    ]
+    return {"latest": latest, "series": series}
+
+
+def _decision(row: Decision) -> dict[str, Any]:
+    """One history row as the page lists it."""
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "subject": row.subject,
+        "decided_at": row.decided_at.isoformat(),
+        "decided_by": row.decided_by,
+        "outcome": row.outcome,
+        "outcome_detail": row.outcome_detail,
+        "summary": history.summary(row),
+    }

@@ -1,0 +1,177 @@
+"""The model monitor page: one HTML document with inline CSS and JS (nothing fetched from elsewhere).
+
+The script reads ``api/state`` (relative: the app is mounted at ``/airloop/``) and renders it; it computes nothing.
+Promote and rollback POST ``../api/v2/dags/readmission_registry/dagRuns`` and the pending approvals are read from
+``../api/v2/dags/readmission_ab_evaluate/dagRuns/~/hitlDetails``: Airflow's REST API, with the UI's own ``_token``
+cookie (same origin).
+"""
+
+from __future__ import annotations
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>airloop model monitor</title>
+<link rel="icon" href="data:,">
+<style>
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 0; padding: 16px 24px; color: #1f2933; background: #f7f9fb; }
+  h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 15px; margin: 0 0 8px; }
+  .muted { color: #6b7785; } .grid { display: grid; grid-template-columns: repeat(3, 1fr); gap: 12px; }
+  .card { background: #fff; border: 1px solid #dde3ea; border-radius: 8px; padding: 12px 14px; margin-bottom: 12px; }
+  .big { font-size: 26px; font-weight: 600; } table { border-collapse: collapse; width: 100%; }
+  td, th { text-align: left; padding: 3px 6px; border-bottom: 1px solid #eef1f4; vertical-align: top; }
+  th { font-weight: 600; color: #52606d; } .pill { padding: 1px 8px; border-radius: 10px; background: #e4e7eb; }
+  .drift { background: #fde2e1; } .no_drift, .promote { background: #dff5e3; } .reject { background: #fde2e1; }
+  button { padding: 6px 14px; margin-right: 8px; border-radius: 6px; border: 1px solid #9aa5b1; background: #fff; }
+  button:disabled { color: #9aa5b1; } #result { margin-top: 8px; } .error { color: #b42318; }
+  .row2 { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; } svg { background: #fbfcfd; }
+  input, select { padding: 3px 6px; margin-right: 6px; }
+</style>
+</head>
+<body>
+<h1>Model monitor <span id="model" class="muted"></span></h1>
+<div id="status" class="muted">loading...</div>
+<div id="approval"></div>
+<div class="grid" id="versions"></div>
+<div class="row2">
+  <div class="card"><h2>Live routing and the A/B evaluation</h2>
+    <div id="routing"></div><div id="evaluation"></div></div>
+  <div class="card"><h2>Drift</h2><div id="drift"></div><svg id="chart" width="560" height="130"></svg></div>
+</div>
+<div class="card"><h2>Actions (audited runs of <span id="dag"></span>)</h2>
+  <button id="promote" data-action="promote">Promote challenger</button>
+  <button id="rollback" data-action="rollback">Roll back</button>
+  <div id="result"></div></div>
+<div class="card"><h2>Decision history <span class="muted">(newest first)</span></h2>
+  <select id="kind"><option value="">every kind</option></select><input id="filter" placeholder="filter text">
+  <table><thead><tr><th>id</th><th>decided at (UTC)</th><th>kind</th><th>outcome</th><th>by</th><th>what</th></tr>
+  </thead><tbody id="history"></tbody></table></div>
+<script>
+"use strict";
+const $ = (id) => document.getElementById(id);
+const esc = (v) => String(v === null || v === undefined ? "" : v).replace(/[&<>"']/g,
+  (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
+const num = (v, d = 4) => (typeof v === "number" ? v.toFixed(d) : "-");
+const link = (url, text) => (url ? `<a href="${esc(url)}" target="_blank" rel="noopener">${esc(text)}</a>` : esc(text));
+let state = null;
+
+function versionCard(alias, v) {
+  if (!v) return `<div class="card"><h2>${esc(alias)}</h2><div class="muted">none</div></div>`;
+  const run = v.run || {};
+  const metrics = Object.entries(run.test_metrics || {}).map(([k, x]) => `${esc(k)} ${num(x)}`).join(", ");
+  const last = v.last_decision;
+  const when = last ? `${esc(last.kind)} by ${esc(last.decided_by)} at ${esc(last.decided_at)}`
+    : `gate: ${esc(v.gate.decision || "-")} by ${esc(v.gate.by || "-")} at ${esc(v.gate.at || "-")}`;
+  return `<div class="card" data-alias="${esc(alias)}"><h2>${esc(alias)}</h2>
+    <div class="big">v${esc(v.version)}</div><table>
+    <tr><th>training run</th><td>${link(run.url, run.id || "-")}</td></tr>
+    <tr><th>dataset</th><td>${esc(v.dataset_version)}</td></tr>
+    <tr><th>test metrics</th><td>${metrics || "-"}</td></tr>
+    <tr><th>last decision</th><td>${when}</td></tr></table></div>`;
+}
+
+function renderRouting(r, e) {
+  const weights = Object.entries(r.weights).map(([k, w]) => `${esc(k)} ${esc(w)}`).join(" / ");
+  $("routing").innerHTML = `<table><tr><th>mode</th><td>${esc(r.mode)}</td></tr>
+    <tr><th>weights</th><td>${weights}</td></tr><tr><th>experiment</th><td>${esc(r.experiment)}</td></tr>
+    <tr><th>running</th><td>${esc(r.running || "no experiment running")}</td></tr></table>`;
+  if (!e) { $("evaluation").innerHTML = `<p class="muted">no evaluation yet</p>`; return; }
+  const m = e.metric;
+  const arms = Object.entries(e.arms).map(([alias, a]) => `<tr><td>${esc(alias)}</td><td>${esc(a.labelled)}</td>
+    <td>${num(a[m])}</td><td>${a[m + "_ci"] ? num(a[m + "_ci"][0]) + " .. " + num(a[m + "_ci"][1]) : "-"}</td></tr>`);
+  const interval = e.interval ? `${num(e.interval[0])} .. ${num(e.interval[1])}` : "-";
+  $("evaluation").innerHTML = `<p>Evaluation #${esc(e.id)} at ${esc(e.decided_at)}
+    ${e.current ? "" : '<span class="muted">(an earlier experiment: ' + esc(e.experiment) + ")</span>"}</p>
+    <table><tr><th>variant</th><th>labelled rows</th><th>${esc(m)}</th><th>interval</th></tr>${arms.join("")}</table>
+    <p>difference ${num(e.estimate)} (always-valid interval ${interval}) -
+    <span class="pill ${esc(e.action)}">${esc(e.action)}</span>
+    ${e.rows_needed ? "; rows still needed: " + esc(e.rows_needed) : ""}</p><p class="muted">${esc(e.reason)}</p>`;
+}
+
+function renderDrift(d) {
+  const l = d.latest, top = l ? l.drifted_features : [];
+  $("drift").innerHTML = !l ? `<p class="muted">no drift verdict yet</p>` : `<p>
+    <span class="pill ${esc(l.verdict)}">${esc(l.verdict)}</span> on ${esc(l.source)} up to
+    ${esc((l.window || {}).end)}: drifted share ${num(l.drifted_share, 2)}
+    (${esc(l.drifted_feature_count)} features${top.length ? ": " + top.map(esc).join(", ") : ""})
+    - ${link(l.report_url, l.report_url ? "HTML report" : "no report")}</p>`;
+  const svg = $("chart"), w = 560, h = 130, pad = 24, pts = d.series.filter((p) => typeof p.drifted_share === "number");
+  const x = (i) => pad + (pts.length < 2 ? (w - 2 * pad) / 2 : (i * (w - 2 * pad)) / (pts.length - 1));
+  const y = (s) => h - pad - s * (h - 2 * pad);
+  const line = pts.map((p, i) => `${x(i).toFixed(1)},${y(p.drifted_share).toFixed(1)}`).join(" ");
+  svg.innerHTML = `<line x1="${pad}" y1="${y(0)}" x2="${w - pad}" y2="${y(0)}" stroke="#cbd2d9"/>
+    <line x1="${pad}" y1="${y(1)}" x2="${w - pad}" y2="${y(1)}" stroke="#eef1f4"/>
+    <text x="2" y="${y(1) + 4}" font-size="10">1.0</text><text x="2" y="${y(0) + 4}" font-size="10">0</text>
+    <polyline fill="none" stroke="#3e7bfa" stroke-width="1.5" points="${line}"/>` +
+    pts.map((p, i) => `<circle cx="${x(i)}" cy="${y(p.drifted_share)}" r="3.5"
+      fill="${p.verdict === "drift" ? "#d64545" : "#3e7bfa"}"><title>#${esc(p.id)} ${esc(p.at)}: ${esc(p.verdict)}
+      ${num(p.drifted_share, 2)} (${esc(p.source)})</title></circle>`).join("") +
+    `<text x="${pad}" y="${h - 4}" font-size="10" fill="#6b7785">drifted share of features per run
+      (${pts.length})</text>`;
+}
+
+function renderHistory() {
+  const kind = $("kind").value, text = $("filter").value.toLowerCase();
+  $("history").innerHTML = state.history.filter((r) => (!kind || r.kind === kind) &&
+    (!text || JSON.stringify(r).toLowerCase().includes(text))).map((r) => `<tr><td>${esc(r.id)}</td>
+    <td>${esc(r.decided_at.slice(0, 19))}</td><td>${esc(r.kind)}</td><td>${esc(r.outcome || "-")}</td>
+    <td>${esc(r.decided_by)}</td><td>${esc(r.summary)}</td></tr>`).join("");
+}
+
+async function renderApproval() {
+  const url = `../api/v2/dags/${state.user.approval_dag}/dagRuns/~/hitlDetails?response_received=false&limit=20`;
+  try {
+    const found = await fetch(url, {credentials: "same-origin"});
+    if (!found.ok) { $("approval").innerHTML = ""; return; }
+    const waiting = (await found.json()).hitl_details || [];
+    $("approval").innerHTML = !waiting.length ? "" : `<div class="card"><h2>Waiting for approval</h2>` +
+      waiting.map((a) => `<p>${esc(a.subject)} (${esc(a.task_instance.dag_id)} / ${esc(a.task_instance.dag_run_id)})
+      - ${link("../required_actions", "answer under Required Actions")}</p>`).join("") + `</div>`;
+  } catch (error) { $("approval").innerHTML = ""; }
+}
+
+async function trigger(action) {
+  if (!confirm(`Trigger ${state.user.registry_dag} with action=${action}?`)) return;
+  const url = `../api/v2/dags/${state.user.registry_dag}/dagRuns`;
+  const sent = await fetch(url, {method: "POST", credentials: "same-origin",
+    headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({logical_date: null, conf: {action}, note: `${action} from the model monitor`})});
+  const body = await sent.json().catch(() => ({}));
+  $("result").innerHTML = sent.ok
+    ? `run ${link("../dags/" + state.user.registry_dag + "/runs/" + body.dag_run_id, body.dag_run_id)} queued`
+    : `<span class="error">HTTP ${sent.status}: ${esc(JSON.stringify(body.detail || body))}</span>`;
+}
+
+async function load() {
+  const found = await fetch("api/state", {credentials: "same-origin"});
+  if (!found.ok) {
+    $("status").innerHTML = `<span class="error">HTTP ${found.status}: sign in to Airflow first</span>`;
+    return;
+  }
+  state = await found.json();
+  $("model").textContent = state.model;
+  $("status").textContent = `signed in as ${state.user.name}; MLflow UI: ${state.mlflow_ui}`;
+  $("versions").innerHTML = Object.entries(state.versions).map(([a, v]) => versionCard(a, v)).join("");
+  renderRouting(state.routing, state.evaluation);
+  renderDrift(state.drift);
+  $("dag").textContent = state.user.registry_dag;
+  for (const action of ["promote", "rollback"]) {
+    const may = state.user.may[action];
+    $(action).disabled = !may.allowed;
+    $(action).title = may.why;
+    $(action).onclick = () => trigger(action);
+  }
+  const kinds = [...new Set(state.history.map((r) => r.kind))].sort();
+  $("kind").innerHTML = `<option value="">every kind</option>` +
+    kinds.map((k) => `<option>${esc(k)}</option>`).join("");
+  $("kind").onchange = renderHistory; $("filter").oninput = renderHistory;
+  renderHistory();
+  renderApproval();
+}
+load().catch((error) => { $("status").innerHTML = `<span class="error">${esc(error)}</span>`; });
+</script>
+</body>
+</html>
+"""

@@ -116,7 +116,7 @@ EXPECTED = {
 
 
 @pytest.mark.property
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     kind=st.sampled_from(sorted(CORRUPTIONS)),
     category=st.sampled_from(sorted(schema.CATEGORY_DOMAINS)),

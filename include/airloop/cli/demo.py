@@ -385,6 +385,7 @@ def print_summary(settings: Settings, etl_state: str, train_state: str) -> None:
         f"""
 readmission_etl: {etl_state}; readmission_train: {train_state}
   Airflow UI      {url}   (users {users_line(settings)}; passwords in {pw_file})
+  Model monitor   {url}/plugin/airloop_model_monitor   (the page alone: {url}/airloop/)
   MLflow UI       {settings.mlflow.ui_url}   (registered model "{settings.mlflow.model_name}")
   training runs   {training_link(settings)}
   datasets        {datasets}

@@ -13,19 +13,34 @@ MODEL = "readmission"
 
 
 @contextmanager
+def settings_env(values: dict[str, str]) -> Iterator[object]:
+    """``get_settings()`` with the environment variables ``values`` set; the environment (and the settings cache) are
+    restored afterwards."""
+    from airloop.settings import get_settings
+
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    get_settings.cache_clear()
+    try:
+        yield get_settings()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        get_settings.cache_clear()
+
+
+@contextmanager
 def champion_home(home: Path) -> Iterator[tuple[object, str]]:
     """Settings on ``home`` with a logistic-regression champion registered from 5,000 synthetic rows (ETL and training
     stages called directly; their DAGs are tested elsewhere); the environment is restored afterwards."""
     from airloop import etl
-    from airloop.settings import get_settings
     from airloop.training import pipeline
 
-    saved = {k: os.environ.get(k) for k in ("AIRLOOP_HOME", "AIRLOOP_TRAINING__CANDIDATES")}
-    os.environ["AIRLOOP_HOME"] = str(home)
-    os.environ["AIRLOOP_TRAINING__CANDIDATES"] = json.dumps({"logistic_regression": [{"C": 0.5}]})
-    get_settings.cache_clear()
-    try:
-        settings = get_settings()
+    candidates = json.dumps({"logistic_regression": [{"C": 0.5}]})
+    with settings_env({"AIRLOOP_HOME": str(home), "AIRLOOP_TRAINING__CANDIDATES": candidates}) as settings:
         raw = etl.extract(settings, "setup", {"rows": 5000, "seed": 7})
         etl.transform(settings, "setup")
         published = etl.publish(settings, raw["source"], [], "setup")
@@ -34,13 +49,6 @@ def champion_home(home: Path) -> Iterator[tuple[object, str]]:
         split = pipeline.split(settings, published.version, "setup")
         trained = pipeline.train(settings, dataset, split, validation, "setup")
         yield settings, pipeline.register(settings, dataset, split, trained, "test")["version"]
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        get_settings.cache_clear()
 
 
 def log_traffic(

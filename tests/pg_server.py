@@ -89,11 +89,17 @@ def install() -> None:
             raise PostgresUnavailable(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
 
 
+RESERVED_PORTS = {5000, 8000, 8080, 8793, 8794}  # a demo may be running on these
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel picks it), never one a demo uses."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind((HOST, 0))
+            port = sock.getsockname()[1]
+        if port not in RESERVED_PORTS:
+            return port
 
 
 def _as_system_user(command: list[str]) -> list[str]:

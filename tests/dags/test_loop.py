@@ -6,11 +6,11 @@ close to an oracle, every step in the decision history."""
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 
 import pytest
 
+from tests.champion import settings_env
 from tests.dags.conftest import dag_runs, delete_runs, run_dag
 
 pytestmark = pytest.mark.dag
@@ -32,19 +32,8 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def env(airflow_db, tmp_path_factory):
-    from airloop.settings import get_settings
-
-    saved = {k: os.environ.get(k) for k in [*ENV, "AIRLOOP_HOME"]}
-    os.environ.update(ENV)
-    os.environ["AIRLOOP_HOME"] = str(tmp_path_factory.mktemp("loop-home"))
-    get_settings.cache_clear()
-    yield get_settings()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
-    get_settings.cache_clear()
+    with settings_env({**ENV, "AIRLOOP_HOME": str(tmp_path_factory.mktemp("loop-home"))}) as settings:
+        yield settings
 
 
 def publish(seed: int, **drift: float) -> str:

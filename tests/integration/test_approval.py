@@ -14,7 +14,6 @@ decision history names the approver.
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 import uuid
@@ -22,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from tests.pg_server import free_port
 
 pytestmark = pytest.mark.dag
 
@@ -33,17 +34,6 @@ MODEL = "readmission"
 ROWS_PER_ARM = 3500
 DRIFT = {"covariate_drift": 2.0, "concept_drift": 2.0}
 AWAITING_INPUT = "awaiting_input"  # airflow.utils.state.TaskInstanceState.AWAITING_INPUT (Airflow 3.3)
-RESERVED_PORTS = {5000, 8000, 8080, 8793, 8794}  # a demo may be running on these
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on now (the kernel picks it)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        if port not in RESERVED_PORTS:
-            return port
 
 
 def fit(rows: int, seed: int, **drift: float):

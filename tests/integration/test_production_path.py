@@ -39,7 +39,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
-from tests.pg_server import PostgresServer
+from tests.pg_server import PostgresServer, free_port
 from tests.s3_server import REGION, S3Server
 from tests.tcp_proxy import TcpProxy
 
@@ -54,18 +54,6 @@ ROWS = 3000
 PREDICTIONS = 160
 RUN_TIMEOUT_S = 600
 EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
-RESERVED_PORTS = {5000, 8000, 8080, 8793, 8794}  # a demo may be running on these
-
-
-def free_port() -> int:
-    import socket
-
-    while True:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port not in RESERVED_PORTS:
-            return port
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float, logs: list[Path], every: float = 2.0) -> Any:

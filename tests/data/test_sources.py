@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from airloop import schema
-from airloop.data.sources import SourceError, describe_source, load_raw, normalize_raw, read_csv_bytes
+from airloop.data.sources import SourceError, describe_source, iter_raw, load_raw, normalize_raw, read_csv_bytes
 from airloop.errors import FinalError, SourceMisconfigured, SourceNotFound
 from airloop.settings import DataSettings
 
@@ -267,3 +267,57 @@ def test_unsafe_postgres_table_name_is_refused_before_connecting():
         load_raw(DataSettings(source="postgres", postgres_table='diabetic_data"; DROP TABLE x; --'))
 
     assert isinstance(raised.value, FinalError)
+
+
+# --- chunked reading (readmission_batch_score) --------------------------------------------------------------------
+
+
+def chunks_of(data: DataSettings, chunk_rows: int) -> list[pd.DataFrame]:
+    return list(iter_raw(data, chunk_rows))
+
+
+def assert_chunks_equal_whole(chunks: list[pd.DataFrame], whole: pd.DataFrame, chunk_rows: int) -> None:
+    """Every chunk but the last holds exactly ``chunk_rows`` rows, and together they are the whole frame."""
+    sizes = [len(c) for c in chunks]
+    assert sizes[:-1] == [chunk_rows] * (len(sizes) - 1) and 0 < sizes[-1] <= chunk_rows
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), whole)
+
+
+def test_file_source_in_chunks_is_the_whole_file(real_sample, published):
+    chunks = chunks_of(DataSettings(source="file", path=real_sample), 700)
+
+    assert len(chunks) == 5
+    assert_chunks_equal_whole(chunks, published, 700)
+
+
+def test_file_chunks_fail_like_the_whole_file(tmp_path):
+    absent = tmp_path / "absent.csv"
+    broken = tmp_path / "broken.csv"
+    broken.write_bytes(b"encounter_id,age\r\n1,[0-10)\r\n2,[0-10),extra,fields\r\n")
+
+    with pytest.raises(SourceNotFound, match="no such file"):
+        chunks_of(DataSettings(source="file", path=absent), 10)
+    with pytest.raises(SourceError, match=r"file source .*broken.csv: not a readable CSV: ParserError"):
+        chunks_of(DataSettings(source="file", path=broken), 10)
+    with pytest.raises(ValueError, match="chunk_rows must be at least 1"):
+        chunks_of(DataSettings(source="file", path=broken), 0)
+
+
+def test_s3_source_in_chunks_streams_the_object(s3_object, s3_connection, published):
+    chunks = chunks_of(DataSettings(source="s3", s3_uri=s3_object), 1000)
+
+    assert_chunks_equal_whole(chunks, published, 1000)
+    with pytest.raises(SourceNotFound, match=r"no such key 'incoming/absent\.csv'"):
+        chunks_of(DataSettings(source="s3", s3_uri=f"s3://{BUCKET}/incoming/absent.csv"), 1000)
+
+
+@pytest.mark.postgres
+def test_postgres_source_in_chunks_reads_through_a_server_side_cursor(pg_tables, pg_connection, published):
+    data = DataSettings(source="postgres", postgres_table=pg_tables["bigint"])
+
+    chunks = chunks_of(data, 1200)
+
+    assert_chunks_equal_whole(chunks, load_raw(data), 1200)
+    pd.testing.assert_frame_equal(by_encounter(pd.concat(chunks, ignore_index=True)), by_encounter(published))
+    with pytest.raises(SourceNotFound, match="no such table 'absent_table'"):
+        chunks_of(DataSettings(source="postgres", postgres_table="absent_table"), 1200)

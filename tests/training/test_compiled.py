@@ -88,7 +88,23 @@ def test_a_null_field_scores_like_the_question_mark_the_published_file_uses(regi
     np.testing.assert_array_equal(nulls, missing)
 
 
+@PIPELINES
+def test_compiled_frame_path_gives_the_pipelines_probabilities_and_the_records_paths(registry, records, version):
+    pipeline = registry.pipeline(version)
+    compiled = compile_pipeline(pipeline)
+    frame = pd.DataFrame.from_records(records, columns=list(INPUT_COLUMNS))
+
+    batch = compiled.predict_proba_frame(frame)
+
+    np.testing.assert_allclose(batch, pipeline_proba(pipeline, records), rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(compiled.frame_matrix(frame), compiled.matrix(records))
+
+
 def test_compiled_fast_path_of_no_records_is_empty(registry):
+    assert compile_pipeline(registry.pipeline(CHAMPION_VERSION)).predict_proba_frame(
+        pd.DataFrame(columns=list(INPUT_COLUMNS))
+    ).shape == (0,)
+
     assert compile_pipeline(registry.pipeline(CHAMPION_VERSION)).predict_proba([]).shape == (0,)
 
 
@@ -191,4 +207,9 @@ def test_compile_pipeline_accepts_the_known_shape_built_by_hand(small_frame):
     assert compiled is not None
     np.testing.assert_allclose(
         compiled.predict_proba(records), model.predict_proba(pd.DataFrame.from_records(records))[:, 1], atol=1e-12
+    )
+    np.testing.assert_allclose(
+        compiled.predict_proba_frame(pd.DataFrame.from_records(records)),
+        model.predict_proba(pd.DataFrame.from_records(records))[:, 1],
+        atol=1e-12,
     )

@@ -12,7 +12,9 @@ import io
 import logging
 import os
 import re
-from contextlib import closing
+import uuid
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -62,10 +64,24 @@ def read_csv_bytes(data: bytes | str | os.PathLike[str]) -> pd.DataFrame:
     return normalize_raw(frame)
 
 
+_UNREADABLE_CSV = (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError)
+
+
 def _parse(data: bytes | Path, source: str, location: str) -> pd.DataFrame:
     try:
         return read_csv_bytes(data)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except _UNREADABLE_CSV as exc:
+        raise SourceError(source, location, f"not a readable CSV: {type(exc).__name__}: {exc}") from exc
+
+
+def _parse_chunks(handle: Any, source: str, location: str, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """``_parse`` of a path or readable stream, ``chunk_rows`` rows at a time (only one chunk is ever held)."""
+    try:
+        # Same reading as read_csv_bytes: "None", "NA" and "?" are published values, not missing ones.
+        reader = pd.read_csv(handle, dtype=str, keep_default_na=False, encoding="utf-8", chunksize=chunk_rows)
+        for chunk in reader:
+            yield normalize_raw(chunk)
+    except _UNREADABLE_CSV as exc:
         raise SourceError(source, location, f"not a readable CSV: {type(exc).__name__}: {exc}") from exc
 
 
@@ -86,12 +102,22 @@ def _split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def _read_file(data: DataSettings) -> pd.DataFrame:
+def _file_path(data: DataSettings) -> Path:
     path = Path(_required(data, "path"))
     if not path.is_file():
         problem = "is a directory, not a file" if path.is_dir() else "no such file"
         raise SourceNotFound("file", str(path), problem)
+    return path
+
+
+def _read_file(data: DataSettings) -> pd.DataFrame:
+    path = _file_path(data)
     return _parse(path, "file", str(path))
+
+
+def _iter_file(data: DataSettings, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    path = _file_path(data)
+    yield from _parse_chunks(path, "file", str(path), chunk_rows)
 
 
 def _what_is_missing(hook: Any, bucket: str, key: str) -> str:
@@ -108,16 +134,14 @@ def _what_is_missing(hook: Any, bucket: str, key: str) -> str:
     return f"no such key {key!r} in bucket {bucket!r}"
 
 
-def _read_s3(data: DataSettings) -> pd.DataFrame:
-    uri = _required(data, "s3_uri")
-    bucket, key = _split_s3_uri(uri)
-    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+@contextmanager
+def _s3_errors(data: DataSettings, hook: Any, bucket: str, key: str) -> Iterator[None]:
+    """S3 and connection errors while reading ``data.s3_uri``, as the source errors ``load_raw`` documents."""
     from botocore.exceptions import BotoCoreError, ClientError
 
-    # An undefined connection id makes S3Hook fall back to boto3's own credential chain (the provider's behaviour).
-    hook = S3Hook(aws_conn_id=data.s3_conn_id)
+    uri = data.s3_uri
     try:
-        body = hook.get_key(key, bucket_name=bucket).get()["Body"].read()
+        yield
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
@@ -128,7 +152,30 @@ def _read_s3(data: DataSettings) -> pd.DataFrame:
         raise SourceError("s3", uri, f"{problem} (connection {data.s3_conn_id!r})") from exc
     except BotoCoreError as exc:
         raise SourceError("s3", uri, f"{type(exc).__name__}: {exc} (connection {data.s3_conn_id!r})") from exc
-    return _parse(body, "s3", uri)
+
+
+def _s3_object(data: DataSettings) -> tuple[Any, str, str]:
+    """The S3 hook of ``data.s3_conn_id``, the bucket and the key of ``data.s3_uri``."""
+    bucket, key = _split_s3_uri(_required(data, "s3_uri"))
+    from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+    # An undefined connection id makes S3Hook fall back to boto3's own credential chain (the provider's behaviour).
+    return S3Hook(aws_conn_id=data.s3_conn_id), bucket, key
+
+
+def _read_s3(data: DataSettings) -> pd.DataFrame:
+    hook, bucket, key = _s3_object(data)
+    with _s3_errors(data, hook, bucket, key):
+        body = hook.get_key(key, bucket_name=bucket).get()["Body"].read()
+    return _parse(body, "s3", data.s3_uri)
+
+
+def _iter_s3(data: DataSettings, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    hook, bucket, key = _s3_object(data)
+    with _s3_errors(data, hook, bucket, key):
+        body = hook.get_key(key, bucket_name=bucket).get()["Body"]  # a stream: read as the chunks are parsed
+        with closing(body):
+            yield from _parse_chunks(body, "s3", data.s3_uri, chunk_rows)
 
 
 def _quote(name: str) -> str:
@@ -153,26 +200,37 @@ def _driver_errors() -> tuple[type[Exception], ...]:
     return tuple(errors)
 
 
-def _read_postgres(data: DataSettings) -> pd.DataFrame:
+def _postgres_query(data: DataSettings) -> tuple[Any, str]:
+    """The hook of ``data.postgres_conn_id`` and the table's quoted relation name (checked first)."""
     table = data.postgres_table
-    location = f"{data.postgres_conn_id}/{table}"
     if not _TABLE_NAME.fullmatch(table or ""):
+        location = f"{data.postgres_conn_id}/{table}"
         raise SourceMisconfigured("postgres", location, "table name must be [schema.]name of letters, digits and _")
-    from airflow.exceptions import AirflowNotFoundException
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     relation = ".".join(_quote(part) for part in table.split("."))
-    hook = PostgresHook(postgres_conn_id=data.postgres_conn_id)
+    return PostgresHook(postgres_conn_id=data.postgres_conn_id), relation
+
+
+def _select(cursor: Any, relation: str) -> tuple[list[str], str]:
+    """The table's columns and the SELECT that reads every one as text in the order of ``encounter_id``."""
+    cursor.execute(f"SELECT * FROM {relation} AS t LIMIT 0")
+    columns = [d[0] for d in cursor.description]
+    # Text, so integer columns stored as bigint or as text reach normalize_raw alike; ordered by the stored
+    # encounter_id (the dataset's key) so that an unchanged table always yields the same frame.
+    select = ", ".join(f"t.{_quote(c)}::text AS {_quote(c)}" for c in columns)
+    order = " ORDER BY t.encounter_id" if "encounter_id" in columns else ""
+    return columns, f"SELECT {select} FROM {relation} AS t{order}"
+
+
+@contextmanager
+def _postgres_errors(data: DataSettings) -> Iterator[None]:
+    """Driver and connection errors while reading ``data.postgres_table``, as the source errors of ``load_raw``."""
+    from airflow.exceptions import AirflowNotFoundException
+
+    table, location = data.postgres_table, f"{data.postgres_conn_id}/{data.postgres_table}"
     try:
-        with closing(hook.get_conn()) as conn, closing(conn.cursor()) as cursor:
-            cursor.execute(f"SELECT * FROM {relation} AS t LIMIT 0")
-            columns = [d[0] for d in cursor.description]
-            # Text, so integer columns stored as bigint or as text reach normalize_raw alike; ordered by the stored
-            # encounter_id (the dataset's key) so that an unchanged table always yields the same frame.
-            select = ", ".join(f"t.{_quote(c)}::text AS {_quote(c)}" for c in columns)
-            order = " ORDER BY t.encounter_id" if "encounter_id" in columns else ""
-            cursor.execute(f"SELECT {select} FROM {relation} AS t{order}")
-            rows = cursor.fetchall()
+        yield
     except AirflowNotFoundException as exc:
         problem = f"Airflow connection {data.postgres_conn_id!r} is not defined"
         raise SourceNotFound("postgres", location, problem) from exc
@@ -183,8 +241,28 @@ def _read_postgres(data: DataSettings) -> pd.DataFrame:
             raise SourceNotFound("postgres", location, problem) from exc
         problem = f"{type(exc).__name__}: {str(exc).strip()} (connection {data.postgres_conn_id!r})"
         raise SourceError("postgres", location, problem) from exc
+
+
+def _read_postgres(data: DataSettings) -> pd.DataFrame:
+    hook, relation = _postgres_query(data)
+    with _postgres_errors(data), closing(hook.get_conn()) as conn, closing(conn.cursor()) as cursor:
+        columns, select = _select(cursor, relation)
+        cursor.execute(select)
+        rows = cursor.fetchall()
     frame = pd.DataFrame.from_records(rows, columns=columns) if rows else pd.DataFrame(columns=columns, dtype="str")
     return normalize_raw(frame)
+
+
+def _iter_postgres(data: DataSettings, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    hook, relation = _postgres_query(data)
+    with _postgres_errors(data), closing(hook.get_conn()) as conn:
+        with closing(conn.cursor()) as cursor:
+            columns, select = _select(cursor, relation)
+        # A named (server-side) cursor: the server keeps the result and sends chunk_rows rows per fetch.
+        with closing(conn.cursor(name=f"airloop_{uuid.uuid4().hex}")) as cursor:
+            cursor.execute(select)
+            while rows := cursor.fetchmany(chunk_rows):
+                yield normalize_raw(pd.DataFrame.from_records(rows, columns=columns))
 
 
 def _generate(data: DataSettings) -> pd.DataFrame:
@@ -216,6 +294,35 @@ def load_raw(data: DataSettings) -> pd.DataFrame:
     frame = reader(data)
     log.info("loaded %d rows x %d columns from %s", len(frame), frame.shape[1], describe_source(data))
     return frame
+
+
+def _iter_generated(data: DataSettings, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    # The generator makes all its rows at once (its rows depend on the count): chunks of that one frame.
+    frame = _generate(data)
+    for start in range(0, len(frame), chunk_rows):
+        yield frame.iloc[start : start + chunk_rows].reset_index(drop=True)
+
+
+_CHUNK_READERS = {"file": _iter_file, "s3": _iter_s3, "postgres": _iter_postgres, "synthetic": _iter_generated}
+
+
+def iter_raw(data: DataSettings, chunk_rows: int) -> Iterator[pd.DataFrame]:
+    """``load_raw`` in chunks of at most ``chunk_rows`` rows, each in the raw form, for inputs larger than memory.
+
+    A file and an S3 object are parsed as they stream in and a PostgreSQL table is read through a server-side cursor,
+    so one chunk is held at a time (the synthetic generator makes its rows at once). An integer column is int64 in a
+    chunk where every value is an integer. Raises what ``load_raw`` raises, when the source is opened or mid-way.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, got {chunk_rows}")
+    reader = _CHUNK_READERS.get(data.source)
+    if reader is None:
+        raise SourceMisconfigured(str(data.source), "-", f"unknown source; expected one of {sorted(_READERS)}")
+    rows = 0
+    for chunk in reader(data, chunk_rows):
+        rows += len(chunk)
+        yield chunk
+    log.info("read %d rows in chunks of up to %d from %s", rows, chunk_rows, describe_source(data))
 
 
 def describe_source(data: DataSettings) -> str:

@@ -67,6 +67,42 @@ class CompiledPipeline:
             return np.zeros(0)
         return self.estimator.predict_proba(self.matrix(records))[:, 1]
 
+    def frame_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The estimator's input matrix for a frame of records, column by column (the batch path): the same matrix
+        as ``matrix`` gives for the frame's rows as dicts, in a fraction of the time on many rows."""
+        if self.encounter is not None:
+            frame = self.encounter.transform(frame)
+        n = len(frame)
+        out = np.zeros((n, self.width), dtype=np.float64)
+        k = len(self.numeric)
+        if k:
+            out[:, :k] = frame[self.numeric].to_numpy(dtype=np.float64)
+            if self.mean is not None:
+                out[:, :k] -= self.mean
+                out[:, :k] /= self.scale
+        rows = np.arange(n)
+        for j, column in enumerate(self.categorical):
+            codes, distinct = pd.factorize(frame[column], use_na_sentinel=False)
+            lookup, unknown = self.lookups[j], self.unknown[j]
+            positions = np.array(
+                [lookup.get(MISSING if _absent(value) else str(value), unknown) for value in distinct.tolist()],
+                dtype=np.int64,
+            )[codes]
+            hot = positions >= 0
+            out[rows[hot], positions[hot]] = 1.0
+        return out
+
+    def predict_proba_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        """Positive-class probability per row of a frame of records (raw encounters when the model transforms them)."""
+        if frame.empty:
+            return np.zeros(0)
+        return self.estimator.predict_proba(self.frame_matrix(frame))[:, 1]
+
+
+def _absent(value: Any) -> bool:
+    """A missing value as a frame holds it (None, NaN, pandas NA); the records path only ever sees None."""
+    return value is None or (not isinstance(value, str) and bool(pd.isna(value)))
+
 
 def _numeric_scaling(transformer: Any, count: int) -> tuple[np.ndarray | None, np.ndarray | None] | None:
     if transformer == "passthrough" or (isinstance(transformer, FunctionTransformer) and transformer.func is None):

@@ -161,6 +161,12 @@ class LoopSettings(BaseModel):
     approver_role: str = "ml_engineer"
 
 
+class BatchSettings(BaseModel):
+    """readmission_batch_score: how many records it holds at once."""
+
+    chunk_rows: int = Field(50_000, ge=1)
+
+
 class ServingSettings(BaseModel):
     """The prediction service: limits, micro-batching, registry polling, admin key, routing file."""
 
@@ -236,6 +242,7 @@ class Settings(BaseSettings):
     ledger: LedgerSettings = LedgerSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     loop: LoopSettings = LoopSettings()
+    batch: BatchSettings = BatchSettings()
     security: SecuritySettings = SecuritySettings()
 
     @model_validator(mode="after")

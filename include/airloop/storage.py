@@ -50,6 +50,7 @@ BASELINES = "baselines"
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
 SCORING_ERRORS = "scoring-errors"
+BATCH_SCORES = "batch-scores"
 STAGING = "staging"
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -424,6 +425,10 @@ class RuntimeLayout:
     def errors(self) -> Storage:
         """Model calls that failed in serving (the A/B evaluation's error-rate guardrail reads them)."""
         return self.root.child(SCORING_ERRORS)
+
+    def batch_scores(self, name: str) -> Storage:
+        """Predictions of readmission_batch_score for the dataset ``name``, one published folder per job."""
+        return self.root.child(BATCH_SCORES, folder_name(name))
 
     def staging(self, run_id: str) -> Storage:
         """Intermediate files of one pipeline run, readable by its tasks on any machine."""

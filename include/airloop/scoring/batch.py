@@ -1,0 +1,496 @@
+"""Batch scoring (``readmission_batch_score``): a whole input scored by one registered model version, chunk by chunk.
+
+The input is a published dataset version, or the configured file, S3 object, PostgreSQL table or generator
+(``airloop.data.sources.iter_raw``); it is read ``batch.chunk_rows`` records at a time, so memory is bounded by the
+chunk whatever the input's size. Each chunk is scored by the model's compiled fast path (the one serving uses,
+``CompiledPipeline.predict_proba_frame``: the registered Pipeline's probabilities without its per-call overhead) and
+written as one Parquet part; the parts, the rejected records and ``metadata.json`` are published as one folder under
+``<storage>/batch-scores/<dataset>/<job>/`` (``Storage.publishing``: readers see all of it or nothing).
+
+A record that cannot be scored (a count that is not an integer, an age bucket the model does not know) is not dropped:
+it goes to ``rejected-*.parquet`` with its fields and the reason. The job's lineage (input and its version → model
+version → output) is one run of the MLflow experiment ``<experiment>-batch-scoring``.
+
+``resolve`` fixes what a run scores (input, model version, output name) on its first attempt; ``score`` and
+``record_lineage`` are idempotent: a retry, or another run of the same dataset version with the same model version,
+finds the published output and its MLflow run and writes nothing again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from airloop import schema
+from airloop.errors import FinalError
+from airloop.registry.contract import TAG_PREFIX, Alias
+from airloop.storage import folder_name
+
+if TYPE_CHECKING:
+    from airloop.settings import Settings
+    from airloop.storage import Storage
+
+log = logging.getLogger(__name__)
+
+DATASET = "dataset"
+SOURCES = (DATASET, "file", "s3", "postgres", "synthetic")
+EXPERIMENT_SUFFIX = "-batch-scoring"
+METADATA_FILE = "metadata.json"
+ARTIFACT_DIR = "batch_scores"
+OUTPUT_COLUMNS = (*schema.ID_COLUMNS, "probability", "predicted_class", "model_version")
+REASON = "reason"
+
+TAG_OUTPUT = f"{TAG_PREFIX}batch_output"
+TAG_OUTPUT_URL = f"{TAG_PREFIX}batch_output_url"
+TAG_MODEL_NAME = f"{TAG_PREFIX}model_name"
+TAG_MODEL_VERSION = f"{TAG_PREFIX}model_version"
+TAG_INPUT = f"{TAG_PREFIX}batch_input"
+TAG_AIRFLOW_RUN = f"{TAG_PREFIX}airflow_run_id"
+
+
+class BatchInputError(FinalError, ValueError):
+    """The job cannot be scored as asked (unknown source or model version, a column the model needs is absent)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """What one readmission_batch_score run scores, fixed on its first attempt (a retry scores the same)."""
+
+    source: str
+    input_uri: str
+    input_version: str | None
+    data: dict[str, Any]
+    model_name: str
+    model_version: str
+    model_alias: str | None
+    output: str
+    output_url: str
+    chunk_rows: int
+    airflow_run_id: str
+
+
+def part_name(index: int) -> str:
+    """The Parquet file of the ``index``-th chunk's predictions."""
+    return f"part-{index:05d}.parquet"
+
+
+def rejected_name(index: int) -> str:
+    """The Parquet file of the ``index``-th chunk's records that could not be scored."""
+    return f"rejected-{index:05d}.parquet"
+
+
+def output_storage(settings: Settings) -> Storage:
+    """Where every batch-scoring output of the configured dataset is published."""
+    return settings.layout.batch_scores(settings.data.dataset_name)
+
+
+def experiment_name(settings: Settings) -> str:
+    """The MLflow experiment that holds one lineage run per batch-scoring output."""
+    return f"{settings.mlflow.experiment}{EXPERIMENT_SUFFIX}"
+
+
+def _text(params: Mapping[str, Any], key: str) -> str | None:
+    value = params.get(key)
+    return None if value in (None, "") else str(value)
+
+
+def _input(settings: Settings, params: Mapping[str, Any], run_id: str) -> tuple[str, str, str | None, dict, str]:
+    """(source, input URI, input version, data settings, output stem) of the job's parameters."""
+    from airloop.data.sources import describe_source
+    from airloop.data.store import DatasetNotFound, dataset_store
+
+    source = _text(params, "source") or DATASET
+    if source not in SOURCES:
+        raise BatchInputError(f"source: {source!r} is not one of {list(SOURCES)}")
+    if source == DATASET:
+        store = dataset_store(settings)
+        version = _text(params, "dataset_version") or store.latest()
+        if version is None:
+            raise BatchInputError(f"dataset_version: no dataset published at {store.url()}: run readmission_etl first")
+        if not store.exists(version):
+            raise DatasetNotFound(f"dataset_version: {version!r} is not published at {store.url()}")
+        # A dataset version never changes: the same version and model make the same output, whichever run asks.
+        return source, store.url(version), version, {}, f"{DATASET}-{version}"
+    overrides = {key: params[key] for key in ("path", "s3_uri", "postgres_table") if _text(params, key)}
+    data = settings.data.model_copy(update={"source": source, **overrides})
+    # The same source may hold other rows tomorrow: each run is its own output.
+    return source, describe_source(data), None, data.model_dump(mode="json"), f"{source}-{folder_name(run_id)}"
+
+
+def resolve(settings: Settings, params: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    """Fix the job of a run: the input (the latest dataset version when none is named), the model version (the
+    champion's when none is named), the output's name and URL and the chunk size.
+
+    Raises:
+        BatchInputError: an unknown source, model version or alias without a version, a chunk size below 1.
+        DatasetNotFound: the named dataset version is not published.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from airloop.registry.aliases import alias_version
+    from airloop.registry.client import connect
+
+    source, uri, version, data, stem = _input(settings, params, run_id)
+    client = connect(settings)
+    name = settings.mlflow.model_name
+    model_version, alias = _text(params, "model_version"), None
+    if model_version is None:
+        alias = Alias.CHAMPION.value
+        model_version = alias_version(client, name, alias)
+        if model_version is None:
+            raise BatchInputError(f"model_version: model {name!r} has no {alias!r} version to score with")
+    try:
+        client.get_model_version(name, model_version)
+    except MlflowException as missing:
+        raise BatchInputError(f"model_version: {name!r} has no version {model_version!r}") from missing
+    chunk_rows = int(params.get("chunk_rows") or settings.batch.chunk_rows)
+    if chunk_rows < 1:
+        raise BatchInputError(f"chunk_rows: must be at least 1, got {chunk_rows}")
+    output = f"{stem}--{folder_name(name)}-v{model_version}"
+    job = Job(
+        source,
+        uri,
+        version,
+        data,
+        name,
+        str(model_version),
+        alias,
+        output,
+        output_storage(settings).url(output),
+        chunk_rows,
+        run_id,
+    )
+    log.info("batch job: %s (%s) with %s v%s -> %s", uri, source, name, model_version, job.output_url)
+    return asdict(job)
+
+
+# --- reading ----------------------------------------------------------------------------------------------------
+
+
+def _dataset_chunks(settings: Settings, version: str, chunk_rows: int, columns: list[str]) -> Iterator[pd.DataFrame]:
+    import pyarrow.parquet as pq
+
+    from airloop.data.store import DATA_FILE, dataset_store
+
+    storage = dataset_store(settings).storage
+    with storage.fs.open_input_file(storage.path(version, DATA_FILE)) as handle:
+        parquet = pq.ParquetFile(handle)
+        present = set(parquet.schema_arrow.names)
+        _require_columns([c for c in columns if c not in present], storage.url(version, DATA_FILE))
+        for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
+            yield batch.to_pandas()
+
+
+def chunks(settings: Settings, job: Mapping[str, Any], columns: list[str]) -> Iterator[pd.DataFrame]:
+    """The job's input, ``job["chunk_rows"]`` records at a time (a dataset version: only ``columns`` are read)."""
+    if job["source"] == DATASET:
+        yield from _dataset_chunks(settings, job["input_version"], job["chunk_rows"], columns)
+        return
+    from airloop.data.sources import iter_raw
+    from airloop.settings import DataSettings
+
+    yield from iter_raw(DataSettings.model_validate(job["data"]), job["chunk_rows"])
+
+
+def _require_columns(missing: list[str], where: str) -> None:
+    if missing:
+        raise BatchInputError(f"{where} lacks the column(s) the model needs: {', '.join(missing)}")
+
+
+# --- validating and scoring -------------------------------------------------------------------------------------
+
+
+def _integers(column: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(the column as numbers, where a value is not an integer)."""
+    if pd.api.types.is_integer_dtype(column.dtype):
+        return column, pd.Series(False, index=column.index)
+    numbers = pd.to_numeric(column, errors="coerce")
+    bad = numbers.isna() | (numbers != numbers.round())
+    return numbers, bad
+
+
+def split_scorable(
+    chunk: pd.DataFrame, columns: list[str], domains: Mapping[str, list[str]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the records the model can score, as it takes them; the others with every field and the ``reason``).
+
+    A record is refused when an integer field (ids, admission ids, counts) is missing or not an integer, or a field
+    with a closed domain (the age bucket) holds a value outside it: the same records serving answers 422.
+    """
+    _require_columns([c for c in columns if c not in chunk.columns], "the input")
+    reasons = pd.Series("", index=chunk.index, dtype=object)
+    values = chunk.loc[:, columns].copy()
+    for column in schema.INTEGER_COLUMNS:
+        if column not in values.columns:
+            continue
+        numbers, bad = _integers(values[column])
+        reasons[bad] += f"{column}: not an integer; "
+        values[column] = numbers
+    for column, allowed in domains.items():
+        if column in values.columns:
+            bad = ~values[column].isin(allowed)
+            reasons[bad] += f"{column}: not one of the model's values; "
+    refused = reasons.ne("")
+    good = values.loc[~refused]
+    for column in schema.INTEGER_COLUMNS:
+        if column in good.columns:
+            good[column] = good[column].astype("int64")
+    rejected = chunk.loc[refused].astype("string").assign(**{REASON: reasons[refused].str.rstrip("; ")})
+    return good.reset_index(drop=True), rejected.reset_index(drop=True)
+
+
+@dataclass
+class Scorer:
+    """One loaded model version: its Pipeline, its compiled fast path (None when the shape is unknown), threshold."""
+
+    version: str
+    pipeline: Any
+    compiled: Any | None
+    threshold: float
+    columns: list[str]
+    domains: dict[str, list[str]]
+
+    @property
+    def path(self) -> str:
+        """Which path scores: ``compiled`` (serving's fast path) or ``pipeline``."""
+        return "compiled" if self.compiled is not None else "pipeline"
+
+    def predict_proba(self, records: pd.DataFrame) -> np.ndarray:
+        """Positive-class probability per record."""
+        if self.compiled is not None:
+            return self.compiled.predict_proba_frame(records)
+        return self.pipeline.predict_proba(records)[:, 1] if len(records) else np.zeros(0)
+
+
+def load_scorer(settings: Settings, name: str, version: str) -> Scorer:
+    """Load a registered version as serving does: its Pipeline, compiled fast path, threshold and input domains."""
+    from airloop.registry.aliases import version_record
+    from airloop.registry.client import connect, model_uri
+    from airloop.training.compiled import compile_pipeline
+    from airloop.training.features import INPUT_COLUMNS, encounter_step
+    from airloop.training.model_io import load_sklearn_model
+
+    client = connect(settings)
+    pipeline = load_sklearn_model(model_uri(name, version))
+    encounter = encounter_step(pipeline)
+    domains = encounter.input_domains() if encounter is not None else {}
+    threshold = version_record(client, name, version).threshold
+    return Scorer(str(version), pipeline, compile_pipeline(pipeline), threshold, list(INPUT_COLUMNS), domains)
+
+
+def predictions(ids: pd.DataFrame, probability: np.ndarray, scorer: Scorer) -> Any:
+    """The output table of one chunk: ids, probability, class at the version's threshold, model version."""
+    import pyarrow as pa
+
+    return pa.table(
+        {
+            **{c: pa.array(ids[c].to_numpy(dtype="int64")) for c in schema.ID_COLUMNS},
+            "probability": pa.array(probability, type=pa.float64()),
+            "predicted_class": pa.array((probability >= scorer.threshold).astype("int8")),
+            "model_version": pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(len(probability), dtype="int32")), pa.array([scorer.version])
+            ),
+        }
+    )
+
+
+def score(settings: Settings, job: Mapping[str, Any]) -> dict[str, Any]:
+    """Score the job's input chunk by chunk and publish the output folder; the published metadata.
+
+    Idempotent: when the output is already published (a retry, or the same dataset version and model scored before)
+    nothing is read or written and its metadata is returned with ``created`` False.
+    """
+    storage = output_storage(settings)
+    if storage.is_published(job["output"]):
+        log.info("batch output %s is already published: nothing to score", job["output_url"])
+        return {**storage.read_json(job["output"], METADATA_FILE), "created": False}
+    scorer = load_scorer(settings, job["model_name"], job["model_version"])
+    columns = [*dict.fromkeys([*schema.ID_COLUMNS, *scorer.columns])]
+    started = time.perf_counter()
+    rows = rejected = positives = chunks_read = 0
+    probability_sum, scoring_s = 0.0, 0.0
+    try:
+        with storage.publishing(job["output"]) as folder:
+            for index, chunk in enumerate(chunks(settings, job, columns)):
+                good, refused = split_scorable(chunk, columns, scorer.domains)
+                began = time.perf_counter()
+                probability = scorer.predict_proba(good.loc[:, scorer.columns])
+                scoring_s += time.perf_counter() - began
+                table = predictions(good, probability, scorer)
+                folder.write_table(table, part_name(index))
+                if len(refused):
+                    folder.write_parquet(refused, rejected_name(index))
+                rows += len(good)
+                rejected += len(refused)
+                positives += int(table["predicted_class"].to_numpy().sum())
+                probability_sum += float(probability.sum())
+                chunks_read = index + 1
+            metadata = {
+                "job": dict(job),
+                "rows": rows,
+                "rejected_rows": rejected,
+                "chunks": chunks_read,
+                "positives": positives,
+                "mean_probability": probability_sum / rows if rows else None,
+                "threshold": scorer.threshold,
+                "scorer": scorer.path,
+                "seconds": round(time.perf_counter() - started, 3),
+                "scoring_seconds": round(scoring_s, 3),
+                "columns": list(OUTPUT_COLUMNS),
+                "created_at": datetime.now(UTC).isoformat(),
+            }
+            folder.write_json(metadata, METADATA_FILE)
+    except FileExistsError:  # another attempt published it first: theirs is the output
+        log.info("batch output %s was published concurrently", job["output_url"])
+        return {**storage.read_json(job["output"], METADATA_FILE), "created": False}
+    log.info(
+        "scored %d records (%d rejected) in %d chunks with %s v%s (%s path) in %.1f s -> %s",
+        rows,
+        rejected,
+        chunks_read,
+        job["model_name"],
+        job["model_version"],
+        scorer.path,
+        metadata["seconds"],
+        job["output_url"],
+    )
+    return {**metadata, "created": True}
+
+
+def read_output(settings: Settings, output: str) -> pd.DataFrame:
+    """Every prediction of a published output, in input order (for tests and people; one frame: not for 1M rows)."""
+    storage = output_storage(settings).child(output)
+    parts = sorted(n for n in storage.listdir() if n.startswith("part-"))
+    frames = [storage.read_parquet(n) for n in parts]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
+
+
+def read_rejected(settings: Settings, output: str) -> pd.DataFrame:
+    """Every record of a published output that could not be scored, with its ``reason``."""
+    storage = output_storage(settings).child(output)
+    parts = sorted(n for n in storage.listdir() if n.startswith("rejected-"))
+    frames = [storage.read_parquet(n) for n in parts]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[REASON])
+
+
+# --- lineage ----------------------------------------------------------------------------------------------------
+
+
+def _input_dataset(job: Mapping[str, Any], dataset_name: str) -> Any:
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+    from mlflow.exceptions import MlflowException
+
+    uri = job["input_uri"]
+    try:
+        source = resolve_dataset_source(uri)
+    except MlflowException:  # postgresql://, synthetic://: no MLflow source type; the URI is kept as a tag
+        source = CodeDatasetSource(tags={"uri": uri})
+    if job["input_version"]:
+        return MetaDataset(source, name=f"{dataset_name}@{job['input_version']}", digest=job["input_version"])
+    return MetaDataset(source, name=f"{job['source']}:{uri}"[:500], digest=job["airflow_run_id"][:36])
+
+
+def logged_model_id(version: Any) -> str | None:
+    """The MLflow 3 logged model behind a registered version: its ``model_id``, else the id in a ``models:/m-...``
+    source (a SQLite registry leaves ``model_id`` empty)."""
+    if getattr(version, "model_id", None):
+        return version.model_id
+    source = str(version.source or "")
+    if source.startswith("models:/m-") and source.count("/") == 1:
+        return source.removeprefix("models:/")
+    return None
+
+
+def find_lineage(settings: Settings, output: str) -> str | None:
+    """The lineage run already logged for ``output`` (a retried task logs nothing twice), or None."""
+    from airloop.registry.client import connect
+
+    client = connect(settings)
+    experiment = client.get_experiment_by_name(experiment_name(settings))
+    if experiment is None:
+        return None
+    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{TAG_OUTPUT}` = '{output}'")
+    return runs[0].info.run_id if runs else None
+
+
+def record_lineage(settings: Settings, job: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
+    """Log the output as a run of ``<experiment>-batch-scoring``: the input dataset and the model version as the
+    run's inputs, the output's URL and figures; returns the run id and a link to it in the MLflow UI.
+
+    Idempotent: the run already logged for this output is returned as it is.
+    """
+    from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus
+    from mlflow.entities.logged_model_input import LoggedModelInput
+    from mlflow.exceptions import MlflowException
+
+    from airloop.registry.client import connect, ensure_experiment, ui_link
+
+    client = connect(settings)
+    experiment_id = ensure_experiment(client, experiment_name(settings), settings.artifact_location)
+    run_id = find_lineage(settings, job["output"])
+    if run_id is not None:
+        log.info("lineage of %s already logged as run %s", job["output"], run_id)
+        return {"run_id": run_id, "url": ui_link(settings.mlflow.ui_url, experiment_id, run_id), "created": False}
+    version = client.get_model_version(job["model_name"], job["model_version"])
+    tags = {
+        TAG_OUTPUT: job["output"],
+        TAG_OUTPUT_URL: job["output_url"],
+        TAG_INPUT: job["input_uri"],
+        TAG_MODEL_NAME: job["model_name"],
+        TAG_MODEL_VERSION: str(job["model_version"]),
+        TAG_AIRFLOW_RUN: job["airflow_run_id"],
+    }
+    run = client.create_run(experiment_id, tags=tags, run_name=job["output"][:250])
+    run_id = run.info.run_id
+    try:
+        params = {
+            "source": job["source"],
+            "input_uri": job["input_uri"],
+            "input_version": job["input_version"] or "",
+            "model_uri": f"models:/{job['model_name']}/{job['model_version']}",
+            "model_alias": job["model_alias"] or "",
+            "output_url": job["output_url"],
+            "chunk_rows": job["chunk_rows"],
+            "scorer": result["scorer"],
+            "threshold": result["threshold"],
+        }
+        now = int(time.time() * 1000)
+        figures = {
+            "rows_scored": result["rows"],
+            "rows_rejected": result["rejected_rows"],
+            "positives": result["positives"],
+            "seconds": result["seconds"],
+            "rows_per_second": result["rows"] / result["seconds"] if result["seconds"] else 0.0,
+        }
+        if result.get("mean_probability") is not None:
+            figures["mean_probability"] = result["mean_probability"]
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in figures.items()],
+            params=[Param(k, str(v)[:6000]) for k, v in params.items()],
+        )
+        dataset = _input_dataset(job, settings.data.dataset_name)
+        model_id = logged_model_id(version)
+        models = [LoggedModelInput(model_id)] if model_id else None
+        inputs = [DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", "batch_scoring")])]
+        client.log_inputs(run_id, datasets=inputs, models=models)
+        client.log_dict(run_id, {k: v for k, v in result.items() if k != "created"}, f"{ARTIFACT_DIR}/{METADATA_FILE}")
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    except BaseException:
+        try:
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+            client.delete_run(run_id)
+        except MlflowException:
+            pass  # the original error is the one worth raising
+        raise
+    log.info("lineage of %s logged as run %s", job["output"], run_id)
+    return {"run_id": run_id, "url": ui_link(settings.mlflow.ui_url, experiment_id, run_id), "created": True}

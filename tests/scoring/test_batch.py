@@ -1,0 +1,185 @@
+"""Batch scoring on a real registry (the serving tests' session models) and real storage: the output equals the
+registered Pipeline's probabilities, nothing is lost or written twice, a failure publishes nothing; MLflow lineage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from airloop import schema
+from airloop.data.store import DatasetNotFound, DatasetStore
+from airloop.errors import SourceError
+from airloop.scoring import batch
+from airloop.training.features import INPUT_COLUMNS
+from tests.serving.conftest import CHALLENGER_VERSION, CHAMPION_VERSION, THRESHOLDS, session_registry
+
+ROWS = 5000
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    return session_registry(tmp_path_factory)
+
+
+def settings_for(home, registry, **overrides):
+    from airloop.settings import Settings
+
+    uri = registry.tracking_uri
+    return Settings(home=home, mlflow={"tracking_uri": uri, "registry_uri": uri}, **overrides)
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory, registry):
+    """A home with one published dataset version of ROWS synthetic encounters (as the ETL publishes them)."""
+    from airloop.data.synthetic import generate
+    from airloop.data.transform import prepare
+
+    home = tmp_path_factory.mktemp("batch-home")
+    settings = settings_for(home, registry)
+    frame = prepare(generate(ROWS, seed=31))
+    result = DatasetStore(settings.layout.datasets(settings.data.dataset_name)).publish(frame, {"source": "test"})
+    return settings, result.version, frame
+
+
+def expected(registry, version: str, inputs: pd.DataFrame) -> pd.Series:
+    """The registered Pipeline's probabilities, as MLflow loads it."""
+    return pd.Series(registry.pipeline(version).predict_proba(inputs.loc[:, list(INPUT_COLUMNS)])[:, 1])
+
+
+def test_a_published_version_is_scored_in_chunks_with_the_champion_like_the_registered_pipeline(published, registry):
+    settings, version, frame = published
+
+    job = batch.resolve(settings, {"chunk_rows": 700}, "manual__1")
+    result = batch.score(settings, job)
+
+    assert job["model_version"] == CHAMPION_VERSION and job["model_alias"] == "champion"
+    assert job["input_version"] == version and job["output"] == f"dataset-{version}--readmission-v1"
+    assert result["created"] and result["scorer"] == "compiled"
+    rows = len(frame)  # ROWS generated, less the encounters that cannot be readmitted
+    assert (result["rows"], result["rejected_rows"], result["chunks"]) == (rows, 0, 8)
+    storage = batch.output_storage(settings).child(job["output"])
+    parts = sorted(n for n in storage.listdir() if n.startswith("part-"))
+    assert [len(storage.read_parquet(p)) for p in parts] == [700] * 7 + [rows - 7 * 700]
+    out = batch.read_output(settings, job["output"])
+    assert list(out.columns) == list(batch.OUTPUT_COLUMNS)
+    pd.testing.assert_frame_equal(out[list(schema.ID_COLUMNS)], frame[list(schema.ID_COLUMNS)])
+    probability = expected(registry, CHAMPION_VERSION, frame)
+    pd.testing.assert_series_equal(out["probability"], probability, check_names=False, rtol=0, atol=1e-9)
+    assert (out["predicted_class"] == (probability >= THRESHOLDS[CHAMPION_VERSION])).all()
+    assert set(out["model_version"].astype(str)) == {CHAMPION_VERSION}
+    assert result["positives"] == int(out["predicted_class"].sum())
+
+
+def test_scoring_again_writes_nothing_and_lineage_is_logged_once(published, registry):
+    from mlflow import MlflowClient
+
+    settings, version, frame = published
+    job = batch.resolve(settings, {}, "manual__2")
+    first = batch.score(settings, job)
+    folder = batch.output_storage(settings).child(job["output"])
+    before = {n: folder.fs.get_file_info(folder.path(n)).mtime for n in folder.listdir()}
+
+    again = batch.score(settings, batch.resolve(settings, {}, "scheduled__3"))  # another run, same version and model
+    lineage = batch.record_lineage(settings, job, first)
+    repeated = batch.record_lineage(settings, job, again)
+
+    assert not again["created"] and again["job"]["output"] == job["output"]
+    assert {n: folder.fs.get_file_info(folder.path(n)).mtime for n in folder.listdir()} == before
+    assert lineage["created"] and not repeated["created"] and repeated["run_id"] == lineage["run_id"]
+    client = MlflowClient(tracking_uri=registry.tracking_uri)
+    experiment = client.get_experiment_by_name(batch.experiment_name(settings))
+    runs = client.search_runs([experiment.experiment_id], f"tags.`{batch.TAG_OUTPUT}` = '{job['output']}'")
+    assert [r.info.run_id for r in runs] == [lineage["run_id"]]
+    run = client.get_run(lineage["run_id"])
+    assert run.data.params["input_version"] == version and run.data.params["model_uri"] == "models:/readmission/1"
+    assert run.data.tags[batch.TAG_OUTPUT_URL] == job["output_url"] and run.data.metrics["rows_scored"] == len(frame)
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.digest == version and dataset_input.dataset.name == f"readmission@{version}"
+    model_id = batch.logged_model_id(client.get_model_version("readmission", CHAMPION_VERSION))
+    assert model_id.startswith("m-") and [m.model_id for m in run.inputs.model_inputs] == [model_id]
+
+
+def raw_file(tmp_path, frame: pd.DataFrame) -> str:
+    path = tmp_path / "encounters.csv"
+    frame.to_csv(path, index=False, lineterminator="\r\n")
+    return str(path)
+
+
+def test_a_file_with_bad_records_scores_the_rest_and_keeps_the_bad_ones_with_their_reason(
+    published, registry, tmp_path
+):
+    settings, _, frame = published
+    raw = frame.loc[:, list(schema.RAW_COLUMNS)].head(1000).astype(str)
+    raw.loc[3, "num_lab_procedures"] = "many"
+    raw.loc[10, "age"] = "[100-110)"
+    raw.loc[11, ["age", "encounter_id"]] = ["[200-210)", ""]
+    good = raw.drop(index=[3, 10, 11])
+
+    job = batch.resolve(
+        settings, {"source": "file", "path": raw_file(tmp_path, raw), "model_version": "2", "chunk_rows": 300}, "r1"
+    )
+    result = batch.score(settings, job)
+
+    assert job["output"] == "file-r1--readmission-v2" and job["input_uri"].startswith("file://")
+    assert (result["rows"], result["rejected_rows"], result["chunks"]) == (997, 3, 4)
+    out = batch.read_output(settings, job["output"])
+    probability = expected(registry, CHALLENGER_VERSION, frame.head(1000).drop(index=[3, 10, 11]))
+    assert out["encounter_id"].tolist() == good["encounter_id"].astype(int).tolist()
+    pd.testing.assert_series_equal(out["probability"], probability, check_names=False, rtol=0, atol=1e-9)
+    rejected = batch.read_rejected(settings, job["output"])
+    assert rejected[batch.REASON].tolist() == [
+        "num_lab_procedures: not an integer",
+        "age: not one of the model's values",
+        "encounter_id: not an integer; age: not one of the model's values",
+    ]
+    assert rejected["num_lab_procedures"].tolist()[0] == "many"  # the record as it came
+
+
+def test_a_source_failing_mid_way_publishes_nothing_and_a_retry_publishes_it_whole(published, registry, tmp_path):
+    settings, _, frame = published
+    raw = frame.loc[:, list(schema.RAW_COLUMNS)].head(900)
+    path = Path(raw_file(tmp_path, raw))
+    good_bytes = path.read_bytes()
+    lines = good_bytes.split(b"\r\n")
+    lines[700] += b",an,extra,field"  # the third chunk of 300 cannot be parsed
+    path.write_bytes(b"\r\n".join(lines))
+    job = batch.resolve(settings, {"source": "file", "path": str(path), "chunk_rows": 300}, "r2")
+
+    with pytest.raises(SourceError, match="not a readable CSV"):
+        batch.score(settings, job)
+
+    outputs = batch.output_storage(settings)
+    assert not outputs.is_published(job["output"])
+    assert not [n for n in outputs.listdir() if job["output"] in n]  # no half-written folder left behind
+    path.write_bytes(good_bytes)
+    assert batch.score(settings, job)["rows"] == 900 and outputs.is_published(job["output"])
+
+
+def test_what_cannot_be_scored_is_refused_naming_the_parameter(published, tmp_path):
+    settings, _, frame = published
+    no_age = tmp_path / "no-age.csv"
+    frame.drop(columns=["age"]).head(50).to_csv(no_age, index=False)
+
+    with pytest.raises(batch.BatchInputError, match=r"model_version: 'readmission' has no version '9'"):
+        batch.resolve(settings, {"model_version": "9"}, "r")
+    with pytest.raises(batch.BatchInputError, match=r"source: 'ftp' is not one of"):
+        batch.resolve(settings, {"source": "ftp"}, "r")
+    with pytest.raises(DatasetNotFound, match=r"dataset_version: 'nope' is not published"):
+        batch.resolve(settings, {"dataset_version": "nope"}, "r")
+    with pytest.raises(batch.BatchInputError, match=r"chunk_rows: must be at least 1"):
+        batch.resolve(settings, {"chunk_rows": -5}, "r")
+    job = batch.resolve(settings, {"source": "file", "path": str(no_age)}, "r3")
+    with pytest.raises(batch.BatchInputError, match=r"lacks the column\(s\) the model needs: age"):
+        batch.score(settings, job)
+    assert not batch.output_storage(settings).is_published(job["output"])
+
+
+def test_without_a_champion_the_job_says_so(tmp_path, registry):
+    from airloop.settings import Settings
+
+    settings = Settings(home=tmp_path)  # an empty registry of its own
+
+    with pytest.raises(batch.BatchInputError, match=r"model_version: model 'readmission' has no 'champion' version"):
+        batch.resolve(settings, {"source": "synthetic"}, "r")

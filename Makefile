@@ -5,7 +5,7 @@ VENV ?= .venv
 UV_VERSION := 0.13.8
 PY := $(VENV)/bin/python
 
-.PHONY: venv test lint demo stop lock bench bench-train bench-serving bench-drift bench-loop clean
+.PHONY: venv test lint demo stop lock bench bench-train bench-serving bench-drift bench-loop bench-batch clean
 
 venv: $(VENV)/.installed
 
@@ -38,7 +38,7 @@ stop:  ## stop the services of `make demo` from another terminal (also those a k
 clean:
 	rm -rf .airloop
 
-bench: bench-train bench-serving bench-drift bench-loop
+bench: bench-train bench-serving bench-drift bench-loop bench-batch
 
 bench-train: venv  ## time readmission_train on 100k synthetic rows -> benchmarks/results/train.json
 	OMP_NUM_THREADS=2 $(PY) benchmarks/bench_train.py --rows 100000
@@ -52,3 +52,6 @@ bench-drift: venv  ## airloop drift compare() vs Evidently DataDriftPreset, 100k
 
 bench-loop: venv  ## a drifted 100k batch to the new champion answering /v1/predict, by stage -> benchmarks/results/loop.json
 	OMP_NUM_THREADS=2 $(PY) benchmarks/bench_loop.py --rows 100000
+
+bench-batch: venv  ## readmission_batch_score vs MLflow pyfunc predict on 1M rows, same chunks -> benchmarks/results/batch.json
+	OMP_NUM_THREADS=2 $(PY) benchmarks/bench_batch.py --rows 1000000

@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MANIFEST = "_MANIFEST.json"
+#: Rows per Parquet row group of ``write_parquet``: the most a chunked reader (batch scoring) decodes at once.
+ROW_GROUP_ROWS = 65_536
 
 # Folders below the runtime root; only RuntimeLayout uses these names.
 DATASETS = "datasets"
@@ -289,8 +291,15 @@ class Storage:
         return self.url(*parts)
 
     def write_parquet(self, frame: pd.DataFrame, *parts: str) -> str:
-        """Write ``frame`` (without its index) as Parquet at ``parts`` atomically; returns its URL."""
-        self._write_atomic(lambda path: frame.to_parquet(path, filesystem=self.fs, index=False), *parts)
+        """Write ``frame`` (without its index) as Parquet at ``parts`` atomically; returns its URL.
+
+        Row groups of ``ROW_GROUP_ROWS`` rows, so a reader can take a large file a row group at a time.
+        """
+
+        def write(path: str) -> None:
+            frame.to_parquet(path, filesystem=self.fs, index=False, row_group_size=ROW_GROUP_ROWS)
+
+        self._write_atomic(write, *parts)
         return self.url(*parts)
 
     # --- folders published all at once ---------------------------------------------------------------------------

@@ -88,6 +88,8 @@ def test_scoring_again_writes_nothing_and_lineage_is_logged_once(published, regi
     assert not again["created"] and again["job"]["output"] == job["output"]
     assert {n: folder.fs.get_file_info(folder.path(n)).mtime for n in folder.listdir()} == before
     assert lineage["created"] and not repeated["created"] and repeated["run_id"] == lineage["run_id"]
+    assert batch.lineage_link(settings, job["output"]) == lineage["url"] and lineage["run_id"] in lineage["url"]
+    assert batch.lineage_link(settings, "never-scored") is None
     client = MlflowClient(tracking_uri=registry.tracking_uri)
     experiment = client.get_experiment_by_name(batch.experiment_name(settings))
     runs = client.search_runs([experiment.experiment_id], f"tags.`{batch.TAG_OUTPUT}` = '{job['output']}'")

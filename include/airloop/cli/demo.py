@@ -31,6 +31,7 @@ DAGS = (
     "readmission_drift",
     "readmission_retrain",
     "readmission_ab_evaluate",
+    "readmission_batch_score",
 )
 
 
@@ -281,10 +282,12 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
     print("  sent 300 predictions to /v1/predict", flush=True)
     drift = run_drift(settings, client, airflow)
     timeline = run_stream(settings, client, airflow)
+    scored = run_batch_score(settings, client, airflow)
     print_summary(settings, etl_state, train_state)
     print_serving(settings, sample)
     print(drift, flush=True)
     print(timeline, flush=True)
+    print(scored, flush=True)
     if keep_running:
         print("\nServices keep running; press Ctrl-C here or run `make stop` to stop them.", flush=True)
         exited = supervisor.watch()
@@ -342,6 +345,24 @@ The loop (readmission_train is paused: here only a drift verdict starts training
 
 Decision history (python -m airloop history; GET {settings.serving.url}/v1/history?at=TIME):
 {table}
+"""
+
+
+def run_batch_score(settings: Settings, client: AirflowClient, airflow: Service) -> str:
+    """Trigger readmission_batch_score on the latest dataset version with the (new) champion; say where it wrote."""
+    from airloop.scoring import batch
+
+    run = client.trigger("readmission_batch_score", {})
+    print(f"  triggered readmission_batch_score run {run} (the latest dataset version, the champion)", flush=True)
+    state = wait_for_run(client, "readmission_batch_score", run, settings, airflow)
+    if state != "success":
+        return f"readmission_batch_score: {state} (log: {airflow.log})"
+    job = batch.resolve(settings, {}, run)  # the same job again: nothing has published or promoted since
+    found = batch.output_storage(settings).read_json(job["output"], batch.METADATA_FILE)
+    return f"""readmission_batch_score: {found["rows"]} encounters of dataset {job["input_version"]} scored by \
+{job["model_name"]} v{job["model_version"]} ({found["rejected_rows"]} rejected) in {found["seconds"]} s
+  predictions     {job["output_url"]}
+  lineage         {batch.lineage_link(settings, job["output"]) or "(not logged)"}
 """
 
 

@@ -422,6 +422,16 @@ def find_lineage(settings: Settings, output: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
+def lineage_link(settings: Settings, output: str) -> str | None:
+    """The MLflow UI page of the lineage run of ``output``, or None when none was logged."""
+    from airloop.registry.client import connect, ui_link
+
+    run_id = find_lineage(settings, output)
+    if run_id is None:
+        return None
+    return ui_link(settings.mlflow.ui_url, connect(settings).get_run(run_id).info.experiment_id, run_id)
+
+
 def record_lineage(settings: Settings, job: Mapping[str, Any], result: Mapping[str, Any]) -> dict[str, Any]:
     """Log the output as a run of ``<experiment>-batch-scoring``: the input dataset and the model version as the
     run's inputs, the output's URL and figures; returns the run id and a link to it in the MLflow UI.

@@ -185,3 +185,37 @@ def test_without_a_champion_the_job_says_so(tmp_path, registry):
 
     with pytest.raises(batch.BatchInputError, match=r"model_version: model 'readmission' has no 'champion' version"):
         batch.resolve(settings, {"source": "synthetic"}, "r")
+
+
+def test_on_an_s3_root_the_version_is_read_and_the_output_published_in_the_bucket(
+    published, registry, s3_server, monkeypatch
+):
+    import uuid
+
+    from tests.s3_server import ACCESS_KEY, SECRET_KEY
+
+    _, _, frame = published
+    bucket = f"airloop-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    settings = settings_for(
+        published[0].home, registry, storage={"url": f"s3://{bucket}/prod", "s3_endpoint_url": s3_server.endpoint_url}
+    )
+    small = frame.head(1500)
+    version = DatasetStore(settings.layout.datasets("readmission")).publish(small, {"source": "test"}).version
+
+    job = batch.resolve(settings, {"chunk_rows": 400}, "s3-run")
+    result = batch.score(settings, job)
+
+    assert job["input_uri"] == f"s3://{bucket}/prod/datasets/readmission/{version}"
+    assert job["output_url"] == f"s3://{bucket}/prod/batch-scores/readmission/{job['output']}"
+    assert (result["rows"], result["chunks"]) == (1500, 4)
+    listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="prod/batch-scores/")
+    keys = {o["Key"] for o in listed["Contents"]}
+    prefix = f"prod/batch-scores/readmission/{job['output']}"
+    assert keys == {f"{prefix}/{n}" for n in ("_MANIFEST.json", "metadata.json", *map(batch.part_name, range(4)))}
+    out = batch.read_output(settings, job["output"])
+    pd.testing.assert_series_equal(
+        out["probability"], expected(registry, CHAMPION_VERSION, small), check_names=False, rtol=0, atol=1e-9
+    )

@@ -1,6 +1,6 @@
-"""The model monitor in the Airflow UI: the monitor app mounted by the API server at ``/airloop`` and a "Model
-monitor" entry in the UI's navigation. Every number it shows comes from ``airloop.monitor.state``; the web layer is
-``airloop_monitor_ui`` beside this file."""
+"""The model monitor in the Airflow UI: the monitor app mounted by the API server at ``/airloop`` (below the path of
+``[api] base_url``, like every route of the API server) and a "Model monitor" entry in the UI's navigation. Every
+number it shows comes from ``airloop.monitor.state``; the web layer is ``airloop_monitor_ui`` beside this file."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ class AirloopMonitorPlugin(AirflowPlugin):
     external_views: ClassVar[list[dict[str, Any]]] = [
         {
             "name": "Model monitor",
-            "href": "/airloop/",
+            # Relative: the UI resolves it against its <base href>, the path of [api] base_url ("/airflow/airloop/").
+            "href": "airloop/",
             "destination": "nav",
             "nav_top_level": True,  # its own entry in the side bar, not under "Plugins"
             "url_route": "airloop_model_monitor",  # shown inside the Airflow UI (at /plugin/airloop_model_monitor)

@@ -1,9 +1,15 @@
 """The model monitor page: one HTML document with inline CSS and JS (nothing fetched from elsewhere).
 
-The script reads ``api/state`` (relative: the app is mounted at ``/airloop/``) and renders it; it computes nothing.
-Promote and rollback POST ``../api/v2/dags/readmission_registry/dagRuns`` and the pending approvals are read from
-``../api/v2/dags/readmission_ab_evaluate/dagRuns/~/hitlDetails``: Airflow's REST API, with the UI's own ``_token``
-cookie (same origin).
+The script reads ``api/state`` (relative: the app is mounted at ``airloop/`` below Airflow's ``[api] base_url``) and
+renders it; it computes nothing. Promote and rollback POST ``../api/v2/dags/readmission_registry/dagRuns`` and follow
+the run they started (``../api/v2/dags/readmission_registry/dagRuns/<run id>``) until it ends, then show the registry
+again; the pending approvals are read from ``../api/v2/dags/readmission_ab_evaluate/dagRuns/~/hitlDetails``: Airflow's
+REST API, with the UI's own ``_token`` cookie (same origin). Every URL is relative, so the page works wherever Airflow
+is served (``https://host/airflow/airloop/`` as well as ``/airloop/``).
+
+Inside the Airflow UI the page is an iframe sandboxed without ``allow-modals`` and ``allow-popups``: an action is
+confirmed on the page itself (``confirm()`` would be refused silently), and links open in the frame (Airflow shows the
+frame's location in its own URL) instead of a new tab.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ PAGE = """<!doctype html>
   .big { font-size: 26px; font-weight: 600; } table { border-collapse: collapse; width: 100%; }
   td, th { text-align: left; padding: 3px 6px; border-bottom: 1px solid #eef1f4; vertical-align: top; }
   th { font-weight: 600; color: #52606d; } .pill { padding: 1px 8px; border-radius: 10px; background: #e4e7eb; }
-  .drift { background: #fde2e1; } .no_drift, .promote { background: #dff5e3; } .reject { background: #fde2e1; }
+  .drift, .reject, .failed { background: #fde2e1; } .no_drift, .promote, .success { background: #dff5e3; }
   button { padding: 6px 14px; margin-right: 8px; border-radius: 6px; border: 1px solid #9aa5b1; background: #fff; }
   button:disabled { color: #9aa5b1; } #result { margin-top: 8px; } .error { color: #b42318; }
   .row2 { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; } svg { background: #fbfcfd; }
@@ -54,7 +60,11 @@ const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v === null || v === undefined ? "" : v).replace(/[&<>"']/g,
   (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"})[c]);
 const num = (v, d = 4) => (typeof v === "number" ? v.toFixed(d) : "-");
-const link = (url, text) => (url ? `<a href="${esc(url)}" target="_blank" rel="noopener">${esc(text)}</a>` : esc(text));
+// Inside the Airflow UI (an iframe without allow-popups) a new tab is refused: links open in the frame there.
+const framed = window.self !== window.top;
+const link = (url, text) => (url ? `<a href="${esc(url)}"${framed ? "" : ' target="_blank" rel="noopener"'}>` +
+  `${esc(text)}</a>` : esc(text));
+const path = (...parts) => parts.map((p) => encodeURIComponent(p)).join("/");
 let state = null;
 
 function versionCard(alias, v) {
@@ -96,7 +106,7 @@ function renderDrift(d) {
     <span class="pill ${esc(l.verdict)}">${esc(l.verdict)}</span> on ${esc(l.source)} up to
     ${esc((l.window || {}).end)}: drifted share ${num(l.drifted_share, 2)}
     (${esc(l.drifted_feature_count)} features${top.length ? ": " + top.map(esc).join(", ") : ""})
-    - ${link(l.report_url, l.report_url ? "HTML report" : "no report")}</p>`;
+    - ${l.report ? link("reports/" + path(...l.report), "HTML report") : esc(l.report_url || "no report")}</p>`;
   const svg = $("chart"), w = 560, h = 130, pad = 24, pts = d.series.filter((p) => typeof p.drifted_share === "number");
   const x = (i) => pad + (pts.length < 2 ? (w - 2 * pad) / 2 : (i * (w - 2 * pad)) / (pts.length - 1));
   const y = (s) => h - pad - s * (h - 2 * pad);
@@ -126,22 +136,47 @@ async function renderApproval() {
     const found = await fetch(url, {credentials: "same-origin"});
     if (!found.ok) { $("approval").innerHTML = ""; return; }
     const waiting = (await found.json()).hitl_details || [];
-    $("approval").innerHTML = !waiting.length ? "" : `<div class="card"><h2>Waiting for approval</h2>` +
+    const answer = (ti) => "../" + path("dags", ti.dag_id, "runs", ti.dag_run_id, "tasks", ti.task_id) +
+      (ti.map_index >= 0 ? "/mapped/" + ti.map_index : "") + "/required_actions";
+    $("approval").innerHTML = !waiting.length ? "" : `<div class="card" id="approvals"><h2>Waiting for approval</h2>` +
       waiting.map((a) => `<p>${esc(a.subject)} (${esc(a.task_instance.dag_id)} / ${esc(a.task_instance.dag_run_id)})
-      - ${link("../required_actions", "answer under Required Actions")}</p>`).join("") + `</div>`;
+      - ${link(answer(a.task_instance), "answer under Required Actions")}</p>`).join("") + `</div>`;
   } catch (error) { $("approval").innerHTML = ""; }
 }
 
-async function trigger(action) {
-  if (!confirm(`Trigger ${state.user.registry_dag} with action=${action}?`)) return;
-  const url = `../api/v2/dags/${state.user.registry_dag}/dagRuns`;
-  const sent = await fetch(url, {method: "POST", credentials: "same-origin",
+function ask(action) {
+  const dag = state.user.registry_dag;
+  $("result").innerHTML = `Trigger ${esc(dag)} with action=${esc(action)}?
+    <button id="confirm">Confirm ${esc(action)}</button><button id="cancel">Cancel</button>`;
+  $("confirm").onclick = () => trigger(dag, action).catch(show);
+  $("cancel").onclick = () => { $("result").innerHTML = ""; };
+}
+
+async function trigger(dag, action) {
+  $("result").textContent = `triggering ${dag} with action=${action}...`;
+  const sent = await fetch(`../api/v2/dags/${path(dag)}/dagRuns`, {method: "POST", credentials: "same-origin",
     headers: {"Content-Type": "application/json"},
     body: JSON.stringify({logical_date: null, conf: {action}, note: `${action} from the model monitor`})});
   const body = await sent.json().catch(() => ({}));
-  $("result").innerHTML = sent.ok
-    ? `run ${link("../dags/" + state.user.registry_dag + "/runs/" + body.dag_run_id, body.dag_run_id)} queued`
-    : `<span class="error">HTTP ${sent.status}: ${esc(JSON.stringify(body.detail || body))}</span>`;
+  if (!sent.ok) {
+    const why = esc(JSON.stringify(body.detail || body));
+    $("result").innerHTML = `<span class="error">HTTP ${sent.status}: ${why}</span>`;
+    return;
+  }
+  await follow(dag, body.dag_run_id, action, body.state);
+}
+
+async function follow(dag, runId, action, known) {
+  // Shows the run's state until it ends (Airflow's finished states), then the registry as the run left it.
+  let runState = known;
+  if (!known) {
+    const found = await fetch(`../api/v2/dags/${path(dag, "dagRuns", runId)}`, {credentials: "same-origin"});
+    runState = found.ok ? (await found.json()).state : `HTTP ${found.status}`;
+  }
+  $("result").innerHTML = `${esc(action)}: run ${link("../" + path("dags", dag, "runs", runId), runId)}
+    <span class="pill ${esc(runState)}" id="run-state">${esc(runState)}</span>`;
+  if (state.airflow.finished_run_states.includes(runState)) { await load(); return; }
+  if (!runState.startsWith("HTTP")) setTimeout(() => follow(dag, runId, action).catch(show), 1000);
 }
 
 async function load() {
@@ -161,7 +196,7 @@ async function load() {
     const may = state.user.may[action];
     $(action).disabled = !may.allowed;
     $(action).title = may.why;
-    $(action).onclick = () => trigger(action);
+    $(action).onclick = () => ask(action);
   }
   const kinds = [...new Set(state.history.map((r) => r.kind))].sort();
   $("kind").innerHTML = `<option value="">every kind</option>` +
@@ -170,7 +205,8 @@ async function load() {
   renderHistory();
   renderApproval();
 }
-load().catch((error) => { $("status").innerHTML = `<span class="error">${esc(error)}</span>`; });
+function show(error) { $("status").innerHTML = `<span class="error">${esc(error)}</span>`; }
+load().catch(show);
 </script>
 </body>
 </html>

@@ -1,5 +1,7 @@
 """The model monitor page: what it shows of a real registry and ledger, that Airflow's API server mounts it only for
-signed-in users, and that it renders in headless Chromium (with a screenshot for the README)."""
+signed-in users, the drift reports it serves, and, in headless Chromium: the page alone (with a screenshot for the
+README), its Promote and Roll back buttons through the readmission_registry runs they start, a waiting approval,
+the page inside the Airflow UI, and all of it under an ``[api] base_url`` sub-path (a real ``airflow api-server``)."""
 
 from __future__ import annotations
 
@@ -7,15 +9,15 @@ import base64
 import json
 import os
 import secrets
-import socket
 import subprocess
+import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit
 
 import httpx
 import mlflow
@@ -23,7 +25,14 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from tests.champion import settings_env
 from tests.conftest import REPO
+from tests.pg_server import free_port
+from tests.plugins import airflow_runs
+from tests.plugins.devtools import chromium_page, wait
+from tests.s3_server import ACCESS_KEY, SECRET_KEY, s3_server
+
+__all__ = ["s3_server"]  # the session fixture, imported so pytest finds it here
 
 README_SCREENSHOT = REPO / "docs" / "images" / "model-monitor.png"
 
@@ -35,11 +44,43 @@ def screenshot_path(tmp_path: Path) -> Path:
 
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+REGISTRY_DAG, APPROVAL_DAG = "readmission_registry", "readmission_ab_evaluate"
+REPORT_TITLE = "Drift report: readmission v1"
+NEWEST_WINDOW_END = datetime(2026, 11, 25, 10, tzinfo=UTC)
+
+
+def publish_drift_report(settings, window_end: datetime) -> str:
+    """A real drift report (a drifted window of synthetic encounters against a reference profile) of champion v1,
+    published below the runtime root's reports as the drift DAG publishes it; returns its HTML URL."""
+    from airloop.data import synthetic
+    from airloop.data import transform as tf
+    from airloop.monitoring.baseline import reference_profile
+    from airloop.monitoring.drift import compare
+    from airloop.monitoring.report import ReportContext, publish_report, render_html, render_json
+
+    def features(rows: int, seed: int, drift: float = 0.0):
+        return tf.features_from_frame(
+            tf.prepare(synthetic.generate(rows, seed=seed, covariate_drift=drift)), tf.default_spec()
+        )
+
+    profile = reference_profile(features(1_000, 1), list(tf.NUMERIC_FEATURES), list(tf.CATEGORICAL_FEATURES))
+    result = compare(json.loads(json.dumps(profile)), features(800, 2, drift=1.5))
+    context = ReportContext(
+        model_name=settings.mlflow.model_name,
+        model_version="1",
+        window_start=window_end - timedelta(hours=1),
+        window_end=window_end,
+        source="prediction_log",
+        variant=CHAMPION,
+        created_at=window_end,
+    )
+    report = render_json(result, context)
+    return publish_report(settings.layout.root, report, render_html(report)).html_url
 
 
 def _prepare_registry(settings) -> dict[str, Any]:
     """Two registered versions with their records, champion v1 / challenger v2 under a 90/10 A/B experiment, two
-    drift verdicts and one evaluation in the ledger."""
+    drift verdicts (the newest with a published HTML report) and one evaluation in the ledger."""
     from airloop.experiments import lifecycle
     from airloop.ledger import Kind, ledger
     from airloop.registry.client import connect
@@ -70,9 +111,9 @@ def _prepare_registry(settings) -> dict[str, Any]:
     client.set_registered_model_alias(name, Alias.CHALLENGER, "2")
     lifecycle.start(settings, "2", "test", {CHAMPION: 90, CHALLENGER: 10}, "ab", {"verdict_id": 1})
     book = ledger(settings)
-    start = datetime(2026, 11, 25, 8, tzinfo=UTC)
+    report_url = publish_drift_report(settings, NEWEST_WINDOW_END)
     for hour, (verdict, share) in enumerate((("no_drift", 0.05), ("drift", 0.4))):
-        end = start + timedelta(hours=hour + 1)
+        end = NEWEST_WINDOW_END - timedelta(hours=1 - hour)
         book.record(
             Kind.DRIFT_VERDICT,
             f"drift:test:{hour}",
@@ -87,7 +128,7 @@ def _prepare_registry(settings) -> dict[str, Any]:
                 "drifted_features": ["num_medications", "age", "time_in_hospital", "a1c", "race", "gender"][
                     : int(share * 10)
                 ],
-                "report_url": f"file:///reports/{hour}/report.html",
+                "report_url": report_url if hour else "file:///elsewhere/0/report.html",
             },
             "dag:readmission_drift",
         )
@@ -110,7 +151,7 @@ def _prepare_registry(settings) -> dict[str, Any]:
         },
         "dag:readmission_ab_evaluate",
     )
-    return {"runs": runs}
+    return {"runs": runs, "report_url": report_url}
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +175,7 @@ def registry(tmp_path_factory) -> Iterator[Any]:
 
 
 def test_monitor_state_shows_aliases_runs_routing_evaluation_drift_and_history(registry):
-    from airloop.monitor.state import monitor_state
+    from airloop.monitor.state import monitor_state, report_path
 
     settings, prepared = registry
     state = monitor_state(settings)
@@ -155,7 +196,11 @@ def test_monitor_state_shows_aliases_runs_routing_evaluation_drift_and_history(r
     latest = state["drift"]["latest"]
     assert latest["verdict"] == "drift" and latest["drifted_share"] == 0.4
     assert latest["drifted_features"] == ["num_medications", "age", "time_in_hospital", "a1c"]
-    assert latest["report_url"] == "file:///reports/1/report.html"
+    assert latest["report_url"] == prepared["report_url"]
+    # The report's folders below the runtime root's reports: <model>/v<version>/<window end>-<report id>.
+    model, version, folder = latest["report"]
+    assert (model, version) == ("readmission", "v1") and folder.startswith("20261125T100000Z-")
+    assert report_path(settings, "file:///elsewhere/0/report.html") is None  # not below the reports: no link
     assert [p["drifted_share"] for p in state["drift"]["series"]] == [0.05, 0.4]  # oldest first, for the chart
     kinds = [row["kind"] for row in state["history"]]
     assert kinds[0] == "evaluation" and "experiment_started" in kinds and kinds.count("drift_verdict") == 2
@@ -165,8 +210,8 @@ def test_monitor_state_shows_aliases_runs_routing_evaluation_drift_and_history(r
 @pytest.fixture(scope="module")
 def airflow_app(registry) -> Iterator[Any]:
     """Airflow's own API server app (``airflow.api_fastapi.app.create_app``, as ``airflow api-server`` builds it)
-    with the plugins folder of the repo, SimpleAuthManager users from ``security.users`` and a migrated database;
-    yields (app, passwords)."""
+    with the plugins folder of the repo, SimpleAuthManager users from ``security.users``, a migrated database and
+    the readmission_registry and readmission_ab_evaluate DAGs in it; yields (app, passwords, parsed DAGs by id)."""
     from airflow.api_fastapi.app import create_app, purge_cached_app
 
     from airloop.security import airflow_users
@@ -188,7 +233,7 @@ def airflow_app(registry) -> Iterator[Any]:
     try:
         app = create_app()
         passwords = json.loads((home / "monitor_passwords.json").read_text())
-        yield app, passwords
+        yield app, passwords, airflow_runs.sync_dags(REGISTRY_DAG, APPROVAL_DAG)
     finally:
         purge_cached_app()
         for key, value in saved.items():
@@ -207,7 +252,7 @@ def _token(client, passwords: dict[str, str], user: str) -> str:
 def test_mounted_monitor_refuses_anonymous_requests_and_serves_signed_in_users(airflow_app):
     from fastapi.testclient import TestClient
 
-    app, passwords = airflow_app
+    app, passwords, _ = airflow_app
     with TestClient(app) as client:
         assert client.get("/airloop/api/state").status_code == 401
         assert client.get("/airloop/").status_code == 401
@@ -223,131 +268,366 @@ def test_mounted_monitor_refuses_anonymous_requests_and_serves_signed_in_users(a
     assert engineer.status_code == 200, engineer.text
     assert engineer.json()["versions"][CHAMPION]["version"] == "1"
     assert engineer.json()["user"]["may"]["promote"] == {"allowed": True, "why": ""}
+    assert engineer.json()["airflow"]["finished_run_states"] == ["failed", "success"]
     assert viewer.status_code == 200 and viewer.json()["user"]["name"] == "viewer"
     assert not viewer.json()["user"]["may"]["rollback"]["allowed"]
     assert "viewer" in viewer.json()["user"]["may"]["rollback"]["why"]
     assert page.status_code == 200 and "<title>airloop model monitor</title>" in page.text
 
 
-def test_plugin_puts_the_monitor_in_the_ui_navigation(airflow_app):
+def test_plugin_puts_the_monitor_in_the_ui_navigation_relative_to_the_api_base_url(airflow_app):
     from airflow import plugins_manager
 
     views, _ = plugins_manager._get_ui_plugins()
     monitor = next(view for view in views if view["name"] == "Model monitor")
-    assert monitor["href"] == "/airloop/" and monitor["destination"] == "nav"
+    # Relative, so the UI resolves it against its <base href> ([api] base_url's path); the browser tests below load it.
+    assert monitor["href"] == "airloop/" and monitor["destination"] == "nav"
+    assert monitor["url_route"] == "airloop_model_monitor"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def _report_route(parts: list[str]) -> str:
+    return "/airloop/reports/" + "/".join(quote(p, safe="") for p in parts)
 
 
-def _wait(check, what: str, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found = check()
-        except (httpx.HTTPError, OSError):
-            found = None
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+def test_drift_report_is_served_to_signed_in_users_and_nothing_else_is(airflow_app, registry):
+    from fastapi.testclient import TestClient
+
+    from airloop.monitor.state import report_path
+
+    app, passwords, _ = airflow_app
+    settings, prepared = registry
+    parts = report_path(settings, prepared["report_url"])
+    # A page beside the reports, where ``reports/../planted`` would lead if names were joined unchecked.
+    settings.layout.root.write_text("<title>planted</title>", "planted", "report.html")
+    model, version, _ = parts
+    tricks = (
+        "/airloop/reports/%2E%2E/planted",  # sent as is (a client resolves a literal ../), decoded by the server
+        "/airloop/reports/%2E%2E%2Fplanted",  # an encoded slash: one name holding "../planted"
+        f"/airloop/reports/{model}/{version}/%2E%2E/%2E%2E/%2E%2E/planted",
+        "/airloop/reports//planted",
+        f"{_report_route(parts)}/report.html",  # the page itself is not a report folder
+        f"/airloop/reports/{model}/{version}",  # a version's folder, not a report
+        f"/airloop/reports/{model}/{version}/20261125T100000Z-0000000000",  # no such report
+    )
+    with TestClient(app) as client:
+        anonymous = client.get(_report_route(parts))
+        client.cookies.set("_token", _token(client, passwords, "viewer"))
+        report = client.get(_report_route(parts))
+        refused = {trick: client.get(trick) for trick in tricks}
+
+    assert anonymous.status_code == 401
+    assert report.status_code == 200, report.text
+    assert report.headers["content-type"].startswith("text/html")
+    assert f"<title>{REPORT_TITLE}" in report.text and "Verdict:" in report.text
+    assert "default-src 'none'" in report.headers["content-security-policy"]
+    assert {trick: answer.status_code for trick, answer in refused.items()} == dict.fromkeys(tricks, 404)
+    assert all("<title>planted" not in answer.text for answer in refused.values())
+    assert all(answer.json()["detail"].startswith("report: ") for answer in refused.values())  # names the field
 
 
-class DevTools:
-    """One page of a headless Chromium, driven over the DevTools protocol; records console errors."""
+def test_drift_report_on_s3_is_linked_and_served_the_same_way(airflow_app, s3_server, registry):
+    from fastapi.testclient import TestClient
 
-    def __init__(self, url: str) -> None:
-        from websockets.sync.client import connect
+    from airloop.monitor.state import report_page, report_path
 
-        self.socket = connect(url, max_size=None)
-        self.next_id = 0
-        self.errors: list[str] = []
-        self.events: list[str] = []
+    app, passwords, _ = airflow_app
+    bucket = f"airloop-monitor-{secrets.token_hex(6)}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    env = {
+        "AIRLOOP_STORAGE__URL": f"s3://{bucket}/runtime",
+        "AIRLOOP_STORAGE__S3_ENDPOINT_URL": s3_server.endpoint_url,
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }
+    with settings_env(env) as settings:  # the mounted app reads the same settings (get_settings)
+        html_url = publish_drift_report(settings, NEWEST_WINDOW_END)
+        parts = report_path(settings, html_url)
+        with TestClient(app) as client:
+            client.cookies.set("_token", _token(client, passwords, "viewer"))
+            report = client.get(_report_route(parts))
+            outside = client.get("/airloop/reports/%2E%2E/reports/" + "/".join(parts))
+        settings.layout.reports().write_text("<p>no manifest</p>", *parts[:2], "half", "report.html")
+        unpublished = report_page(settings, [*parts[:2], "half"])
 
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        self.next_id += 1
-        self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
-        while True:
-            message = json.loads(self.socket.recv(timeout=30))
-            if message.get("id") == self.next_id:
-                assert "error" not in message, f"{method}: {message['error']}"
-                return message["result"]
-            self._event(message)
-
-    def _event(self, message: dict[str, Any]) -> None:
-        method, params = message.get("method"), message.get("params", {})
-        self.events.append(method)
-        if method == "Runtime.consoleAPICalled" and params["type"] in ("error", "assert"):
-            self.errors.append(
-                "console: " + " ".join(str(a.get("value", a.get("description"))) for a in params["args"])
-            )
-        elif method == "Runtime.exceptionThrown":
-            self.errors.append("exception: " + json.dumps(params["exceptionDetails"])[:500])
-        elif method == "Log.entryAdded" and params["entry"]["level"] == "error":
-            self.errors.append(f"log: {params['entry']['text']} {params['entry'].get('url', '')}")
-
-    def text(self) -> str:
-        found = self.call(
-            "Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True
-        )
-        return found["result"].get("value") or ""  # empty while a navigation replaces the document
+    assert html_url.startswith(f"s3://{bucket}/runtime/") and parts[:2] == ["readmission", "v1"]
+    assert report.status_code == 200 and f"<title>{REPORT_TITLE}" in report.text
+    assert outside.status_code == 404
+    assert unpublished is None  # on S3 a folder without its manifest is no published report
 
 
-@pytest.mark.browser
-def test_monitor_page_renders_in_headless_chromium_without_console_errors(airflow_app, tmp_path):
+# --- in headless Chromium -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served(airflow_app) -> Iterator[str]:
+    """The API server app on a free loopback port (uvicorn in a thread); yields its base URL."""
     import uvicorn
 
-    from tests.browser import FLAGS, chromium
-
-    app, passwords = airflow_app
-    port, debug_port = _free_port(), _free_port()
+    app = airflow_app[0]
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     serving = threading.Thread(target=server.run, daemon=True)
     serving.start()
     base = f"http://127.0.0.1:{port}"
-    _wait(lambda: httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200, "the API server", 20)
-    token = httpx.post(f"{base}/auth/token", json={"username": "admin", "password": passwords["admin"]}).json()
-    with tempfile.TemporaryDirectory(prefix="airloop-chromium-") as profile:
-        browser = subprocess.Popen(
-            [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={debug_port}",
-             "--remote-allow-origins=*", "--window-size=1400,1000", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            pages = _wait(
-                lambda: [
-                    t
-                    for t in httpx.get(f"http://127.0.0.1:{debug_port}/json/list", timeout=2).json()
-                    if t["type"] == "page"
-                ],
-                "Chromium's DevTools",
-                20,
-            )
-            tools = DevTools(pages[0]["webSocketDebuggerUrl"])
-            for domain in ("Runtime", "Log", "Page", "Network"):
-                tools.call(f"{domain}.enable")
-            tools.call("Network.setCookie", name="_token", value=token["access_token"], url=base, httpOnly=True)
-            tools.call("Emulation.setDeviceMetricsOverride", width=1400, height=1000, deviceScaleFactor=1, mobile=False)
-            tools.call("Page.navigate", url=f"{base}/airloop/")
-            text = _wait(lambda: (t := tools.text()) and "signed in as admin" in t and "Decision history" in t and t,
-                         "the page to render the state", 20)  # fmt: skip
-            time.sleep(0.5)  # the pending-approval request
-            tools.text()  # drains the events that arrived meanwhile
-            shot = tools.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
-            shot_path = screenshot_path(tmp_path)
-            shot_path.parent.mkdir(parents=True, exist_ok=True)
-            shot_path.write_bytes(base64.b64decode(shot["data"]))
-            tools.socket.close()
-        finally:
-            browser.terminate()
-            browser.wait(timeout=10)
-            server.should_exit = True
-            serving.join(timeout=10)
+    try:
+        wait(lambda: httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200, "the API server", 20)
+        yield base
+    finally:
+        server.should_exit = True
+        serving.join(timeout=10)
 
-    assert tools.errors == [], tools.errors
-    assert "v1" in text and "champion" in text and "readmission-v1-vs-v2" in text
-    assert "rows still needed: 321" in text and "drift" in text
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium page for the module's browser tests."""
+    with chromium_page() as tools:
+        yield tools
+
+
+def sign_in(tools, base: str, passwords: dict[str, str], user: str) -> None:
+    """The ``_token`` cookie Airflow's sign-in sets, for ``user`` (the UI and the monitor read the same one)."""
+    token = httpx.post(f"{base}/auth/token", json={"username": user, "password": passwords[user]}).json()
+    tools.call("Network.clearBrowserCookies")  # cookies are per host, not per port: no other server's token
+    path = urlsplit(base).path.rstrip("/") + "/"  # Airflow scopes its cookie to [api] base_url's path
+    tools.call("Network.setCookie", name="_token", value=token["access_token"], url=base, path=path, httpOnly=True)
+
+
+def open_monitor(tools, url: str, user: str) -> str:
+    """Open the monitor page at ``url`` and wait until it shows the state; its text."""
+    tools.open(url)
+    return wait(
+        lambda: (t := tools.text()) and f"signed in as {user}" in t and "Decision history" in t and t,
+        "the page to render the state",
+        20,
+    )
+
+
+def shown_version(tools, alias: str, document: str = "document") -> str:
+    """The version the page's card for ``alias`` shows (``v1``), or '' without one."""
+    return tools.evaluate(f"{document}.querySelector('[data-alias=\"{alias}\"] .big')?.textContent || ''")
+
+
+@pytest.mark.browser
+def test_monitor_page_renders_in_headless_chromium_without_console_errors(airflow_app, served, browser, tmp_path):
+    _, passwords, _ = airflow_app
+    sign_in(browser, served, passwords, "admin")
+    text = open_monitor(browser, f"{served}/airloop/", "admin")
+    wait(lambda: browser.responded("/hitlDetails"), "the pending-approval request", 10)
+    shot = browser.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)
+    shot_path = screenshot_path(tmp_path)
+    shot_path.parent.mkdir(parents=True, exist_ok=True)
+    shot_path.write_bytes(base64.b64decode(shot["data"]))
+    report_href = browser.evaluate("[...document.links].find((a) => a.textContent === 'HTML report')?.href")
+
+    assert browser.errors == [], browser.errors
+    assert shown_version(browser, CHAMPION) == "v1" and shown_version(browser, CHALLENGER) == "v2"
+    assert "readmission-v1-vs-v2" in text and "rows still needed: 321" in text and "drift" in text
+    assert [status for url, status in browser.responses if url.startswith(f"{served}/api/v2/")] == [200]
     assert screenshot_path(tmp_path).stat().st_size > 10_000
+    # The drift report's link is the monitor's own route, which the browser opens with the same sign-in.
+    assert report_href and report_href.startswith(f"{served}/airloop/reports/readmission/v1/20261125T100000Z-")
+    browser.open(report_href)
+    assert REPORT_TITLE in wait(lambda: browser.text(), "the drift report", 10)
+    assert "verdict:" in browser.text().lower()  # the report itself, not a page about it
+    assert (report_href, 200) in browser.responses
+
+
+def click_action(tools, action: str, document: str = "document") -> tuple[str, str]:
+    """Click ``action``'s button, then Confirm; the run id and the href of the run's link the page then shows."""
+    tools.click(f"#{action}", document)
+    wait(lambda: tools.evaluate(f"!!{document}.getElementById('confirm')"), "the confirmation", 5)
+    tools.click("#confirm", document)
+    found = wait(
+        lambda: tools.evaluate(f"""(() => {{
+            const a = {document}.querySelector('#result a');
+            return a && {document}.getElementById('run-state') ? [a.textContent, a.href] : null; }})()"""),
+        f"the {action} run's link",
+        10,
+    )
+    return found[0], found[1]
+
+
+def run_state_shown(tools, document: str = "document") -> str:
+    return tools.evaluate(f"{document}.getElementById('run-state')?.textContent || ''")
+
+
+@pytest.mark.browser
+def test_promote_and_roll_back_buttons_trigger_registry_runs_the_page_follows_to_their_outcome(
+    airflow_app, served, browser
+):
+    from airloop import history
+    from airloop.ledger import Kind
+    from airloop.settings import get_settings
+
+    _, passwords, dags = airflow_app
+    sign_in(browser, served, passwords, "engineer")
+    open_monitor(browser, f"{served}/airloop/", "engineer")
+    outcomes = {}
+    for action, champion in (("promote", "v2"), ("rollback", "v1")):
+        run_id, run_href = click_action(browser, action)
+        queued = airflow_runs.dag_run(REGISTRY_DAG, run_id)
+        shown_before_it_ran = run_state_shown(browser)
+        # The run itself, as the scheduler would run it (in this process, with dag.test()'s task runner).
+        tasks = airflow_runs.execute_run(dags[REGISTRY_DAG], run_id)
+        wait(lambda: run_state_shown(browser) == "success", f"the page to show the {action} run's success", 15)
+        wait(lambda v=champion: shown_version(browser, CHAMPION) == v, f"champion {champion} after {action}", 10)
+        outcomes[action] = (queued, shown_before_it_ran, run_href, run_id, tasks)
+
+    for action, (queued, shown, href, run_id, tasks) in outcomes.items():
+        assert queued is not None, f"no {REGISTRY_DAG} run {run_id} in the metadata DB"
+        assert queued.conf == {"action": action}
+        assert queued.triggering_user_name == "engineer" and str(queued.run_type) == "manual"
+        assert shown == "queued"  # nothing runs it until execute_run
+        assert href == f"{served}/dags/{REGISTRY_DAG}/runs/{quote(run_id, safe='')}"
+        assert tasks == {"apply": "success"}
+    assert browser.errors == [], browser.errors
+    # The registry as the runs left it, and who the history says did it.
+    assert shown_version(browser, CHAMPION) == "v1" and shown_version(browser, CHALLENGER) == "v2"
+    (promotion,) = history.rows(get_settings(), kind=Kind.PROMOTION)
+    (rollback,) = history.rows(get_settings(), kind=Kind.ROLLBACK)
+    for row, action in ((promotion, "promote"), (rollback, "rollback")):
+        run_id = outcomes[action][3]
+        assert row.decided_by == f"airflow:{REGISTRY_DAG}/{run_id} by engineer"
+
+
+@pytest.fixture(scope="module")
+def waiting_approval(airflow_app, served) -> dict[str, str]:
+    """A readmission_ab_evaluate run whose ``approve`` waits for a person: triggered through the REST API, its
+    evaluation (a promotion of v2) recorded as the evaluate task's result, then ``approve`` (Airflow's
+    ApprovalOperator) run, which writes its Human-in-the-loop detail and parks in ``awaiting_input``."""
+    _, passwords, dags = airflow_app
+    token = httpx.post(f"{served}/auth/token", json={"username": "scientist", "password": passwords["scientist"]})
+    started = httpx.post(
+        f"{served}/api/v2/dags/{APPROVAL_DAG}/dagRuns",
+        json={"logical_date": None},
+        headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+    )
+    assert started.status_code == 200, started.text
+    run_id = started.json()["dag_run_id"]
+    evaluation = {"action": "promote", "challenger_version": "2", "evidence": "v2: log loss 0.47 vs 0.52"}
+    airflow_runs.mark_done(APPROVAL_DAG, run_id, {"evaluate": evaluation, "choose": ["approve"]})
+    assert airflow_runs.run_task(dags[APPROVAL_DAG], run_id, "approve") == "awaiting_input"
+    return {"run_id": run_id, "subject": "Promote readmission v2 to champion?"}
+
+
+@pytest.mark.browser
+def test_waiting_approval_is_listed_with_a_link_to_its_required_action(airflow_app, served, browser, waiting_approval):
+    _, passwords, _ = airflow_app
+    run_id, subject = waiting_approval["run_id"], waiting_approval["subject"]
+    sign_in(browser, served, passwords, "engineer")
+    open_monitor(browser, f"{served}/airloop/", "engineer")
+    listed = wait(lambda: browser.evaluate("document.getElementById('approvals')?.innerText"), "the approvals", 10)
+    href = browser.evaluate("document.querySelector('#approvals a').href")
+    assert browser.errors == [], browser.errors
+
+    assert subject in listed and f"{APPROVAL_DAG} / {run_id}" in listed
+    assert href == f"{served}/dags/{APPROVAL_DAG}/runs/{quote(run_id, safe='')}/tasks/approve/required_actions"
+    # The link (a new tab outside the Airflow UI) leads to Airflow's own page for that required action.
+    browser.open(href)
+    wait(lambda: subject in browser.text() and "Approve" in browser.text(), "Airflow's Required Actions page", 30)
+
+
+FRAME = "document.querySelector('iframe[title=\"Model monitor\"]')"
+FRAME_DOCUMENT = f"{FRAME}?.contentDocument"
+
+
+def open_in_airflow_ui(tools, url: str, user: str) -> str:
+    """Open Airflow's page for the monitor (its React shell with the monitor in an iframe); the iframe's text once
+    the monitor shows the state."""
+    tools.open(url)
+    return wait(
+        lambda: (t := tools.text(FRAME_DOCUMENT)) and f"signed in as {user}" in t and "Decision history" in t and t,
+        "the monitor inside the Airflow UI",
+        40,
+    )
+
+
+@pytest.mark.browser
+def test_monitor_shows_inside_the_airflow_ui_and_its_actions_work_in_the_sandboxed_frame(airflow_app, served, browser):
+    _, passwords, _ = airflow_app
+    sign_in(browser, served, passwords, "admin")
+    framed = open_in_airflow_ui(browser, f"{served}/plugin/airloop_model_monitor", "admin")
+    shell = browser.text()
+    frame_path = browser.evaluate(f"{FRAME}.contentWindow.location.pathname")
+    sandbox = browser.evaluate(f"{FRAME}.getAttribute('sandbox')")
+    # Promote asks on the page itself: the frame's sandbox has no allow-modals, so confirm() would answer "no".
+    browser.click("#promote", FRAME_DOCUMENT)
+    asked = wait(lambda: browser.evaluate(f"{FRAME_DOCUMENT}.getElementById('result').innerText"), "the question", 5)
+    browser.click("#cancel", FRAME_DOCUMENT)
+    links = browser.evaluate(f"[...{FRAME_DOCUMENT}.links].map((a) => a.target)")
+
+    assert "Model monitor" in shell  # the side bar's entry
+    assert frame_path == "/airloop/"
+    assert (
+        shown_version(browser, CHAMPION, FRAME_DOCUMENT) == "v1"
+        and shown_version(browser, CHALLENGER, FRAME_DOCUMENT) == "v2"
+    )
+    assert "readmission-v1-vs-v2" in framed
+    assert "allow-modals" not in sandbox.split() and "allow-popups" not in sandbox.split()
+    assert f"Trigger {REGISTRY_DAG} with action=promote?" in asked
+    assert links and set(links) == {""}  # in the frame: no new tabs, which the sandbox would refuse
+    assert browser.errors == [], browser.errors  # e.g. "Ignored call to 'confirm()'. The document is sandboxed"
+
+
+@pytest.fixture
+def api_server_under_sub_path(airflow_app) -> Iterator[str]:
+    """``airflow api-server`` (a process of its own, on the same metadata DB, users and JWT secret) with
+    ``[api] base_url = http://127.0.0.1:<port>/airflow``; yields that base URL."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}/airflow"
+    env = {**os.environ, "AIRFLOW__API__BASE_URL": base, "AIRFLOW__LOGGING__UVICORN_LOGGING_LEVEL": "WARNING"}
+    airflow = Path(sys.executable).with_name("airflow")
+    with tempfile.TemporaryFile(mode="w+") as log:
+        server = subprocess.Popen(
+            [str(airflow), "api-server", "--port", str(port), "--host", "127.0.0.1", "--workers", "1"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+
+        def healthy() -> bool:
+            if server.poll() is not None:
+                log.seek(0)
+                raise AssertionError(f"airflow api-server exited {server.returncode}: {log.read()[-3000:]}")
+            return httpx.get(f"{base}/api/v2/monitor/health", timeout=2).status_code == 200
+
+        try:
+            wait(healthy, "airflow api-server under /airflow", 90)
+        except AssertionError:
+            server.kill()
+            server.wait()
+            raise
+        try:
+            yield base
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+
+
+@pytest.mark.browser
+def test_monitor_and_its_rest_calls_work_under_an_api_base_url_sub_path(
+    airflow_app, api_server_under_sub_path, browser
+):
+    _, passwords, _ = airflow_app
+    base = api_server_under_sub_path
+    sign_in(browser, base, passwords, "engineer")
+    open_in_airflow_ui(browser, f"{base}/plugin/airloop_model_monitor", "engineer")
+    frame_path = browser.evaluate(f"{FRAME}.contentWindow.location.pathname")
+    wait(lambda: browser.responded("/hitlDetails"), "the pending-approval request", 10)
+    report_href = browser.evaluate(f"[...{FRAME_DOCUMENT}.links].find((a) => a.textContent === 'HTML report')?.href")
+    approvals = browser.evaluate(f"[...{FRAME_DOCUMENT}.querySelectorAll('#approvals a')].map((a) => a.href)")
+    origin = base.removesuffix("/airflow")
+    answered = {url.removeprefix(origin).split("?")[0]: status for url, status in browser.responses}
+
+    assert browser.errors == [], browser.errors
+    assert frame_path == "/airflow/airloop/"
+    assert shown_version(browser, CHAMPION, FRAME_DOCUMENT) == "v1"
+    assert answered["/airflow/airloop/api/state"] == 200
+    assert answered[f"/airflow/api/v2/dags/{APPROVAL_DAG}/dagRuns/~/hitlDetails"] == 200
+    assert all(href.startswith(f"{base}/dags/{APPROVAL_DAG}/runs/") for href in approvals)
+    assert report_href.startswith(f"{base}/airloop/reports/readmission/v1/")
+    browser.open(report_href)
+    assert REPORT_TITLE in wait(lambda: browser.text(), "the drift report under /airflow", 10)
+    assert (report_href, 200) in browser.responses

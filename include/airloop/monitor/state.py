@@ -5,12 +5,15 @@
   metrics and MLflow UI link (``airloop.registry.client.ui_link``), and its last history row (``Tag.HISTORY_ID``);
 - the A/B evaluation so far: the newest ``evaluation`` row of the ledger, as ``airloop.experiments.evaluation`` wrote
   it;
-- drift: the newest ``drift_verdict`` rows, as ``airloop.monitoring.job`` wrote them;
+- drift: the newest ``drift_verdict`` rows, as ``airloop.monitoring.job`` wrote them, and where the newest one's HTML
+  report is below the runtime root's reports (``RuntimeLayout.reports``), which the monitor serves to the browser
+  (``report_path``, ``report_page``: a ``file://`` or ``s3://`` URL is no link a browser opens from an http page);
 - the decision history: ``airloop.history.rows`` with ``history.summary``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from airloop import history
@@ -47,7 +50,7 @@ def monitor_state(
             },
             "routing": {**live.to_dict(), "running": running(found, live)},
             "evaluation": _evaluation(evaluations[0], live.experiment) if evaluations else None,
-            "drift": _drift(history.rows(settings, kind=Kind.DRIFT_VERDICT, limit=drift_points)),
+            "drift": _drift(settings, history.rows(settings, kind=Kind.DRIFT_VERDICT, limit=drift_points)),
             "history": [_decision(row) for row in decisions],
         }
     )
@@ -124,7 +127,38 @@ def _evaluation(row: Decision, experiment: str) -> dict[str, Any]:
     }
 
 
-def _drift(rows: list[Decision]) -> dict[str, Any]:
+def report_path(settings: Settings, report_url: str | None) -> list[str] | None:
+    """The folders below the runtime root's reports that hold the published drift report at ``report_url`` (the
+    ``html_url`` its publication returned), for ``report_page``; None for no URL or one outside these reports."""
+    from airloop.monitoring.report import HTML_FILE
+
+    prefix, suffix = settings.layout.reports().url() + "/", "/" + HTML_FILE
+    if not report_url or not report_url.startswith(prefix) or not report_url.endswith(suffix):
+        return None
+    parts = report_url[len(prefix) : -len(suffix)].split("/")
+    return parts if all(parts) else None
+
+
+def report_page(settings: Settings, parts: Sequence[str]) -> str | None:
+    """The HTML page of the published drift report at ``parts`` (as ``report_path`` gives them), or None unless each
+    part names a folder listed below the runtime root's reports and the last one a published report: a name the
+    listing does not hold (``..``, a path, a file) never reaches the filesystem."""
+    from airloop.monitoring.report import HTML_FILE
+
+    reports = settings.layout.reports()
+    *folders, name = parts or [""]
+    try:
+        for depth, folder in enumerate(folders):
+            if folder not in reports.listdir(*folders[:depth]):
+                return None
+        if name not in reports.published_dirs(*folders):
+            return None
+        return reports.read_text(*folders, name, HTML_FILE)
+    except (FileNotFoundError, NotADirectoryError):  # a file where a folder was named; a report without its page
+        return None
+
+
+def _drift(settings: Settings, rows: list[Decision]) -> dict[str, Any]:
     """The newest drift verdict (top drifted features, report link) and the drifted share per run, oldest first."""
     latest = None
     if rows:
@@ -142,6 +176,7 @@ def _drift(rows: list[Decision]) -> dict[str, Any]:
             "drifted_features": list(payload.get("drifted_features") or [])[:TOP_FEATURES],
             "drifted_feature_count": len(payload.get("drifted_features") or []),
             "report_url": payload.get("report_url"),
+            "report": report_path(settings, payload.get("report_url")),
             "outcome": rows[0].outcome,
             "outcome_detail": rows[0].outcome_detail,
         }

@@ -14,7 +14,7 @@ version's threshold, model version) to the artifact store, with the lineage in M
   already scored by the same model version is not scored again.
 - **record_lineage**: one run of the MLflow experiment `<experiment>-batch-scoring`: the input dataset and the model
   version as its inputs, the output URL, rows, rejected records and rows per second. Emits the
-  `airloop_<dataset>_batch_scores` Asset.
+  `airloop_<dataset>_batch_scores` Asset; skipped (no event) when the output and its run already existed.
 
 Params (Trigger DAG w/ config, or REST): `source`, `dataset_version`, `path`, `s3_uri`, `postgres_table`,
 `model_version`, `chunk_rows`.
@@ -39,7 +39,7 @@ SCORES = Asset(name=f"airloop_{SETTINGS.data.dataset_name}_batch_scores")
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     schedule=None,
     catchup=False,
-    max_active_runs=2,
+    max_active_runs=1,  # one job writes batch-scores/ at a time (see airloop.scoring.batch.score)
     doc_md=__doc__,
     default_args=default_args(retry_delay=timedelta(seconds=20), execution_timeout=timedelta(hours=2)),
     params={
@@ -70,9 +70,13 @@ def readmission_batch_score():
 
     @task(outlets=[SCORES])
     def record_lineage(job: dict, result: dict, outlet_events=None) -> dict:
+        from airflow.sdk.exceptions import AirflowSkipException
+
         from airloop.scoring import batch
 
         lineage = batch.record_lineage(get_settings(), job, result)
+        if not (result["created"] or lineage["created"]):  # nothing new: no Asset event for the same output again
+            raise AirflowSkipException(f"already scored and logged: {job['output_url']} ({lineage['url']})")
         outlet_events[SCORES].extra = {
             "output": job["output_url"],
             "input": job["input_uri"],

@@ -206,16 +206,103 @@ def test_on_an_s3_root_the_version_is_read_and_the_output_published_in_the_bucke
     version = DatasetStore(settings.layout.datasets("readmission")).publish(small, {"source": "test"}).version
 
     job = batch.resolve(settings, {"chunk_rows": 400}, "s3-run")
+    leftover = batch.output_storage(settings).child(job["output"])
+    for index in range(6):  # an earlier attempt, killed after six parts of 250 rows: invisible, and must not count
+        leftover.write_bytes(b"half of an attempt", batch.part_name(index))
     result = batch.score(settings, job)
 
     assert job["input_uri"] == f"s3://{bucket}/prod/datasets/readmission/{version}"
     assert job["output_url"] == f"s3://{bucket}/prod/batch-scores/readmission/{job['output']}"
     assert (result["rows"], result["chunks"]) == (1500, 4)
     listed = s3_server.client().list_objects_v2(Bucket=bucket, Prefix="prod/batch-scores/")
-    keys = {o["Key"] for o in listed["Contents"]}
+    keys = {o["Key"] for o in listed["Contents"] if not o["Key"].endswith("/")}  # not pyarrow's folder markers
     prefix = f"prod/batch-scores/readmission/{job['output']}"
     assert keys == {f"{prefix}/{n}" for n in ("_MANIFEST.json", "metadata.json", *map(batch.part_name, range(4)))}
     out = batch.read_output(settings, job["output"])
     pd.testing.assert_series_equal(
         out["probability"], expected(registry, CHAMPION_VERSION, small), check_names=False, rtol=0, atol=1e-9
     )
+
+
+@pytest.mark.parametrize(
+    ("values", "bad"),
+    [
+        (
+            pd.Series(["12", " 7", "+3", "-2", "1e3", "12.0", "inf", "", "99999999999999999999", "x"], dtype="str"),
+            [False, False, False, False, True, True, True, True, True, True],
+        ),
+        (pd.Series([1.0, 2.5, float("nan"), float("inf"), 2.0**60]), [False, True, True, True, True]),
+        (pd.Series([1, None, 3], dtype="Int64"), [False, True, False]),
+        (pd.Series([4, 5], dtype="int64"), [False, False]),
+        (pd.Series([1, "2", None, 3.5], dtype=object), [False, False, True, True]),
+    ],
+    ids=["text", "float", "nullable", "int64", "object"],
+)
+def test_only_exact_integers_pass_and_none_is_rounded(values, bad):
+    numbers, refused = batch._integers(values)
+
+    assert refused.tolist() == bad
+    assert numbers.dtype == "int64"
+    assert numbers[~refused].tolist() == [int(float(v)) for v in values[~refused]]
+
+
+def test_records_refused_for_integers_are_kept_and_ids_never_rounded():
+    from airloop.data.synthetic import generate
+
+    raw = generate(6, seed=3).drop(columns=["readmitted"]).astype(str)
+    raw.loc[0, "encounter_id"] = "99999999999999999999"  # beyond int64: refused, not written as a wrong id
+    raw.loc[1, "num_medications"] = "inf"
+    raw.loc[2, "encounter_id"] = "123456789012345678"  # 18 digits: kept exactly
+    columns = list(INPUT_COLUMNS)
+
+    good, refused = batch.split_scorable(raw, columns, {"age": list(schema.AGE_BUCKETS)}, "file:///in.csv")
+
+    assert good["encounter_id"].tolist()[0] == 123456789012345678 and len(good) == 4
+    assert refused[batch.REASON].tolist() == ["encounter_id: not an integer", "num_medications: not an integer"]
+    assert refused["encounter_id"].tolist()[0] == "99999999999999999999"
+    with pytest.raises(batch.BatchInputError, match=r"file:///in\.csv lacks the column\(s\) the model needs: age"):
+        batch.split_scorable(raw.drop(columns=["age"]), columns, {}, "file:///in.csv")
+
+
+def test_an_input_whose_records_are_all_refused_or_that_is_empty_publishes_an_empty_output(published, tmp_path):
+    settings, _, frame = published
+    raw = frame.loc[:, list(schema.RAW_COLUMNS)].head(10).astype(str).assign(age="[300-310)")
+    header_only = tmp_path / "header-only.csv"
+    header_only.write_text(",".join(schema.RAW_COLUMNS) + "\r\n")
+
+    refused = batch.score(settings, batch.resolve(settings, {"source": "file", "path": raw_file(tmp_path, raw)}, "a"))
+    empty = batch.score(settings, batch.resolve(settings, {"source": "file", "path": str(header_only)}, "b"))
+
+    assert (refused["rows"], refused["rejected_rows"], refused["mean_probability"]) == (0, 10, None)
+    assert len(batch.read_rejected(settings, refused["job"]["output"])) == 10
+    assert len(batch.read_output(settings, refused["job"]["output"])) == 0
+    assert (empty["rows"], empty["rejected_rows"]) == (0, 0)
+    assert list(batch.read_output(settings, empty["job"]["output"]).columns) == list(batch.OUTPUT_COLUMNS)
+
+
+def test_a_published_version_lacking_a_column_the_model_needs_is_refused_naming_it(published, tmp_path):
+    settings, _, frame = published
+    store = DatasetStore(settings.layout.datasets(settings.data.dataset_name))
+    version = store.publish(frame.drop(columns=["num_medications"]).head(100), {"source": "test"}).version
+
+    job = batch.resolve(settings, {"dataset_version": version}, "r4")
+    with pytest.raises(batch.BatchInputError, match=rf"{version}/data\.parquet lacks .*: num_medications"):
+        batch.score(settings, job)
+
+
+def test_a_lineage_run_killed_before_it_finished_is_not_taken_for_the_logged_one(published, registry):
+    from mlflow import MlflowClient
+
+    settings, version, _ = published
+    job = batch.resolve(settings, {"dataset_version": version, "model_version": "2"}, "killed")
+    result = batch.score(settings, job)
+    client = MlflowClient(tracking_uri=registry.tracking_uri)
+    from airloop.registry.client import ensure_experiment
+
+    experiment_id = ensure_experiment(client, batch.experiment_name(settings), settings.artifact_location)
+    killed = client.create_run(experiment_id, tags={batch.TAG_OUTPUT: job["output"]})  # tagged, never finished
+
+    lineage = batch.record_lineage(settings, job, result)
+
+    assert lineage["created"] and lineage["run_id"] != killed.info.run_id
+    assert batch.find_lineage(settings, job["output"]) == lineage["run_id"]

@@ -133,6 +133,14 @@ class AirflowClient:
         runs = response.json()["dag_runs"]
         return runs[0] if runs else None
 
+    def xcom(self, dag_id: str, run_id: str, task_id: str) -> Any:
+        """What a task of a run returned (its ``return_value`` XCom)."""
+        url = f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value"
+        response = self.http.get(url)
+        response.raise_for_status()
+        value = response.json()["value"]
+        return json.loads(value) if isinstance(value, str) else value
+
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         response = self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         response.raise_for_status()
@@ -357,8 +365,8 @@ def run_batch_score(settings: Settings, client: AirflowClient, airflow: Service)
     state = wait_for_run(client, "readmission_batch_score", run, settings, airflow)
     if state != "success":
         return f"readmission_batch_score: {state} (log: {airflow.log})"
-    job = batch.resolve(settings, {}, run)  # the same job again: nothing has published or promoted since
-    found = batch.output_storage(settings).read_json(job["output"], batch.METADATA_FILE)
+    found = client.xcom("readmission_batch_score", run, "score")  # the published metadata, with the job
+    job = found["job"]
     return f"""readmission_batch_score: {found["rows"]} encounters of dataset {job["input_version"]} scored by \
 {job["model_name"]} v{job["model_version"]} ({found["rejected_rows"]} rejected) in {found["seconds"]} s
   predictions     {job["output_url"]}

@@ -207,24 +207,44 @@ def _require_columns(missing: list[str], where: str) -> None:
 # --- validating and scoring -------------------------------------------------------------------------------------
 
 
+_INTEGER_TEXT = r"[+-]?\d{1,18}"  # 18 digits always fit int64; no float, exponent or decimal point on the way
+_EXACT_FLOAT = 2.0**53  # beyond it a float no longer holds every integer
+
+
 def _integers(column: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(the column as numbers, where a value is not an integer)."""
-    if pd.api.types.is_integer_dtype(column.dtype):
-        return column, pd.Series(False, index=column.index)
-    numbers = pd.to_numeric(column, errors="coerce")
-    bad = numbers.isna() | (numbers != numbers.round())
-    return numbers, bad
+    """(the column as int64, 0 where a value is not an integer; where a value is not one).
+
+    Missing values, text that is not plain decimal digits (``"1e3"``, ``"12.0"``, ``"inf"``, more than 18 digits) and
+    floats that are not exact integers are not integers. Nothing goes through a float that could round an id.
+    """
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        bad = pd.Series(True, index=column.index)
+        return pd.Series(0, index=column.index, dtype="int64"), bad
+    if pd.api.types.is_integer_dtype(dtype):
+        bad = column.isna()
+        return column.where(~bad, 0).astype("int64"), bad
+    if pd.api.types.is_float_dtype(dtype):
+        values = column.to_numpy(dtype="float64", na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            exact = np.isfinite(values) & (np.floor(values) == values) & (np.abs(values) < _EXACT_FLOAT)
+        bad = pd.Series(~exact, index=column.index)
+        return pd.Series(np.where(exact, values, 0).astype("int64"), index=column.index), bad
+    text = column.astype("str").str.strip()
+    bad = column.isna() | ~text.str.fullmatch(_INTEGER_TEXT).fillna(False).astype(bool)
+    return text.where(~bad, "0").astype("int64"), bad
 
 
 def split_scorable(
-    chunk: pd.DataFrame, columns: list[str], domains: Mapping[str, list[str]]
+    chunk: pd.DataFrame, columns: list[str], domains: Mapping[str, list[str]], where: str = "the input"
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the records the model can score, as it takes them; the others with every field and the ``reason``).
 
     A record is refused when an integer field (ids, admission ids, counts) is missing or not an integer, or a field
-    with a closed domain (the age bucket) holds a value outside it: the same records serving answers 422.
+    with a closed domain (the age bucket) holds a value outside it. ``where`` names the input in the error raised
+    when a column the model needs is absent (``BatchInputError``).
     """
-    _require_columns([c for c in columns if c not in chunk.columns], "the input")
+    _require_columns([c for c in columns if c not in chunk.columns], where)
     reasons = pd.Series("", index=chunk.index, dtype=object)
     values = chunk.loc[:, columns].copy()
     for column in schema.INTEGER_COLUMNS:
@@ -239,9 +259,6 @@ def split_scorable(
             reasons[bad] += f"{column}: not one of the model's values; "
     refused = reasons.ne("")
     good = values.loc[~refused]
-    for column in schema.INTEGER_COLUMNS:
-        if column in good.columns:
-            good[column] = good[column].astype("int64")
     rejected = chunk.loc[refused].astype("string").assign(**{REASON: reasons[refused].str.rstrip("; ")})
     return good.reset_index(drop=True), rejected.reset_index(drop=True)
 
@@ -311,15 +328,21 @@ def score(settings: Settings, job: Mapping[str, Any]) -> dict[str, Any]:
     if storage.is_published(job["output"]):
         log.info("batch output %s is already published: nothing to score", job["output_url"])
         return {**storage.read_json(job["output"], METADATA_FILE), "created": False}
+    started = time.perf_counter()
     scorer = load_scorer(settings, job["model_name"], job["model_version"])
     columns = [*dict.fromkeys([*schema.ID_COLUMNS, *scorer.columns])]
-    started = time.perf_counter()
     rows = rejected = positives = chunks_read = 0
-    probability_sum, scoring_s = 0.0, 0.0
+    probability_sum, scoring_s, checking_s = 0.0, 0.0, 0.0
+    # On an object store an earlier attempt's objects stay, invisible, where this one publishes: remove them, or a
+    # part this attempt does not write (fewer chunks) would be listed in its manifest. One run at a time writes here
+    # (the DAG's max_active_runs=1; a retry never overlaps its own attempt).
+    storage.delete(job["output"])
     try:
         with storage.publishing(job["output"]) as folder:
             for index, chunk in enumerate(chunks(settings, job, columns)):
-                good, refused = split_scorable(chunk, columns, scorer.domains)
+                began = time.perf_counter()
+                good, refused = split_scorable(chunk, columns, scorer.domains, job["input_uri"])
+                checking_s += time.perf_counter() - began
                 began = time.perf_counter()
                 probability = scorer.predict_proba(good.loc[:, scorer.columns])
                 scoring_s += time.perf_counter() - began
@@ -343,6 +366,7 @@ def score(settings: Settings, job: Mapping[str, Any]) -> dict[str, Any]:
                 "scorer": scorer.path,
                 "seconds": round(time.perf_counter() - started, 3),
                 "scoring_seconds": round(scoring_s, 3),
+                "checking_seconds": round(checking_s, 3),
                 "columns": list(OUTPUT_COLUMNS),
                 "created_at": datetime.now(UTC).isoformat(),
             }
@@ -364,19 +388,28 @@ def score(settings: Settings, job: Mapping[str, Any]) -> dict[str, Any]:
     return {**metadata, "created": True}
 
 
+def _published_files(settings: Settings, output: str, prefix: str) -> tuple[Storage, list[str]]:
+    """The folder of a published output and its files named ``prefix*``, as its manifest lists them."""
+    from airloop.storage import MANIFEST
+
+    storage = output_storage(settings)
+    manifest = storage.manifest(output)
+    if manifest is None:
+        raise FileNotFoundError(f"no batch output published at {storage.url(output)} (no complete {MANIFEST})")
+    return storage.child(output), sorted(n for n in manifest["files"] if n.startswith(prefix))
+
+
 def read_output(settings: Settings, output: str) -> pd.DataFrame:
     """Every prediction of a published output, in input order (for tests and people; one frame: not for 1M rows)."""
-    storage = output_storage(settings).child(output)
-    parts = sorted(n for n in storage.listdir() if n.startswith("part-"))
-    frames = [storage.read_parquet(n) for n in parts]
+    folder, parts = _published_files(settings, output, "part-")
+    frames = [folder.read_parquet(n) for n in parts]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
 
 
 def read_rejected(settings: Settings, output: str) -> pd.DataFrame:
     """Every record of a published output that could not be scored, with its ``reason``."""
-    storage = output_storage(settings).child(output)
-    parts = sorted(n for n in storage.listdir() if n.startswith("rejected-"))
-    frames = [storage.read_parquet(n) for n in parts]
+    folder, parts = _published_files(settings, output, "rejected-")
+    frames = [folder.read_parquet(n) for n in parts]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=[REASON])
 
 
@@ -418,7 +451,9 @@ def find_lineage(settings: Settings, output: str) -> str | None:
     experiment = client.get_experiment_by_name(experiment_name(settings))
     if experiment is None:
         return None
-    runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{TAG_OUTPUT}` = '{output}'")
+    # The tag is set last, just before the run is finished: a run killed on the way is not taken for a logged one.
+    wanted = f"tags.`{TAG_OUTPUT}` = '{output}' and attributes.status = 'FINISHED'"
+    runs = client.search_runs([experiment.experiment_id], filter_string=wanted)
     return runs[0].info.run_id if runs else None
 
 
@@ -452,7 +487,6 @@ def record_lineage(settings: Settings, job: Mapping[str, Any], result: Mapping[s
         return {"run_id": run_id, "url": ui_link(settings.mlflow.ui_url, experiment_id, run_id), "created": False}
     version = client.get_model_version(job["model_name"], job["model_version"])
     tags = {
-        TAG_OUTPUT: job["output"],
         TAG_OUTPUT_URL: job["output_url"],
         TAG_INPUT: job["input_uri"],
         TAG_MODEL_NAME: job["model_name"],
@@ -494,6 +528,7 @@ def record_lineage(settings: Settings, job: Mapping[str, Any], result: Mapping[s
         inputs = [DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", "batch_scoring")])]
         client.log_inputs(run_id, datasets=inputs, models=models)
         client.log_dict(run_id, {k: v for k, v in result.items() if k != "created"}, f"{ARTIFACT_DIR}/{METADATA_FILE}")
+        client.set_tag(run_id, TAG_OUTPUT, job["output"])
         client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
     except BaseException:
         try:

@@ -488,10 +488,9 @@ def log_to_mlflow(settings: Settings, report_json: Mapping[str, Any], location: 
     Metrics carry the window end as both timestamp and step (epoch seconds), so successive windows draw curves. On
     any failure the half-logged run is marked failed and deleted, and the error is raised.
     """
-    from mlflow.entities import Metric, RunStatus
-    from mlflow.exceptions import MlflowException
+    from mlflow.entities import Metric
 
-    from airloop.registry.client import connect, ensure_experiment
+    from airloop.registry.client import connect, ensure_experiment, finished_or_discarded
 
     report = _check(report_json)
     metrics = report_metrics(report)
@@ -513,33 +512,17 @@ def log_to_mlflow(settings: Settings, report_json: Mapping[str, Any], location: 
     if model.get("variant"):
         tags[TAG_VARIANT] = str(model["variant"])
     run_name = f"{model['name']}-v{model['version']}-{end:%Y%m%dT%H%M%SZ}"
-    run = client.create_run(experiment_id, tags=tags, run_name=run_name)
-    run_id = run.info.run_id
-    try:
+    run_id = client.create_run(experiment_id, tags=tags, run_name=run_name).info.run_id
+    with finished_or_discarded(client, run_id):
         timestamp, step = int(end.timestamp() * 1000), int(end.timestamp())
         client.log_batch(run_id, metrics=[Metric(k, v, timestamp, step) for k, v in sorted(metrics.items())])
         client.log_text(run_id, _dumps(report), f"{ARTIFACT_DIR}/{JSON_FILE}")
         client.log_text(run_id, render_html(report), f"{ARTIFACT_DIR}/{HTML_FILE}")
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
-    except BaseException:
-        try:
-            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
-            client.delete_run(run_id)
-        except MlflowException:
-            pass  # the original error is the one worth raising
-        raise
     return run_id
 
 
 def find_logged(settings: Settings, report_id: str) -> str | None:
     """The monitoring run that already logged report ``report_id`` (a retried task logs nothing twice), or None."""
-    from airloop.registry.client import connect
+    from airloop.registry.client import connect, find_finished_run
 
-    client = connect(settings)
-    experiment = client.get_experiment_by_name(monitoring_experiment(settings))
-    if experiment is None:
-        return None
-    runs = client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`{TAG_REPORT_ID}` = '{report_id}'", max_results=1
-    )
-    return runs[0].info.run_id if runs else None
+    return find_finished_run(connect(settings), monitoring_experiment(settings), TAG_REPORT_ID, report_id)

@@ -7,6 +7,8 @@ client bound to the same store. It is light: no training imports.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import mlflow
 from mlflow import MlflowClient
@@ -78,6 +80,36 @@ def connect(settings: Settings, *, create_experiment: bool = False) -> MlflowCli
         ensure_experiment(client, settings.mlflow.experiment, settings.artifact_location)
         mlflow.set_experiment(settings.mlflow.experiment)
     return client
+
+
+def find_finished_run(client: MlflowClient, experiment: str, tag: str, value: str) -> str | None:
+    """The id of a FINISHED run of ``experiment`` whose tag ``tag`` is ``value`` (what a retried task logged before),
+    or None. A run killed before it finished does not count."""
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return None
+    wanted = f"tags.`{tag}` = '{value}' and attributes.status = 'FINISHED'"
+    runs = client.search_runs([found.experiment_id], filter_string=wanted, max_results=1)
+    return runs[0].info.run_id if runs else None
+
+
+@contextmanager
+def finished_or_discarded(client: MlflowClient, run_id: str) -> Iterator[None]:
+    """Log to ``run_id`` in the body: on a clean exit the run is FINISHED; on any error it is marked FAILED and deleted
+    (half-logged runs do not linger) and the error is raised."""
+    from mlflow.entities import RunStatus
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
+    except BaseException:
+        try:
+            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+            client.delete_run(run_id)
+        except MlflowException:
+            pass  # the original error is the one worth raising
+        raise
 
 
 def model_uri(name: str, version: str | None = None, alias: str | None = None) -> str:

@@ -445,16 +445,9 @@ def logged_model_id(version: Any) -> str | None:
 
 def find_lineage(settings: Settings, output: str) -> str | None:
     """The lineage run already logged for ``output`` (a retried task logs nothing twice), or None."""
-    from airloop.registry.client import connect
+    from airloop.registry.client import connect, find_finished_run
 
-    client = connect(settings)
-    experiment = client.get_experiment_by_name(experiment_name(settings))
-    if experiment is None:
-        return None
-    # The tag is set last, just before the run is finished: a run killed on the way is not taken for a logged one.
-    wanted = f"tags.`{TAG_OUTPUT}` = '{output}' and attributes.status = 'FINISHED'"
-    runs = client.search_runs([experiment.experiment_id], filter_string=wanted)
-    return runs[0].info.run_id if runs else None
+    return find_finished_run(connect(settings), experiment_name(settings), TAG_OUTPUT, output)
 
 
 def lineage_link(settings: Settings, output: str) -> str | None:
@@ -473,11 +466,10 @@ def record_lineage(settings: Settings, job: Mapping[str, Any], result: Mapping[s
 
     Idempotent: the run already logged for this output is returned as it is.
     """
-    from mlflow.entities import DatasetInput, InputTag, Metric, Param, RunStatus
+    from mlflow.entities import DatasetInput, InputTag, Metric, Param
     from mlflow.entities.logged_model_input import LoggedModelInput
-    from mlflow.exceptions import MlflowException
 
-    from airloop.registry.client import connect, ensure_experiment, ui_link
+    from airloop.registry.client import connect, ensure_experiment, finished_or_discarded, ui_link
 
     client = connect(settings)
     experiment_id = ensure_experiment(client, experiment_name(settings), settings.artifact_location)
@@ -487,15 +479,15 @@ def record_lineage(settings: Settings, job: Mapping[str, Any], result: Mapping[s
         return {"run_id": run_id, "url": ui_link(settings.mlflow.ui_url, experiment_id, run_id), "created": False}
     version = client.get_model_version(job["model_name"], job["model_version"])
     tags = {
+        TAG_OUTPUT: job["output"],
         TAG_OUTPUT_URL: job["output_url"],
         TAG_INPUT: job["input_uri"],
         TAG_MODEL_NAME: job["model_name"],
         TAG_MODEL_VERSION: str(job["model_version"]),
         TAG_AIRFLOW_RUN: job["airflow_run_id"],
     }
-    run = client.create_run(experiment_id, tags=tags, run_name=job["output"][:250])
-    run_id = run.info.run_id
-    try:
+    run_id = client.create_run(experiment_id, tags=tags, run_name=job["output"][:250]).info.run_id
+    with finished_or_discarded(client, run_id):
         params = {
             "source": job["source"],
             "input_uri": job["input_uri"],
@@ -528,14 +520,5 @@ def record_lineage(settings: Settings, job: Mapping[str, Any], result: Mapping[s
         inputs = [DatasetInput(dataset._to_mlflow_entity(), [InputTag("mlflow.data.context", "batch_scoring")])]
         client.log_inputs(run_id, datasets=inputs, models=models)
         client.log_dict(run_id, {k: v for k, v in result.items() if k != "created"}, f"{ARTIFACT_DIR}/{METADATA_FILE}")
-        client.set_tag(run_id, TAG_OUTPUT, job["output"])
-        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))
-    except BaseException:
-        try:
-            client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
-            client.delete_run(run_id)
-        except MlflowException:
-            pass  # the original error is the one worth raising
-        raise
     log.info("lineage of %s logged as run %s", job["output"], run_id)
     return {"run_id": run_id, "url": ui_link(settings.mlflow.ui_url, experiment_id, run_id), "created": True}

@@ -44,7 +44,8 @@ PAGE = """<!doctype html>
 <div class="row2">
   <div class="card"><h2>Live routing and the A/B evaluation</h2>
     <div id="routing"></div><div id="evaluation"></div></div>
-  <div class="card"><h2>Drift</h2><div id="drift"></div><svg id="chart" width="560" height="130"></svg></div>
+  <div class="card"><h2>Drift</h2><div id="drift"></div><svg id="chart" width="560" height="130"></svg>
+    <div id="estimate"></div><svg id="auc-chart" width="560" height="130"></svg></div>
 </div>
 <div class="card"><h2>Actions (audited runs of <span id="dag"></span>)</h2>
   <button id="promote" data-action="promote">Promote challenger</button>
@@ -107,19 +108,54 @@ function renderDrift(d) {
     ${esc((l.window || {}).end)}: drifted share ${num(l.drifted_share, 2)}
     (${esc(l.drifted_feature_count)} features${top.length ? ": " + top.map(esc).join(", ") : ""})
     - ${l.report ? link("reports/" + path(...l.report), "HTML report") : esc(l.report_url || "no report")}</p>`;
-  const svg = $("chart"), w = 560, h = 130, pad = 24, pts = d.series.filter((p) => typeof p.drifted_share === "number");
-  const x = (i) => pad + (pts.length < 2 ? (w - 2 * pad) / 2 : (i * (w - 2 * pad)) / (pts.length - 1));
-  const y = (s) => h - pad - s * (h - 2 * pad);
-  const line = pts.map((p, i) => `${x(i).toFixed(1)},${y(p.drifted_share).toFixed(1)}`).join(" ");
-  svg.innerHTML = `<line x1="${pad}" y1="${y(0)}" x2="${w - pad}" y2="${y(0)}" stroke="#cbd2d9"/>
-    <line x1="${pad}" y1="${y(1)}" x2="${w - pad}" y2="${y(1)}" stroke="#eef1f4"/>
-    <text x="2" y="${y(1) + 4}" font-size="10">1.0</text><text x="2" y="${y(0) + 4}" font-size="10">0</text>
-    <polyline fill="none" stroke="#3e7bfa" stroke-width="1.5" points="${line}"/>` +
-    pts.map((p, i) => `<circle cx="${x(i)}" cy="${y(p.drifted_share)}" r="3.5"
-      fill="${p.verdict === "drift" ? "#d64545" : "#3e7bfa"}"><title>#${esc(p.id)} ${esc(p.at)}: ${esc(p.verdict)}
-      ${num(p.drifted_share, 2)} (${esc(p.source)})</title></circle>`).join("") +
-    `<text x="${pad}" y="${h - 4}" font-size="10" fill="#6b7785">drifted share of features per run
-      (${pts.length})</text>`;
+  plot($("chart"), d.series, [{key: "drifted_share", color: "#3e7bfa", line: true}], 0, 1,
+    `drifted share of features per run`);
+  renderEstimate(l);
+  const aucs = d.series.flatMap((p) => [p.estimated_roc_auc, p.realised_roc_auc]).filter((v) => typeof v === "number");
+  plot($("auc-chart"), d.series, [{key: "estimated_roc_auc", color: "#7b61ff", line: true, name: "estimated"},
+    {key: "realised_roc_auc", color: "#e8833a", line: false, name: "realised"}],
+    Math.min(0.5, ...aucs), Math.min(1, Math.max(0.6, ...aucs) + 0.05),
+    "ROC AUC per run: estimated without labels (line), realised (dots)");
+}
+
+function renderEstimate(l) {
+  // CBPE: what the champion's own probabilities imply, beside what the outcomes show once they arrive.
+  const e = l && l.performance_estimate, r = l && l.performance, a = (v) => num(v, 3);
+  if (!e) { $("estimate").innerHTML = l ? `<p class="muted">no label-free estimate for this window</p>` : ""; return; }
+  const range = (i) => (i ? ` (${a(i[0])} .. ${a(i[1])} if calibrated)` : "");
+  const labelled = e.labelled, realised = r && typeof r.roc_auc === "number";
+  $("estimate").innerHTML = `<p>Estimated ROC AUC without labels <b>${a(e.estimated_roc_auc)}</b>${range(e.interval)}
+    on ${esc(e.rows)} rows; at training ${a(e.reference_estimated_roc_auc)} estimated,
+    ${a(e.reference_realised_roc_auc)} realised: drop ${a(e.drop)}
+    <span class="pill ${e.dropped ? "drift" : "no_drift"}">limit ${num(e.max_drop, 2)}</span></p><p>` +
+    (realised ? `Realised ROC AUC <b>${a(r.roc_auc)}</b> on ${esc(r.labelled_rows)} labelled rows, where the
+    estimate is ${a(labelled && labelled.estimated_roc_auc)}${range(labelled && labelled.interval)}`
+    : `<span class="muted">no outcomes for this window yet (they arrive up to 30 days later)</span>`) +
+    `</p><p class="muted">The estimate follows changes in who arrives; only outcomes reveal a changed relation between
+    features and readmission (concept drift).</p>`;
+}
+
+function plot(svg, series, lines, lo, hi, caption) {
+  // One small chart of the runs oldest first: each line a key of the series' points, each point a run.
+  const w = 560, h = 130, pad = 24, n = series.length;
+  const x = (i) => pad + (n < 2 ? (w - 2 * pad) / 2 : (i * (w - 2 * pad)) / (n - 1));
+  const y = (v) => h - pad - ((v - lo) / (hi - lo || 1)) * (h - 2 * pad);
+  let out = `<line x1="${pad}" y1="${y(lo)}" x2="${w - pad}" y2="${y(lo)}" stroke="#cbd2d9"/>
+    <line x1="${pad}" y1="${y(hi)}" x2="${w - pad}" y2="${y(hi)}" stroke="#eef1f4"/>
+    <text x="2" y="${y(hi) + 4}" font-size="10">${num(hi, 2)}</text>
+    <text x="2" y="${y(lo) + 4}" font-size="10">${num(lo, 2)}</text>`;
+  for (const {key, color, line, name} of lines) {
+    const pts = series.map((p, i) => [p, i]).filter(([p]) => typeof p[key] === "number");
+    if (line) {
+      out += `<polyline fill="none" stroke="${color}" stroke-width="1.5"
+        points="${pts.map(([p, i]) => `${x(i).toFixed(1)},${y(p[key]).toFixed(1)}`).join(" ")}"/>`;
+    }
+    out += pts.map(([p, i]) => `<circle cx="${x(i)}" cy="${y(p[key])}" r="3.5"
+      fill="${p.verdict === "drift" && key === "drifted_share" ? "#d64545" : color}"><title>#${esc(p.id)}
+      ${esc(p.at)}: ${esc(p.verdict)} ${esc(name || key)} ${num(p[key], 3)} (${esc(p.source)})</title></circle>`)
+      .join("");
+  }
+  svg.innerHTML = out + `<text x="${pad}" y="${h - 4}" font-size="10" fill="#6b7785">${esc(caption)} (${n})</text>`;
 }
 
 function renderHistory() {

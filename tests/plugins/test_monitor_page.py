@@ -6,6 +6,7 @@ the page inside the Airflow UI, and all of it under an ``[api] base_url`` sub-pa
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import secrets
@@ -49,22 +50,52 @@ REPORT_TITLE = "Drift report: readmission v1"
 NEWEST_WINDOW_END = datetime(2026, 11, 25, 10, tzinfo=UTC)
 
 
-def publish_drift_report(settings, window_end: datetime) -> str:
-    """A real drift report (a drifted window of synthetic encounters against a reference profile) of champion v1,
-    published below the runtime root's reports as the drift DAG publishes it; returns its HTML URL."""
+@functools.cache
+def drifted_window():
+    """The drift comparison the monitor's reports show (computed once): a covariate-drifted window of synthetic
+    encounters, scored by a fitted pipeline, every other outcome arrived, against the reference profile of that
+    pipeline's training rows and test-set probabilities."""
+    from sklearn import metrics
+
     from airloop.data import synthetic
     from airloop.data import transform as tf
     from airloop.monitoring.baseline import reference_profile
     from airloop.monitoring.drift import compare
+    from airloop.training import features
+
+    def batch(rows: int, seed: int, drift: float = 0.0):
+        return tf.prepare(synthetic.generate(rows, seed=seed, covariate_drift=drift))
+
+    # Enough training rows for calibrated probabilities, which the estimate assumes (the training DAG's candidates).
+    train, test, window = batch(12_000, 1), batch(2_000, 2), batch(1_000, 3, drift=1.5)
+    model = features.make_pipeline("hist_gradient_boosting", {}, seed=0)
+    model.fit(features.model_inputs(train), features.target(train))
+    encoder = features.encounter_step(model)
+    test_proba = model.predict_proba(features.model_inputs(test))[:, 1]
+    profile = reference_profile(
+        encoder.transform(features.model_inputs(train)),
+        list(tf.NUMERIC_FEATURES),
+        list(tf.CATEGORICAL_FEATURES),
+        test_proba,
+        test_metrics={"roc_auc": metrics.roc_auc_score(features.target(test), test_proba)},
+    )
+    outcomes = features.target(window).to_numpy(dtype=float)
+    outcomes[::2] = np.nan  # the other half is still within its 30 days
+    return compare(
+        json.loads(json.dumps(profile)),
+        encoder.transform(features.model_inputs(window)),
+        probabilities=model.predict_proba(features.model_inputs(window))[:, 1],
+        outcomes=outcomes,
+    )
+
+
+def publish_drift_report(settings, window_end: datetime) -> dict[str, Any]:
+    """The report of ``drifted_window`` for champion v1, published below the runtime root's reports as the drift DAG
+    publishes it. Returns the summary the drift DAG keeps in the ledger (``airloop.monitoring.job.summary``), with the
+    HTML report's URL."""
+    from airloop.monitoring.job import summary
     from airloop.monitoring.report import ReportContext, publish_report, render_html, render_json
 
-    def features(rows: int, seed: int, drift: float = 0.0):
-        return tf.features_from_frame(
-            tf.prepare(synthetic.generate(rows, seed=seed, covariate_drift=drift)), tf.default_spec()
-        )
-
-    profile = reference_profile(features(1_000, 1), list(tf.NUMERIC_FEATURES), list(tf.CATEGORICAL_FEATURES))
-    result = compare(json.loads(json.dumps(profile)), features(800, 2, drift=1.5))
     context = ReportContext(
         model_name=settings.mlflow.model_name,
         model_version="1",
@@ -74,8 +105,8 @@ def publish_drift_report(settings, window_end: datetime) -> str:
         variant=CHAMPION,
         created_at=window_end,
     )
-    report = render_json(result, context)
-    return publish_report(settings.layout.root, report, render_html(report)).html_url
+    report = render_json(drifted_window(), context)
+    return summary(report, publish_report(settings.layout.root, report, render_html(report)).html_url)
 
 
 def _prepare_registry(settings) -> dict[str, Any]:
@@ -111,7 +142,7 @@ def _prepare_registry(settings) -> dict[str, Any]:
     client.set_registered_model_alias(name, Alias.CHALLENGER, "2")
     lifecycle.start(settings, "2", "test", {CHAMPION: 90, CHALLENGER: 10}, "ab", {"verdict_id": 1})
     book = ledger(settings)
-    report_url = publish_drift_report(settings, NEWEST_WINDOW_END)
+    newest = publish_drift_report(settings, NEWEST_WINDOW_END)
     for hour, (verdict, share) in enumerate((("no_drift", 0.05), ("drift", 0.4))):
         end = NEWEST_WINDOW_END - timedelta(hours=1 - hour)
         book.record(
@@ -128,7 +159,9 @@ def _prepare_registry(settings) -> dict[str, Any]:
                 "drifted_features": ["num_medications", "age", "time_in_hospital", "a1c", "race", "gender"][
                     : int(share * 10)
                 ],
-                "report_url": report_url if hour else "file:///elsewhere/0/report.html",
+                "report_url": newest["report_url"] if hour else "file:///elsewhere/0/report.html",
+                # the newest as the drift DAG records it: the label-free estimate and the realised figures
+                **({k: newest[k] for k in ("performance_estimate", "performance")} if hour else {}),
             },
             "dag:readmission_drift",
         )
@@ -151,7 +184,7 @@ def _prepare_registry(settings) -> dict[str, Any]:
         },
         "dag:readmission_ab_evaluate",
     )
-    return {"runs": runs, "report_url": report_url}
+    return {"runs": runs, "report_url": newest["report_url"], "newest": newest}
 
 
 @pytest.fixture(scope="module")
@@ -202,6 +235,19 @@ def test_monitor_state_shows_aliases_runs_routing_evaluation_drift_and_history(r
     assert (model, version) == ("readmission", "v1") and folder.startswith("20261125T100000Z-")
     assert report_path(settings, "file:///elsewhere/0/report.html") is None  # not below the reports: no link
     assert [p["drifted_share"] for p in state["drift"]["series"]] == [0.05, 0.4]  # oldest first, for the chart
+    # The label-free estimate beside the realised ROC AUC on the half of the window whose outcomes arrived.
+    estimate, realised = latest["performance_estimate"], latest["performance"]
+    assert estimate == prepared["newest"]["performance_estimate"] and realised == prepared["newest"]["performance"]
+    rows, labelled = prepared["newest"]["rows"], prepared["newest"]["rows"] // 2  # every other outcome arrived
+    assert (
+        estimate["rows"] == rows
+        and 0.5 < estimate["estimated_roc_auc"] < 1
+        and estimate["labelled"]["rows"] == labelled
+    )
+    assert realised["labelled_rows"] == labelled and 0.5 < realised["roc_auc"] < 1
+    series = state["drift"]["series"]
+    assert [p["estimated_roc_auc"] for p in series] == [None, estimate["estimated_roc_auc"]]
+    assert [p["realised_roc_auc"] for p in series] == [None, realised["roc_auc"]]
     kinds = [row["kind"] for row in state["history"]]
     assert kinds[0] == "evaluation" and "experiment_started" in kinds and kinds.count("drift_verdict") == 2
     json.dumps(state)  # plain JSON
@@ -340,7 +386,7 @@ def test_drift_report_on_s3_is_linked_and_served_the_same_way(airflow_app, s3_se
         "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
     }
     with settings_env(env) as settings:  # the mounted app reads the same settings (get_settings)
-        html_url = publish_drift_report(settings, NEWEST_WINDOW_END)
+        html_url = publish_drift_report(settings, NEWEST_WINDOW_END)["report_url"]
         parts = report_path(settings, html_url)
         with TestClient(app) as client:
             client.cookies.set("_token", _token(client, passwords, "viewer"))
@@ -408,8 +454,11 @@ def shown_version(tools, alias: str, document: str = "document") -> str:
 
 
 @pytest.mark.browser
-def test_monitor_page_renders_in_headless_chromium_without_console_errors(airflow_app, served, browser, tmp_path):
+def test_monitor_page_renders_in_headless_chromium_without_console_errors(
+    airflow_app, registry, served, browser, tmp_path
+):
     _, passwords, _ = airflow_app
+    newest = registry[1]["newest"]
     sign_in(browser, served, passwords, "admin")
     text = open_monitor(browser, f"{served}/airloop/", "admin")
     wait(lambda: browser.responded("/hitlDetails"), "the pending-approval request", 10)
@@ -422,6 +471,11 @@ def test_monitor_page_renders_in_headless_chromium_without_console_errors(airflo
     assert browser.errors == [], browser.errors
     assert shown_version(browser, CHAMPION) == "v1" and shown_version(browser, CHALLENGER) == "v2"
     assert "readmission-v1-vs-v2" in text and "rows still needed: 321" in text and "drift" in text
+    estimated, realised = newest["performance_estimate"]["estimated_roc_auc"], newest["performance"]["roc_auc"]
+    assert f"Estimated ROC AUC without labels {estimated:.3f}" in " ".join(text.split())
+    labelled = newest["performance"]["labelled_rows"]
+    assert f"Realised ROC AUC {realised:.3f} on {labelled} labelled rows" in " ".join(text.split())
+    assert browser.evaluate("document.querySelectorAll('#auc-chart circle').length") == 2  # estimated, realised
     assert [status for url, status in browser.responses if url.startswith(f"{served}/api/v2/")] == [200]
     assert screenshot_path(tmp_path).stat().st_size > 10_000
     # The drift report's link is the monitor's own route, which the browser opens with the same sign-in.

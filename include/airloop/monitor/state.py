@@ -5,9 +5,10 @@
   metrics and MLflow UI link (``airloop.registry.client.ui_link``), and its last history row (``Tag.HISTORY_ID``);
 - the A/B evaluation so far: the newest ``evaluation`` row of the ledger, as ``airloop.experiments.evaluation`` wrote
   it;
-- drift: the newest ``drift_verdict`` rows, as ``airloop.monitoring.job`` wrote them, and where the newest one's HTML
-  report is below the runtime root's reports (``RuntimeLayout.reports``), which the monitor serves to the browser
-  (``report_path``, ``report_page``: a ``file://`` or ``s3://`` URL is no link a browser opens from an http page);
+- drift: the newest ``drift_verdict`` rows, as ``airloop.monitoring.job`` wrote them (with the label-free estimate of
+  the ROC AUC beside the realised one once outcomes arrive), and where the newest one's HTML report is below the
+  runtime root's reports (``RuntimeLayout.reports``), which the monitor serves to the browser (``report_path``,
+  ``report_page``: a ``file://`` or ``s3://`` URL is no link a browser opens from an http page);
 - the decision history: ``airloop.history.rows`` with ``history.summary``.
 """
 
@@ -159,7 +160,8 @@ def report_page(settings: Settings, parts: Sequence[str]) -> str | None:
 
 
 def _drift(settings: Settings, rows: list[Decision]) -> dict[str, Any]:
-    """The newest drift verdict (top drifted features, report link) and the drifted share per run, oldest first."""
+    """The newest drift verdict (top drifted features, label-free estimate, report link) and per run, oldest first,
+    the drifted share and the estimated and realised ROC AUC."""
     latest = None
     if rows:
         payload = rows[0].payload
@@ -175,6 +177,8 @@ def _drift(settings: Settings, rows: list[Decision]) -> dict[str, Any]:
             "drifted_share": payload.get("drifted_share"),
             "drifted_features": list(payload.get("drifted_features") or [])[:TOP_FEATURES],
             "drifted_feature_count": len(payload.get("drifted_features") or []),
+            "performance_estimate": payload.get("performance_estimate"),
+            "performance": payload.get("performance"),
             "report_url": payload.get("report_url"),
             "report": report_path(settings, payload.get("report_url")),
             "outcome": rows[0].outcome,
@@ -187,6 +191,8 @@ def _drift(settings: Settings, rows: list[Decision]) -> dict[str, Any]:
             "drifted_share": row.payload.get("drifted_share"),
             "verdict": row.payload.get("verdict"),
             "source": row.payload.get("source"),
+            "estimated_roc_auc": (row.payload.get("performance_estimate") or {}).get("estimated_roc_auc"),
+            "realised_roc_auc": (row.payload.get("performance") or {}).get("roc_auc"),
         }
         for row in reversed(rows)
     ]

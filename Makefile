@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV ?= .venv
 UV_VERSION := 0.13.8
 PY := $(VENV)/bin/python
+# pytest-xdist processes for `make test`; each test file runs whole in one of them (its module fixtures built once)
+TEST_WORKERS ?= 2
 
 .PHONY: venv test lint demo stop lock bench bench-train bench-serving bench-drift bench-loop bench-batch clean
 
@@ -27,7 +29,7 @@ lint: venv
 	$(VENV)/bin/hadolint Dockerfile
 
 test: venv lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 demo: venv
 	$(PY) -m airloop demo

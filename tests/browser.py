@@ -8,7 +8,6 @@ apps (MLflow's, Airflow's) finish their requests before the DOM is written out.
 from __future__ import annotations
 
 import html
-import os
 import re
 import shutil
 import subprocess
@@ -16,6 +15,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from tests import apt
 
 FLAGS = (
     "--headless",
@@ -31,20 +32,18 @@ FLAGS = (
 
 def chromium() -> str:
     """The Chromium binary; installs Debian's package when it is missing (as root), else skips saying why."""
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        pytest.skip("headless Chromium is not installed and only root can apt-get install it")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
-        if done.returncode != 0:
-            pytest.skip(f"could not install chromium: {' '.join(command)}: {done.stderr[-500:]}")
-    found = shutil.which("chromium")
-    if not found:
+
+    def found() -> str | None:
+        return shutil.which("chromium") or shutil.which("chromium-browser")
+
+    try:
+        apt.install(["chromium"], installed=lambda: found() is not None)
+    except apt.AptUnavailable as error:
+        pytest.skip(f"headless Chromium is not installed: {error}")
+    binary = found()
+    if not binary:
         pytest.skip("apt-get installed chromium but there is no chromium binary on PATH")
-    return found
+    return binary
 
 
 def _run(url: str, *extra: str, budget_ms: int = 20_000) -> subprocess.CompletedProcess:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import apt
+
 HOST = "127.0.0.1"
 SUPERUSER = "postgres"
 DATABASE = "airloop"
@@ -77,16 +79,11 @@ def find_bindir() -> Path | None:
 
 
 def install() -> None:
-    """Install the distribution's PostgreSQL with apt-get (root only)."""
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise PostgresUnavailable(
-            "no PostgreSQL under /usr/lib/postgresql/*/bin, and not root with apt-get to install it"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "--no-install-recommends", "postgresql"]):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
-        if done.returncode != 0:
-            raise PostgresUnavailable(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-500:]}")
+    """Install the distribution's PostgreSQL with apt-get (root only; one installer at a time, see ``tests.apt``)."""
+    try:
+        apt.install(["postgresql"], installed=lambda: find_bindir() is not None, recommends=False)
+    except apt.AptUnavailable as error:
+        raise PostgresUnavailable(f"no PostgreSQL under /usr/lib/postgresql/*/bin: {error}") from error
 
 
 RESERVED_PORTS = {5000, 8000, 8080, 8793, 8794}  # a demo may be running on these

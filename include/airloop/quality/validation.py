@@ -34,6 +34,7 @@ _MAX_SHOWN = 5
 DATASOURCE = "airloop"
 BATCH_DEFINITION = "whole_frame"
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
+DOCS_ACTION = "update_data_docs"
 FINGERPRINT = "airloop_fingerprint"  # suite meta: what the stored suite, definition and checkpoint were written from
 
 
@@ -42,7 +43,7 @@ def _fingerprint(expectations: list[Expectation]) -> str:
     found = [e.configuration.to_json_dict() for e in expectations]
     for config in found:
         config.pop("id", None)  # GE gives a stored expectation an id; the same expectation is the same without it
-    settings = {"batch_definition": BATCH_DEFINITION, "result_format": RESULT_FORMAT, "actions": ["update_data_docs"]}
+    settings = {"batch_definition": BATCH_DEFINITION, "result_format": RESULT_FORMAT, "actions": [DOCS_ACTION]}
     return hashlib.sha256(json.dumps([found, settings], sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -202,7 +203,7 @@ class Validator:
             gx.Checkpoint(
                 name=suite_name,
                 validation_definitions=[definition],
-                actions=[gx.checkpoint.UpdateDataDocsAction(name="update_data_docs")],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name=DOCS_ACTION)],
                 result_format=RESULT_FORMAT,
             )
         )

@@ -125,3 +125,20 @@ def encounter_step(pipeline: Any) -> EncounterFeatures | None:
     if steps and isinstance(steps[0][1], EncounterFeatures):
         return steps[0][1]
     return None
+
+
+def reference_profile_of(
+    pipeline: Pipeline, x_train: pd.DataFrame, test_proba: Any, test_metrics: dict[str, float]
+) -> dict[str, Any]:
+    """The reference profile training stores with a model (``baseline/baseline_stats.json``): the features its own
+    encounter transform makes of its training rows, with its test-set probabilities and metrics."""
+    from airloop.monitoring.baseline import reference_profile
+
+    seen = encounter_step(pipeline).transform(x_train)
+    return reference_profile(
+        seen,
+        list(tf.NUMERIC_FEATURES),
+        list(tf.CATEGORICAL_FEATURES),
+        predictions=test_proba,
+        test_metrics=test_metrics,
+    )

@@ -22,11 +22,9 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from airloop.data.store import DatasetNotFound, DatasetStore, dataset_store
-from airloop.data.transform import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from airloop.data.transform import transform as to_features
 from airloop.errors import QualityGateFailed
 from airloop.experiments.live import current, running
-from airloop.monitoring.baseline import reference_profile
 from airloop.quality import suites
 from airloop.quality.data_gate import validator
 from airloop.registry import aliases as reg
@@ -209,11 +207,7 @@ def train(
         test_scores = evaluate.score(y_test, test_proba, threshold)
         mlflow.log_params({"best_kind": kind, **{f"best_{k}": v for k, v in params.items()}})
         mlflow.log_metrics({f"test_{k}": v for k, v in test_scores.items()})
-        # The profile of what the model saw: the features its own encounter transform makes of the training rows.
-        seen = features.encounter_step(model).transform(x_train)
-        profile = reference_profile(
-            seen, list(NUMERIC_FEATURES), list(CATEGORICAL_FEATURES), predictions=test_proba, test_metrics=test_scores
-        )
+        profile = features.reference_profile_of(model, x_train, test_proba, test_scores)  # what the model saw
         mlflow.log_dict(profile, "baseline/baseline_stats.json")
         mlflow.log_dict(staging(settings, run_id).read_json(VALIDATION_FILE), "validation/ge_validation_result.json")
         importance = _importance(model, x_test, y_test, cfg)

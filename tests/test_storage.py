@@ -261,8 +261,8 @@ def test_s3_storage_url_and_endpoint_come_from_settings(s3_server, monkeypatch):
     layout = Settings().layout
     url = layout.staging("run-1").write_text("hello", "note.txt")
 
-    assert url == f"s3://{bucket}/prod/staging/run-1/note.txt"
-    assert s3_keys(s3_server, layout.root) == ["prod/staging/run-1/note.txt"]
+    assert url == f"s3://{bucket}/prod/staging/readmission/run-1/note.txt"
+    assert s3_keys(s3_server, layout.root) == ["prod/staging/readmission/run-1/note.txt"]
 
 
 def test_relative_paths_resolve_against_the_working_directory(tmp_path, monkeypatch):
@@ -298,16 +298,16 @@ def test_config_file_prefers_the_environment_then_the_working_directory(tmp_path
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("AIRLOOP_CONFIG", raising=False)
     (tmp_path / "config").mkdir()
-    (tmp_path / "config" / "airloop.yaml").write_text("data:\n  dataset_name: from_cwd\n")
+    (tmp_path / "config" / "airloop.yaml").write_text("batch:\n  chunk_rows: 7\n")
     other = tmp_path / "other.yaml"
-    other.write_text("data:\n  dataset_name: from_env\n")
+    other.write_text("batch:\n  chunk_rows: 9\n")
 
-    assert Settings().data.dataset_name == "from_cwd"
+    assert Settings().batch.chunk_rows == 7
 
     monkeypatch.setenv("AIRLOOP_CONFIG", str(other))
 
     assert config_file() == other
-    assert Settings().data.dataset_name == "from_env"
+    assert Settings().batch.chunk_rows == 9
 
 
 def test_in_airflow_s3_credentials_and_endpoint_come_from_the_storage_connection(s3_server, monkeypatch):
@@ -329,7 +329,9 @@ def test_in_airflow_s3_credentials_and_endpoint_come_from_the_storage_connection
 
     assert (options.endpoint_url, options.region, options.access_key) == (s3_server.endpoint_url, REGION, ACCESS_KEY)
     assert SECRET_KEY not in repr(options)
-    assert s3_server.client().get_object(Bucket=bucket, Key="runtime/reports/r.json")["Body"].read() == b"{}"
+    assert (
+        s3_server.client().get_object(Bucket=bucket, Key="runtime/reports/readmission/r.json")["Body"].read() == b"{}"
+    )
 
 
 def test_without_that_connection_the_default_aws_chain_is_used():

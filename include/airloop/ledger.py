@@ -9,6 +9,10 @@ Exactly-once triggering: a decision starts its DAG run under ``run_id_for(key, p
 key alone. Airflow refuses a second run with the same id (``DagRunAlreadyExists``, HTTP 409), so a re-run of the
 deciding task cannot start a second run.
 
+Each model has its own ledger in the one table: a ``Ledger`` bound to a model (``ledger(settings)`` binds the settings'
+model) records, reads and lists only that model's rows, and its keys are unique per model, so two models never share
+a key or a derived run id.
+
 The store is any SQLAlchemy URL: a SQLite file under the runtime home by default, PostgreSQL by URL
 (``postgresql+psycopg2://user@host/db``). The table is created on first use; there are no migrations.
 """
@@ -37,6 +41,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     create_engine,
     select,
     update,
@@ -137,8 +142,9 @@ decisions = Table(
     "decisions",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(64), nullable=False, index=True, server_default=""),
     Column("kind", String(64), nullable=False, index=True),
-    Column("key", String(KEY_MAX), nullable=False, unique=True),
+    Column("key", String(KEY_MAX), nullable=False),
     Column("subject", String(256), nullable=True, index=True),
     Column("payload", JSON, nullable=False),
     Column("outcome", String(64), nullable=True),
@@ -146,6 +152,7 @@ decisions = Table(
     Column("outcome_at", _UtcDateTime, nullable=True),
     Column("decided_by", String(256), nullable=False),
     Column("decided_at", _UtcDateTime, nullable=False, index=True),
+    UniqueConstraint("model", "key", name="uq_decisions_model_key"),
 )
 
 
@@ -216,15 +223,17 @@ def default_url(home: Path) -> str:
 
 
 class Ledger:
-    """The decision ledger in the store at ``url`` (any SQLAlchemy URL); the table is created on first use."""
+    """The decision ledger of ``model`` in the store at ``url`` (any SQLAlchemy URL); the table is created on first
+    use. ``model`` "" is the ledger of no particular model."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, model: str = "") -> None:
         self.url = make_url(url)
+        self.model = model
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"Ledger({self.url.render_as_string(hide_password=True)!r})"
+        return f"Ledger({self.url.render_as_string(hide_password=True)!r}, model={self.model!r})"
 
     @property
     def engine(self) -> Engine:
@@ -294,6 +303,7 @@ class Ledger:
         _check_json(payload, f"payload of decision {key!r}")
         moment = _utc(decided_at, f"decided_at of {key!r}") if decided_at else datetime.now(UTC)
         values = {
+            "model": self.model,
             "kind": kind,
             "key": key,
             "subject": subject,
@@ -323,7 +333,8 @@ class Ledger:
     def get(self, key: str) -> Decision | None:
         """The decision recorded under ``key``, or None."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(decisions).where(decisions.c.key == key)).mappings().first()
+            found = select(decisions).where(decisions.c.model == self.model, decisions.c.key == key)
+            row = conn.execute(found).mappings().first()
         return Decision.from_row(row) if row is not None else None
 
     def set_outcome(self, key: str, outcome: str, detail: str | None = None) -> Decision:
@@ -337,7 +348,7 @@ class Ledger:
         with self.engine.begin() as conn:
             changed = conn.execute(
                 update(decisions)
-                .where(decisions.c.key == key, decisions.c.outcome.is_(None))
+                .where(decisions.c.model == self.model, decisions.c.key == key, decisions.c.outcome.is_(None))
                 .values(outcome=outcome, outcome_detail=detail, outcome_at=datetime.now(UTC))
             ).rowcount
         existing = self.get(key)
@@ -359,7 +370,11 @@ class Ledger:
         subject: str | None = None,
     ) -> list[Decision]:
         """Decisions newest first, filtered by kind, subject and ``since <= decided_at < until``."""
-        query = select(decisions).order_by(decisions.c.decided_at.desc(), decisions.c.id.desc())
+        query = (
+            select(decisions)
+            .where(decisions.c.model == self.model)
+            .order_by(decisions.c.decided_at.desc(), decisions.c.id.desc())
+        )
         if kind is not None:
             query = query.where(decisions.c.kind == kind)
         if subject is not None:
@@ -376,7 +391,7 @@ class Ledger:
         moment = _utc(moment, "moment")
         query = (
             select(decisions)
-            .where(decisions.c.decided_at <= moment)
+            .where(decisions.c.model == self.model, decisions.c.decided_at <= moment)
             .order_by(decisions.c.decided_at.desc(), decisions.c.id.desc())
         )
         if kind is not None:
@@ -394,7 +409,7 @@ class Ledger:
         """Decisions without an outcome yet, newest first."""
         query = (
             select(decisions)
-            .where(decisions.c.outcome.is_(None))
+            .where(decisions.c.model == self.model, decisions.c.outcome.is_(None))
             .order_by(decisions.c.decided_at.desc(), decisions.c.id.desc())
         )
         if kind is not None:
@@ -410,4 +425,4 @@ def ledger_url(settings: Settings) -> str:
 
 def ledger(settings: Settings) -> Ledger:
     """The decision ledger the settings point at."""
-    return Ledger(ledger_url(settings))
+    return Ledger(ledger_url(settings), getattr(settings, "model", None) or "")

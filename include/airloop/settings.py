@@ -12,16 +12,18 @@ import os
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, Field, StringConstraints, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
+from pydantic_settings.sources import InitSettingsSource
 
 from airloop.registry.contract import Alias
 from airloop.security import USER_NAME_PATTERN, Role
 
 if TYPE_CHECKING:
+    from airloop.spec import Catalog, ModelSpec
     from airloop.storage import RuntimeLayout
 
 CONFIG_ENV = "AIRLOOP_CONFIG"
@@ -60,11 +62,11 @@ class DataSettings(BaseModel):
     s3_uri: str | None = None
     s3_conn_id: str = "airloop_s3"
     postgres_conn_id: str = "airloop_postgres"
-    postgres_table: str = "diabetic_data"
+    postgres_table: str | None = None  # None = a table named like the model
     synthetic_rows: int = Field(20_000, gt=0)
     synthetic_seed: int = 42
     drift: DriftSettings = DriftSettings()
-    dataset_name: str = "readmission"
+    dataset_name: str = ""  # the model's dataset (from its spec)
 
 
 class StorageSettings(BaseModel):
@@ -90,8 +92,8 @@ class MlflowSettings(BaseModel):
     tracking_uri: str | None = None
     registry_uri: str | None = None
     artifact_location: str | None = None
-    experiment: str = "readmission"
-    model_name: str = "readmission"
+    experiment: str = ""  # the model's training experiment (from its spec)
+    model_name: str = ""  # the registered model (from its spec)
     host: str = "127.0.0.1"
     port: int = Field(5000, gt=0, lt=65536)
 
@@ -114,6 +116,8 @@ class TrainingSettings(BaseModel):
         "logistic_regression": [{"C": 1.0}],
     }
     importance_rows: int = Field(2000, ge=100)
+    # A random search instead of fixed candidates: {budget, space: {kind: {param: {low, high, log, integer, choices}}}}
+    search: dict[str, Any] | None = None
 
 
 class LedgerSettings(BaseModel):
@@ -134,7 +138,7 @@ class MonitoringSettings(BaseModel):
     psi_overrides: dict[str, float] = {}
     weights: dict[str, float] = {}
     max_estimated_auc_drop: float = Field(0.05, gt=0, le=1)
-    retrain_dag_id: str = "readmission_retrain"
+    retrain_dag_id: str = ""  # <model>_retrain (from its spec)
     cooldown_hours: float = Field(24.0, ge=0)
     webhook_conn_id: str | None = "airloop_alerts_webhook"
     email_conn_id: str | None = "airloop_alerts_smtp"
@@ -206,6 +210,14 @@ class SecuritySettings(BaseModel):
     unattributed_role: Role | None = None
 
 
+class ModelsSettings(BaseModel):
+    """Where the model specs are and which of them a process uses."""
+
+    folder: Path = Path("models")  # one <name>.yaml (or <name>/spec.yaml) per model
+    default: str | None = None  # the model of settings that name none, and of /v1/predict
+    serve: list[str] | None = None  # the models the prediction service hosts; None = every valid spec
+
+
 class AirflowSettings(BaseModel):
     """How the demo runs Airflow standalone and reaches its REST API."""
 
@@ -232,6 +244,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AIRLOOP_", env_nested_delimiter="__", extra="ignore")
 
     home: Path = Path(".airloop")
+    # The model these settings are bound to: its spec's sections are layered over the platform defaults below
+    # (environment variables still win). None = ``models.default``.
+    model: str | None = None
+    models: ModelsSettings = ModelsSettings()
     storage: StorageSettings = StorageSettings()
     data: DataSettings = DataSettings()
     quality: QualitySettings = QualitySettings()
@@ -252,6 +268,7 @@ class Settings(BaseSettings):
         self.serving.routing_file = (self.serving.routing_file or packaged_config(ROUTING_FILE)).expanduser().resolve()
         self.airflow.dags_folder = self.airflow.dags_folder.expanduser().resolve()
         self.airflow.plugins_folder = self.airflow.plugins_folder.expanduser().resolve()
+        self.models.folder = self.models.folder.expanduser().resolve()
         if self.data.path is not None:
             self.data.path = self.data.path.expanduser().resolve()
         if self.storage.url and not urlparse(self.storage.url).scheme:
@@ -264,6 +281,26 @@ class Settings(BaseSettings):
         return self.storage.url or self.home.as_posix()
 
     @property
+    def catalog(self) -> Catalog:
+        """Every model spec in ``models.folder`` (valid ones by name, broken ones with their errors)."""
+        from airloop.spec import catalog
+
+        return catalog(self.models.folder)
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The spec of the model these settings are bound to."""
+        from airloop.spec import SpecError
+
+        if not self.model:
+            raise SpecError(self.models.folder, ["no model: set models.default or AIRLOOP_MODEL, or name one"])
+        return self.catalog.get(self.model)
+
+    def for_model(self, name: str) -> Settings:
+        """These settings' sources bound to the model ``name`` instead (its spec layered over the defaults)."""
+        return get_settings(name)
+
+    @property
     def layout(self) -> RuntimeLayout:
         """Where datasets, quarantine, Data Docs, reports, logs and staging live under the runtime root."""
         from airloop.storage import RuntimeLayout, Storage, s3_options
@@ -271,7 +308,7 @@ class Settings(BaseSettings):
         cfg = self.storage
         remote = urlparse(self.storage_url).scheme == "s3"
         s3 = s3_options(cfg.s3_endpoint_url, cfg.s3_region, cfg.s3_conn_id) if remote else None
-        return RuntimeLayout(Storage.from_url(self.storage_url, s3))
+        return RuntimeLayout(Storage.from_url(self.storage_url, s3), self.model or "")
 
     @property
     def ledger_url(self) -> str:
@@ -334,10 +371,69 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=config_file())
-        return init_settings, env_settings, yaml_source
+        spec_source = SpecSettingsSource(settings_cls, init_settings, env_settings, yaml_source)
+        return init_settings, env_settings, spec_source, yaml_source
+
+
+def _merged(*layers: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def spec_sections(spec: ModelSpec) -> dict[str, Any]:
+    """What a model's spec sets in the settings: its names, data source, training, thresholds and limits."""
+    training = spec.training.model_dump(exclude_none=True)
+    quality = spec.quality.model_dump(include={"min_rows", "max_rows"}, exclude_none=True)
+    return {
+        "model": spec.name,
+        "data": {**spec.data.source.model_dump(exclude_none=True), "dataset_name": spec.dataset_name},
+        "quality": quality,
+        "mlflow": {"model_name": spec.registered_model, "experiment": spec.experiment},
+        "training": training,
+        "monitoring": {**spec.monitoring, "retrain_dag_id": spec.dag_id("retrain")},
+        "loop": dict(spec.loop),
+        "serving": dict(spec.serving),
+        "batch": dict(spec.batch),
+    }
+
+
+class SpecSettingsSource(PydanticBaseSettingsSource):
+    """The bound model's spec, between the environment (which wins) and the platform defaults file (which it wins)."""
+
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        init: PydanticBaseSettingsSource,
+        env: PydanticBaseSettingsSource,
+        defaults: PydanticBaseSettingsSource,
+    ) -> None:
+        super().__init__(settings_cls)
+        self._init, self._env, self._defaults = init, env, defaults
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:  # pragma: no cover - unused
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        from airloop.spec import catalog
+
+        init = self._init.init_kwargs if isinstance(self._init, InitSettingsSource) else {}
+        env, defaults = self._env(), self._defaults()
+        models = _merged(defaults.get("models") or {}, env.get("models") or {}, init.get("models") or {})
+        explicit = init.get("model") or env.get("model")
+        name = explicit or models.get("default")
+        if not name:
+            return {}
+        found = catalog(Path(models.get("folder") or "models").expanduser().resolve())
+        if explicit or name in found.specs:
+            return spec_sections(found.get(name))  # an explicitly named model must exist and be valid
+        return {"model": name}  # the default model's spec is absent here (an installed package run elsewhere)
 
 
 @lru_cache
-def get_settings() -> Settings:
-    """The process-wide settings, read once; tests call ``get_settings.cache_clear()`` after changing the env."""
-    return Settings()
+def get_settings(model: str | None = None) -> Settings:
+    """The process-wide settings of ``model`` (the default model when None), read once per model; tests call
+    ``get_settings.cache_clear()`` after changing the env."""
+    return Settings(model=model) if model else Settings()

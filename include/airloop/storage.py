@@ -402,6 +402,10 @@ class RuntimeLayout:
     """Where each runtime artefact lives below the one root; the only place these folder names are written."""
 
     root: Storage
+    model: str = ""  # the model whose logs, reports, baselines and staging these are ("" = not model-specific)
+
+    def _of_model(self, folder: str) -> Storage:
+        return self.root.child(folder, folder_name(self.model)) if self.model else self.root.child(folder)
 
     def datasets(self, name: str) -> Storage:
         """Published versions of the dataset ``name``."""
@@ -417,23 +421,23 @@ class RuntimeLayout:
 
     def reports(self) -> Storage:
         """Drift and experiment reports."""
-        return self.root.child(REPORTS)
+        return self._of_model(REPORTS)
 
     def baselines(self) -> Storage:
         """Baseline profiles kept outside MLflow."""
-        return self.root.child(BASELINES)
+        return self._of_model(BASELINES)
 
     def predictions(self) -> Storage:
         """The serving prediction log (partitioned Parquet)."""
-        return self.root.child(PREDICTIONS)
+        return self._of_model(PREDICTIONS)
 
     def feedback(self) -> Storage:
         """Observed outcomes posted to /v1/feedback."""
-        return self.root.child(FEEDBACK)
+        return self._of_model(FEEDBACK)
 
     def errors(self) -> Storage:
         """Model calls that failed in serving (the A/B evaluation's error-rate guardrail reads them)."""
-        return self.root.child(SCORING_ERRORS)
+        return self._of_model(SCORING_ERRORS)
 
     def batch_scores(self, name: str) -> Storage:
         """Predictions of readmission_batch_score for the dataset ``name``, one published folder per job."""
@@ -441,4 +445,4 @@ class RuntimeLayout:
 
     def staging(self, run_id: str) -> Storage:
         """Intermediate files of one pipeline run, readable by its tasks on any machine."""
-        return self.root.child(STAGING, folder_name(run_id))
+        return self._of_model(STAGING).child(folder_name(run_id))

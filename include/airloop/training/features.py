@@ -12,7 +12,6 @@ import copy
 from typing import Any
 
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
@@ -22,6 +21,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from airloop import schema
 from airloop.data import transform as tf
+from airloop.training.record_features import RecordFeatures, feature_step
 
 #: The model's input: every published column but the target, in the file's order.
 INPUT_COLUMNS: tuple[str, ...] = tuple(c for c in schema.RAW_COLUMNS if c != "readmitted")
@@ -36,7 +36,7 @@ SKOPS_TRUSTED_TYPES = [
 ]
 
 
-class EncounterFeatures(TransformerMixin, BaseEstimator):
+class EncounterFeatures(RecordFeatures):
     """Raw encounter records -> model features, with the transform spec captured at fit time.
 
     Args:
@@ -56,6 +56,11 @@ class EncounterFeatures(TransformerMixin, BaseEstimator):
             )
         self.feature_names_out_ = [*self.spec_["numeric_features"], *self.spec_["categorical_features"]]
         return self
+
+    def feature_kinds(self) -> tuple[list[str], list[str]]:
+        """The (numeric, categorical) features of the spec."""
+        spec = getattr(self, "spec_", None) or self.spec or tf.default_spec()
+        return list(spec["numeric_features"]), list(spec["categorical_features"])
 
     def transform(self, x: pd.DataFrame) -> pd.DataFrame:
         """Features of a frame of raw records."""
@@ -119,12 +124,7 @@ def make_pipeline(kind: str, params: dict[str, Any], seed: int) -> Pipeline:
     return Pipeline([("encounter", EncounterFeatures()), ("preprocess", preprocess), ("model", model)])
 
 
-def encounter_step(pipeline: Any) -> EncounterFeatures | None:
-    """The fitted encounter transform at the head of a registered Pipeline (None for a model without one)."""
-    steps = getattr(pipeline, "steps", None)
-    if steps and isinstance(steps[0][1], EncounterFeatures):
-        return steps[0][1]
-    return None
+encounter_step = feature_step
 
 
 def reference_profile_of(

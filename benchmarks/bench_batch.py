@@ -50,10 +50,10 @@ def setup(home: Path, rows: int, seed: int) -> dict[str, Any]:
     os.environ["AIRLOOP_HOME"] = str(home)
     from airloop import etl
     from airloop.data.store import dataset_store
-    from airloop.data.synthetic import generate
-    from airloop.data.transform import prepare
     from airloop.settings import get_settings
     from airloop.training import pipeline
+    from airloop.usecases.readmission.synthetic import generate
+    from airloop.usecases.readmission.transform import prepare
 
     settings = get_settings()
     started = time.perf_counter()
@@ -104,12 +104,11 @@ def worker_pyfunc(job: dict[str, Any], out: Path) -> dict[str, Any]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from airloop import schema
     from airloop.data.store import DATA_FILE, dataset_store
     from airloop.registry.aliases import version_record
     from airloop.registry.client import connect, model_uri
     from airloop.settings import get_settings
-    from airloop.training.features import INPUT_COLUMNS
+    from airloop.usecases.readmission import schema
 
     settings = get_settings()
     client = connect(settings)
@@ -123,7 +122,9 @@ def worker_pyfunc(job: dict[str, Any], out: Path) -> dict[str, Any]:
     with PeakMemory() as memory:
         started = time.perf_counter()
         parquet = pq.ParquetFile(path)
-        for index, chunk in enumerate(parquet.iter_batches(batch_size=job["chunk_rows"], columns=list(INPUT_COLUMNS))):
+        for index, chunk in enumerate(
+            parquet.iter_batches(batch_size=job["chunk_rows"], columns=settings.spec.data.input_columns)
+        ):
             frame = chunk.to_pandas()
             began = time.perf_counter()
             predicted = np.asarray(model.predict(frame))
@@ -260,8 +261,8 @@ def main() -> int:
 
     # airloop on a tenth of the input (another dataset version): peak memory should not follow the input's size.
     from airloop.data.store import dataset_store
-    from airloop.data.synthetic import generate
-    from airloop.data.transform import prepare
+    from airloop.usecases.readmission.synthetic import generate
+    from airloop.usecases.readmission.transform import prepare
 
     small_frame = prepare(generate(max(rows // 10, 1000), args.seed + 2))
     small_version = dataset_store(settings).publish(small_frame, {"source": "bench"}).version

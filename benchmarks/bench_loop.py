@@ -49,7 +49,7 @@ def log_traffic(settings, frame, versions: dict[str, str], experiment: str, at: 
     from airloop.training.features import model_inputs
     from airloop.training.model_io import load_sklearn_model
 
-    x = model_inputs(frame)
+    x = model_inputs(settings.spec, frame)
     records = x.astype(object).where(x.notna(), None).to_dict("records")
     outcomes = frame["readmitted_30d"].to_numpy()
     arms = np.arange(len(frame)) % len(versions)
@@ -184,10 +184,10 @@ def main() -> int:
     return 0
 
 
-def record_columns() -> tuple[str, ...]:
-    from airloop.training.features import INPUT_COLUMNS
+def record_columns() -> list[str]:
+    from airloop.settings import get_settings
 
-    return INPUT_COLUMNS
+    return get_settings().spec.data.input_columns
 
 
 if __name__ == "__main__":

@@ -57,11 +57,11 @@ class BenchmarkFailed(RuntimeError):
 def prepare(rows: int, seed: int) -> tuple[Any, list[dict[str, Any]], list[str], dict[str, Any]]:
     """Publish synthetic data and register a champion with the package's own stages (settings from the env)."""
     from airloop.data.store import dataset_store
-    from airloop.data.synthetic import generate
-    from airloop.data.transform import prepare as prepare_rows
     from airloop.registry.contract import Outcome
     from airloop.settings import get_settings
     from airloop.training import features, pipeline
+    from airloop.usecases.readmission.synthetic import generate
+    from airloop.usecases.readmission.transform import prepare as prepare_rows
 
     settings = get_settings()
     frame = prepare_rows(generate(rows, seed))
@@ -76,7 +76,7 @@ def prepare(rows: int, seed: int) -> tuple[Any, list[dict[str, Any]], list[str],
     registered = pipeline.register(settings, dataset, split_info, trained, "bench_serving")
     if registered["decision"] != Outcome.CHAMPION or trained["kind"] != "hist_gradient_boosting":
         raise BenchmarkFailed(f"expected a hist_gradient_boosting champion, got {trained['kind']}: {registered}")
-    inputs = features.model_inputs(frame.sample(RECORDS, random_state=seed))
+    inputs = features.model_inputs(settings.spec, frame.sample(RECORDS, random_state=seed))
     model = {"version": registered["version"], "kind": trained["kind"], "test_metrics": trained["test_metrics"]}
     return settings, inputs.to_dict("records"), list(inputs.columns), model
 

@@ -9,6 +9,8 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from tests.specs import READMISSION
+
 MODEL = "readmission"
 
 
@@ -65,14 +67,14 @@ def log_traffic(
 
     ``logged_as`` logs them as scored by another version. Returns the request ids, in order.
     """
-    from airloop.data.synthetic import generate
     from airloop.monitoring.prediction_log import PredictionRow, prediction_log
     from airloop.monitoring.request_ids import new_request_ids
     from airloop.registry.contract import Alias
     from airloop.training.features import model_inputs
     from airloop.training.model_io import load_sklearn_model
+    from airloop.usecases.readmission.synthetic import generate
 
-    x = model_inputs(generate(rows, seed=seed, covariate_drift=covariate))
+    x = model_inputs(READMISSION, generate(rows, seed=seed, covariate_drift=covariate))
     proba = load_sklearn_model(f"models:/{MODEL}/{version}").predict_proba(x)[:, 1]
     records = x.astype(object).where(x.notna(), None).to_dict("records")
     t0, step = start.timestamp(), span.total_seconds() / rows

@@ -1,9 +1,10 @@
-"""The ETL stages that the ``readmission_etl`` DAG wires: extract, validate raw, transform, validate features, publish.
+"""The ETL stages each model's ``<model>_etl`` DAG wires: extract, validate raw, transform, validate features, publish.
 
 Each stage reads and writes Parquet files in the run's staging folder on the runtime storage (local or ``s3://``, so
 tasks on other machines see them) and returns small JSON-able values; stages find their inputs by run id, so the DAG
-passes no paths and no frames. The published dataset is the encounters as the hospital records them plus the target;
-the feature frame is only made to be validated. Every function runs without a scheduler.
+passes no paths and no frames. The published dataset is the records as the source has them plus the target; the
+feature frame is only made to be validated. What the rows look like comes from the bound model's spec. Every function
+runs without a scheduler.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ import logging
 from typing import Any
 
 from airloop.data import sources
+from airloop.data.records import prepare
 from airloop.data.store import PublishResult, dataset_store
-from airloop.data.transform import prepare
-from airloop.data.transform import transform as to_features
 from airloop.quality import data_gate, suites
 from airloop.settings import DataSettings, Settings
 from airloop.storage import Storage
@@ -22,7 +22,7 @@ from airloop.storage import Storage
 log = logging.getLogger(__name__)
 
 RAW_FILE = "raw.parquet"
-ENCOUNTERS_FILE = "encounters.parquet"
+PREPARED_FILE = "prepared.parquet"
 
 # DAG params (all optional) and the DataSettings fields they override.
 PARAM_FIELDS = {
@@ -43,6 +43,7 @@ def data_settings(settings: Settings, params: dict[str, Any] | None = None) -> D
         update={k: float(params[f"{k}_drift"]) for k in ("covariate", "concept") if f"{k}_drift" in params}
     )
     merged = settings.data.model_dump() | update | {"drift": drift.model_dump()}
+    merged["postgres_table"] = merged.get("postgres_table") or settings.model  # by default the model's own table
     return DataSettings.model_validate(merged)
 
 
@@ -52,9 +53,9 @@ def staging(settings: Settings, run_id: str) -> Storage:
 
 
 def extract(settings: Settings, run_id: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load raw encounters from the configured source into the run's staging folder."""
+    """Load raw records from the configured source into the run's staging folder."""
     data = data_settings(settings, params)
-    frame = sources.load_raw(data)
+    frame = sources.load_raw(data, settings.spec)
     url = staging(settings, run_id).write_parquet(frame, RAW_FILE)
     source = sources.describe_source(data)
     log.info("extracted %d rows x %d columns from %s into %s", len(frame), frame.shape[1], source, url)
@@ -63,39 +64,36 @@ def extract(settings: Settings, run_id: str, params: dict[str, Any] | None = Non
 
 def validate_raw(settings: Settings, run_id: str) -> dict[str, Any]:
     """Gate the staged raw batch with the raw suite; a failing batch is quarantined and the task fails."""
-    report = data_gate.check(settings, staging(settings, run_id), RAW_FILE, suites.RAW_SUITE, run_id, "raw")
+    report = data_gate.check(settings, staging(settings, run_id), RAW_FILE, "raw", run_id)
     return report.summary()
 
 
 def transform(settings: Settings, run_id: str) -> dict[str, Any]:
-    """Turn the validated raw batch into the encounters to publish (readmittable ones, as recorded, plus the target)."""
+    """Turn the validated raw batch into the rows to publish (those the spec's filters keep, as recorded, plus the
+    target)."""
     folder = staging(settings, run_id)
     raw = folder.read_parquet(RAW_FILE)
-    encounters = prepare(raw)
-    url = folder.write_parquet(encounters, ENCOUNTERS_FILE)
+    prepared = prepare(settings.spec, raw)
+    url = folder.write_parquet(prepared, PREPARED_FILE)
+    reasons = "; ".join(f.reason or f.column for f in settings.spec.data.filters) or "no filters"
     log.info(
-        "prepared %d encounters from %d raw rows (%d dropped: expired/hospice) into %s",
-        len(encounters),
-        len(raw),
-        len(raw) - len(encounters),
-        url,
-    )
-    return {"url": url, "rows": len(encounters)}
+        "prepared %d rows from %d raw rows (%d dropped: %s) into %s", len(prepared), len(raw), len(raw) - len(prepared),
+        reasons, url,
+    )  # fmt: skip
+    return {"url": url, "rows": len(prepared)}
 
 
 def validate_features(settings: Settings, run_id: str) -> dict[str, Any]:
-    """Gate the features made from the staged encounters; failing encounters are quarantined and the task fails."""
+    """Gate the features made from the staged rows; failing rows are quarantined and the task fails."""
     folder = staging(settings, run_id)
-    features = to_features(folder.read_parquet(ENCOUNTERS_FILE))
-    report = data_gate.check(
-        settings, folder, ENCOUNTERS_FILE, suites.FEATURES_SUITE, run_id, "features", frame=features
-    )
+    features = suites.features_frame(settings.spec, folder.read_parquet(PREPARED_FILE))
+    report = data_gate.check(settings, folder, PREPARED_FILE, "features", run_id, frame=features)
     return report.summary()
 
 
 def publish(settings: Settings, source: str, validations: list[dict[str, Any]], run_id: str) -> PublishResult:
-    """Publish the validated encounters as a content-hashed version (no-op when that content is already published)."""
-    frame = staging(settings, run_id).read_parquet(ENCOUNTERS_FILE)
+    """Publish the validated rows as a content-hashed version (no-op when that content is already published)."""
+    frame = staging(settings, run_id).read_parquet(PREPARED_FILE)
     metadata = {
         "dataset": settings.data.dataset_name,
         "source": source,

@@ -284,10 +284,10 @@ class Ledger:
 
         Args:
             kind: what was decided (a ``Kind``, or any lower_snake_case name).
-            key: the natural idempotency key, e.g. ``"drift:readmission:2026-11-25T10:00:00+00:00"``.
+            key: the natural idempotency key, e.g. ``"drift:<model>:2026-11-25T10:00:00+00:00"``.
             subject: what it is about (a dataset or model version), for ``rows(subject=...)``.
             payload: plain JSON: window, scores, verdict.
-            decided_by: who or what decided (``"dag:readmission_drift/task:detect"``, a user name).
+            decided_by: who or what decided (``"dag:<model>_drift/task:detect"``, a user name).
             decided_at: when (UTC-aware); now when omitted.
 
         Returns:

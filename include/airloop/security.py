@@ -4,13 +4,13 @@ registry actions each role may run, and which admin scopes each serving key gran
 | airloop role     | Airflow (SimpleAuthManager) role | on top of that, airloop lets it                           |
 |------------------|----------------------------------|-----------------------------------------------------------|
 | `viewer`         | `viewer`: reads, writes nothing  | nothing                                                   |
-| `data_scientist` | `user`: + trigger, pause, clear  | `readmission_registry` `show`                             |
+| `data_scientist` | `user`: + trigger, pause, clear  | `<model>_registry` `show`                                 |
 | `ml_engineer`    | `op`: + connections, variables   | answer promotion approvals; registry `promote`/`rollback` |
 | `admin`          | `admin`: everything              | the above and registry `route` (change the live routing)  |
 
 Airflow enforces the left column on every API call (a token from ``/auth/token``); the DAG-level rights of the
 ``user`` role cover every DAG, so airloop enforces the right column inside the run: the approval task is assigned to
-the approvers only (Airflow answers anyone else 403), and ``readmission_registry`` checks the role of the user who
+the approvers only (Airflow answers anyone else 403), and ``<model>_registry`` checks the role of the user who
 triggered the run before it moves an alias or the routing. The prediction service's admin endpoints take keys with
 scopes instead (``key_scopes``).
 
@@ -60,7 +60,7 @@ AIRFLOW_ROLES: dict[Role, str] = {
     Role.ADMIN: "admin",
 }
 
-# The lowest role that may run each readmission_registry action (None: any run may).
+# The lowest role that may run each <model>_registry action (None: any run may).
 REGISTRY_ACTION_ROLES: dict[str, Role | None] = {
     "show": None,
     "promote": Role.ML_ENGINEER,

@@ -166,7 +166,7 @@ class LoopSettings(BaseModel):
 
 
 class BatchSettings(BaseModel):
-    """readmission_batch_score: how many records it holds at once."""
+    """<model>_batch_score: how many records it holds at once."""
 
     chunk_rows: int = Field(50_000, ge=1)
 
@@ -206,7 +206,7 @@ class SecuritySettings(BaseModel):
         "engineer": Role.ML_ENGINEER,
         "admin": Role.ADMIN,
     }
-    # The role of a readmission_registry run no signed-in user triggered (dag.test(), an asset event); None = none.
+    # The role of a <model>_registry run no signed-in user triggered (dag.test(), an asset event); None = none.
     unattributed_role: Role | None = None
 
 
@@ -317,7 +317,7 @@ class Settings(BaseSettings):
 
     @property
     def dataset_asset(self) -> str:
-        """Name of the Airflow Asset that readmission_etl emits and readmission_train is scheduled on."""
+        """Name of the Airflow Asset that the model's <model>_etl emits and its <model>_train takes as an inlet."""
         return f"airloop_{self.data.dataset_name}_dataset"
 
     @property

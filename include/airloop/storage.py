@@ -1,7 +1,7 @@
 """The runtime root as a URL: a local folder (the embedded default) or ``s3://bucket/prefix``.
 
 Datasets, quarantine, Data Docs, reports and the prediction/feedback logs all live under one ``Storage``. Callers
-address files by relative parts (``storage.write_bytes(data, "datasets", "readmission", v, "data.parquet")``) and
+address files by relative parts (``storage.write_bytes(data, "datasets", "<name>", v, "data.parquet")``) and
 never build paths or branch on the scheme themselves. ``Storage.fs`` is a ``pyarrow.fs.FileSystem``, so Parquet reads
 and writes go straight through it on either backend.
 
@@ -440,7 +440,7 @@ class RuntimeLayout:
         return self._of_model(SCORING_ERRORS)
 
     def batch_scores(self, name: str) -> Storage:
-        """Predictions of readmission_batch_score for the dataset ``name``, one published folder per job."""
+        """Predictions of <model>_batch_score for the dataset ``name``, one published folder per job."""
         return self.root.child(BATCH_SCORES, folder_name(name))
 
     def staging(self, run_id: str) -> Storage:

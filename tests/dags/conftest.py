@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
+FACTORY = DAGS / "airloop_models.py"  # the one DAG file: every model spec's DAGs
 
 
 @pytest.fixture(scope="session")
@@ -31,10 +32,10 @@ def dag_runs(dag_id: str) -> dict[str, str]:
 
 
 def load_dag(dag_id: str):
-    """Parse dags/<dag_id>.py as Airflow would and return its DAG."""
+    """Parse the DAG factory file as Airflow would and return the DAG ``dag_id`` (``<model>_<stage>``)."""
     from airflow.dag_processing.dagbag import DagBag
 
-    bag = DagBag(dag_folder=str(DAGS / f"{dag_id}.py"))
+    bag = DagBag(dag_folder=str(FACTORY))
     assert not bag.import_errors, bag.import_errors
     return bag.dags[dag_id]
 

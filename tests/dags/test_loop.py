@@ -12,6 +12,7 @@ import pytest
 
 from tests.champion import settings_env
 from tests.dags.conftest import dag_runs, delete_runs, run_dag
+from tests.specs import READMISSION
 
 pytestmark = pytest.mark.dag
 
@@ -70,13 +71,13 @@ def test_drift_retrain_ab_promotion_loop(env):
     from sklearn.metrics import roc_auc_score
 
     from airloop import history
-    from airloop.data import transform as tf
-    from airloop.data.synthetic import generate
     from airloop.ledger import Kind, Resolution
     from airloop.registry.client import connect
     from airloop.registry.contract import Alias
     from airloop.training import features
     from airloop.training.model_io import load_sklearn_model
+    from airloop.usecases.readmission import transform as tf
+    from airloop.usecases.readmission.synthetic import generate
     from serving.main import create_app
 
     settings = env
@@ -136,13 +137,13 @@ def test_drift_retrain_ab_promotion_loop(env):
 
     # Better than the old champion on post-drift data, and close to an oracle trained on post-drift data directly.
     holdout = tf.prepare(generate(20_000, seed=999, **DRIFT))
-    x, y = features.model_inputs(holdout), holdout["readmitted_30d"].to_numpy()
+    x, y = features.model_inputs(READMISSION, holdout), holdout["readmitted_30d"].to_numpy()
     # The oracle: the same candidate fitted on every post-drift labelled row there was at retrain time, no hold-out.
     from airloop.data.store import dataset_store
 
     post = dataset_store(settings).load(drifted)
-    oracle = features.make_pipeline("logistic_regression", {"C": 0.5}, 42).fit(
-        features.model_inputs(post), post["readmitted_30d"].to_numpy()
+    oracle = features.make_pipeline(READMISSION, "logistic_regression", {"C": 0.5}, 42).fit(
+        features.model_inputs(READMISSION, post), post["readmitted_30d"].to_numpy()
     )
     auc = {
         name: roc_auc_score(y, model.predict_proba(x)[:, 1])

@@ -18,9 +18,9 @@ def test_batch_score_dag_scores_the_latest_version_with_the_champion_and_records
     from mlflow import MlflowClient
 
     from airloop.data.store import dataset_store
-    from airloop.data.synthetic import generate
-    from airloop.data.transform import prepare
     from airloop.scoring import batch
+    from airloop.usecases.readmission.synthetic import generate
+    from airloop.usecases.readmission.transform import prepare
 
     registry = session_registry(tmp_path_factory)
     env = {

@@ -21,7 +21,7 @@ def store(airflow_db):
 
 
 def test_first_run_publishes_exactly_one_version_with_metadata(store):
-    from airloop import schema
+    from airloop.usecases.readmission import schema
 
     states = run_dag("readmission_etl", CONF)
 
@@ -50,8 +50,8 @@ def test_second_run_on_same_data_publishes_nothing(store):
 
 
 def test_corrupt_batch_is_quarantined_not_published(store, tmp_path):
-    from airloop.data.synthetic import generate
     from airloop.settings import get_settings
+    from airloop.usecases.readmission.synthetic import generate
 
     frame = generate(3000, seed=5)
     frame.loc[3, "race"] = "Martian"

@@ -8,6 +8,7 @@ import mlflow
 import pytest
 
 from tests.dags.conftest import load_dag, run_dag
+from tests.specs import READMISSION
 
 pytestmark = pytest.mark.dag
 
@@ -107,12 +108,12 @@ def test_etl_then_train_registers_a_champion_with_metrics_artifacts_tags_and_lin
     profile = load_profile(mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/baseline/baseline_stats.json"))
     assert profile["prediction"] is not None and profile["test_metrics"]["roc_auc"] == run.data.metrics["test_roc_auc"]
     # The registered model takes the published record as the hospital has it; the transform travels inside it.
-    from airloop.training.features import INPUT_COLUMNS, model_inputs
+    from airloop.training.features import model_inputs
     from airloop.training.model_io import load_sklearn_model
 
     uri = f"models:/readmission/{version.version}"
-    assert [c.name for c in mlflow.models.get_model_info(uri).signature.inputs] == list(INPUT_COLUMNS)
-    raw = model_inputs(dataset_store(settings).load(dataset_version).head(3))
+    assert [c.name for c in mlflow.models.get_model_info(uri).signature.inputs] == READMISSION.data.input_columns
+    raw = model_inputs(READMISSION, dataset_store(settings).load(dataset_version).head(3))
     assert raw["age"].str.startswith("[").all()
     assert load_sklearn_model(uri).predict_proba(raw).shape == (3, 2)
 

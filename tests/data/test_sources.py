@@ -9,10 +9,11 @@ import uuid
 import pandas as pd
 import pytest
 
-from airloop import schema
 from airloop.data.sources import SourceError, describe_source, iter_raw, load_raw, normalize_raw, read_csv_bytes
 from airloop.errors import FinalError, SourceMisconfigured, SourceNotFound
 from airloop.settings import DataSettings
+from airloop.usecases.readmission import schema
+from tests.specs import READMISSION
 
 FIRST_ENCOUNTER_ID = 2278392
 BUCKET = "airloop-raw"
@@ -22,7 +23,7 @@ KEY = "incoming/diabetic_data.csv"
 @pytest.fixture(scope="module")
 def published(real_sample) -> pd.DataFrame:
     """The real sample as the file source loads it: the reference every other source must equal."""
-    return load_raw(DataSettings(source="file", path=real_sample))
+    return load_raw(DataSettings(source="file", path=real_sample), READMISSION)
 
 
 def by_encounter(frame: pd.DataFrame) -> pd.DataFrame:
@@ -56,7 +57,7 @@ def test_non_integer_value_leaves_integer_column_as_strings(real_sample):
     fields[position] = b"two"
     lines[1] = b",".join(fields)
 
-    frame = read_csv_bytes(b"\r\n".join(lines))
+    frame = read_csv_bytes(b"\r\n".join(lines), READMISSION)
 
     assert len(frame) == 3000
     assert frame["num_procedures"].dtype == "str"
@@ -76,7 +77,7 @@ def test_normalize_keeps_missing_and_extra_columns_in_given_order():
         dtype="str",
     )
 
-    out = normalize_raw(frame)
+    out = normalize_raw(frame, READMISSION)
 
     assert list(out.columns) == ["extra", "encounter_id", "race", "readmitted"]
     assert out["extra"].tolist() == ["a", "b"]
@@ -85,7 +86,9 @@ def test_normalize_keeps_missing_and_extra_columns_in_given_order():
 
 
 def test_na_like_strings_are_values_not_missing():
-    frame = read_csv_bytes(b"encounter_id,race,payer_code,medical_specialty\r\n1,NA,None,\r\n2,?,nan,N/A\r\n")
+    frame = read_csv_bytes(
+        b"encounter_id,race,payer_code,medical_specialty\r\n1,NA,None,\r\n2,?,nan,N/A\r\n", READMISSION
+    )
 
     assert frame["race"].tolist() == ["NA", "?"]
     assert frame["payer_code"].tolist() == ["None", "nan"]
@@ -94,7 +97,7 @@ def test_na_like_strings_are_values_not_missing():
 
 
 def test_integer_too_large_for_int64_stays_string():
-    frame = read_csv_bytes(b"encounter_id,patient_nbr\r\n1,99999999999999999999\r\n2,3\r\n")
+    frame = read_csv_bytes(b"encounter_id,patient_nbr\r\n1,99999999999999999999\r\n2,3\r\n", READMISSION)
 
     assert frame["encounter_id"].dtype == "int64"
     assert frame["patient_nbr"].tolist() == ["99999999999999999999", "3"]
@@ -104,7 +107,7 @@ def test_missing_file_is_a_final_error_naming_the_path(tmp_path):
     path = tmp_path / "nowhere.csv"
 
     with pytest.raises(SourceNotFound, match=r"file source .*nowhere\.csv: no such file") as raised:
-        load_raw(DataSettings(source="file", path=path))
+        load_raw(DataSettings(source="file", path=path), READMISSION)
 
     assert isinstance(raised.value, FinalError) and isinstance(raised.value, SourceError)
     assert raised.value.location == str(path)
@@ -115,9 +118,9 @@ def test_unset_path_is_final_but_an_unreadable_file_may_be_retried(tmp_path):
     empty.write_bytes(b"")
 
     with pytest.raises(SourceMisconfigured, match=r"needs data\.path") as unset:
-        load_raw(DataSettings(source="file"))
+        load_raw(DataSettings(source="file"), READMISSION)
     with pytest.raises(SourceError, match=r"empty\.csv: not a readable CSV: EmptyDataError") as unreadable:
-        load_raw(DataSettings(source="file", path=empty))
+        load_raw(DataSettings(source="file", path=empty), READMISSION)
 
     assert isinstance(unset.value, FinalError)
     assert not isinstance(unreadable.value, FinalError)
@@ -128,7 +131,10 @@ def test_describe_source_names_each_source_as_a_uri(tmp_path):
 
     assert describe_source(DataSettings(source="file", path=path)) == f"file://{path}"
     assert describe_source(DataSettings(source="s3", s3_uri="s3://b/k.csv")) == "s3://b/k.csv"
-    assert describe_source(DataSettings(source="postgres")) == "postgresql://airloop_postgres/diabetic_data"
+    assert (
+        describe_source(DataSettings(source="postgres", postgres_table="diabetic_data"))
+        == "postgresql://airloop_postgres/diabetic_data"
+    )
     synthetic = DataSettings(source="synthetic", synthetic_rows=500, synthetic_seed=7, drift={"covariate": 0.5})
     assert describe_source(synthetic) == "synthetic://rows=500&seed=7&covariate=0.5&concept=0"
 
@@ -136,7 +142,7 @@ def test_describe_source_names_each_source_as_a_uri(tmp_path):
 def test_sources_module_imports_no_airflow_hook_or_generator():
     probe = (
         "import sys, airloop.data.sources; "
-        "print(sorted(m for m in sys.modules if m.startswith(('airflow', 'airloop.data.synthetic', 'botocore'))))"
+        "print(sorted(m for m in sys.modules if m.startswith(('airflow', 'airloop.data.generator', 'botocore'))))"
     )
 
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
@@ -145,10 +151,12 @@ def test_sources_module_imports_no_airflow_hook_or_generator():
 
 
 def test_synthetic_source_calls_the_generator_with_the_settings():
-    pytest.importorskip("airloop.data.synthetic", reason="airloop.data.synthetic is not written yet")
+    pytest.importorskip(
+        "airloop.usecases.readmission.synthetic", reason="airloop.usecases.readmission.synthetic is not written yet"
+    )
     data = DataSettings(source="synthetic", synthetic_rows=200, synthetic_seed=3)
 
-    first, again = load_raw(data), load_raw(data)
+    first, again = load_raw(data, READMISSION), load_raw(data, READMISSION)
 
     assert len(first) == 200
     pd.testing.assert_frame_equal(first, again)
@@ -171,7 +179,7 @@ def s3_connection(s3_server, monkeypatch) -> None:
 
 
 def test_s3_source_equals_file_source(s3_object, s3_connection, published):
-    frame = load_raw(DataSettings(source="s3", s3_uri=s3_object))
+    frame = load_raw(DataSettings(source="s3", s3_uri=s3_object), READMISSION)
 
     pd.testing.assert_frame_equal(frame, published)
 
@@ -180,7 +188,7 @@ def test_missing_s3_key_is_a_final_error_naming_uri_and_connection(s3_object, s3
     uri = f"s3://{BUCKET}/incoming/absent.csv"
 
     with pytest.raises(SourceNotFound) as raised:
-        load_raw(DataSettings(source="s3", s3_uri=uri))
+        load_raw(DataSettings(source="s3", s3_uri=uri), READMISSION)
 
     assert isinstance(raised.value, FinalError)
     assert str(raised.value) == (
@@ -191,9 +199,9 @@ def test_missing_s3_key_is_a_final_error_naming_uri_and_connection(s3_object, s3
 
 def test_missing_bucket_and_bad_uri_are_final_errors(s3_server, s3_connection):
     with pytest.raises(SourceNotFound) as missing:
-        load_raw(DataSettings(source="s3", s3_uri="s3://no-such-bucket/k.csv"))
+        load_raw(DataSettings(source="s3", s3_uri="s3://no-such-bucket/k.csv"), READMISSION)
     with pytest.raises(SourceMisconfigured, match=r"expected a URI of the form s3://bucket/key") as malformed:
-        load_raw(DataSettings(source="s3", s3_uri="https://example.com/k.csv"))
+        load_raw(DataSettings(source="s3", s3_uri="https://example.com/k.csv"), READMISSION)
 
     assert str(missing.value) == (
         "s3 source s3://no-such-bucket/k.csv: no such bucket 'no-such-bucket' (connection 'airloop_s3')"
@@ -232,7 +240,7 @@ def pg_connection(postgres_server, monkeypatch) -> None:
 @pytest.mark.postgres
 @pytest.mark.parametrize("storage", ["bigint", "text"])
 def test_postgres_source_equals_file_source(pg_tables, pg_connection, published, storage):
-    frame = load_raw(DataSettings(source="postgres", postgres_table=pg_tables[storage]))
+    frame = load_raw(DataSettings(source="postgres", postgres_table=pg_tables[storage]), READMISSION)
 
     assert list(frame.columns) == list(schema.RAW_COLUMNS)
     if storage == "bigint":  # ordered by the stored encounter_id; text sorts as text
@@ -245,7 +253,7 @@ def test_missing_postgres_table_is_a_final_error_naming_table_and_connection(pg_
     table = f"absent_{uuid.uuid4().hex[:8]}"
 
     with pytest.raises(SourceNotFound) as raised:
-        load_raw(DataSettings(source="postgres", postgres_table=table))
+        load_raw(DataSettings(source="postgres", postgres_table=table), READMISSION)
 
     assert isinstance(raised.value, FinalError)
     assert str(raised.value) == (
@@ -257,14 +265,17 @@ def test_undefined_postgres_connection_is_a_final_error(monkeypatch):
     monkeypatch.delenv("AIRFLOW_CONN_AIRLOOP_MISSING", raising=False)
 
     with pytest.raises(SourceNotFound, match=r"Airflow connection 'airloop_missing' is not defined") as raised:
-        load_raw(DataSettings(source="postgres", postgres_conn_id="airloop_missing", postgres_table="diabetic_data"))
+        load_raw(
+            DataSettings(source="postgres", postgres_conn_id="airloop_missing", postgres_table="diabetic_data"),
+            READMISSION,
+        )
 
     assert isinstance(raised.value, FinalError)
 
 
 def test_unsafe_postgres_table_name_is_refused_before_connecting():
     with pytest.raises(SourceMisconfigured, match=r"table name must be") as raised:
-        load_raw(DataSettings(source="postgres", postgres_table='diabetic_data"; DROP TABLE x; --'))
+        load_raw(DataSettings(source="postgres", postgres_table='diabetic_data"; DROP TABLE x; --'), READMISSION)
 
     assert isinstance(raised.value, FinalError)
 
@@ -273,7 +284,7 @@ def test_unsafe_postgres_table_name_is_refused_before_connecting():
 
 
 def chunks_of(data: DataSettings, chunk_rows: int) -> list[pd.DataFrame]:
-    return list(iter_raw(data, chunk_rows))
+    return list(iter_raw(data, READMISSION, chunk_rows))
 
 
 def assert_chunks_equal_whole(chunks: list[pd.DataFrame], whole: pd.DataFrame, chunk_rows: int) -> None:
@@ -317,7 +328,7 @@ def test_postgres_source_in_chunks_reads_through_a_server_side_cursor(pg_tables,
 
     chunks = chunks_of(data, 1200)
 
-    assert_chunks_equal_whole(chunks, load_raw(data), 1200)
+    assert_chunks_equal_whole(chunks, load_raw(data, READMISSION), 1200)
     pd.testing.assert_frame_equal(by_encounter(pd.concat(chunks, ignore_index=True)), by_encounter(published))
     with pytest.raises(SourceNotFound, match="no such table 'absent_table'"):
         chunks_of(DataSettings(source="postgres", postgres_table="absent_table"), 1200)

@@ -10,10 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airloop import schema
-from airloop.data import synthetic
-from airloop.data.synthetic import DRIFTED_COLUMNS_COVARIATE, calibrate, generate
-from airloop.data.transform import age_ordinal, icd9_group
+from airloop.usecases.readmission import schema, synthetic
+from airloop.usecases.readmission.synthetic import DRIFTED_COLUMNS_COVARIATE, calibrate, generate
+from airloop.usecases.readmission.transform import age_ordinal, icd9_group
 
 SAMPLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "diabetic_data_sample.csv"
 ID_DOMAINS = {

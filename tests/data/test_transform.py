@@ -5,8 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from airloop import schema
-from airloop.data.transform import FEATURE_COLUMNS, TARGET, age_ordinal, icd9_group, prepare, transform
+from airloop.usecases.readmission import schema
+from airloop.usecases.readmission.transform import FEATURE_COLUMNS, TARGET, age_ordinal, icd9_group, prepare, transform
+from tests.specs import READMISSION
 
 
 @pytest.mark.parametrize(
@@ -40,7 +41,7 @@ def test_age_buckets_become_decade_ordinals():
 
 
 def test_transform_drops_expired_and_hospice_and_marks_missing():
-    from airloop.data.synthetic import generate
+    from airloop.usecases.readmission.synthetic import generate
 
     raw = generate(3000, seed=2)
     raw.loc[0, "race"] = "?"
@@ -59,7 +60,7 @@ def test_transform_drops_expired_and_hospice_and_marks_missing():
 def test_real_rows_transform_with_expected_counts(real_sample):
     from airloop.data.sources import read_csv_bytes
 
-    raw = read_csv_bytes(real_sample)
+    raw = read_csv_bytes(real_sample, READMISSION)
     kept = raw.loc[~raw["discharge_disposition_id"].isin(schema.NON_READMITTABLE_DISPOSITIONS)]
 
     out = transform(raw)
@@ -71,7 +72,7 @@ def test_real_rows_transform_with_expected_counts(real_sample):
 
 
 def test_prepare_keeps_the_record_as_published_and_adds_the_target():
-    from airloop.data.synthetic import generate
+    from airloop.usecases.readmission.synthetic import generate
 
     raw = generate(2000, seed=4)
 

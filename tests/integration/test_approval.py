@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.pg_server import free_port
+from tests.specs import READMISSION
 
 pytestmark = pytest.mark.dag
 
@@ -38,13 +39,13 @@ AWAITING_INPUT = "awaiting_input"  # airflow.utils.state.TaskInstanceState.AWAIT
 
 def fit(rows: int, seed: int, **drift: float):
     """The production candidate (logistic regression in the airloop Pipeline) fitted on one synthetic batch."""
-    from airloop.data.synthetic import generate
-    from airloop.data.transform import prepare
     from airloop.training import features
+    from airloop.usecases.readmission.synthetic import generate
+    from airloop.usecases.readmission.transform import prepare
 
     frame = prepare(generate(rows, seed, **drift))
-    model = features.make_pipeline("logistic_regression", {"C": 0.5}, 42)
-    return model.fit(features.model_inputs(frame), frame["readmitted_30d"].to_numpy())
+    model = features.make_pipeline(READMISSION, "logistic_regression", {"C": 0.5}, 42)
+    return model.fit(features.model_inputs(READMISSION, frame), frame["readmitted_30d"].to_numpy())
 
 
 def register(settings, models) -> list[str]:
@@ -62,7 +63,7 @@ def register(settings, models) -> list[str]:
             info = log_sklearn_model(
                 model,
                 name="model",
-                skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
+                skops_trusted_types=features.skops_trusted_types(model),
                 pip_requirements=["scikit-learn"],
             )
         versions.append(str(mlflow.register_model(info.model_uri, MODEL).version))
@@ -71,15 +72,15 @@ def register(settings, models) -> list[str]:
 
 def write_traffic(settings, experiment: str, champion, challenger) -> None:
     """Labelled A/B traffic on post-drift encounters: half scored by each variant, outcomes fed back."""
-    from airloop.data.synthetic import generate
-    from airloop.data.transform import prepare
     from airloop.monitoring.prediction_log import FeedbackRow, PredictionRow, feedback_log, prediction_log
     from airloop.registry.contract import Alias
     from airloop.training import features
+    from airloop.usecases.readmission.synthetic import generate
+    from airloop.usecases.readmission.transform import prepare
 
     frame = prepare(generate(int(ROWS_PER_ARM * 2 * 1.5), seed=777, **DRIFT)).head(2 * ROWS_PER_ARM)
     assert len(frame) == 2 * ROWS_PER_ARM, len(frame)
-    inputs = features.model_inputs(frame)
+    inputs = features.model_inputs(READMISSION, frame)
     outcomes = frame["readmitted_30d"].astype(int).tolist()
     arms = [
         (Alias.CHAMPION.value, "1", champion, slice(0, ROWS_PER_ARM)),

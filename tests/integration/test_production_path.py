@@ -41,6 +41,7 @@ import pytest
 
 from tests.pg_server import PostgresServer, free_port
 from tests.s3_server import REGION, S3Server
+from tests.specs import READMISSION
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -316,12 +317,12 @@ def remote_storage(stack: Stack) -> dict[str, Any]:
 
 
 def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_postgres(stack, monkeypatch):
-    from airloop.data.synthetic import generate
-    from airloop.data.transform import prepare
     from airloop.monitoring.prediction_log import load_predictions
     from airloop.settings import Settings
     from airloop.training.features import model_inputs
     from airloop.training.handoff import training_run_id
+    from airloop.usecases.readmission.synthetic import generate
+    from airloop.usecases.readmission.transform import prepare
 
     airflow = Airflow(stack)
     for dag_id in ("readmission_etl", "readmission_train", "readmission_drift"):
@@ -369,7 +370,7 @@ def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_post
     logs = list(stack.logs.values())
     wait_for(lambda: httpx.get(f"{stack.serving_url}/ready", timeout=5).status_code == 200, "serving ready", 180, logs)
     frame = prepare(generate(PREDICTIONS, seed=12))
-    records = model_inputs(frame).to_dict("records")
+    records = model_inputs(READMISSION, frame).to_dict("records")
     answered = []
     with httpx.Client(base_url=stack.serving_url, timeout=30) as http:
         for start in range(0, PREDICTIONS, 20):

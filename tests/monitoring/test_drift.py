@@ -13,8 +13,6 @@ from hypothesis import strategies as st
 from scipy import stats
 from sklearn import metrics
 
-from airloop.data import synthetic
-from airloop.data import transform as tf
 from airloop.monitoring.baseline import CDF_POINTS, ProfileUnavailable, numeric_profile, reference_profile
 from airloop.monitoring.drift import (
     SCHEMA_VERSION,
@@ -28,6 +26,9 @@ from airloop.monitoring.drift import (
     psi,
 )
 from airloop.monitoring.estimate import estimate
+from airloop.usecases.readmission import synthetic
+from airloop.usecases.readmission import transform as tf
+from tests.specs import READMISSION
 
 NUMERIC = list(tf.NUMERIC_FEATURES)
 CATEGORICAL = list(tf.CATEGORICAL_FEATURES)
@@ -365,7 +366,7 @@ def test_real_rows_first_half_against_second_half_give_a_verdict_and_a_report(re
     from airloop.monitoring.report import ReportContext, publish_report, render_html, render_json
     from airloop.storage import Storage
 
-    features = tf.features_from_frame(tf.prepare(read_csv_bytes(real_sample)), tf.default_spec())
+    features = tf.features_from_frame(tf.prepare(read_csv_bytes(real_sample, READMISSION)), tf.default_spec())
     half = len(features) // 2
 
     result = compare(reference_profile(features.iloc[:half], NUMERIC, CATEGORICAL), features.iloc[half:])

@@ -13,12 +13,13 @@ from hypothesis import strategies as st
 from scipy.stats import rankdata
 from sklearn import metrics
 
-from airloop.data import synthetic
-from airloop.data import transform as tf
 from airloop.monitoring.baseline import numeric_profile
 from airloop.monitoring.drift import compare, reference_estimated_auc
 from airloop.monitoring.estimate import calibration, estimate
 from airloop.training import features
+from airloop.usecases.readmission import synthetic
+from airloop.usecases.readmission import transform as tf
+from tests.specs import READMISSION
 
 # --- pure properties ---
 
@@ -201,12 +202,14 @@ def _batch(seed: int, covariate: float = 0.0, concept: float = 0.0) -> pd.DataFr
 def champion():
     """A gradient-boosting candidate fitted through airloop.training.features on 12,000 undrifted synthetic rows."""
     train = tf.prepare(synthetic.generate(12_000, seed=1))
-    model = features.make_pipeline("hist_gradient_boosting", {}, seed=42)
-    return model.fit(features.model_inputs(train), features.target(train))
+    model = features.make_pipeline(READMISSION, "hist_gradient_boosting", {}, seed=42)
+    return model.fit(features.model_inputs(READMISSION, train), features.target(READMISSION, train))
 
 
 def _scored(model, batch: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    return model.predict_proba(features.model_inputs(batch))[:, 1], features.target(batch).to_numpy()
+    return model.predict_proba(features.model_inputs(READMISSION, batch))[:, 1], features.target(
+        READMISSION, batch
+    ).to_numpy()
 
 
 def test_estimated_auc_tracks_the_realised_auc_under_growing_covariate_drift(champion):
@@ -242,18 +245,18 @@ def test_estimated_auc_cannot_see_concept_drift_while_the_realised_auc_falls(cha
 
 def test_the_drift_verdict_misses_concept_drift_that_only_outcomes_reveal(champion):
     reference_batch = _batch(500)
-    encoder = features.encounter_step(champion)
+    encoder = features.feature_step(champion)
     reference_proba, reference_outcome = _scored(champion, reference_batch)
     profile = features.reference_profile_of(
         champion,
-        features.model_inputs(_batch(501)),
+        features.model_inputs(READMISSION, _batch(501)),
         reference_proba,
         {"roc_auc": metrics.roc_auc_score(reference_outcome, reference_proba)},
     )
     window = _batch(502, concept=2.0)
     proba, outcome = _scored(champion, window)
 
-    result = compare(profile, encoder.transform(features.model_inputs(window)), None, proba, outcome)
+    result = compare(profile, encoder.transform(features.model_inputs(READMISSION, window)), None, proba, outcome)
 
     estimated = result.performance_estimate
     assert result.verdict == "no_drift", result.reason

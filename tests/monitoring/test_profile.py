@@ -8,8 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from airloop.data import synthetic
-from airloop.data import transform as tf
 from airloop.errors import FinalError
 from airloop.monitoring.baseline import (
     CDF_POINTS,
@@ -22,6 +20,8 @@ from airloop.monitoring.baseline import (
     numeric_stats,
     reference_profile,
 )
+from airloop.usecases.readmission import synthetic
+from airloop.usecases.readmission import transform as tf
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,6 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from airloop.data import synthetic
-from airloop.data import transform as tf
 from airloop.monitoring.baseline import reference_profile
 from airloop.monitoring.drift import compare
 from airloop.monitoring.report import (
@@ -30,6 +28,8 @@ from airloop.monitoring.report import (
 )
 from airloop.settings import Settings
 from airloop.storage import RuntimeLayout, Storage
+from airloop.usecases.readmission import synthetic
+from airloop.usecases.readmission import transform as tf
 
 START = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -17,8 +17,8 @@ BUNDLE = "dags-folder"  # the default bundle: [core] dags_folder
 
 
 def sync_dags(*dag_ids: str) -> dict[str, Any]:
-    """Parse ``dags/<dag_id>.py`` and write each DAG (serialized, with its version) to the metadata DB, as the DAG
-    processor does; returns the parsed DAGs by id (the task code ``execute_run`` runs)."""
+    """Parse the DAG factory file (``dags/airloop_models.py``) and write each DAG (serialized, with its version) to the
+    metadata DB, as the DAG processor does; returns the parsed DAGs by id (the task code ``execute_run`` runs)."""
     from airflow.dag_processing.bundles.manager import DagBundlesManager
     from airflow.dag_processing.dagbag import BundleDagBag, sync_bag_to_db
 
@@ -27,13 +27,13 @@ def sync_dags(*dag_ids: str) -> dict[str, Any]:
     bundle = manager.get_bundle(BUNDLE)
     if not bundle.is_initialized:
         bundle.initialize()
-    parsed = {}
-    for dag_id in dag_ids:
-        bag = BundleDagBag(dag_folder=str(DAGS / f"{dag_id}.py"), bundle_path=bundle.path, bundle_name=BUNDLE)
-        assert not bag.import_errors, bag.import_errors
-        sync_bag_to_db(bag, BUNDLE, None)
-        parsed[dag_id] = bag.dags[dag_id]
-    return parsed
+    bag = BundleDagBag(dag_folder=str(DAGS / "airloop_models.py"), bundle_path=bundle.path, bundle_name=BUNDLE)
+    assert not bag.import_errors, bag.import_errors
+    for dag_id in list(bag.dags):
+        if dag_id not in dag_ids:
+            bag.dags.pop(dag_id)
+    sync_bag_to_db(bag, BUNDLE, None)
+    return {dag_id: bag.dags[dag_id] for dag_id in dag_ids}
 
 
 def dag_run(dag_id: str, run_id: str) -> Any:

@@ -32,6 +32,7 @@ from tests.pg_server import free_port
 from tests.plugins import airflow_runs
 from tests.plugins.devtools import chromium_page, wait
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, s3_server
+from tests.specs import READMISSION
 
 __all__ = ["s3_server"]  # the session fixture, imported so pytest finds it here
 
@@ -57,31 +58,31 @@ def drifted_window():
     pipeline's training rows and test-set probabilities."""
     from sklearn import metrics
 
-    from airloop.data import synthetic
-    from airloop.data import transform as tf
     from airloop.monitoring.drift import compare
     from airloop.training import features
+    from airloop.usecases.readmission import synthetic
+    from airloop.usecases.readmission import transform as tf
 
     def batch(rows: int, seed: int, drift: float = 0.0):
         return tf.prepare(synthetic.generate(rows, seed=seed, covariate_drift=drift))
 
     # Enough training rows for calibrated probabilities, which the estimate assumes (the training DAG's candidates).
     train, test, window = batch(12_000, 1), batch(2_000, 2), batch(1_000, 3, drift=1.5)
-    model = features.make_pipeline("hist_gradient_boosting", {}, seed=0)
-    model.fit(features.model_inputs(train), features.target(train))
-    test_proba = model.predict_proba(features.model_inputs(test))[:, 1]
+    model = features.make_pipeline(READMISSION, "hist_gradient_boosting", {}, seed=0)
+    model.fit(features.model_inputs(READMISSION, train), features.target(READMISSION, train))
+    test_proba = model.predict_proba(features.model_inputs(READMISSION, test))[:, 1]
     profile = features.reference_profile_of(
         model,
-        features.model_inputs(train),
+        features.model_inputs(READMISSION, train),
         test_proba,
-        {"roc_auc": metrics.roc_auc_score(features.target(test), test_proba)},
+        {"roc_auc": metrics.roc_auc_score(features.target(READMISSION, test), test_proba)},
     )
-    outcomes = features.target(window).to_numpy(dtype=float)
+    outcomes = features.target(READMISSION, window).to_numpy(dtype=float)
     outcomes[::2] = np.nan  # the other half is still within its 30 days
     return compare(
         json.loads(json.dumps(profile)),
-        features.encounter_step(model).transform(features.model_inputs(window)),
-        probabilities=model.predict_proba(features.model_inputs(window))[:, 1],
+        features.feature_step(model).transform(features.model_inputs(READMISSION, window)),
+        probabilities=model.predict_proba(features.model_inputs(READMISSION, window))[:, 1],
         outcomes=outcomes,
     )
 

@@ -8,11 +8,11 @@ import uuid
 import pytest
 
 from airloop import etl
-from airloop.data.synthetic import generate
-from airloop.data.transform import prepare
 from airloop.errors import QualityGateFailed
-from airloop.quality import data_gate, suites
+from airloop.quality import data_gate
 from airloop.settings import Settings
+from airloop.usecases.readmission.synthetic import generate
+from airloop.usecases.readmission.transform import prepare
 from tests.s3_server import ACCESS_KEY, SECRET_KEY, s3_server
 
 __all__ = ["s3_server"]  # the session fixture, imported so pytest finds it here
@@ -38,7 +38,7 @@ def test_failing_batch_on_s3_is_quarantined_and_its_data_docs_published(s3_setti
     staging.write_parquet(batch, "raw.parquet")
 
     with pytest.raises(QualityGateFailed) as caught:
-        data_gate.check(s3_settings, staging, "raw.parquet", suites.RAW_SUITE, "run-1", "raw")
+        data_gate.check(s3_settings, staging, "raw.parquet", "raw", "run-1")
 
     error, quarantine, docs = caught.value, s3_settings.layout.quarantine("readmission"), s3_settings.layout.data_docs()
     (name,) = quarantine.published_dirs()
@@ -59,7 +59,7 @@ def test_features_failure_quarantines_the_staged_encounters(settings):
     encounters = prepare(generate(800, seed=6))
     encounters.loc[2, "admission_type_id"] = 99
     staging = etl.staging(settings, run_id)
-    staging.write_parquet(encounters, etl.ENCOUNTERS_FILE)
+    staging.write_parquet(encounters, etl.PREPARED_FILE)
 
     with pytest.raises(QualityGateFailed, match=r"expect_column_values_to_be_in_set\(admission_type_id\)") as caught:
         etl.validate_features(settings, run_id)
@@ -69,5 +69,5 @@ def test_features_failure_quarantines_the_staged_encounters(settings):
     assert name.split("-")[1] == "features"
     assert caught.value.quarantined_at == quarantine.url(name)
     assert caught.value.report.docs_url.startswith("file://")
-    assert quarantine.read_parquet(name, etl.ENCOUNTERS_FILE).equals(encounters)
-    assert not staging.exists(etl.ENCOUNTERS_FILE)
+    assert quarantine.read_parquet(name, etl.PREPARED_FILE).equals(encounters)
+    assert not staging.exists(etl.PREPARED_FILE)

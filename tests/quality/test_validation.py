@@ -6,11 +6,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airloop import schema
-from airloop.data.transform import transform
 from airloop.quality import suites
 from airloop.quality.validation import Validator
 from airloop.settings import QualitySettings
+from airloop.usecases.readmission import schema
+from airloop.usecases.readmission.transform import transform
+from tests.specs import READMISSION
 
 QUALITY = QualitySettings(min_rows=500, max_rows=1_000_000)
 
@@ -22,13 +23,13 @@ def validator(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clean():
-    from airloop.data.synthetic import generate
+    from airloop.usecases.readmission.synthetic import generate
 
     return generate(2000, seed=3)
 
 
 def check_raw(validator, frame):
-    return validator.validate(frame, suites.RAW_SUITE, suites.raw_expectations(QUALITY), "test")
+    return validator.validate(frame, "readmission_raw", suites.expectations(READMISSION, QUALITY, "raw"), "test")
 
 
 def failed(report) -> set[str]:
@@ -37,7 +38,9 @@ def failed(report) -> set[str]:
 
 def test_clean_synthetic_batch_passes_both_suites(validator, clean):
     raw = check_raw(validator, clean)
-    features = validator.validate(transform(clean), suites.FEATURES_SUITE, suites.feature_expectations(QUALITY), "test")
+    features = validator.validate(
+        transform(clean), "readmission_features", suites.expectations(READMISSION, QUALITY, "features"), "test"
+    )
 
     assert raw.success, raw.failures
     assert features.success, features.failures
@@ -47,9 +50,11 @@ def test_clean_synthetic_batch_passes_both_suites(validator, clean):
 def test_real_published_rows_pass_both_suites(validator, real_sample):
     from airloop.data.sources import read_csv_bytes
 
-    frame = read_csv_bytes(real_sample)
+    frame = read_csv_bytes(real_sample, READMISSION)
     raw = check_raw(validator, frame)
-    features = validator.validate(transform(frame), suites.FEATURES_SUITE, suites.feature_expectations(QUALITY), "test")
+    features = validator.validate(
+        transform(frame), "readmission_features", suites.expectations(READMISSION, QUALITY, "features"), "test"
+    )
 
     assert raw.success, raw.failures
     assert features.success, features.failures
@@ -101,15 +106,21 @@ def test_too_few_rows_fails_row_count(validator, clean):
 
 def test_a_stored_suite_is_reused_across_validators_and_a_changed_one_is_applied(tmp_path, clean):
     root = tmp_path / "gx"
-    first = Validator(root).validate(clean, suites.RAW_SUITE, suites.raw_expectations(QUALITY), "first")
+    first = Validator(root).validate(
+        clean, "readmission_raw", suites.expectations(READMISSION, QUALITY, "raw"), "first"
+    )
     stored = {p: p.stat().st_mtime_ns for p in (root / "gx").rglob("*.json") if "uncommitted" not in p.parts}
 
     # A new process's validator on the same project: the same suite runs from the store, nothing of it rewritten.
-    again = Validator(root).validate(clean, suites.RAW_SUITE, suites.raw_expectations(QUALITY), "again")
+    again = Validator(root).validate(
+        clean, "readmission_raw", suites.expectations(READMISSION, QUALITY, "raw"), "again"
+    )
     unchanged = {p: p.stat().st_mtime_ns for p in stored}
     # A changed suite (a row-count floor above the batch) is written and applied, not the stored one.
     stricter = QualitySettings(min_rows=len(clean) + 1, max_rows=1_000_000)
-    changed = Validator(root).validate(clean, suites.RAW_SUITE, suites.raw_expectations(stricter), "changed")
+    changed = Validator(root).validate(
+        clean, "readmission_raw", suites.expectations(READMISSION, stricter, "raw"), "changed"
+    )
 
     assert stored and first.success and again.success
     assert unchanged == stored
@@ -157,7 +168,9 @@ def test_great_expectations_info_chatter_is_silenced_but_warnings_kept(tmp_path,
 
     caplog.set_level(logging.INFO)
 
-    report = Validator(tmp_path / "gx").validate(clean, suites.RAW_SUITE, suites.raw_expectations(QUALITY), "quiet")
+    report = Validator(tmp_path / "gx").validate(
+        clean, "readmission_raw", suites.expectations(READMISSION, QUALITY, "raw"), "quiet"
+    )
     logging.getLogger("great_expectations.some_module").warning("a real warning")
 
     assert report.success

@@ -8,12 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from airloop import schema
 from airloop.data.store import DatasetNotFound, DatasetStore
 from airloop.errors import SourceError
 from airloop.scoring import batch
-from airloop.training.features import INPUT_COLUMNS
+from airloop.usecases.readmission import schema
 from tests.serving.conftest import CHALLENGER_VERSION, CHAMPION_VERSION, THRESHOLDS, session_registry
+from tests.specs import READMISSION
 
 ROWS = 5000
 
@@ -33,8 +33,8 @@ def settings_for(home, registry, **overrides):
 @pytest.fixture(scope="module")
 def published(tmp_path_factory, registry):
     """A home with one published dataset version of ROWS synthetic encounters (as the ETL publishes them)."""
-    from airloop.data.synthetic import generate
-    from airloop.data.transform import prepare
+    from airloop.usecases.readmission.synthetic import generate
+    from airloop.usecases.readmission.transform import prepare
 
     home = tmp_path_factory.mktemp("batch-home")
     settings = settings_for(home, registry)
@@ -45,7 +45,7 @@ def published(tmp_path_factory, registry):
 
 def expected(registry, version: str, inputs: pd.DataFrame) -> pd.Series:
     """The registered Pipeline's probabilities, as MLflow loads it."""
-    return pd.Series(registry.pipeline(version).predict_proba(inputs.loc[:, list(INPUT_COLUMNS)])[:, 1])
+    return pd.Series(registry.pipeline(version).predict_proba(inputs.loc[:, READMISSION.data.input_columns])[:, 1])
 
 
 def test_a_published_version_is_scored_in_chunks_with_the_champion_like_the_registered_pipeline(published, registry):
@@ -247,13 +247,13 @@ def test_only_exact_integers_pass_and_none_is_rounded(values, bad):
 
 
 def test_records_refused_for_integers_are_kept_and_ids_never_rounded():
-    from airloop.data.synthetic import generate
+    from airloop.usecases.readmission.synthetic import generate
 
     raw = generate(6, seed=3).drop(columns=["readmitted"]).astype(str)
     raw.loc[0, "encounter_id"] = "99999999999999999999"  # beyond int64: refused, not written as a wrong id
     raw.loc[1, "num_medications"] = "inf"
     raw.loc[2, "encounter_id"] = "123456789012345678"  # 18 digits: kept exactly
-    columns = list(INPUT_COLUMNS)
+    columns = READMISSION.data.input_columns
 
     good, refused = batch.split_scorable(raw, columns, {"age": list(schema.AGE_BUCKETS)}, "file:///in.csv")
 

@@ -25,6 +25,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.specs import READMISSION
+
 NAME = "readmission"
 CHAMPION_VERSION, CHALLENGER_VERSION = "1", "2"
 THRESHOLDS = {CHAMPION_VERSION: 0.3, CHALLENGER_VERSION: 0.2}
@@ -64,12 +66,12 @@ def _load(tracking_uri: str, version: str):
 
 def encounters(rows: int, seed: int):
     """Model inputs (raw encounter records) and target of synthetic encounters, prepared as the ETL publishes them."""
-    from airloop.data.synthetic import generate
-    from airloop.data.transform import prepare
     from airloop.training import features
+    from airloop.usecases.readmission.synthetic import generate
+    from airloop.usecases.readmission.transform import prepare
 
     frame = prepare(generate(rows, seed))
-    return features.model_inputs(frame), features.target(frame)
+    return features.model_inputs(READMISSION, frame), features.target(READMISSION, frame)
 
 
 @functools.cache
@@ -89,7 +91,7 @@ def _train_and_register(home: Path) -> TrainedRegistry:
     candidates = [("hist_gradient_boosting", {"max_iter": 30}), ("logistic_regression", {})]
     for (kind, params), version in zip(candidates, (CHAMPION_VERSION, CHALLENGER_VERSION), strict=True):
         with threadpool_limits(1):  # OpenMP spin-waits crawl when the 2 cores are shared with other processes
-            pipeline = features.make_pipeline(kind, params, seed=0).fit(x, y)
+            pipeline = features.make_pipeline(READMISSION, kind, params, seed=0).fit(x, y)
         example = x.head(5)
         with mlflow.start_run(run_name=kind):
             info = mlflow.sklearn.log_model(
@@ -97,7 +99,7 @@ def _train_and_register(home: Path) -> TrainedRegistry:
                 name="model",
                 signature=infer_signature(example, pipeline.predict_proba(example)[:, 1]),
                 pyfunc_predict_fn="predict_proba",
-                skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
+                skops_trusted_types=features.skops_trusted_types(pipeline),
                 pip_requirements=features.pip_requirements(),
             )
         tags = VersionRecord(threshold=THRESHOLDS[version]).to_tags()

@@ -21,7 +21,6 @@ from airloop.experiments import evaluation
 from airloop.experiments.routing import RoutingConfig, assign
 from airloop.monitoring.prediction_log import load_errors, load_feedback, load_predictions
 from airloop.registry.contract import Alias
-from airloop.training.features import INPUT_COLUMNS
 from serving.main import create_app
 from tests.serving.conftest import (
     API_KEY,
@@ -33,6 +32,7 @@ from tests.serving.conftest import (
     free_port,
     uvicorn_app,
 )
+from tests.specs import READMISSION
 
 MAX_RECORDS = 16
 MAX_BODY = 64 * 1024
@@ -44,7 +44,7 @@ BOTH = set(VERSION)
 def expected_probabilities(registry, version: str, records: list[dict[str, Any]]) -> list[float]:
     """What the registered model of ``version`` says for these records (entity ids left out)."""
     frame = pd.DataFrame.from_records(
-        [{k: v for k, v in r.items() if k != "entity_id"} for r in records], columns=list(INPUT_COLUMNS)
+        [{k: v for k, v in r.items() if k != "entity_id"} for r in records], columns=READMISSION.data.input_columns
     )
     return registry.pipeline(version).predict_proba(frame)[:, 1].tolist()
 

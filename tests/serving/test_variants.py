@@ -13,6 +13,7 @@ from airloop.experiments.routing import RoutingConfig, assign
 from airloop.registry.contract import Alias, VersionRecord
 from serving.main import create_app
 from tests.serving.conftest import CHALLENGER_VERSION, NAME, encounters
+from tests.specs import READMISSION
 
 EXTRA = "hba1c_value"  # a field only the wider challenger takes
 BOTH = {Alias.CHAMPION, Alias.CHALLENGER}
@@ -31,13 +32,13 @@ def wider_challenger(registry):
     connect(Settings(home=registry.home), create_experiment=True)  # an earlier test may have pointed MLflow elsewhere
     x, y = encounters(1500, seed=9)
     x = x.assign(**{EXTRA: 6.5})
-    pipeline = features.make_pipeline("logistic_regression", {}, seed=0).fit(x, y)
+    pipeline = features.make_pipeline(READMISSION, "logistic_regression", {}, seed=0).fit(x, y)
     with mlflow.start_run(run_name="wider"):
         info = mlflow.sklearn.log_model(
             pipeline,
             name="model",
             signature=infer_signature(x.head(5), pipeline.predict_proba(x.head(5))[:, 1]),
-            skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
+            skops_trusted_types=features.skops_trusted_types(pipeline),
             pip_requirements=["scikit-learn"],
         )
     version = mlflow.register_model(info.model_uri, NAME, tags=VersionRecord(threshold=0.2).to_tags()).version

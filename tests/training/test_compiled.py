@@ -16,8 +16,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from airloop.training.compiled import compile_pipeline
-from airloop.training.features import INPUT_COLUMNS
 from tests.serving.conftest import CHALLENGER_VERSION, CHAMPION_VERSION, encounters, session_registry
+from tests.specs import READMISSION
 
 # Free-text fields of the raw record (the age bucket has a closed domain the service enforces, so it is left alone).
 STRINGS = ["race", "gender", "weight", "payer_code", "medical_specialty", "diag_1", "diag_2", "diag_3", "insulin"]
@@ -53,7 +53,7 @@ def records() -> list[dict]:
 
 def pipeline_proba(pipeline: Pipeline, records: list[dict]) -> np.ndarray:
     """The Pipeline on a frame built from request records, as the service does without the fast path."""
-    return pipeline.predict_proba(pd.DataFrame.from_records(records, columns=list(INPUT_COLUMNS)))[:, 1]
+    return pipeline.predict_proba(pd.DataFrame.from_records(records, columns=READMISSION.data.input_columns))[:, 1]
 
 
 @PIPELINES
@@ -92,7 +92,7 @@ def test_a_null_field_scores_like_the_question_mark_the_published_file_uses(regi
 def test_compiled_frame_path_gives_the_pipelines_probabilities_and_the_records_paths(registry, records, version):
     pipeline = registry.pipeline(version)
     compiled = compile_pipeline(pipeline)
-    frame = pd.DataFrame.from_records(records, columns=list(INPUT_COLUMNS))
+    frame = pd.DataFrame.from_records(records, columns=READMISSION.data.input_columns)
 
     batch = compiled.predict_proba_frame(frame)
 
@@ -102,7 +102,7 @@ def test_compiled_frame_path_gives_the_pipelines_probabilities_and_the_records_p
 
 def test_compiled_fast_path_of_no_records_is_empty(registry):
     assert compile_pipeline(registry.pipeline(CHAMPION_VERSION)).predict_proba_frame(
-        pd.DataFrame(columns=list(INPUT_COLUMNS))
+        pd.DataFrame(columns=READMISSION.data.input_columns)
     ).shape == (0,)
 
     assert compile_pipeline(registry.pipeline(CHAMPION_VERSION)).predict_proba([]).shape == (0,)

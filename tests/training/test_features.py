@@ -9,20 +9,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airloop import schema
-from airloop.data import transform as tf
 from airloop.training import features
+from airloop.usecases.readmission import schema
+from airloop.usecases.readmission import transform as tf
+from airloop.usecases.readmission.features import EncounterFeatures
+from tests.specs import READMISSION
 
 
 @pytest.fixture(scope="module")
 def published():
-    from airloop.data.synthetic import generate
+    from airloop.usecases.readmission.synthetic import generate
 
     return tf.prepare(generate(2000, seed=3))
 
 
 def _frame_path(encoder: features.EncounterFeatures, records: list[dict]) -> pd.DataFrame:
-    return encoder.transform(pd.DataFrame.from_records(records, columns=list(features.INPUT_COLUMNS)))
+    return encoder.transform(pd.DataFrame.from_records(records, columns=list(READMISSION.data.input_columns)))
 
 
 def _records_path(encoder: features.EncounterFeatures, records: list[dict]) -> pd.DataFrame:
@@ -38,7 +40,7 @@ def assert_same_features(left: pd.DataFrame, right: pd.DataFrame) -> None:
 
 
 def test_model_inputs_are_the_published_columns_minus_the_target(published):
-    inputs = features.model_inputs(published)
+    inputs = features.model_inputs(READMISSION, published)
 
     assert list(inputs.columns) == [c for c in schema.RAW_COLUMNS if c != "readmitted"]
     assert inputs["age"].iloc[0].startswith("[")
@@ -46,8 +48,8 @@ def test_model_inputs_are_the_published_columns_minus_the_target(published):
 
 
 def test_record_path_equals_frame_path_on_synthetic_encounters(published):
-    encoder = features.EncounterFeatures().fit(None)
-    records = features.model_inputs(published).to_dict("records")
+    encoder = EncounterFeatures().fit(None)
+    records = features.model_inputs(READMISSION, published).to_dict("records")
 
     assert_same_features(_records_path(encoder, records), _frame_path(encoder, records).reset_index(drop=True))
 
@@ -55,8 +57,10 @@ def test_record_path_equals_frame_path_on_synthetic_encounters(published):
 def test_record_path_equals_frame_path_on_the_real_published_rows(real_sample):
     from airloop.data.sources import read_csv_bytes
 
-    encoder = features.EncounterFeatures().fit(None)
-    records = features.model_inputs(tf.prepare(read_csv_bytes(real_sample))).to_dict("records")
+    encoder = EncounterFeatures().fit(None)
+    records = features.model_inputs(READMISSION, tf.prepare(read_csv_bytes(real_sample, READMISSION))).to_dict(
+        "records"
+    )
 
     assert_same_features(_records_path(encoder, records), _frame_path(encoder, records).reset_index(drop=True))
 
@@ -78,8 +82,8 @@ codes = st.one_of(
     visits=st.lists(st.integers(0, 2**62), min_size=3, max_size=3),
 )
 def test_both_paths_agree_on_any_field_values(published, diag, race, admission, visits):
-    encoder = features.EncounterFeatures().fit(None)
-    record = {**features.model_inputs(published).iloc[0].to_dict(), "diag_1": diag, "race": race}
+    encoder = EncounterFeatures().fit(None)
+    record = {**features.model_inputs(READMISSION, published).iloc[0].to_dict(), "diag_1": diag, "race": race}
     record["admission_type_id"] = admission
     record.update(zip(("number_outpatient", "number_emergency", "number_inpatient"), visits, strict=True))
 
@@ -89,16 +93,19 @@ def test_both_paths_agree_on_any_field_values(published, diag, race, admission, 
 def test_a_saved_model_version_keeps_its_own_transform_after_the_code_changes(published, tmp_path, monkeypatch):
     import mlflow
 
-    x, y = features.model_inputs(published), features.target(published)
-    model = features.make_pipeline("logistic_regression", {}, seed=0).fit(x, y)
+    x, y = features.model_inputs(READMISSION, published), features.target(READMISSION, published)
+    model = features.make_pipeline(READMISSION, "logistic_regression", {}, seed=0).fit(x, y)
     mlflow.sklearn.save_model(
-        model, tmp_path / "v1", skops_trusted_types=features.SKOPS_TRUSTED_TYPES, pip_requirements=["scikit-learn"]
+        model,
+        tmp_path / "v1",
+        skops_trusted_types=features.skops_trusted_types(model),
+        pip_requirements=["scikit-learn"],
     )
     before = model.predict_proba(x)[:, 1]
     # A later release regroups circulatory codes and renames the age buckets.
     monkeypatch.setattr(tf, "DIAG_RANGES", (("circulatory", ((0, 1),)),))
     monkeypatch.setattr(schema, "AGE_BUCKETS", tuple(f"age-{i}" for i in range(10)))
-    assert features.EncounterFeatures().fit(None).transform(x.head(50)).ne(model[0].transform(x.head(50))).any().any()
+    assert EncounterFeatures().fit(None).transform(x.head(50)).ne(model[0].transform(x.head(50))).any().any()
 
     loaded = mlflow.sklearn.load_model(str(tmp_path / "v1"))
 

@@ -27,7 +27,7 @@ import mlflow.sklearn
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from airloop.training.features import SKOPS_TRUSTED_TYPES
+from airloop.training.features import SKOPS_TRUSTED_TYPES  # the base types; no feature step here
 from airloop.training.model_io import skops_module_walk_quiet
 
 x = np.random.default_rng(0).normal(size=(60, 3))

@@ -212,15 +212,15 @@ def start_serving(settings: Settings, supervisor: Supervisor) -> Service:
 
 
 def send_predictions(settings: Settings, count: int) -> dict[str, Any]:
-    """POST ``count`` encounters from the latest published dataset, one request each; return a sample response."""
+    """POST ``count`` records from the latest published dataset, one request each; return a sample response."""
     from airloop.data.store import dataset_store
     from airloop.training.features import model_inputs
 
     frame = dataset_store(settings).load().head(count)
-    records = model_inputs(frame).to_dict("records")
+    records = model_inputs(settings.spec, frame).to_dict("records")
     sample: dict[str, Any] = {}
     with httpx.Client(base_url=settings.serving.url, timeout=30) as http:
-        for record, patient in zip(records, frame["patient_nbr"].tolist(), strict=True):
+        for record, patient in zip(records, frame[settings.spec.data.entity].tolist(), strict=True):
             response = http.post("/v1/predict", json={"records": [{**record, "entity_id": patient}]})
             response.raise_for_status()
             sample = sample or {"request": {"records": [{**record, "entity_id": patient}]}, "response": response.json()}

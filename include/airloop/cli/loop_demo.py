@@ -27,22 +27,22 @@ CHUNK = 250
 
 
 def stream(settings: Settings, version: str, http: Any = None) -> dict[str, int]:
-    """Every encounter of a published batch to /v1/predict, then its outcome to /v1/feedback; rows per variant.
+    """Every record of a published batch to /v1/predict, then its outcome to /v1/feedback; rows per variant.
 
     ``http``: a client of the service (an ``httpx.Client`` or a FastAPI ``TestClient``); the configured URL when None.
     """
     from airloop.data.store import dataset_store
-    from airloop.training.features import INPUT_COLUMNS
 
+    data = settings.spec.data
     frame = dataset_store(settings).load(version)
-    records = frame[list(INPUT_COLUMNS)].to_dict("records")
-    outcomes = frame["readmitted_30d"].tolist()
+    records = frame[data.input_columns].to_dict("records")
+    outcomes = frame[data.target.name].tolist()
     served: dict[str, int] = {}
     own = http is None
     http = httpx.Client(base_url=settings.serving.url, timeout=60) if own else http
     try:
         for start in range(0, len(records), CHUNK):
-            chunk = [{**r, "entity_id": str(r["patient_nbr"])} for r in records[start : start + CHUNK]]
+            chunk = [{**r, "entity_id": str(r[data.entity])} for r in records[start : start + CHUNK]]
             response = http.post("/v1/predict", json={"records": chunk})
             response.raise_for_status()
             for answer, outcome in zip(response.json()["predictions"], outcomes[start : start + CHUNK], strict=True):

@@ -92,7 +92,7 @@ class DatasetStore:
         """Read a version (the latest when None)."""
         version = version or self.latest()
         if version is None:
-            raise DatasetNotFound(f"no dataset published at {self.url()}: run readmission_etl first")
+            raise DatasetNotFound(f"no dataset published at {self.url()}: run its model's <model>_etl DAG first")
         if not self.exists(version):
             raise DatasetNotFound(f"dataset version {version!r} not found at {self.url()}")
         return self.storage.read_parquet(version, DATA_FILE)

@@ -295,7 +295,7 @@ def _categorical_values(window: pd.DataFrame, column: str) -> pd.Series:
         example = series.dropna().head(3).tolist()
         raise WindowInvalid(
             f"categorical feature {column!r} holds {inferred} values (e.g. {example}), expected strings "
-            "(the model features of airloop.data.transform.features_from_frame)"
+            "(the model features its feature step makes)"
         )
     return series
 

@@ -1,4 +1,4 @@
-"""The drift job: what each task of ``readmission_drift`` does, as plain functions (load window → compare → report →
+"""The drift job: what each task of ``<model>_drift`` does, as plain functions (load window → compare → report →
 decide → alert / trigger).
 
 A job looks at one model version (the ``champion``, or the alias named by ``variant``) over one window:
@@ -169,16 +169,17 @@ def _profile(settings: Settings, run_id: str) -> dict[str, Any]:
     return load_profile(data, where)
 
 
-def _features(model: Any, raw: pd.DataFrame) -> pd.DataFrame:
-    from airloop.data import transform as tf
-    from airloop.training import features
+def _features(model: Any, raw: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The features the model's own feature step makes of the window's records (the records themselves for a model
+    without one)."""
+    from airloop.training.record_features import feature_step
 
-    step = features.encounter_step(model)
-    for column in features.INPUT_COLUMNS:
+    step = feature_step(model)
+    for column in columns:
         if column not in raw.columns:
             raw[column] = None
-    inputs = raw[list(features.INPUT_COLUMNS)]
-    return step.transform(inputs) if step is not None else tf.features_from_frame(inputs, tf.default_spec())
+    inputs = raw[columns]
+    return step.transform(inputs) if step is not None else inputs.copy()
 
 
 def load_window(
@@ -202,9 +203,10 @@ def load_window(
     """
     from airloop.data.store import dataset_store
     from airloop.training import model_io
-    from airloop.training.features import INPUT_COLUMNS
 
     params = dict(params or {})
+    spec = settings.spec
+    input_columns, target = spec.data.input_columns, spec.data.target.name
     alias = params.get("variant") or Alias.CHAMPION.value
     version = _model_version(settings, alias)
     name = settings.mlflow.model_name
@@ -217,8 +219,8 @@ def load_window(
         frame = dataset_store(settings).load(dataset_version)
         start = _parse_time(dataset_store(settings).metadata(dataset_version)["created_at"], "dataset created_at")
         start = min(start, end - timedelta(seconds=1))
-        raw = frame[[c for c in frame.columns if c in INPUT_COLUMNS]].copy()
-        outcomes = frame["readmitted_30d"].to_numpy(dtype=float) if "readmitted_30d" in frame else None
+        raw = frame[[c for c in frame.columns if c in input_columns]].copy()
+        outcomes = frame[target].to_numpy(dtype=float) if target in frame else None
         probabilities = None
     else:
         source = PREDICTION_LOG
@@ -236,7 +238,7 @@ def load_window(
         )
         predictions = predictions[predictions["model_version"] == str(version.version)]
         if len(predictions):
-            # Outcomes arrive late (30 days for readmission): take every one received by now, not only in the window.
+            # Outcomes arrive late (the spec's target.delay_days): take every one received by now, not only in it.
             feedback = plog.load_feedback(settings.layout.feedback(), start, max(end, datetime.now(UTC)))
             predictions = plog.join_outcomes(predictions, feedback)
         raw = plog.raw_records(predictions).copy()
@@ -256,9 +258,9 @@ def load_window(
     if not len(raw):
         log.info("no rows scored by %s in %s .. %s (%s): nothing to compare", window.subject, start, end, source)
         return asdict(window)
-    staged = _features(model, raw)
+    staged = _features(model, raw, input_columns)
     if probabilities is None:  # a dataset: score it with the model, as serving would
-        probabilities = model.predict_proba(raw[list(INPUT_COLUMNS)])[:, 1]
+        probabilities = model.predict_proba(raw[input_columns])[:, 1]
     staged[PROBABILITY] = probabilities
     staged[OUTCOME] = np.nan if outcomes is None else outcomes
     settings.layout.staging(run_id).write_parquet(staged.reset_index(drop=True), WINDOW_FILE)

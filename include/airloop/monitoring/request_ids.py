@@ -1,8 +1,8 @@
 """Prediction request ids that any replica can recognise later, with no shared state: 24 random hex digits and an
 8-digit HMAC-SHA256 tag of them under ``serving.request_id_key``.
 
-Outcomes arrive weeks after the prediction (30 days for readmission), at whichever replica the load balancer picks, so
-``/v1/feedback`` cannot look the id up in memory and must not scan the log per call. The tag lets it refuse an id
+Outcomes arrive long after the prediction (a spec's target.delay_days), at whichever replica the load balancer picks,
+so ``/v1/feedback`` cannot look the id up in memory and must not scan the log per call. The tag lets it refuse an id
 airloop never issued (a typo, a truncated id, another system's id) with a 404 at once. Set the key in production so
 clients cannot mint valid ids; the default key still catches every mistake.
 """

@@ -36,20 +36,18 @@ def check(
     settings: Settings,
     staging: Storage,
     batch: str,
-    suite: str,
+    stage: suites.Stage,
     run_id: str,
-    stage: str,
     frame: pd.DataFrame | None = None,
 ) -> ValidationReport:
-    """Validate the staged Parquet file ``batch`` (or ``frame``, made from it) with ``suite``.
+    """Validate the staged Parquet file ``batch`` (or ``frame``, made from it) with the bound model's ``stage`` suite.
 
     Args:
         settings: quality bounds, the GE project folder and the runtime storage.
         staging: the run's staging storage that holds ``batch``.
         batch: file name of the batch in ``staging``; this is what gets quarantined.
-        suite: a name in ``suites.SUITES``.
+        stage: ``raw`` or ``features``: which of the model's suites, and the quarantine folder's name.
         run_id: names the validation run in GE's results and Data Docs.
-        stage: names the quarantine folder (``raw``, ``features``).
         frame: what to validate when it is not the batch itself (the features made from staged encounters).
 
     Returns:
@@ -60,7 +58,9 @@ def check(
             and the Data Docs URL.
     """
     data = staging.read_parquet(batch) if frame is None else frame
-    report = validator(settings).validate(data, suite, suites.SUITES[suite](settings.quality), run_id)
+    spec = settings.spec
+    expectations = suites.expectations(spec, settings.quality, stage, list(data.columns))
+    report = validator(settings).validate(data, suites.suite_name(spec, stage), expectations, run_id)
     if report.success:
         return report
     reason = "\n".join(str(f) for f in report.failures)

@@ -1,82 +1,63 @@
-"""Great Expectations suites, kept as code: one for raw encounters as published, one for the feature frame."""
+"""A model's two Great Expectations suites, derived from its spec: one for raw records as the source has them, one
+for the feature frame training reads. The derivation lives in ``derived``; a spec adds expectations of its own (by GE
+name, or a function of its code) and may name the function that makes its feature frame."""
 
 from __future__ import annotations
 
-import great_expectations as gx
+from typing import Literal
+
+import pandas as pd
 from great_expectations.expectations import Expectation
 
-from airloop import schema
-from airloop.data import transform as tf
 from airloop.settings import QualitySettings
+from airloop.spec import ModelSpec, resolve
 
-RAW_SUITE = "readmission_raw"
-FEATURES_SUITE = "readmission_features"
-
-_ID_DOMAINS: dict[str, tuple[int, ...]] = {
-    "admission_type_id": schema.ADMISSION_TYPE_IDS,
-    "discharge_disposition_id": schema.DISCHARGE_DISPOSITION_IDS,
-    "admission_source_id": schema.ADMISSION_SOURCE_IDS,
-}
+Stage = Literal["raw", "features"]
+STAGES: tuple[Stage, ...] = ("raw", "features")
 
 
-def _common(columns: tuple[str, ...], quality: QualitySettings) -> list[Expectation]:
-    return [
-        gx.expectations.ExpectTableColumnsToMatchOrderedList(column_list=list(columns)),
+def suite_name(spec: ModelSpec, stage: Stage) -> str:
+    """``<model>_raw`` or ``<model>_features``: the stored suite's name, one per model and stage."""
+    if stage not in STAGES:
+        raise ValueError(f"unknown suite stage {stage!r}; expected one of {STAGES}")
+    return f"{spec.name}_{stage}"
+
+
+def features_frame(spec: ModelSpec, published: pd.DataFrame) -> pd.DataFrame:
+    """The frame the features suite checks, made from published rows: the spec's own function when it names one,
+    else ids + the declarative features + the target."""
+    if spec.quality.features_frame:
+        return resolve(spec.quality.features_frame)(published)
+    from airloop.quality import derived
+
+    return derived.features_frame(spec, published)
+
+
+def expectations(
+    spec: ModelSpec, quality: QualitySettings, stage: Stage, columns: list[str] | None = None
+) -> list[Expectation]:
+    """The expectations of ``spec``'s ``stage`` suite (``columns``: those of the feature frame)."""
+    from airloop.quality import derived
+
+    if stage == "raw":
+        return derived.raw_expectations(spec, quality)
+    if spec.quality.features_frame:
+        # The model makes its own feature frame: the platform checks what every frame has, the model the rest.
+        return _own_frame(spec, quality)
+    return derived.feature_expectations(spec, quality, list(columns or []))
+
+
+def _own_frame(spec: ModelSpec, quality: QualitySettings) -> list[Expectation]:
+    import great_expectations as gx
+
+    from airloop.quality import derived
+
+    out: list[Expectation] = [
         gx.expectations.ExpectTableRowCountToBeBetween(min_value=quality.min_rows, max_value=quality.max_rows),
-        gx.expectations.ExpectColumnValuesToBeUnique(column="encounter_id"),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="encounter_id", min_value=1),
-        gx.expectations.ExpectColumnValuesToBeBetween(column="patient_nbr", min_value=1),
-        *(
-            gx.expectations.ExpectColumnValuesToBeBetween(column=c, min_value=lo, max_value=hi)
-            for c, (lo, hi) in schema.COUNT_RANGES.items()
-        ),
+        gx.expectations.ExpectColumnValuesToBeUnique(column=spec.data.key),
+        gx.expectations.ExpectColumnValuesToBeInSet(column=spec.data.target.name, value_set=[0, 1]),
     ]
-
-
-def raw_expectations(quality: QualitySettings) -> list[Expectation]:
-    """Expectations on encounters exactly as diabetic_data.csv publishes them ("?" marks missing, no nulls)."""
-    expectations = _common(schema.RAW_COLUMNS, quality)
-    expectations += [
-        gx.expectations.ExpectColumnValuesToBeOfType(column=c, type_="int64") for c in schema.INTEGER_COLUMNS
-    ]
-    expectations += [gx.expectations.ExpectColumnValuesToNotBeNull(column=c) for c in schema.RAW_COLUMNS]
-    expectations += [
-        gx.expectations.ExpectColumnValuesToBeInSet(column=c, value_set=list(values))
-        for c, values in schema.CATEGORY_DOMAINS.items()
-    ]
-    expectations += [
-        gx.expectations.ExpectColumnValuesToBeInSet(column=c, value_set=list(ids)) for c, ids in _ID_DOMAINS.items()
-    ]
-    expectations += [
-        gx.expectations.ExpectColumnValuesToMatchRegex(column=c, regex=schema.ICD9_PATTERN) for c in schema.DIAG_COLUMNS
-    ]
-    return expectations
-
-
-def feature_expectations(quality: QualitySettings) -> list[Expectation]:
-    """Expectations on the transformed frame that training reads."""
-    integer_columns = (*tf.ID_COLUMNS, *tf.NUMERIC_FEATURES, tf.TARGET)
-    domains = {
-        c: tuple("missing" if v == schema.MISSING else v for v in values)
-        for c, values in schema.CATEGORY_DOMAINS.items()
-        if c in tf.CATEGORICAL_FEATURES or c == "readmitted"
-    }
-    domains.update({f"{c}_group": tf.DIAG_GROUPS for c in schema.DIAG_COLUMNS})
-    domains.update({c: tuple(str(i) for i in ids) for c, ids in _ID_DOMAINS.items()})
-    expectations = _common(tf.FEATURE_COLUMNS, quality)
-    expectations += [gx.expectations.ExpectColumnValuesToBeOfType(column=c, type_="int64") for c in integer_columns]
-    expectations += [gx.expectations.ExpectColumnValuesToNotBeNull(column=c) for c in tf.FEATURE_COLUMNS]
-    expectations += [
-        gx.expectations.ExpectColumnValuesToBeInSet(column=c, value_set=list(values)) for c, values in domains.items()
-    ]
-    expectations += [
-        gx.expectations.ExpectColumnValuesToBeBetween(column="age", min_value=0, max_value=len(schema.AGE_BUCKETS) - 1),
-        gx.expectations.ExpectColumnValuesToBeInSet(column=tf.TARGET, value_set=[0, 1]),
-        gx.expectations.ExpectColumnValuesToNotBeInSet(
-            column="discharge_disposition_id", value_set=[str(i) for i in sorted(schema.NON_READMITTABLE_DISPOSITIONS)]
-        ),
-    ]
-    return expectations
-
-
-SUITES = {RAW_SUITE: raw_expectations, FEATURES_SUITE: feature_expectations}
+    out += [derived.expectation("features", entry) for entry in spec.quality.features]
+    if spec.quality.features_extra:
+        out += resolve(spec.quality.features_extra)(quality)
+    return out

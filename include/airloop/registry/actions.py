@@ -1,4 +1,4 @@
-"""Registry actions shared by ``python -m airloop registry`` and the ``readmission_registry`` DAG."""
+"""Registry actions shared by ``python -m airloop registry`` and the ``<model>_registry`` DAGs."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import mlflow
 from mlflow import MlflowClient
@@ -23,17 +24,25 @@ CLASSIC_ML = "custom_model_development"
 # precedence over the tag; a link carrying this parameter opens the model-training view whatever the browser holds.
 UI_WORKFLOW = "workflowType=machine_learning"
 
-MODEL_DESCRIPTION = """30-day hospital readmission risk (positive class: readmitted within 30 days, `<30`), trained by
-airloop on the schema of the UCI "Diabetes 130-US hospitals" dataset.
+MODEL_DESCRIPTION = """{what}
 
-Input record: one encounter as published in diabetic_data.csv (the raw columns, "?" for missing; see the prediction
+Input record: one record as its source has it (the spec's raw columns minus the target `{target}`; see the prediction
 service's /docs for the exact schema); the registered Pipeline carries its own feature transform. Output: the
-probability of readmission within 30 days; the class uses the threshold in the version's `airloop.threshold` tag.
+probability of the positive class ({positive}); the class uses the threshold in the version's `airloop.threshold` tag.
 
 Aliases: `champion` serves, `challenger` is in a live A/B or shadow experiment, `previous-champion` is what a rollback
 restores. Each version's `airloop.*` tags give its dataset version, training run, gate decision and the decision
 history row (`airloop.history_id`). The whole decision history (drift verdicts, retrains, experiments, evaluations,
-promotions, rejections, rollbacks): `python -m airloop history`, or GET /v1/history on the prediction service."""
+promotions, rejections, rollbacks): `python -m airloop history --model {name}`, or GET /v1/models/{name}/history on the
+prediction service. Spec: models/{name}.yaml."""
+
+
+def model_description(spec: Any) -> str:
+    """The registered model's description, from its spec."""
+    target = spec.data.target
+    positive = ", ".join(f"`{v}`" for v in target.positive)
+    what = spec.description or spec.name
+    return MODEL_DESCRIPTION.format(what=what, target=target.column, positive=positive, name=spec.name)
 
 
 def ui_link(base_url: str, experiment_id: str, run_id: str | None = None) -> str:
@@ -59,10 +68,11 @@ def ensure_experiment(client: MlflowClient, name: str, artifact_location: str | 
     return experiment.experiment_id
 
 
-def describe_model(client: MlflowClient, name: str) -> None:
+def describe_model(client: MlflowClient, name: str, spec: Any) -> None:
     """Give the registered model its description (what it is, its input, where the decision history is), once."""
-    if client.get_registered_model(name).description != MODEL_DESCRIPTION:
-        client.update_registered_model(name, description=MODEL_DESCRIPTION)
+    description = model_description(spec)
+    if client.get_registered_model(name).description != description:
+        client.update_registered_model(name, description=description)
 
 
 def connect(settings: Settings, *, create_experiment: bool = False) -> MlflowClient:

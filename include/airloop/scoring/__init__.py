@@ -1,1 +1,1 @@
-"""Scoring outside the prediction service: ``batch`` scores whole inputs for readmission_batch_score."""
+"""Scoring outside the prediction service: ``batch`` scores whole inputs for each model's <model>_batch_score."""

@@ -1,4 +1,4 @@
-"""Batch scoring (``readmission_batch_score``): a whole input scored by one registered model version, chunk by chunk.
+"""Batch scoring (``<model>_batch_score``): a whole input scored by one registered model version, chunk by chunk.
 
 The input is a published dataset version, or the configured file, S3 object, PostgreSQL table or generator
 (``airloop.data.sources.iter_raw``); it is read ``batch.chunk_rows`` records at a time, so memory is bounded by the
@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from airloop import schema
 from airloop.errors import FinalError
 from airloop.registry.contract import TAG_PREFIX, Alias
 from airloop.storage import folder_name
@@ -44,7 +43,7 @@ SOURCES = (DATASET, "file", "s3", "postgres", "synthetic")
 EXPERIMENT_SUFFIX = "-batch-scoring"
 METADATA_FILE = "metadata.json"
 ARTIFACT_DIR = "batch_scores"
-OUTPUT_COLUMNS = (*schema.ID_COLUMNS, "probability", "predicted_class", "model_version")
+SCORE_COLUMNS = ("probability", "predicted_class", "model_version")
 REASON = "reason"
 
 TAG_OUTPUT = f"{TAG_PREFIX}batch_output"
@@ -61,7 +60,7 @@ class BatchInputError(FinalError, ValueError):
 
 @dataclass(frozen=True)
 class Job:
-    """What one readmission_batch_score run scores, fixed on its first attempt (a retry scores the same)."""
+    """What one <model>_batch_score run scores, fixed on its first attempt (a retry scores the same)."""
 
     source: str
     input_uri: str
@@ -113,7 +112,9 @@ def _input(settings: Settings, params: Mapping[str, Any], run_id: str) -> tuple[
         store = dataset_store(settings)
         version = _text(params, "dataset_version") or store.latest()
         if version is None:
-            raise BatchInputError(f"dataset_version: no dataset published at {store.url()}: run readmission_etl first")
+            raise BatchInputError(
+                f"dataset_version: no dataset published at {store.url()}: run {settings.spec.dag_id('etl')} first"
+            )
         if not store.exists(version):
             raise DatasetNotFound(f"dataset_version: {version!r} is not published at {store.url()}")
         # A dataset version never changes: the same version and model make the same output, whichever run asks.
@@ -196,7 +197,7 @@ def chunks(settings: Settings, job: Mapping[str, Any], columns: list[str]) -> It
     from airloop.data.sources import iter_raw
     from airloop.settings import DataSettings
 
-    yield from iter_raw(DataSettings.model_validate(job["data"]), job["chunk_rows"])
+    yield from iter_raw(DataSettings.model_validate(job["data"]), settings.spec, job["chunk_rows"])
 
 
 def _require_columns(missing: list[str], where: str) -> None:
@@ -235,19 +236,28 @@ def _integers(column: pd.Series) -> tuple[pd.Series, pd.Series]:
     return text.where(~bad, "0").astype("int64"), bad
 
 
+def output_columns(spec: Any) -> list[str]:
+    """The columns of a batch output: the spec's ids, then probability, class and model version."""
+    return [*spec.data.id_columns, *SCORE_COLUMNS]
+
+
 def split_scorable(
-    chunk: pd.DataFrame, columns: list[str], domains: Mapping[str, list[str]], where: str = "the input"
+    chunk: pd.DataFrame,
+    columns: list[str],
+    domains: Mapping[str, list[str]],
+    integer_columns: list[str],
+    where: str = "the input",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the records the model can score, as it takes them; the others with every field and the ``reason``).
 
-    A record is refused when an integer field (ids, admission ids, counts) is missing or not an integer, or a field
-    with a closed domain (the age bucket) holds a value outside it. ``where`` names the input in the error raised
-    when a column the model needs is absent (``BatchInputError``).
+    A record is refused when one of the spec's integer fields (e.g. ids, counts) is missing or not an integer, or a
+    field with a closed domain (e.g. an age bucket) holds a value outside it. ``where`` names the input in the error
+    raised when a column the model needs is absent (``BatchInputError``).
     """
     _require_columns([c for c in columns if c not in chunk.columns], where)
     reasons = pd.Series("", index=chunk.index, dtype=object)
     values = chunk.loc[:, columns].copy()
-    for column in schema.INTEGER_COLUMNS:
+    for column in integer_columns:
         if column not in values.columns:
             continue
         numbers, bad = _integers(values[column])
@@ -291,24 +301,30 @@ def load_scorer(settings: Settings, name: str, version: str) -> Scorer:
     from airloop.registry.aliases import version_record
     from airloop.registry.client import connect, model_uri
     from airloop.training.compiled import compile_pipeline
-    from airloop.training.features import INPUT_COLUMNS, encounter_step
     from airloop.training.model_io import load_sklearn_model
+    from airloop.training.record_features import feature_step
 
     client = connect(settings)
     pipeline = load_sklearn_model(model_uri(name, version))
-    encounter = encounter_step(pipeline)
-    domains = encounter.input_domains() if encounter is not None else {}
+    step = feature_step(pipeline)
+    domains = step.input_domains() if step is not None else {}
     threshold = version_record(client, name, version).threshold
-    return Scorer(str(version), pipeline, compile_pipeline(pipeline), threshold, list(INPUT_COLUMNS), domains)
+    columns = settings.spec.data.input_columns
+    return Scorer(str(version), pipeline, compile_pipeline(pipeline), threshold, columns, domains)
 
 
-def predictions(ids: pd.DataFrame, probability: np.ndarray, scorer: Scorer) -> Any:
-    """The output table of one chunk: ids, probability, class at the version's threshold, model version."""
+def predictions(ids: pd.DataFrame, probability: np.ndarray, scorer: Scorer, integer_ids: list[str]) -> Any:
+    """The output table of one chunk: ids (int64 where the spec says integer), probability, class at the version's
+    threshold, model version."""
     import pyarrow as pa
+
+    def id_array(column: str) -> Any:
+        values = ids[column]
+        return pa.array(values.to_numpy(dtype="int64")) if column in integer_ids else pa.array(values.astype(str))
 
     return pa.table(
         {
-            **{c: pa.array(ids[c].to_numpy(dtype="int64")) for c in schema.ID_COLUMNS},
+            **{c: id_array(c) for c in ids.columns},
             "probability": pa.array(probability, type=pa.float64()),
             "predicted_class": pa.array((probability >= scorer.threshold).astype("int8")),
             "model_version": pa.DictionaryArray.from_arrays(
@@ -330,7 +346,8 @@ def score(settings: Settings, job: Mapping[str, Any]) -> dict[str, Any]:
         return {**storage.read_json(job["output"], METADATA_FILE), "created": False}
     started = time.perf_counter()
     scorer = load_scorer(settings, job["model_name"], job["model_version"])
-    columns = [*dict.fromkeys([*schema.ID_COLUMNS, *scorer.columns])]
+    data = settings.spec.data
+    columns = [*dict.fromkeys([*data.id_columns, *scorer.columns])]
     rows = rejected = positives = chunks_read = 0
     probability_sum, scoring_s, checking_s = 0.0, 0.0, 0.0
     # On an object store an earlier attempt's objects stay, invisible, where this one publishes: remove them, or a
@@ -341,12 +358,12 @@ def score(settings: Settings, job: Mapping[str, Any]) -> dict[str, Any]:
         with storage.publishing(job["output"]) as folder:
             for index, chunk in enumerate(chunks(settings, job, columns)):
                 began = time.perf_counter()
-                good, refused = split_scorable(chunk, columns, scorer.domains, job["input_uri"])
+                good, refused = split_scorable(chunk, columns, scorer.domains, data.integer_columns, job["input_uri"])
                 checking_s += time.perf_counter() - began
                 began = time.perf_counter()
                 probability = scorer.predict_proba(good.loc[:, scorer.columns])
                 scoring_s += time.perf_counter() - began
-                table = predictions(good, probability, scorer)
+                table = predictions(good.loc[:, data.id_columns], probability, scorer, data.integer_columns)
                 folder.write_table(table, part_name(index))
                 if len(refused):
                     folder.write_parquet(refused, rejected_name(index))
@@ -367,7 +384,7 @@ def score(settings: Settings, job: Mapping[str, Any]) -> dict[str, Any]:
                 "seconds": round(time.perf_counter() - started, 3),
                 "scoring_seconds": round(scoring_s, 3),
                 "checking_seconds": round(checking_s, 3),
-                "columns": list(OUTPUT_COLUMNS),
+                "columns": output_columns(settings.spec),
                 "created_at": datetime.now(UTC).isoformat(),
             }
             folder.write_json(metadata, METADATA_FILE)
@@ -403,7 +420,7 @@ def read_output(settings: Settings, output: str) -> pd.DataFrame:
     """Every prediction of a published output, in input order (for tests and people; one frame: not for 1M rows)."""
     folder, parts = _published_files(settings, output, "part-")
     frames = [folder.read_parquet(n) for n in parts]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(OUTPUT_COLUMNS))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=output_columns(settings.spec))
 
 
 def read_rejected(settings: Settings, output: str) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """A fast path for the registered Pipeline: the same numbers without pandas or ColumnTransformer per call.
 
-The encounter transform at the Pipeline's head runs on the records as dicts (the same scalar functions as its
+The feature step at the Pipeline's head runs on the records as dicts (the same scalar functions as its
 pandas path). A fitted ``ColumnTransformer`` on a pandas frame costs ~11 ms per call whatever the row count, which
 dominates a single-record prediction. ``CompiledPipeline`` reads the fitted preprocessing once (scaler statistics,
 each one-hot column's output position, taken from the encoder itself so infrequent and unknown categories map
@@ -20,7 +20,7 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
-from airloop.training.features import encounter_step
+from airloop.training.record_features import feature_step
 
 MISSING = "missing"
 _UNKNOWN_PROBE = "\x00airloop-unknown\x00"
@@ -41,7 +41,7 @@ class CompiledPipeline:
     encounter: Any | None = None
 
     def matrix(self, records: list[dict[str, Any]]) -> np.ndarray:
-        """The estimator's input matrix for request records (raw encounters when the model transforms them)."""
+        """The estimator's input matrix for request records (raw records when the model transforms them)."""
         if self.encounter is not None:
             records = self.encounter.transform_records(records)
         n = len(records)
@@ -93,7 +93,7 @@ class CompiledPipeline:
         return out
 
     def predict_proba_frame(self, frame: pd.DataFrame) -> np.ndarray:
-        """Positive-class probability per row of a frame of records (raw encounters when the model transforms them)."""
+        """Positive-class probability per row of a frame of records (raw records when the model transforms them)."""
         if frame.empty:
             return np.zeros(0)
         return self.estimator.predict_proba(self.frame_matrix(frame))[:, 1]
@@ -160,7 +160,7 @@ def compile_pipeline(pipeline: Any) -> CompiledPipeline | None:
     """
     if not isinstance(pipeline, Pipeline):
         return None
-    encounter = encounter_step(pipeline)
+    encounter = feature_step(pipeline)
     steps = pipeline.steps[1:] if encounter is not None else pipeline.steps
     if len(steps) != 2:
         return None

@@ -1,8 +1,8 @@
 """The ETL → training hand-off, exactly once: every published dataset version ends in one training run or a skip.
 
-Airflow can collapse Asset events into one run (or none) while ``readmission_train`` is busy, so the Asset stays for
-lineage and the UI only. Instead, ``readmission_etl`` records each new version in the decision ledger
-(``published``) and triggers ``readmission_train`` under a run id derived from the version (``training_run_id``): a
+Airflow can collapse Asset events into one run (or none) while ``<model>_train`` is busy, so the Asset stays for
+lineage and the UI only. Instead, ``<model>_etl`` records each new version in the decision ledger
+(``published``) and triggers ``<model>_train`` under a run id derived from the version (``training_run_id``): a
 retried trigger cannot start a second run. The training run names its version in its conf and ``claim``s it before it
 reads anything: the ledger row's outcome becomes the run that trains it, or, when a newer version was published
 before this one's hand-off run started, "superseded by version X before training started".
@@ -19,7 +19,6 @@ from airloop.settings import Settings
 
 log = logging.getLogger(__name__)
 
-TRAIN_DAG_ID = "readmission_train"
 TRAIN_RUN_PREFIX = "train"
 
 
@@ -34,7 +33,7 @@ def dataset_subject(settings: Settings) -> str:
 
 
 def training_run_id(settings: Settings, version: str) -> str:
-    """The ``readmission_train`` run id that trains ``version`` after its publication."""
+    """The ``<model>_train`` run id that trains ``version`` after its publication."""
     return run_id_for(dataset_key(settings, version), TRAIN_RUN_PREFIX)
 
 
@@ -50,7 +49,7 @@ def published(settings: Settings, result: Mapping[str, Any], actor: str) -> dict
     Args:
         settings: airloop settings.
         result: the publish result (``version``, ``rows``, ``url``).
-        actor: who published it (``airflow:readmission_etl/<run id>``).
+        actor: who published it (``airflow:<model>_etl/<run id>``).
     """
     version = str(result["version"])
     row = _record(
@@ -74,7 +73,7 @@ def claim(settings: Settings, version: str | None, run_id: str, actor: str) -> d
     store = dataset_store(settings)
     version = version or store.latest()
     if version is None:
-        raise DatasetNotFound(f"no dataset published at {store.url()}: run readmission_etl first")
+        raise DatasetNotFound(f"no dataset published at {store.url()}: run {settings.spec.dag_id('etl')} first")
     book = ledger(settings)
     key = dataset_key(settings, version)
     row = book.get(key)

@@ -1,4 +1,4 @@
-"""The training stages that the ``readmission_train`` DAG wires: load, validate, split, train, register and gate.
+"""The training stages that each model's ``<model>_train`` DAG wires: load, validate, split, train, register and gate.
 
 Stages hand each other small JSON-able values and files in a per-run staging folder. Every function runs without a
 scheduler; MLflow locations come from settings.
@@ -22,7 +22,6 @@ from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
 from airloop.data.store import DatasetNotFound, DatasetStore, dataset_store
-from airloop.data.transform import transform as to_features
 from airloop.errors import QualityGateFailed
 from airloop.experiments.live import current, running
 from airloop.quality import suites
@@ -34,6 +33,7 @@ from airloop.settings import Settings
 from airloop.storage import Storage
 from airloop.training import evaluate, features, model_io
 from airloop.training.model_gate import Decision, decide
+from airloop.training.search import trials
 from airloop.training.split import group_split
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,9 @@ VALIDATION_FILE = "training_validation.json"
 
 def config_hash(settings: Settings) -> str:
     """Hash of everything that shapes a model besides the data: same data + same hash = same model version."""
-    payload = json.dumps(settings.training.model_dump(exclude={"margin"}), sort_keys=True)
+    spec = settings.spec
+    shape = {"data": spec.data.model_dump(mode="json"), "features": spec.features.model_dump(mode="json")}
+    payload = json.dumps([settings.training.model_dump(exclude={"margin"}), shape], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -88,7 +90,7 @@ def load(settings: Settings, dataset_version: str | None) -> dict[str, Any]:
     datasets = store(settings)
     version = dataset_version or datasets.latest()
     if version is None:
-        raise DatasetNotFound(f"no published dataset at {datasets.url()}: run readmission_etl first")
+        raise DatasetNotFound(f"no published dataset at {datasets.url()}: run {settings.spec.dag_id('etl')} first")
     meta = datasets.metadata(version)
     log.info("training on dataset version %s (%d rows, source %s)", version, meta["rows"], meta["source"])
     return {"version": version, "rows": meta["rows"], "source": meta["source"], "url": datasets.url(version)}
@@ -97,9 +99,13 @@ def load(settings: Settings, dataset_version: str | None) -> dict[str, Any]:
 def validate(settings: Settings, dataset_version: str, run_id: str) -> dict[str, Any]:
     """Validate the features the model will compute from the published rows with the features suite; the full result
     is kept for the MLflow run."""
-    frame = store(settings).load(dataset_version)
+    spec = settings.spec
+    frame = suites.features_frame(spec, store(settings).load(dataset_version))
     report = validator(settings).validate(
-        to_features(frame), suites.FEATURES_SUITE, suites.feature_expectations(settings.quality), f"train-{run_id}"
+        frame,
+        suites.suite_name(spec, "features"),
+        suites.expectations(spec, settings.quality, "features", list(frame.columns)),
+        f"train-{run_id}",
     )
     url = staging(settings, run_id).write_json(report.result, VALIDATION_FILE)
     if not report.success:
@@ -108,15 +114,15 @@ def validate(settings: Settings, dataset_version: str, run_id: str) -> dict[str,
 
 
 def split(settings: Settings, dataset_version: str, run_id: str) -> dict[str, Any]:
-    """Group-aware stratified split by patient_nbr, saved as row positions."""
+    """Group-aware stratified split by the spec's entity (no entity in two parts), saved as row positions."""
     frame = store(settings).load(dataset_version)
-    cfg = settings.training
-    parts = group_split(frame, "readmitted_30d", "patient_nbr", cfg.test_size, cfg.validation_size, cfg.seed)
+    cfg, data = settings.training, settings.spec.data
+    parts = group_split(frame, data.target.name, data.entity, cfg.test_size, cfg.validation_size, cfg.seed)
     buffer = io.BytesIO()
     np.savez(buffer, train=parts.train, validation=parts.validation, test=parts.test)
     url = staging(settings, run_id).write_bytes(buffer.getvalue(), SPLIT_FILE)
     sizes = {"train": len(parts.train), "validation": len(parts.validation), "test": len(parts.test)}
-    log.info("split %s by patient: %s", dataset_version, sizes)
+    log.info("split %s by %s: %s", dataset_version, data.entity, sizes)
     return {"url": url, "run_id": run_id, **sizes}
 
 
@@ -124,11 +130,12 @@ def _parts(
     settings: Settings, dataset_version: str, split_info: dict[str, Any]
 ) -> dict[str, tuple[pd.DataFrame, np.ndarray]]:
     frame = store(settings).load(dataset_version)
+    spec = settings.spec
     positions = np.load(io.BytesIO(staging(settings, split_info["run_id"]).read_bytes(SPLIT_FILE)))
     return {
         name: (
-            features.model_inputs(frame.iloc[positions[name]]),
-            features.target(frame.iloc[positions[name]]).to_numpy(),
+            features.model_inputs(spec, frame.iloc[positions[name]]),
+            features.target(spec, frame.iloc[positions[name]]).to_numpy(),
         )
         for name in ("train", "validation", "test")
     }
@@ -189,10 +196,11 @@ def train(
             }
         )
         best: tuple[float, Any, str, dict[str, Any], np.ndarray] | None = None
-        for kind, grid in cfg.candidates.items():
+        for kind, grid in trials(cfg.candidates, cfg.search, cfg.seed).items():
             for i, params in enumerate(grid):
                 with mlflow.start_run(run_name=f"{kind}-{i}", nested=True):
-                    pipeline = features.make_pipeline(kind, dict(params), cfg.seed).fit(x_train, y_train)
+                    pipeline = features.make_pipeline(settings.spec, kind, dict(params), cfg.seed)
+                    pipeline.fit(x_train, y_train)
                     proba = pipeline.predict_proba(x_val)[:, 1]
                     scores = evaluate.score(y_val, proba, evaluate.best_threshold(y_val, proba))
                     mlflow.log_params({"kind": kind, **params})
@@ -223,7 +231,7 @@ def train(
             input_example=example,
             pyfunc_predict_fn="predict_proba",
             pip_requirements=features.pip_requirements(),
-            skops_trusted_types=features.SKOPS_TRUSTED_TYPES,
+            skops_trusted_types=features.skops_trusted_types(model),
             metadata={"threshold": threshold, "dataset_version": version},
         )
         log.info("best %s %s: test %s", kind, params, test_scores)
@@ -294,7 +302,7 @@ def register(
     version = mlflow.register_model(
         trained["model_uri"], name, tags=_decision_tags(dataset, trained, decision, actor, settings)
     )
-    describe_model(client, name)
+    describe_model(client, name, settings.spec)
     reg.audit(client, name, version.version, f"gate_{decision.outcome}", actor, decision.reason)
     if decision.outcome in (Outcome.CHAMPION, Outcome.CHALLENGER):
         reg.move_alias(client, name, Alias(decision.outcome.value), version.version, actor, decision.reason)

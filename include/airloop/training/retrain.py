@@ -1,14 +1,14 @@
-"""Retraining on drift: the training set by a policy, then the training stages of ``readmission_train`` (no copy),
+"""Retraining on drift: the training set by a policy, then the training stages of ``<model>_train`` (no copy),
 then an experiment for the new challenger.
 
 Policies (``loop.retrain_policy``, or the run's ``policy`` param):
 
-- ``latest_plus_window`` (default): the latest dataset published by ``readmission_etl`` plus the labelled prediction
+- ``latest_plus_window`` (default): the latest dataset published by ``<model>_etl`` plus the labelled prediction
   log rows of the drifted window of the verdict that asked for the retrain (else of the last ``loop.window_days``):
-  the encounters as served, with the outcomes fed back;
+  the records as served, with the outcomes fed back;
 - ``sliding_window``: only those labelled rows;
 - ``latest``: the latest published dataset as it is;
-- ``all_history``: every version ``readmission_etl`` published plus every labelled logged row.
+- ``all_history``: every version ``<model>_etl`` published plus every labelled logged row.
 
 The set is published as a dataset version of its own (content-hashed, so a re-run publishes nothing new) whose
 metadata names the policy, its parts and the verdict that asked for it; the training stages then treat it like any
@@ -24,9 +24,8 @@ from typing import Any
 
 import pandas as pd
 
-from airloop import schema
+from airloop.data.records import missing_value, outcome_value
 from airloop.data.store import dataset_store
-from airloop.data.transform import TARGET
 from airloop.errors import FinalError
 from airloop.ledger import Kind, ledger
 from airloop.settings import Settings
@@ -35,7 +34,6 @@ log = logging.getLogger(__name__)
 
 POLICIES = ("latest_plus_window", "sliding_window", "latest", "all_history")
 RETRAIN_SOURCE = "retrain:"
-NEGATIVE_CLASS = "NO"
 
 
 class NotEnoughData(FinalError):
@@ -43,31 +41,33 @@ class NotEnoughData(FinalError):
 
 
 def _etl_versions(settings: Settings) -> list[str]:
-    """Versions published by readmission_etl (not retrain sets), oldest first."""
+    """Versions published by the model's ETL (not retrain sets), oldest first."""
     store = dataset_store(settings)
     return [v for v in store.versions() if not str(store.metadata(v).get("source", "")).startswith(RETRAIN_SOURCE)]
 
 
 def labelled_log_rows(settings: Settings, start: datetime, end: datetime) -> pd.DataFrame:
-    """Encounters the service scored in ``[start, end)`` whose outcome has been fed back, as published rows."""
+    """Records the service scored in ``[start, end)`` whose outcome has been fed back, as published rows."""
     from airloop.monitoring import prediction_log as plog
 
     predictions = plog.load_predictions(
         settings.layout.predictions(), start, end, columns=["request_id", "shadow", "record"]
     )
+    spec = settings.spec
+    columns, target = spec.data.raw_columns, spec.data.target
     if not len(predictions):
-        return pd.DataFrame(columns=[*schema.RAW_COLUMNS, TARGET])
+        return pd.DataFrame(columns=[*columns, target.name])
     predictions = predictions[~predictions["shadow"].astype(bool)]  # a shadow row repeats a served request
     feedback = plog.load_feedback(settings.layout.feedback(), start, datetime.now(UTC))
     joined = plog.join_outcomes(predictions, feedback, labelled_only=True)
     rows = plog.raw_records(joined).reset_index(drop=True)
-    for column in schema.RAW_COLUMNS:
+    for column in columns:
         if column not in rows.columns:
-            rows[column] = schema.MISSING
+            rows[column] = missing_value(spec, column)
     outcome = joined["outcome"].astype("int64").to_numpy()
-    rows["readmitted"] = [schema.POSITIVE_CLASS if o == 1 else NEGATIVE_CLASS for o in outcome]
-    rows[TARGET] = outcome
-    return rows[[*schema.RAW_COLUMNS, TARGET]]
+    rows[target.column] = [outcome_value(spec, o) for o in outcome]
+    rows[target.name] = outcome
+    return rows[[*columns, target.name]]
 
 
 def _conform(rows: pd.DataFrame, like: pd.DataFrame | None) -> pd.DataFrame:
@@ -131,14 +131,16 @@ def build(
         parts["window"] = {"start": start.isoformat(), "end": end.isoformat()}
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if len(frame):
-        # An encounter both published and served counts once: the served one, with its fed-back outcome.
-        frame = frame.drop_duplicates(subset=["encounter_id"], keep="last")
+        # A record both published and served counts once: the served one, with its fed-back outcome.
+        key = settings.spec.data.key
+        frame = frame.drop_duplicates(subset=[key], keep="last")
         # One order whatever order the log's parts were read in: the same rows give the same version and split.
-        frame = frame.sort_values("encounter_id", kind="stable").reset_index(drop=True)
+        frame = frame.sort_values(key, kind="stable").reset_index(drop=True)
     if len(frame) < settings.quality.min_rows:
         raise NotEnoughData(
             f"retrain policy {policy!r} gives {len(frame)} rows (parts {parts}), fewer than quality.min_rows"
-            f" {settings.quality.min_rows}: publish data with readmission_etl or wait for more labelled predictions"
+            f" {settings.quality.min_rows}: publish data with {settings.spec.dag_id('etl')} or wait for more labelled"
+            " predictions"
         )
     metadata = {
         "dataset": settings.data.dataset_name,

@@ -28,7 +28,7 @@ def _one_fold(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> 
 def group_split(
     frame: pd.DataFrame, target: str, group: str, test_size: float, validation_size: float, seed: int
 ) -> Split:
-    """Split rows into train/validation/test by ``group`` (e.g. patient_nbr), stratified on ``target``."""
+    """Split rows into train/validation/test by ``group`` (the spec's entity), stratified on ``target``."""
     if not 0 < test_size < 1 or not 0 < validation_size < 1 or test_size + validation_size >= 1:
         raise ValueError(f"invalid split sizes: test={test_size}, validation={validation_size}")
     y = frame[target].to_numpy()

@@ -24,7 +24,7 @@ How a frame is built:
   effect of number_inpatient weakens and then reverses while num_medications becomes predictive.
 
 Regenerate the marginals from the real sample with
-``python -m airloop.data.synthetic ../shared/data/diabetic_data_sample.csv``.
+``python -m airloop.usecases.readmission.synthetic ../shared/data/diabetic_data_sample.csv``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ import pandas as pd
 from scipy.special import ndtr, ndtri
 from scipy.stats import rankdata
 
-from airloop import schema
-from airloop.data.transform import icd9_group
+from airloop.usecases.readmission import schema
+from airloop.usecases.readmission.transform import icd9_group
 
 MARGINALS_PATH = Path(__file__).with_name("synthetic_marginals.json")
 TOP_DIAGNOSES = 150
@@ -154,7 +154,7 @@ def calibrate(sample: pd.DataFrame) -> dict[str, Any]:
     return {
         "about": (
             f"Value counts of {len(sample)} rows of diabetic_data.csv (payer_code and readmitted: of the full "
-            "published file); regenerate with `python -m airloop.data.synthetic SAMPLE.csv`."
+            "published file); regenerate with `python -m airloop.usecases.readmission.synthetic SAMPLE.csv`."
         ),
         "categorical": categorical,
         "counts": counts,

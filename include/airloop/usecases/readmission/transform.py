@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from airloop import schema
+from airloop.usecases.readmission import schema
 
 DIAG_GROUPS: tuple[str, ...] = (
     "circulatory",

@@ -109,8 +109,13 @@ def _code_group(value: Any, markers: frozenset[str], group: dict[str, Any]) -> s
 def _per_value(column: pd.Series, function: Any) -> np.ndarray:
     """``function`` of every value of ``column``, called once per distinct value: the scalar path's values, fast."""
     codes, distinct = pd.factorize(column, use_na_sentinel=False)
-    mapped = np.empty(len(distinct), dtype=object)
-    mapped[:] = [function(value) for value in distinct.tolist()]
+    values = distinct.tolist()
+    if any(isinstance(value, bool | np.bool_) for value in values):  # factorize takes True for 1: map each value
+        mapped = np.empty(len(column), dtype=object)
+        mapped[:] = [function(value) for value in column.tolist()]
+        return mapped
+    mapped = np.empty(len(values), dtype=object)
+    mapped[:] = [function(value) for value in values]
     return mapped[codes]
 
 

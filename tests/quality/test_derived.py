@@ -169,3 +169,35 @@ def test_a_features_frame_with_an_unknown_level_fails_naming_the_column(validato
         "expect_column_values_to_be_in_set(region)",
         "expect_column_values_to_be_in_set(churned_60d)",
     } <= failed(report)
+
+
+def test_a_spec_without_markers_admits_nulls_in_nullable_text_and_checks_patterns(validator):
+    spec = ModelSpec.model_validate(
+        {
+            "name": "tickets",
+            "data": {
+                "key": "ticket",
+                "entity": "user",
+                "target": {"column": "outcome", "positive": ["bad"], "name": "is_bad"},
+                "columns": [
+                    {"name": "ticket", "type": "string", "pattern": r"^ticket-\d+$"},
+                    {"name": "user", "type": "integer", "min": 1},
+                    {"name": "channel", "type": "category", "values": ["web", "phone"], "nullable": True,
+                     "missing_share": 0.2, "effect": 1.0},
+                    {"name": "wait_minutes", "type": "float", "min": 0, "max": 60, "effect": 1.5},
+                    {"name": "outcome", "type": "category", "values": ["good", "bad"], "weights": [3, 1]},
+                ],
+            },
+            "features": {"numeric": [{"column": "wait_minutes"}], "categorical": [{"column": "channel"}]},
+        }
+    )  # fmt: skip
+    frame = generate(spec, 1000, seed=1)
+    expectations = derived.raw_expectations(spec, QUALITY)
+
+    clean = validator.validate(frame, "tickets_raw", expectations, "test")
+    frame.loc[2, "ticket"] = "T-2"
+    broken = validator.validate(frame, "tickets_raw", expectations, "test")
+
+    assert frame["channel"].isna().any()
+    assert clean.success, [str(f) for f in clean.failures]
+    assert failed(broken) == {"expect_column_values_to_match_regex(ticket)"}

@@ -6,7 +6,9 @@ A model whose spec names no ``data.generator`` of its own gets its synthetic dat
   a normal with ``mean``/``std`` (defaults: the middle of [min, max] and a sixth of it) clipped to [min, max]
   (integers rounded). ``nullable`` columns are missing for ``missing_share`` of rows: the first of
   ``data.missing_markers`` in string/category columns (None without markers), NaN in float columns. Integer columns
-  are never missing (int64 has no missing value).
+  are never missing (int64 has no missing value). A free string column (no ``values``) gets ten skewed levels
+  ``<name>_1``..``<name>_10`` and carries no effect; a ``pattern`` is not generated from. A string ``event_time``
+  column gets ISO dates over a year.
 - **Identity**: the ``key`` is unique (1..n, or ``<key>-<n>`` strings); the ``entity`` repeats (1 + Poisson(0.5)
   records each, ~1.5 on average), its records scattered through the frame.
 - **Target**: a latent risk sums ``effect`` x standardised value over the columns with an effect (a listed value

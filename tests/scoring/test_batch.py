@@ -15,6 +15,8 @@ from airloop.usecases.readmission import schema
 from tests.serving.conftest import CHALLENGER_VERSION, CHAMPION_VERSION, THRESHOLDS, session_registry
 from tests.specs import READMISSION
 
+INTEGERS = READMISSION.data.integer_columns
+
 ROWS = 5000
 
 
@@ -63,7 +65,7 @@ def test_a_published_version_is_scored_in_chunks_with_the_champion_like_the_regi
     parts = sorted(n for n in storage.listdir() if n.startswith("part-"))
     assert [len(storage.read_parquet(p)) for p in parts] == [700] * 7 + [rows - 7 * 700]
     out = batch.read_output(settings, job["output"])
-    assert list(out.columns) == list(batch.OUTPUT_COLUMNS)
+    assert list(out.columns) == batch.output_columns(READMISSION)
     pd.testing.assert_frame_equal(out[list(schema.ID_COLUMNS)], frame[list(schema.ID_COLUMNS)])
     probability = expected(registry, CHAMPION_VERSION, frame)
     pd.testing.assert_series_equal(out["probability"], probability, check_names=False, rtol=0, atol=1e-9)
@@ -255,13 +257,13 @@ def test_records_refused_for_integers_are_kept_and_ids_never_rounded():
     raw.loc[2, "encounter_id"] = "123456789012345678"  # 18 digits: kept exactly
     columns = READMISSION.data.input_columns
 
-    good, refused = batch.split_scorable(raw, columns, {"age": list(schema.AGE_BUCKETS)}, "file:///in.csv")
+    good, refused = batch.split_scorable(raw, columns, {"age": list(schema.AGE_BUCKETS)}, INTEGERS, "file:///in.csv")
 
     assert good["encounter_id"].tolist()[0] == 123456789012345678 and len(good) == 4
     assert refused[batch.REASON].tolist() == ["encounter_id: not an integer", "num_medications: not an integer"]
     assert refused["encounter_id"].tolist()[0] == "99999999999999999999"
     with pytest.raises(batch.BatchInputError, match=r"file:///in\.csv lacks the column\(s\) the model needs: age"):
-        batch.split_scorable(raw.drop(columns=["age"]), columns, {}, "file:///in.csv")
+        batch.split_scorable(raw.drop(columns=["age"]), columns, {}, INTEGERS, "file:///in.csv")
 
 
 def test_an_input_whose_records_are_all_refused_or_that_is_empty_publishes_an_empty_output(published, tmp_path):
@@ -277,7 +279,7 @@ def test_an_input_whose_records_are_all_refused_or_that_is_empty_publishes_an_em
     assert len(batch.read_rejected(settings, refused["job"]["output"])) == 10
     assert len(batch.read_output(settings, refused["job"]["output"])) == 0
     assert (empty["rows"], empty["rejected_rows"]) == (0, 0)
-    assert list(batch.read_output(settings, empty["job"]["output"]).columns) == list(batch.OUTPUT_COLUMNS)
+    assert list(batch.read_output(settings, empty["job"]["output"]).columns) == batch.output_columns(READMISSION)
 
 
 def test_a_published_version_lacking_a_column_the_model_needs_is_refused_naming_it(published, tmp_path):

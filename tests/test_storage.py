@@ -329,9 +329,7 @@ def test_in_airflow_s3_credentials_and_endpoint_come_from_the_storage_connection
 
     assert (options.endpoint_url, options.region, options.access_key) == (s3_server.endpoint_url, REGION, ACCESS_KEY)
     assert SECRET_KEY not in repr(options)
-    assert (
-        s3_server.client().get_object(Bucket=bucket, Key="runtime/reports/readmission/r.json")["Body"].read() == b"{}"
-    )
+    assert s3_server.client().get_object(Bucket=bucket, Key="runtime/reports/r.json")["Body"].read() == b"{}"
 
 
 def test_without_that_connection_the_default_aws_chain_is_used():

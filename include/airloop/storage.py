@@ -420,8 +420,8 @@ class RuntimeLayout:
         return self.root.child(DATA_DOCS)
 
     def reports(self) -> Storage:
-        """Drift and experiment reports."""
-        return self._of_model(REPORTS)
+        """Drift and experiment reports of every model (each report's folder starts with its model's name)."""
+        return self.root.child(REPORTS)
 
     def baselines(self) -> Storage:
         """Baseline profiles kept outside MLflow."""

@@ -1,0 +1,177 @@
+"""DagBag parse time of the DAG factory with 1, 10 and 50 model specs, against the same DAGs written as plain TaskFlow.
+
+Usage: python benchmarks/bench_parse.py [--sizes 1 10 50] [--repeats 5]  -> benchmarks/results/parse.{json,md}
+
+For each size N, a temporary folder gets N copies of ``models/churn.yaml`` (renamed ``m000`` ...) and a DAGs folder
+with this repository's factory file (``dags/airloop_models.py``): 7·N DAGs. The peer is a DAGs folder with one file
+that defines the same number of DAGs, each with the same number of tasks as the factory's DAG of that stage, written
+as trivial TaskFlow (``@dag`` + ``@task`` functions that return None, chained in a line), with nothing read from disk.
+Each side parses in a fresh interpreter (``DagBag(dag_folder=...)``, as Airflow's DAG processor does), timing only
+the DagBag construction (not interpreter start or importing Airflow); the median of ``--repeats`` runs is reported
+with the ratio factory / peer. Target: at most 2x at every size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).resolve().parent / "results"
+TARGET_RATIO = 2.0
+
+PROBE = """
+import json, sys, time
+from airflow.dag_processing.dagbag import DagBag
+started = time.perf_counter()
+bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+elapsed = time.perf_counter() - started
+assert not bag.import_errors, bag.import_errors
+print(json.dumps({"seconds": elapsed, "dags": len(bag.dags), "tasks": sum(len(d.tasks) for d in bag.dags.values())}))
+"""
+
+PEER_HEADER = '''"""Trivial TaskFlow DAGs (airflow dag peer of the factory benchmark)."""
+import pendulum
+from airflow.sdk import dag, task
+
+'''
+
+PEER_DAG = '''
+@dag(dag_id="{dag_id}", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), schedule=None, catchup=False)
+def {function}():
+    previous = None
+    for i in range({tasks}):
+        @task(task_id=f"t{{i}}")
+        def step():
+            return None
+
+        current = step()
+        if previous is not None:
+            previous >> current
+        previous = current
+
+
+{function}()
+'''
+
+
+def _parse(folder: Path, env: dict[str, str]) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(folder)], capture_output=True, text=True, env=env, timeout=900, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"parsing {folder} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _factory(root: Path, size: int) -> tuple[Path, Path]:
+    models, dags = root / "models", root / "dags"
+    models.mkdir(parents=True)
+    dags.mkdir()
+    text = (PROJECT_ROOT / "models" / "churn.yaml").read_text()
+    for i in range(size):
+        (models / f"m{i:03d}.yaml").write_text(text.replace("name: churn", f"name: m{i:03d}", 1))
+    shutil.copy(PROJECT_ROOT / "dags" / "airloop_models.py", dags / "airloop_models.py")
+    return models, dags
+
+
+def _peer(root: Path, task_counts: list[int], size: int) -> Path:
+    dags = root / "peer"
+    dags.mkdir()
+    body = [PEER_HEADER]
+    for i in range(size):
+        for stage, tasks in enumerate(task_counts):
+            name = f"peer_{i:03d}_{stage}"
+            body.append(PEER_DAG.format(dag_id=name, function=name, tasks=tasks))
+    (dags / "peer_dags.py").write_text("".join(body))
+    return dags
+
+
+def run(sizes: list[int], repeats: int) -> dict:
+    env = os.environ | {"AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONPATH": str(PROJECT_ROOT / "include")}
+    out = []
+    with tempfile.TemporaryDirectory(prefix="airloop-bench-parse-") as tmp:
+        root = Path(tmp)
+        env["AIRFLOW_HOME"] = str(root / "airflow")
+        env["AIRLOOP_HOME"] = str(root / "airloop")
+        for size in sizes:
+            case = root / f"n{size}"
+            models, dags = _factory(case, size)
+            factory_env = env | {"AIRLOOP_MODELS__FOLDER": str(models), "AIRLOOP_MODELS__DEFAULT": "m000"}
+            first = _parse(dags, factory_env)
+            tasks_per_dag = first["tasks"] // first["dags"]
+            counts = _stage_task_counts(dags, factory_env)  # the task counts of one model's seven DAGs
+            peer = _peer(case, counts, size)
+            factory_s = [first["seconds"], *(_parse(dags, factory_env)["seconds"] for _ in range(repeats - 1))]
+            peer_runs = [_parse(peer, env) for _ in range(repeats)]
+            peer_s = [r["seconds"] for r in peer_runs]
+            row = {
+                "specs": size,
+                "dags": first["dags"],
+                "tasks": first["tasks"],
+                "peer_dags": peer_runs[0]["dags"],
+                "peer_tasks": peer_runs[0]["tasks"],
+                "factory_s": statistics.median(factory_s),
+                "peer_s": statistics.median(peer_s),
+                "tasks_per_dag": tasks_per_dag,
+            }
+            row["ratio"] = row["factory_s"] / row["peer_s"]
+            out.append(row)
+            print(json.dumps(row))
+    return {
+        "benchmark": "DagBag parse: the DAG factory with N specs vs the same DAGs as trivial TaskFlow",
+        "target": f"factory / peer <= {TARGET_RATIO} at every size",
+        "met": all(r["ratio"] <= TARGET_RATIO for r in out),
+        "repeats": repeats,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "results": out,
+    }
+
+
+def _stage_task_counts(dags: Path, env: dict[str, str]) -> list[int]:
+    probe = (
+        "import json, sys\nfrom airflow.dag_processing.dagbag import DagBag\n"
+        "bag = DagBag(dag_folder=sys.argv[1], include_examples=False)\n"
+        "print(json.dumps([len(d.tasks) for i, d in sorted(bag.dags.items()) if i.startswith('m000_')]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(dags)], capture_output=True, text=True, env=env, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 10, 50])
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    result = run(args.sizes, args.repeats)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "parse.json").write_text(json.dumps(result, indent=2) + "\n")
+    lines = [
+        "# DagBag parse time: the DAG factory vs the same DAGs as trivial TaskFlow",
+        "",
+        f"Target: {result['target']} — {'met' if result['met'] else 'NOT met'} ({result['machine']}, median of"
+        f" {result['repeats']} fresh-interpreter parses)",
+        "",
+        "| specs | DAGs | tasks | factory (s) | trivial TaskFlow (s) | ratio |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    lines += [
+        f"| {r['specs']} | {r['dags']} | {r['tasks']} | {r['factory_s']:.3f} | {r['peer_s']:.3f} | {r['ratio']:.2f} |"
+        for r in result["results"]
+    ]
+    (RESULTS / "parse.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0 if result["met"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -435,6 +435,8 @@ def test_mounted_monitor_refuses_anonymous_requests_and_serves_signed_in_users(a
     app, passwords, _ = airflow_app
     with TestClient(app) as client:
         assert client.get("/airloop/api/state").status_code == 401
+        assert client.get(f"/airloop/api/state?model={SECOND}").status_code == 401
+        assert client.get("/airloop/api/models").status_code == 401
         assert client.get("/airloop/").status_code == 401
         assert client.get("/airloop/api/state", headers={"Authorization": "Bearer forged"}).status_code == 403
 
@@ -443,6 +445,7 @@ def test_mounted_monitor_refuses_anonymous_requests_and_serves_signed_in_users(a
         )
         client.cookies.set("_token", _token(client, passwords, "viewer"))  # what the Airflow UI's sign-in sets
         viewer = client.get("/airloop/api/state")
+        second = client.get(f"/airloop/api/state?model={SECOND}")
         page = client.get("/airloop/")
 
     assert engineer.status_code == 200, engineer.text
@@ -452,6 +455,7 @@ def test_mounted_monitor_refuses_anonymous_requests_and_serves_signed_in_users(a
     assert viewer.status_code == 200 and viewer.json()["user"]["name"] == "viewer"
     assert not viewer.json()["user"]["may"]["rollback"]["allowed"]
     assert "viewer" in viewer.json()["user"]["may"]["rollback"]["why"]
+    assert second.status_code == 200 and second.json()["user"]["registry_dag"] == f"{SECOND}_registry"
     assert page.status_code == 200 and "<title>airloop model monitor</title>" in page.text
 
 

@@ -84,7 +84,8 @@ async function renderModels() {
   const o = await found.json(), shown = selected || o.default;
   const models = o.models.map((m) => `<span class="model${m.name === shown ? " selected" : ""}"
     data-model="${esc(m.name)}" title="${esc(m.description)}"><a href="${esc(modelQuery(m.name))}">${esc(m.name)}</a>
-    <span class="muted">${m.champion ? "champion v" + esc(m.champion) : "no champion"}${m.default ? ", default" : ""}
+    <span class="muted">${m.error ? "registry unreadable: " + esc(m.error) : m.champion ? "champion v" +
+    esc(m.champion) : "no champion"}${m.default ? ", default" : ""}
     ${m.tags.length ? "- " + m.tags.map(esc).join(", ") : ""}</span></span>`);
   const broken = o.broken.map((b) => `<div class="broken" data-broken="${esc(b.name)}"><b>${esc(b.name)}</b>
     <span class="error">broken spec: ${esc(b.error)}</span></div>`);

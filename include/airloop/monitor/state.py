@@ -78,6 +78,7 @@ def models_overview(settings: Settings) -> dict[str, Any]:
     from airloop.registry.aliases import model_state
     from airloop.registry.client import connect
     from airloop.registry.contract import Alias
+    from airloop.spec.loader import FOLDER_SPEC
 
     found = settings.catalog
     client = connect(settings)  # one tracking store and registry for every model
@@ -99,7 +100,7 @@ def models_overview(settings: Settings) -> dict[str, Any]:
             entry["champion"] = aliases.get(Alias.CHAMPION)
         models.append(entry)
     broken = [
-        {"file": str(path), "name": path.parent.name if path.name == "spec.yaml" else path.stem, "error": str(error)}
+        {"file": str(path), "name": path.parent.name if path.name == FOLDER_SPEC else path.stem, "error": str(error)}
         for path, error in sorted(found.errors.items())
     ]
     return plain({"default": settings.models.default, "folder": str(found.folder), "models": models, "broken": broken})

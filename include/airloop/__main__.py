@@ -1,5 +1,6 @@
-"""Command line: ``python -m airloop demo`` (what ``make demo`` runs), ``stop`` (``make stop``), ``registry``,
-``history`` and ``config-reference``."""
+"""Command line: ``python -m airloop demo`` (what ``make demo`` runs), ``stop`` (``make stop``), ``models``,
+``registry``, ``history`` and ``config-reference``. The commands about one model (``registry``, ``history``) take
+``--model <name>`` (``models.default`` without it); a model no valid spec has is refused, naming the known ones."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import logging
 import sys
 from pathlib import Path
 
-from airloop.settings import get_settings
+from airloop.settings import Settings, get_settings
+
+ONE_MODEL_COMMANDS = ("registry", "history")  # the commands that take --model
 
 
 def _weights(text: str) -> dict[str, float]:
@@ -24,11 +27,21 @@ def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one command."""
     parser = argparse.ArgumentParser(prog="airloop", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    one_model = argparse.ArgumentParser(add_help=False)
+    one_model.add_argument(
+        "--model", help="the model (its spec's name, see `python -m airloop models`); default: models.default"
+    )
     demo = commands.add_parser("demo", help="start Airflow standalone, run the loop once, print URLs")
     demo.add_argument("--exit", action="store_true", help="stop the services after the loop instead of waiting")
     commands.add_parser("stop", help="stop the demo's services from another terminal, even if the demo was killed")
+    models = commands.add_parser(
+        "models", help="the model specs: each valid one with its DAG ids, each broken file with its errors (exit 1)"
+    )
+    models.add_argument("--json", action="store_true", help="print JSON instead of text")
     registry = commands.add_parser(
-        "registry", help="show the model registry, promote the challenger, roll back, change the live routing"
+        "registry",
+        parents=[one_model],
+        help="show a model's registry, promote its challenger, roll back, change its live routing",
     )
     registry.add_argument("action", choices=["show", "promote", "rollback", "route"])
     registry.add_argument("--actor", default=f"cli:{getpass.getuser()}", help="who to record in the audit tags")
@@ -38,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     registry.add_argument("--mode", choices=["ab", "shadow"], help="route: ab or shadow")
     registry.add_argument("--experiment", help="route: a new experiment id (reshuffles sticky assignments)")
     past = commands.add_parser(
-        "history", help="the decision history, newest first; with --at: what served then and the decisions by then"
+        "history",
+        parents=[one_model],
+        help="a model's decision history, newest first; with --at: what served then and the decisions by then",
     )
     past.add_argument("--at", help="ISO 8601 time, e.g. 2026-11-25T10:00:00Z")
     past.add_argument("--kind", help="only decisions of this kind (drift_verdict, promotion, rollback, ...)")
@@ -57,20 +72,25 @@ def main(argv: list[str] | None = None) -> int:
         from airloop.cli import demo as demo_module
 
         return demo_module.stop(get_settings())
-    if args.command == "registry":
-        from airloop.errors import RegistryActionError
-        from airloop.registry.actions import run_action
+    if args.command == "models":
+        from airloop.cli import models as models_module
+        from airloop.spec import SpecError
 
-        routing = {"weights": args.weights, "mode": args.mode, "experiment": args.experiment}
         try:
-            result = run_action(get_settings(), args.action, args.actor, routing)
-        except RegistryActionError as error:
+            return models_module.main(args.json)
+        except SpecError as error:  # AIRLOOP_MODEL names a model no valid spec has
             print(f"error: {error}", file=sys.stderr)
-            return 1
-        print(result["table"])
-        return 0
-    if args.command == "history":
-        return _history(args)
+            return 2
+    if args.command in ONE_MODEL_COMMANDS:
+        from airloop.cli.models import settings_of
+        from airloop.spec import SpecError
+
+        try:
+            settings = settings_of(args.model)
+        except SpecError as error:  # an unknown or broken model: the message names the known ones
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return _registry(settings, args) if args.command == "registry" else _history(settings, args)
     if args.command == "config-reference":
         from airloop.cli import config_reference
 
@@ -78,12 +98,25 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def _history(args: argparse.Namespace) -> int:
+def _registry(settings: Settings, args: argparse.Namespace) -> int:
+    from airloop.errors import RegistryActionError
+    from airloop.registry.actions import run_action
+
+    routing = {"weights": args.weights, "mode": args.mode, "experiment": args.experiment}
+    try:
+        result = run_action(settings, args.action, args.actor, routing)
+    except RegistryActionError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(result["table"])
+    return 0
+
+
+def _history(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
     from airloop import history
 
-    settings = get_settings()
     try:
         rows = history.rows(settings, at=args.at, kind=args.kind, limit=args.limit)
         served = history.state_at(settings, args.at) if args.at else None

@@ -1,15 +1,18 @@
 """The model monitor as a FastAPI app, mounted by the Airflow API server at ``/airloop`` (plugins/airloop_monitor.py).
 
-Routes: ``GET /`` the page (``page.PAGE``: one self-contained HTML document), ``GET /api/state`` what it shows
-(``state.monitor_state``) and what the signed-in user may do (``airloop.security``), ``GET /reports/{path}`` the HTML
-page of a published drift report (``state.report_page``: only folders the reports listing holds, 404 otherwise), so the
-page links to it over http whether the runtime root is a local folder or S3. Every route requires the user the
-rest of the Airflow UI has signed in: Airflow's own ``get_user`` dependency, which reads the JWT from the
-``Authorization: Bearer`` header or the ``_token`` cookie and validates it with the configured auth manager (401 without
-a token, 403 for an invalid one). Airflow does not protect a plugin's app by itself.
+Routes: ``GET /`` the page (``page.PAGE``: one self-contained HTML document; ``?model=<name>`` selects the model it
+shows, ``models.default`` without one), ``GET /api/models`` the models it can show (``state.models_overview``: every
+valid spec, and every broken spec file with its error), ``GET /api/state?model=<name>`` what it shows of that model
+(``state.monitor_state`` on the model's own settings; 404 naming a model no valid spec has) and what the signed-in user
+may do (``airloop.security``), ``GET /reports/<model>/v<version>/<report>`` the HTML page of a published drift report
+(``state.report_page``: only folders the reports listing holds, 404 otherwise), so the page links to it over http
+whether the runtime root is a local folder or S3. Every route requires the user the rest of the Airflow UI has signed
+in: Airflow's own ``get_user`` dependency, which reads the JWT from the ``Authorization: Bearer`` header or the
+``_token`` cookie and validates it with the configured auth manager (401 without a token, 403 for an invalid one).
+Airflow does not protect a plugin's app by itself.
 
-Promote and rollback are not routes here: the page triggers ``readmission_registry`` through Airflow's REST API, so
-each action is an audited Airflow run whose role check (``airloop.security``) decides.
+Promote and rollback are not routes here: the page triggers the model's own ``<name>_registry`` DAG through Airflow's
+REST API, so each action is an audited Airflow run whose role check (``airloop.security``) decides.
 """
 
 from __future__ import annotations
@@ -22,8 +25,8 @@ from fastapi.responses import HTMLResponse
 
 from airloop.settings import Settings, get_settings
 
-REGISTRY_DAG = "readmission_registry"
-APPROVAL_DAG = "readmission_ab_evaluate"  # its approve task waits for a person when loop.require_approval
+REGISTRY_STAGE = "registry"  # the model's <name>_registry DAG: promote and rollback
+APPROVAL_STAGE = "ab_evaluate"  # its approve task waits for a person when loop.require_approval
 BUTTON_ACTIONS = ("promote", "rollback")
 # A drift report is a page of data, not of code: no scripts, nothing fetched, not framed by anyone else.
 REPORT_HEADERS = {
@@ -40,8 +43,30 @@ def airflow_user_dependency() -> Callable[..., Any]:
     return get_user
 
 
+def platform_settings() -> Settings:
+    """The default model's settings, for what is not one model's: the catalog of specs, every model's reports."""
+    return get_settings()
+
+
+def model_settings(model: str | None = None) -> Settings:
+    """The settings of the model ``?model=`` names (``models.default`` without one).
+
+    Raises:
+        HTTPException: 404 when no valid spec has that name, naming it and the models there are (or, for a broken
+            spec file, its error).
+    """
+    name = model or get_settings().models.default
+    found = get_settings().catalog
+    if name not in found.specs:
+        broken = [str(error) for path, error in found.errors.items() if name in (path.stem, path.parent.name)]
+        known = ", ".join(sorted(found.specs)) or "none"
+        detail = f"model {name!r}: {broken[0]}" if broken else f"no model {name!r} (models: {known})"
+        raise HTTPException(404, detail=f"model: {detail}")
+    return get_settings(name)
+
+
 def permissions(settings: Settings, user: str) -> dict[str, dict[str, Any]]:
-    """Per button action: may ``user`` run it in ``readmission_registry``? If not, the role check's own words."""
+    """Per button action: may ``user`` run it in the model's ``<name>_registry``? If not, the role check's own words."""
     from airloop.security import NotAuthorized, authorize_registry_action
 
     found = {}
@@ -64,7 +89,7 @@ def finished_run_states() -> list[str]:
 
 def create_app(user_dependency: Callable[..., Any] | None = None) -> FastAPI:
     """The monitor app; ``user_dependency`` resolves the signed-in user (Airflow's ``get_user`` by default)."""
-    from airloop.monitor.state import monitor_state, report_page
+    from airloop.monitor.state import models_overview, monitor_state, report_page
     from airloop_monitor_ui.page import PAGE
 
     user_of = Depends(user_dependency or airflow_user_dependency())
@@ -74,22 +99,26 @@ def create_app(user_dependency: Callable[..., Any] | None = None) -> FastAPI:
     def page() -> HTMLResponse:
         return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
 
-    @router.get("/api/state", summary="What the model monitor shows")
-    def state(settings: Annotated[Settings, Depends(get_settings)], user: Any = user_of) -> dict[str, Any]:
-        name = user.get_name()
+    @router.get("/api/models", summary="The models the monitor can show, and the broken spec files")
+    def models(settings: Annotated[Settings, Depends(platform_settings)]) -> dict[str, Any]:
+        return models_overview(settings)
+
+    @router.get("/api/state", summary="What the model monitor shows of one model (?model=<name>)")
+    def state(settings: Annotated[Settings, Depends(model_settings)], user: Any = user_of) -> dict[str, Any]:
+        name, spec = user.get_name(), settings.spec
         return {
             **monitor_state(settings),
             "user": {
                 "name": name,
-                "registry_dag": REGISTRY_DAG,
-                "approval_dag": APPROVAL_DAG,
+                "registry_dag": spec.dag_id(REGISTRY_STAGE),
+                "approval_dag": spec.dag_id(APPROVAL_STAGE),
                 "may": permissions(settings, name),
             },
             "airflow": {"finished_run_states": finished_run_states()},
         }
 
     @router.get("/reports/{path:path}", response_class=HTMLResponse, summary="A published drift report's HTML page")
-    def drift_report(path: str, settings: Annotated[Settings, Depends(get_settings)]) -> HTMLResponse:
+    def drift_report(path: str, settings: Annotated[Settings, Depends(platform_settings)]) -> HTMLResponse:
         page = report_page(settings, path.split("/"))
         if page is None:
             raise HTTPException(404, detail=f"report: no published drift report at {path!r}")

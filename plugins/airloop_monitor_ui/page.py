@@ -1,11 +1,14 @@
 """The model monitor page: one HTML document with inline CSS and JS (nothing fetched from elsewhere).
 
-The script reads ``api/state`` (relative: the app is mounted at ``airloop/`` below Airflow's ``[api] base_url``) and
-renders it; it computes nothing. Promote and rollback POST ``../api/v2/dags/readmission_registry/dagRuns`` and follow
-the run they started (``../api/v2/dags/readmission_registry/dagRuns/<run id>``) until it ends, then show the registry
-again; the pending approvals are read from ``../api/v2/dags/readmission_ab_evaluate/dagRuns/~/hitlDetails``: Airflow's
-REST API, with the UI's own ``_token`` cookie (same origin). Every URL is relative, so the page works wherever Airflow
-is served (``https://host/airflow/airloop/`` as well as ``/airloop/``).
+The script reads ``api/models`` (the models, listed at the top: every valid spec, and each broken spec file with its
+error) and ``api/state?model=<name>`` (relative: the app is mounted at ``airloop/`` below Airflow's ``[api] base_url``)
+and renders them; it computes nothing. The model shown is the page's own ``?model=`` (``models.default`` without one),
+so a link names the model it shows; each model in the list links to ``?model=<name>``. Promote and rollback POST
+``../api/v2/dags/<name>_registry/dagRuns`` (the model's own registry DAG, as the state names it) and follow the run
+they started (``../api/v2/dags/<name>_registry/dagRuns/<run id>``) until it ends, then show the registry again; the
+pending approvals are read from ``../api/v2/dags/<name>_ab_evaluate/dagRuns/~/hitlDetails``: Airflow's REST API,
+with the UI's own ``_token`` cookie (same origin). Every URL is relative, so the page works wherever Airflow is served
+(``https://host/airflow/airloop/`` as well as ``/airloop/``).
 
 Inside the Airflow UI the page is an iframe sandboxed without ``allow-modals`` and ``allow-popups``: an action is
 confirmed on the page itself (``confirm()`` would be refused silently), and links open in the frame (Airflow shows the
@@ -34,10 +37,14 @@ PAGE = """<!doctype html>
   button:disabled { color: #9aa5b1; } #result { margin-top: 8px; } .error { color: #b42318; }
   .row2 { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; } svg { background: #fbfcfd; }
   input, select { padding: 3px 6px; margin-right: 6px; }
+  #models a { margin-right: 4px; } .model { display: inline-block; margin: 0 18px 4px 0; }
+  .model.selected a { font-weight: 600; color: #1f2933; text-decoration: none; }
+  .model.selected { border-bottom: 2px solid #3e7bfa; }
 </style>
 </head>
 <body>
 <h1>Model monitor <span id="model" class="muted"></span></h1>
+<div class="card" id="models"><span class="muted">loading the models...</span></div>
 <div id="status" class="muted">loading...</div>
 <div id="approval"></div>
 <div class="grid" id="versions"></div>
@@ -66,7 +73,25 @@ const framed = window.self !== window.top;
 const link = (url, text) => (url ? `<a href="${esc(url)}"${framed ? "" : ' target="_blank" rel="noopener"'}>` +
   `${esc(text)}</a>` : esc(text));
 const path = (...parts) => parts.map((p) => encodeURIComponent(p)).join("/");
+// The model this page shows: its own ?model= (a link names it), else the default the state answers with.
+const selected = new URLSearchParams(window.location.search).get("model");
+const modelQuery = (name) => "?model=" + encodeURIComponent(name);
 let state = null;
+
+async function renderModels() {
+  const found = await fetch("api/models", {credentials: "same-origin"});
+  if (!found.ok) { $("models").innerHTML = `<span class="error">models: HTTP ${found.status}</span>`; return; }
+  const o = await found.json(), shown = selected || o.default;
+  const models = o.models.map((m) => `<span class="model${m.name === shown ? " selected" : ""}"
+    data-model="${esc(m.name)}" title="${esc(m.description)}"><a href="${esc(modelQuery(m.name))}">${esc(m.name)}</a>
+    <span class="muted">${m.error ? "registry unreadable: " + esc(m.error) : m.champion ? "champion v" +
+    esc(m.champion) : "no champion"}${m.default ? ", default" : ""}
+    ${m.tags.length ? "- " + m.tags.map(esc).join(", ") : ""}</span></span>`);
+  const broken = o.broken.map((b) => `<div class="broken" data-broken="${esc(b.name)}"><b>${esc(b.name)}</b>
+    <span class="error">broken spec: ${esc(b.error)}</span></div>`);
+  $("models").innerHTML = `<h2>Models</h2>${models.join("") || '<span class="muted">no valid spec</span>'}` +
+    broken.join("");
+}
 
 function versionCard(alias, v) {
   if (!v) return `<div class="card"><h2>${esc(alias)}</h2><div class="muted">none</div></div>`;
@@ -130,9 +155,14 @@ function renderEstimate(l) {
     <span class="pill ${e.dropped ? "drift" : "no_drift"}">limit ${num(e.max_drop, 2)}</span></p><p>` +
     (realised ? `Realised ROC AUC <b>${a(r.roc_auc)}</b> on ${esc(r.labelled_rows)} labelled rows, where the
     estimate is ${a(labelled && labelled.estimated_roc_auc)}${range(labelled && labelled.interval)}`
-    : `<span class="muted">no outcomes for this window yet (they arrive up to 30 days later)</span>`) +
+    : `<span class="muted">no outcomes for this window yet${delay()}</span>`) +
     `</p><p class="muted">The estimate follows changes in who arrives; only outcomes reveal a changed relation between
-    features and readmission (concept drift).</p>`;
+    features and ${esc((state.target || {}).name || "the outcome")} (concept drift).</p>`;
+}
+
+function delay() {
+  const days = (state.target || {}).delay_days;
+  return days ? ` (they arrive up to ${esc(days)} days later)` : "";
 }
 
 function plot(svg, series, lines, lo, hi, caption) {
@@ -216,9 +246,11 @@ async function follow(dag, runId, action, known) {
 }
 
 async function load() {
-  const found = await fetch("api/state", {credentials: "same-origin"});
+  renderModels().catch((error) => { $("models").innerHTML = `<span class="error">${esc(error)}</span>`; });
+  const found = await fetch("api/state" + (selected ? modelQuery(selected) : ""), {credentials: "same-origin"});
   if (!found.ok) {
-    $("status").innerHTML = `<span class="error">HTTP ${found.status}: sign in to Airflow first</span>`;
+    const detail = found.status === 404 ? (await found.json().catch(() => ({}))).detail : "sign in to Airflow first";
+    $("status").innerHTML = `<span class="error">HTTP ${found.status}: ${esc(detail)}</span>`;
     return;
   }
   state = await found.json();

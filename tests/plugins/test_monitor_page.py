@@ -1,7 +1,9 @@
-"""The model monitor page: what it shows of a real registry and ledger, that Airflow's API server mounts it only for
-signed-in users, the drift reports it serves, and, in headless Chromium: the page alone (with a screenshot for the
-README), its Promote and Roll back buttons through the readmission_registry runs they start, a waiting approval,
-the page inside the Airflow UI, and all of it under an ``[api] base_url`` sub-path (a real ``airflow api-server``)."""
+"""The model monitor page: what it shows of a real registry and ledger, for each of two models (readmission and a
+second spec, churn, with a broken spec file beside them) and nothing of one in the other's view, that Airflow's API
+server mounts it only for signed-in users, the drift reports it serves, and, in headless Chromium: the page alone
+(with a screenshot for the README), the switch to another model, its Promote and Roll back buttons through the
+readmission_registry runs they start, a waiting approval, the page inside the Airflow UI, and all of it under an
+``[api] base_url`` sub-path (a real ``airflow api-server``)."""
 
 from __future__ import annotations
 
@@ -47,6 +49,10 @@ def screenshot_path(tmp_path: Path) -> Path:
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 REGISTRY_DAG, APPROVAL_DAG = "readmission_registry", "readmission_ab_evaluate"
+SECOND = "churn"  # a second valid spec: a copy of models/readmission.yaml under another name
+BROKEN = "broken"  # a spec file that does not validate
+BROKEN_SPEC = "name: broken\ndescription: no data, no features\nwidgets: 3\n"
+SECOND_VERDICT_REASON = "1% of churn's features drifted"
 REPORT_TITLE = "Drift report: readmission v1"
 NEWEST_WINDOW_END = datetime(2026, 11, 25, 10, tzinfo=UTC)
 
@@ -185,23 +191,75 @@ def _prepare_registry(settings) -> dict[str, Any]:
     return {"runs": runs, "report_url": newest["report_url"], "newest": newest}
 
 
+def write_specs(folder: Path) -> Path:
+    """A models folder holding readmission's spec, a copy of it named ``churn`` and a broken spec file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    text = (REPO / "models" / "readmission.yaml").read_text()
+    (folder / "readmission.yaml").write_text(text)
+    (folder / f"{SECOND}.yaml").write_text(text.replace("\nname: readmission\n", f"\nname: {SECOND}\n", 1))
+    (folder / f"{BROKEN}.yaml").write_text(BROKEN_SPEC)
+    return folder
+
+
+def _prepare_second_model(settings) -> dict[str, Any]:
+    """The second model's own registry and ledger: champion v1 (no challenger, no experiment) and one no-drift
+    verdict."""
+    from airloop.ledger import Kind, ledger
+    from airloop.registry.client import connect
+    from airloop.registry.contract import Alias
+
+    name = settings.mlflow.model_name
+    connect(settings, create_experiment=True)
+    x = np.random.default_rng(1).normal(size=(40, 2))
+    with mlflow.start_run() as run:
+        mlflow.log_metrics({"test_roc_auc": 0.66})
+        info = mlflow.sklearn.log_model(
+            LogisticRegression().fit(x, (x[:, 1] > 0).astype(int)), name="model", pip_requirements=["scikit-learn"]
+        )
+    mlflow.register_model(info.model_uri, name)
+    connect(settings).set_registered_model_alias(name, Alias.CHAMPION, "1")
+    end = NEWEST_WINDOW_END - timedelta(hours=3)
+    ledger(settings).record(
+        Kind.DRIFT_VERDICT,
+        "drift:test:0",  # the same key as readmission's first verdict: keys are per model
+        None,
+        {
+            "source": "prediction_log",
+            "window": {"start": (end - timedelta(hours=1)).isoformat(), "end": end.isoformat()},
+            "verdict": "no_drift",
+            "reason": SECOND_VERDICT_REASON,
+            "rows": 800,
+            "drifted_share": 0.01,
+            "drifted_features": [],
+        },
+        f"dag:{SECOND}_drift",
+    )
+    return {"run": run.info.run_id}
+
+
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory) -> Iterator[Any]:
-    """Settings on a fresh airloop home (also seen by the mounted app through ``get_settings``) with the registry
-    and ledger of ``_prepare_registry``."""
+    """Settings on a fresh airloop home and a models folder of two valid specs and a broken one (also seen by the
+    mounted app through ``get_settings``) with the registry and ledger of ``_prepare_registry`` for readmission and of
+    ``_prepare_second_model`` for churn."""
     from airloop.settings import get_settings
 
-    saved = os.environ.get("AIRLOOP_HOME")
-    os.environ["AIRLOOP_HOME"] = str(tmp_path_factory.mktemp("monitor") / "airloop")
+    home = tmp_path_factory.mktemp("monitor")
+    env = {"AIRLOOP_HOME": str(home / "airloop"), "AIRLOOP_MODELS__FOLDER": str(write_specs(home / "models"))}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     get_settings.cache_clear()
     try:
         settings = get_settings()
-        yield settings, _prepare_registry(settings)
+        prepared = _prepare_registry(settings)
+        prepared[SECOND] = _prepare_second_model(get_settings(SECOND))
+        yield settings, prepared
     finally:
-        if saved is None:
-            os.environ.pop("AIRLOOP_HOME", None)
-        else:
-            os.environ["AIRLOOP_HOME"] = saved
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         get_settings.cache_clear()
 
 
@@ -249,6 +307,85 @@ def test_monitor_state_shows_aliases_runs_routing_evaluation_drift_and_history(r
     kinds = [row["kind"] for row in state["history"]]
     assert kinds[0] == "evaluation" and "experiment_started" in kinds and kinds.count("drift_verdict") == 2
     json.dumps(state)  # plain JSON
+
+
+def test_models_overview_lists_every_valid_spec_with_its_champion_and_each_broken_file_with_its_error(registry):
+    from airloop.monitor.state import models_overview
+
+    settings, _ = registry
+    overview = models_overview(settings)
+
+    assert overview["default"] == "readmission"
+    assert [(m["name"], m["champion"], m["default"]) for m in overview["models"]] == [
+        (SECOND, "1", False),
+        ("readmission", "1", True),
+    ]
+    assert overview["models"][1]["description"].startswith("30-day hospital readmission risk")
+    assert overview["models"][1]["tags"] == ["healthcare"]
+    (broken,) = overview["broken"]
+    assert broken["name"] == BROKEN and broken["file"].endswith(f"{BROKEN}.yaml")
+    assert "widgets: unknown key" in broken["error"] and "data: required key is missing" in broken["error"]
+    json.dumps(overview)
+
+
+def test_monitor_state_of_each_model_shows_its_own_registry_drift_and_history_and_nothing_of_the_other(registry):
+    from airloop.monitor.state import monitor_state
+    from airloop.settings import get_settings
+
+    settings, prepared = registry
+    second = monitor_state(get_settings(SECOND))
+    first = monitor_state(settings)
+
+    assert (second["name"], second["model"]) == (SECOND, SECOND)
+    assert second["versions"][CHAMPION]["version"] == "1" and second["versions"][CHALLENGER] is None
+    assert second["versions"][CHAMPION]["run"]["id"] == prepared[SECOND]["run"]
+    assert second["versions"][CHAMPION]["run"]["test_metrics"] == {"roc_auc": pytest.approx(0.66)}
+    assert second["routing"]["running"] is None and second["evaluation"] is None
+    assert second["drift"]["latest"]["reason"] == SECOND_VERDICT_REASON
+    assert [p["drifted_share"] for p in second["drift"]["series"]] == [0.01]
+    assert [(r["kind"], r["decided_by"]) for r in second["history"]] == [("drift_verdict", f"dag:{SECOND}_drift")]
+    # readmission's view holds none of churn's rows or runs, though both ledgers have a "drift:test:0" key
+    assert first["name"] == "readmission" and first["versions"][CHAMPION]["run"]["id"] == prepared["runs"][0]
+    assert SECOND_VERDICT_REASON not in json.dumps(first) and prepared[SECOND]["run"] not in json.dumps(first)
+    assert [p["drifted_share"] for p in first["drift"]["series"]] == [0.05, 0.4]
+    assert first["target"]["delay_days"] == 30 and first["target"]["name"] == "readmitted_30d"
+
+
+class _SignedIn:
+    """What Airflow's ``get_user`` resolves: a user with a name."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def get_name(self) -> str:
+        return self.name
+
+
+def test_state_endpoint_takes_the_model_and_names_its_own_registry_dag_or_answers_404_naming_it(registry, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    monkeypatch.syspath_prepend(str(REPO / "plugins"))  # where Airflow's plugin manager finds the web layer
+    from airloop_monitor_ui.app import create_app
+
+    with TestClient(create_app(lambda: _SignedIn("engineer"))) as client:
+        default, second = client.get("/api/state"), client.get(f"/api/state?model={SECOND}")
+        unknown, broken = client.get("/api/state?model=nope"), client.get(f"/api/state?model={BROKEN}")
+        models = client.get("/api/models")
+
+    assert default.status_code == 200 and second.status_code == 200, (default.text, second.text)
+    assert default.json()["name"] == "readmission" and default.json()["versions"][CHALLENGER]["version"] == "2"
+    assert default.json()["user"]["registry_dag"] == REGISTRY_DAG
+    assert default.json()["user"]["approval_dag"] == APPROVAL_DAG
+    assert second.json()["name"] == SECOND and second.json()["versions"][CHALLENGER] is None
+    assert second.json()["user"]["registry_dag"] == f"{SECOND}_registry"
+    assert second.json()["user"]["approval_dag"] == f"{SECOND}_ab_evaluate"
+    assert second.json()["user"]["may"]["promote"] == {"allowed": True, "why": ""}
+    assert unknown.status_code == 404
+    assert unknown.json()["detail"] == f"model: no model 'nope' (models: {SECOND}, readmission)"
+    assert broken.status_code == 404
+    assert broken.json()["detail"].startswith(f"model: model '{BROKEN}': model spec ")
+    assert "widgets: unknown key" in broken.json()["detail"]
+    assert models.status_code == 200 and [m["name"] for m in models.json()["models"]] == [SECOND, "readmission"]
 
 
 @pytest.fixture(scope="module")
@@ -299,6 +436,8 @@ def test_mounted_monitor_refuses_anonymous_requests_and_serves_signed_in_users(a
     app, passwords, _ = airflow_app
     with TestClient(app) as client:
         assert client.get("/airloop/api/state").status_code == 401
+        assert client.get(f"/airloop/api/state?model={SECOND}").status_code == 401
+        assert client.get("/airloop/api/models").status_code == 401
         assert client.get("/airloop/").status_code == 401
         assert client.get("/airloop/api/state", headers={"Authorization": "Bearer forged"}).status_code == 403
 
@@ -307,6 +446,7 @@ def test_mounted_monitor_refuses_anonymous_requests_and_serves_signed_in_users(a
         )
         client.cookies.set("_token", _token(client, passwords, "viewer"))  # what the Airflow UI's sign-in sets
         viewer = client.get("/airloop/api/state")
+        second = client.get(f"/airloop/api/state?model={SECOND}")
         page = client.get("/airloop/")
 
     assert engineer.status_code == 200, engineer.text
@@ -316,6 +456,7 @@ def test_mounted_monitor_refuses_anonymous_requests_and_serves_signed_in_users(a
     assert viewer.status_code == 200 and viewer.json()["user"]["name"] == "viewer"
     assert not viewer.json()["user"]["may"]["rollback"]["allowed"]
     assert "viewer" in viewer.json()["user"]["may"]["rollback"]["why"]
+    assert second.status_code == 200 and second.json()["user"]["registry_dag"] == f"{SECOND}_registry"
     assert page.status_code == 200 and "<title>airloop model monitor</title>" in page.text
 
 
@@ -372,7 +513,7 @@ def test_drift_report_is_served_to_signed_in_users_and_nothing_else_is(airflow_a
 def test_drift_report_on_s3_is_linked_and_served_the_same_way(airflow_app, s3_server, registry):
     from fastapi.testclient import TestClient
 
-    from airloop.monitor.state import report_page, report_path
+    from airloop.monitor.state import all_reports, report_page, report_path
 
     app, passwords, _ = airflow_app
     bucket = f"airloop-monitor-{secrets.token_hex(6)}"
@@ -390,7 +531,7 @@ def test_drift_report_on_s3_is_linked_and_served_the_same_way(airflow_app, s3_se
             client.cookies.set("_token", _token(client, passwords, "viewer"))
             report = client.get(_report_route(parts))
             outside = client.get("/airloop/reports/%2E%2E/reports/" + "/".join(parts))
-        settings.layout.reports().write_text("<p>no manifest</p>", *parts[:2], "half", "report.html")
+        all_reports(settings).write_text("<p>no manifest</p>", *parts[:2], "half", "report.html")
         unpublished = report_page(settings, [*parts[:2], "half"])
 
     assert html_url.startswith(f"s3://{bucket}/runtime/") and parts[:2] == ["readmission", "v1"]
@@ -482,6 +623,35 @@ def test_monitor_page_renders_in_headless_chromium_without_console_errors(
     assert REPORT_TITLE in wait(lambda: browser.text(), "the drift report", 10)
     assert "verdict:" in browser.text().lower()  # the report itself, not a page about it
     assert (report_href, 200) in browser.responses
+
+
+@pytest.mark.browser
+def test_page_lists_the_models_and_shows_the_one_its_url_names_with_that_models_own_registry_dag(
+    airflow_app, served, browser
+):
+    _, passwords, _ = airflow_app
+    sign_in(browser, served, passwords, "engineer")
+    text = open_monitor(browser, f"{served}/airloop/?model={SECOND}", "engineer")
+    listed = wait(lambda: browser.evaluate("document.querySelector('.model.selected')?.dataset.model"), "the list", 10)
+    broken = browser.evaluate(f"document.querySelector('[data-broken=\"{BROKEN}\"]')?.innerText || ''")
+    approvals = wait(lambda: browser.responded("/hitlDetails"), "the pending-approval request", 10)
+    browser.click("#promote")
+    asked = wait(lambda: browser.evaluate("document.getElementById('result').innerText"), "the question", 5)
+    browser.click("#cancel")
+    shown = (shown_version(browser, CHAMPION), shown_version(browser, CHALLENGER))
+    errors = list(browser.errors)
+    # The list's link to readmission opens the page on readmission: the selection is in the URL.
+    browser.click('[data-model="readmission"] a')
+    wait(lambda: shown_version(browser, CHALLENGER) == "v2", "readmission's page", 20)
+    location = browser.evaluate("window.location.search")
+
+    assert errors == [], errors
+    assert listed == SECOND and shown == ("v1", "")
+    assert SECOND_VERDICT_REASON in text and "readmission-v1-vs-v2" not in text
+    assert f"Trigger {SECOND}_registry with action=promote?" in asked
+    assert "broken spec" in broken and "widgets: unknown key" in broken
+    assert approvals and all(f"/api/v2/dags/{SECOND}_ab_evaluate/dagRuns/" in url for url, _ in approvals)
+    assert location == "?model=readmission" and "readmission-v1-vs-v2" in browser.text()
 
 
 def click_action(tools, action: str, document: str = "document") -> tuple[str, str]:

@@ -24,15 +24,13 @@ from airloop.settings import Settings, config_file
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 STATE_FILE = "demo-processes.json"
 DEMO_DRIFT_MIN_ROWS = 250
-DAGS = (
-    "readmission_etl",
-    "readmission_train",
-    "readmission_registry",
-    "readmission_drift",
-    "readmission_retrain",
-    "readmission_ab_evaluate",
-    "readmission_batch_score",
-)
+
+
+def dag_ids(settings: Settings) -> tuple[str, ...]:
+    """The ids of the model's DAGs (``<model>_etl``, ``<model>_train``, ...), as its spec names them."""
+    from airloop.cli.models import DAG_STAGES
+
+    return tuple(settings.spec.dag_id(stage) for stage in DAG_STAGES)
 
 
 class DemoError(RuntimeError):
@@ -259,22 +257,23 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
     pw_file = settings.airflow_home / PASSWORD_FILE
     print(f"  Airflow users {users_line(settings)}: passwords generated in {pw_file}", flush=True)
     client = wait_until(lambda: AirflowClient(settings.airflow.url, user, password), "the API server", 240, airflow)
-    for dag_id in DAGS:
+    etl_dag, train_dag = settings.spec.dag_id("etl"), settings.spec.dag_id("train")
+    for dag_id in dag_ids(settings):
         wait_until(lambda d=dag_id: client.dag_exists(d), f"Airflow to parse {dag_id}", 180, airflow)
         client.unpause(dag_id)
-    previous_train = client.latest_run("readmission_train")
-    etl_run = client.trigger("readmission_etl", {})
-    print(f"  triggered readmission_etl run {etl_run}", flush=True)
-    etl_state = wait_for_run(client, "readmission_etl", etl_run, settings, airflow)
+    previous_train = client.latest_run(train_dag)
+    etl_run = client.trigger(etl_dag, {})
+    print(f"  triggered {etl_dag} run {etl_run}", flush=True)
+    etl_state = wait_for_run(client, etl_dag, etl_run, settings, airflow)
     train_state = "not triggered (no new dataset version)"
-    states = client.task_states("readmission_etl", etl_run)
+    states = client.task_states(etl_dag, etl_run)
     if etl_state == "success" and states.get("publish") == "success":
-        print("  readmission_etl hands the new dataset version to readmission_train ...", flush=True)
+        print(f"  {etl_dag} hands the new dataset version to {train_dag} ...", flush=True)
         train = wait_until(
-            lambda: (r := client.latest_run("readmission_train")) and r != previous_train and r,
-            "readmission_train to be triggered by readmission_etl", 120, airflow,
+            lambda: (r := client.latest_run(train_dag)) and r != previous_train and r,
+            f"{train_dag} to be triggered by {etl_dag}", 120, airflow,
         )  # fmt: skip
-        train_state = wait_for_run(client, "readmission_train", train["dag_run_id"], settings, airflow)
+        train_state = wait_for_run(client, train_dag, train["dag_run_id"], settings, airflow)
     if etl_state != "success" or train_state == "failed":
         print_summary(settings, etl_state, train_state)
         return 1
@@ -305,22 +304,23 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
 
 
 def run_drift(settings: Settings, client: AirflowClient, airflow: Service) -> str:
-    """Trigger readmission_drift on the predictions just logged; say what it decided and where the report is."""
+    """Trigger the model's drift DAG on the predictions just logged; say what it decided and where the report is."""
     from airloop.ledger import Kind, ledger
     from airloop.monitoring.report import monitoring_experiment
 
+    dag_id = settings.spec.dag_id("drift")
     time.sleep(settings.serving.log_flush_interval_s + 1)  # the service flushes its log every interval
     # 300 predictions are fewer than the 500 rows a verdict needs by default: lowered for this run only.
-    run = client.trigger("readmission_drift", {"thresholds": {"min_rows": DEMO_DRIFT_MIN_ROWS}})
-    print(f"  triggered readmission_drift run {run} on the prediction log", flush=True)
-    state = wait_for_run(client, "readmission_drift", run, settings, airflow)
+    run = client.trigger(dag_id, {"thresholds": {"min_rows": DEMO_DRIFT_MIN_ROWS}})
+    print(f"  triggered {dag_id} run {run} on the prediction log", flush=True)
+    state = wait_for_run(client, dag_id, run, settings, airflow)
     book = ledger(settings)
     verdicts = book.rows(kind=Kind.DRIFT_VERDICT)
     latest = next((v for v in verdicts if v.payload.get("source") == "prediction_log"), None)
     if state != "success" or latest is None:
-        return f"readmission_drift: {state} (log: {airflow.log})"
+        return f"{dag_id}: {state} (log: {airflow.log})"
     payload = latest.payload
-    return f"""readmission_drift: {payload["verdict"]} on {payload["rows"]} predictions ({payload["reason"]})
+    return f"""{dag_id}: {payload["verdict"]} on {payload["rows"]} predictions ({payload["reason"]})
   outcome         {latest.outcome}{f" ({latest.outcome_detail})" if latest.outcome_detail else ""}
   drift report    {payload["report_url"]}
   in MLflow       {settings.mlflow.ui_url} experiment "{monitoring_experiment(settings)}"
@@ -348,7 +348,7 @@ def run_stream(settings: Settings, client: AirflowClient, airflow: Service) -> s
     timeline = loop_demo.play(settings, client, run, wait)
     table = history.format_table(history.rows(settings, limit=25))
     return f"""
-The loop (readmission_train is paused: here only a drift verdict starts training):
+The loop ({settings.spec.dag_id("train")} is paused: here only a drift verdict starts training):
 {timeline}
 
 Decision history (python -m airloop history; GET {settings.serving.url}/v1/history?at=TIME):
@@ -357,17 +357,19 @@ Decision history (python -m airloop history; GET {settings.serving.url}/v1/histo
 
 
 def run_batch_score(settings: Settings, client: AirflowClient, airflow: Service) -> str:
-    """Trigger readmission_batch_score on the latest dataset version with the (new) champion; say where it wrote."""
+    """Trigger the model's batch scoring DAG on the latest dataset version with the (new) champion; say where it
+    wrote."""
     from airloop.scoring import batch
 
-    run = client.trigger("readmission_batch_score", {})
-    print(f"  triggered readmission_batch_score run {run} (the latest dataset version, the champion)", flush=True)
-    state = wait_for_run(client, "readmission_batch_score", run, settings, airflow)
+    dag_id = settings.spec.dag_id("batch_score")
+    run = client.trigger(dag_id, {})
+    print(f"  triggered {dag_id} run {run} (the latest dataset version, the champion)", flush=True)
+    state = wait_for_run(client, dag_id, run, settings, airflow)
     if state != "success":
-        return f"readmission_batch_score: {state} (log: {airflow.log})"
-    found = client.xcom("readmission_batch_score", run, "score")  # the published metadata, with the job
+        return f"{dag_id}: {state} (log: {airflow.log})"
+    found = client.xcom(dag_id, run, "score")  # the published metadata, with the job
     job = found["job"]
-    return f"""readmission_batch_score: {found["rows"]} encounters of dataset {job["input_version"]} scored by \
+    return f"""{dag_id}: {found["rows"]} encounters of dataset {job["input_version"]} scored by \
 {job["model_name"]} v{job["model_version"]} ({found["rejected_rows"]} rejected) in {found["seconds"]} s
   predictions     {job["output_url"]}
   lineage         {batch.lineage_link(settings, job["output"]) or "(not logged)"}
@@ -412,7 +414,7 @@ def print_summary(settings: Settings, etl_state: str, train_state: str) -> None:
     datasets = settings.layout.datasets(settings.data.dataset_name).url()
     print(
         f"""
-readmission_etl: {etl_state}; readmission_train: {train_state}
+{settings.spec.dag_id("etl")}: {etl_state}; {settings.spec.dag_id("train")}: {train_state}
   Airflow UI      {url}   (users {users_line(settings)}; passwords in {pw_file})
   Model monitor   {url}/plugin/airloop_model_monitor   (the page alone: {url}/airloop/)
   MLflow UI       {settings.mlflow.ui_url}   (registered model "{settings.mlflow.model_name}")
@@ -429,7 +431,7 @@ Trigger a run yourself through the REST API v2 (user "{user}"):
   TOKEN=$(curl -s -X POST {url}/auth/token -H 'Content-Type: application/json' \\
     -d "{{\\"username\\": \\"{user}\\", \\"password\\": \\"$PW\\"}}" \\
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
-  curl -s -X POST {url}/api/v2/dags/readmission_etl/dagRuns -H "Authorization: Bearer $TOKEN" \\
+  curl -s -X POST {url}/api/v2/dags/{settings.spec.dag_id("etl")}/dagRuns -H "Authorization: Bearer $TOKEN" \\
     -H 'Content-Type: application/json' -d '{{"logical_date": null, "conf": {{"seed": 7, "covariate_drift": 1.0}}}}'
 """,
         flush=True,

@@ -72,20 +72,20 @@ def play(settings: Settings, client: Any, run: Callable[[str, dict[str, Any]], s
     from airloop.ledger import Kind, Resolution, ledger
     from airloop.registry.contract import Alias
 
-    book = ledger(settings)
-    client.pause("readmission_train")
+    book, dag = ledger(settings), settings.spec.dag_id
+    client.pause(dag("train"))
     lines = [f"{'batch':>5}  {'data':<9} {'served':<30} {'drift (share)':<20} decision"]
 
     def publish(seed: int, drift: dict[str, float]) -> str:
         before = dataset_store(settings).latest()
-        run("readmission_etl", {"rows": ROWS, "seed": seed, **drift})
+        run(dag("etl"), {"rows": ROWS, "seed": seed, **drift})
         version = dataset_store(settings).latest()
         if version == before:
-            raise RuntimeError(f"readmission_etl published nothing new for seed {seed}")
+            raise RuntimeError(f"{dag('etl')} published nothing new for seed {seed}")
         return version
 
     def drift_run() -> Any:
-        run("readmission_drift", {})
+        run(dag("drift"), {})
         return next(r for r in book.rows(kind=Kind.DRIFT_VERDICT) if r.payload.get("source") == "prediction_log")
 
     retrained = False
@@ -99,7 +99,7 @@ def play(settings: Settings, client: Any, run: Callable[[str, dict[str, Any]], s
             score = f"{verdict.payload['verdict']} ({verdict.payload['drifted_share']:.2f})"
             decision = f"{verdict.outcome}"
             if verdict.outcome == Resolution.RETRAIN_STARTED:
-                state = wait("readmission_retrain", verdict.outcome_detail)
+                state = wait(dag("retrain"), verdict.outcome_detail)
                 retrain = book.rows(kind=Kind.RETRAIN)
                 detail = retrain[0].outcome_detail if retrain else state
                 models = reload(settings)
@@ -107,7 +107,7 @@ def play(settings: Settings, client: Any, run: Callable[[str, dict[str, Any]], s
                 retrained = True
             lines.append(f"{batch:>5}  {label:<9} {split:<30} {score:<20} {decision}")
             continue
-        run("readmission_ab_evaluate", {})
+        run(dag("ab_evaluate"), {})
         evaluation = book.rows(kind=Kind.EVALUATION)[0].payload
         arms = evaluation.get("arms") or {}
         aucs = ", ".join(f"{k} AUC {a['roc_auc']:.3f} (n={a['labelled']})" for k, a in arms.items() if a.get("roc_auc"))

@@ -1,5 +1,9 @@
 """What the model monitor page shows, gathered from the owners of each contract and computed by none of this module.
 
+``models_overview`` lists the models (every valid spec of ``settings.catalog`` with its champion, and every broken
+spec file with its error); ``monitor_state`` is one model's view, read through settings bound to that model
+(``get_settings(name)``), so each part below is that model's alone: its registered model, its ledger rows, its reports.
+
 - the aliases and the live experiment: ``airloop.experiments.live.current`` (one registry call);
 - each aliased version: its ``VersionRecord`` (dataset, gate decision, test score), its training run's ``test_*``
   metrics and MLflow UI link (``airloop.registry.client.ui_link``), and its last history row (``Tag.HISTORY_ID``);
@@ -10,17 +14,23 @@
   runtime root's reports (``RuntimeLayout.reports``), which the monitor serves to the browser (``report_path``,
   ``report_page``: a ``file://`` or ``s3://`` URL is no link a browser opens from an http page);
 - the decision history: ``airloop.history.rows`` with ``history.summary``.
+
+Reports are addressed below the runtime root's reports folder of every model (``<model>/v<version>/<report>``, as
+``airloop.monitoring.report.publish_report`` writes them), so a report's link names its model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airloop import history
 from airloop.jsonable import plain
 from airloop.ledger import Decision, Kind
 from airloop.settings import Settings
+
+if TYPE_CHECKING:
+    from airloop.storage import Storage
 
 HISTORY_LIMIT = 500
 DRIFT_POINTS = 48
@@ -43,7 +53,9 @@ def monitor_state(
     evaluations = history.rows(settings, kind=Kind.EVALUATION, limit=1)
     return plain(
         {
+            "name": settings.model,
             "model": settings.mlflow.model_name,
+            "target": _target(settings),
             "mlflow_ui": settings.mlflow.ui_url,
             "require_approval": settings.loop.require_approval,
             "versions": {
@@ -55,6 +67,52 @@ def monitor_state(
             "history": [_decision(row) for row in decisions],
         }
     )
+
+
+def models_overview(settings: Settings) -> dict[str, Any]:
+    """The models the monitor can show: per valid spec its name, description, owner, tags and champion version (None
+    before one is registered, with the registry's error if it could not be read), and the broken spec files with
+    their errors. One registry call per model."""
+    from mlflow.exceptions import MlflowException
+
+    from airloop.registry.aliases import model_state
+    from airloop.registry.client import connect
+    from airloop.registry.contract import Alias
+    from airloop.spec.loader import FOLDER_SPEC
+
+    found = settings.catalog
+    client = connect(settings)  # one tracking store and registry for every model
+    models = []
+    for name, spec in sorted(found.specs.items()):
+        entry: dict[str, Any] = {
+            "name": name,
+            "description": spec.description,
+            "owner": spec.owner,
+            "tags": list(spec.tags),
+            "default": name == settings.models.default,
+            "champion": None,
+        }
+        try:
+            aliases, _ = model_state(client, spec.registered_model)
+        except MlflowException as error:  # one unreadable model must not hide the others
+            entry["error"] = str(error)[:200]
+        else:
+            entry["champion"] = aliases.get(Alias.CHAMPION)
+        models.append(entry)
+    broken = [
+        {"file": str(path), "name": path.parent.name if path.name == FOLDER_SPEC else path.stem, "error": str(error)}
+        for path, error in sorted(found.errors.items())
+    ]
+    return plain({"default": settings.models.default, "folder": str(found.folder), "models": models, "broken": broken})
+
+
+def _target(settings: Settings) -> dict[str, Any] | None:
+    """What the model predicts and how long its outcomes take to arrive (None without a spec)."""
+    spec = settings.catalog.specs.get(settings.model or "")
+    if spec is None:
+        return None
+    target = spec.data.target
+    return {"name": target.name, "description": target.description, "delay_days": target.delay_days}
 
 
 def _version(settings: Settings, client: Any, version: str | None, by_id: dict[int, Decision]) -> dict | None:
@@ -128,12 +186,20 @@ def _evaluation(row: Decision, experiment: str) -> dict[str, Any]:
     }
 
 
+def all_reports(settings: Settings) -> Storage:
+    """The runtime root's reports folder of every model (``<model>/v<version>/<report>`` below it)."""
+    from airloop.storage import RuntimeLayout
+
+    return RuntimeLayout(settings.layout.root).reports()
+
+
 def report_path(settings: Settings, report_url: str | None) -> list[str] | None:
     """The folders below the runtime root's reports that hold the published drift report at ``report_url`` (the
-    ``html_url`` its publication returned), for ``report_page``; None for no URL or one outside these reports."""
+    ``html_url`` its publication returned; the first folder is the model's), for ``report_page``; None for no URL or
+    one outside these reports."""
     from airloop.monitoring.report import HTML_FILE
 
-    prefix, suffix = settings.layout.reports().url() + "/", "/" + HTML_FILE
+    prefix, suffix = all_reports(settings).url() + "/", "/" + HTML_FILE
     if not report_url or not report_url.startswith(prefix) or not report_url.endswith(suffix):
         return None
     parts = report_url[len(prefix) : -len(suffix)].split("/")
@@ -146,7 +212,7 @@ def report_page(settings: Settings, parts: Sequence[str]) -> str | None:
     listing does not hold (``..``, a path, a file) never reaches the filesystem."""
     from airloop.monitoring.report import HTML_FILE
 
-    reports = settings.layout.reports()
+    reports = all_reports(settings)
     *folders, name = parts or [""]
     try:
         for depth, folder in enumerate(folders):

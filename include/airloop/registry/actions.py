@@ -1,4 +1,4 @@
-"""Registry actions shared by ``python -m airloop registry`` and the ``<model>_registry`` DAGs."""
+"""Registry actions shared by ``python -m airloop registry --model <name>`` and each model's ``<name>_registry`` DAG."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def run_action_as(
 
 
 def run_action(settings: Settings, action: str, actor: str, routing: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Apply ``action`` to the configured model and return the aliases, the live experiment and the registry table.
+    """Apply ``action`` to the model ``settings`` are bound to; return its aliases, live experiment and registry table.
 
     ``promote`` and ``rollback`` move the aliases and the routing together (``airloop.experiments.lifecycle``);
     ``route`` makes ``routing`` (``{"weights": {...}, "mode": ..., "experiment": ...}``; the experiment id is kept

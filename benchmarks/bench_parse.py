@@ -44,7 +44,7 @@ from airflow.sdk import dag, task
 
 '''
 
-PEER_DAG = '''
+PEER_DAG = """
 @dag(dag_id="{dag_id}", start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), schedule=None, catchup=False)
 def {function}():
     previous = None
@@ -60,7 +60,7 @@ def {function}():
 
 
 {function}()
-'''
+"""
 
 
 def _parse(folder: Path, env: dict[str, str]) -> dict:

@@ -188,9 +188,7 @@ def _evaluation(row: Decision, experiment: str) -> dict[str, Any]:
 
 def all_reports(settings: Settings) -> Storage:
     """The runtime root's reports folder of every model (``<model>/v<version>/<report>`` below it)."""
-    from airloop.storage import RuntimeLayout
-
-    return RuntimeLayout(settings.layout.root).reports()
+    return settings.layout.reports()
 
 
 def report_path(settings: Settings, report_url: str | None) -> list[str] | None:

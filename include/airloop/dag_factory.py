@@ -27,9 +27,9 @@ from airloop.dag_defaults import default_args
 from airloop.registry.contract import SERVED_ALIASES
 from airloop.settings import Settings, get_settings
 from airloop.spec import Catalog, ModelSpec
+from airloop.spec.schema import STAGES
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
-STAGES = ("etl", "train", "drift", "retrain", "ab_evaluate", "registry", "batch_score")
 
 
 def _tags(spec: ModelSpec, *stage: str) -> list[str]:

@@ -9,9 +9,7 @@ from typing import Any
 
 from airloop.settings import Settings, get_settings
 from airloop.spec import Catalog, SpecError
-
-# The DAGs every model gets (``spec.dag_id(stage)`` names each one ``<model>_<stage>``).
-DAG_STAGES = ("etl", "train", "drift", "retrain", "ab_evaluate", "registry", "batch_score")
+from airloop.spec.schema import STAGES as DAG_STAGES  # the DAGs every model gets, <model>_<stage>
 
 
 class UnknownModel(SpecError):

@@ -37,7 +37,7 @@ DONE = "done"
 def _client_and_default(settings: Settings) -> tuple[Any, RoutingConfig]:
     from airloop.registry.client import connect
 
-    return connect(settings), RoutingConfig.from_yaml(settings.serving.routing_file)
+    return connect(settings), RoutingConfig.from_yaml(settings.serving.routing_file, settings.model or "")
 
 
 def experiment_id(model: str, champion: str | None, challenger: str) -> str:

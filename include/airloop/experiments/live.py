@@ -47,7 +47,7 @@ def current(settings: Settings) -> tuple[dict[str, str], RoutingConfig]:
     from airloop.registry.client import connect
 
     found, tags = model_state(connect(settings), settings.mlflow.model_name)
-    default = RoutingConfig.from_yaml(settings.serving.routing_file)
+    default = RoutingConfig.from_yaml(settings.serving.routing_file, settings.model or "")
     return {str(k): str(v) for k, v in found.items()}, from_tags(tags, default)
 
 

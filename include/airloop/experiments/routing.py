@@ -58,11 +58,15 @@ class RoutingConfig:
             raise ValueError(f"not an experiment definition ({error!r}): {raw!r}") from error
 
     @classmethod
-    def from_yaml(cls, path: Path) -> RoutingConfig:
-        """The initial default experiment of a routing file (config/routing.yaml)."""
+    def from_yaml(cls, path: Path, model: str = "") -> RoutingConfig:
+        """The initial default experiment of a routing file (config/routing.yaml); ``{model}`` in its experiment id
+        becomes the model's name, so two models never share a salt."""
         import yaml
 
-        return cls.from_dict(yaml.safe_load(Path(path).read_text()))
+        document = yaml.safe_load(Path(path).read_text())
+        if isinstance(document, dict) and isinstance(document.get("experiment"), str):
+            document["experiment"] = document["experiment"].replace("{model}", model or "model")
+        return cls.from_dict(document)
 
 
 def bucket(entity_id: str, salt: str) -> float:

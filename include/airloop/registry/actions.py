@@ -48,7 +48,7 @@ def run_action(settings: Settings, action: str, actor: str, routing: dict[str, A
         raise ValueError(f"unknown registry action {action!r}; choose one of {ACTIONS}")
     client = connect(settings)
     name = settings.mlflow.model_name
-    default = RoutingConfig.from_yaml(settings.serving.routing_file)
+    default = RoutingConfig.from_yaml(settings.serving.routing_file, settings.model or "")
     if action == "promote":
         lifecycle.promote(settings, actor, {"action": "promote"})
     elif action == "rollback":

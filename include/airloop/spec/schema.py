@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,40}$"
+#: The DAGs every model gets, ``<name>_<stage>`` (built by ``airloop.dag_factory``).
+STAGES = ("etl", "train", "drift", "retrain", "ab_evaluate", "registry", "batch_score")
 ENTRY_POINT_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 EXPECTATION_PATTERN = r"^expect_[a-z0-9_]+$"
 
@@ -338,6 +340,10 @@ class ModelSpec(_Strict):
         """``<name>_<stage>``: the id of one of its DAGs (etl, train, drift, retrain, ab_evaluate, registry,
         batch_score)."""
         return f"{self.name}_{stage}"
+
+    def dag_ids(self) -> dict[str, str]:
+        """Every DAG id of the model, by stage."""
+        return {stage: self.dag_id(stage) for stage in STAGES}
 
     @property
     def asset_name(self) -> str:

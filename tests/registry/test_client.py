@@ -10,12 +10,13 @@ from sklearn.linear_model import LogisticRegression
 from airloop.registry.client import (
     CLASSIC_ML,
     EXPERIMENT_KIND_TAG,
-    MODEL_DESCRIPTION,
     connect,
     describe_model,
     ensure_experiment,
+    model_description,
 )
 from airloop.settings import Settings
+from tests.specs import READMISSION
 
 
 def test_training_experiment_is_created_as_classic_model_development_and_an_old_one_is_tagged(tmp_path):
@@ -37,9 +38,10 @@ def test_registered_model_describes_itself_and_where_the_decision_history_is(tmp
         info = mlflow.sklearn.log_model(LogisticRegression().fit(x, x[:, 0] > 0), name="m", pip_requirements=["x"])
     mlflow.register_model(info.model_uri, "readmission")
 
-    describe_model(client, "readmission")
-    describe_model(client, "readmission")  # idempotent
+    describe_model(client, "readmission", READMISSION)
+    describe_model(client, "readmission", READMISSION)  # idempotent
 
     description = client.get_registered_model("readmission").description
-    assert description == MODEL_DESCRIPTION
-    assert "python -m airloop history" in description and "/v1/history" in description
+    assert description == model_description(READMISSION)
+    assert READMISSION.description in description and "`<30`" in description
+    assert "python -m airloop history --model readmission" in description and "/history" in description

@@ -20,6 +20,7 @@ from airloop.registry.client import connect, describe_model, ui_link
 from airloop.settings import Settings
 from tests.browser import page_text
 from tests.pg_server import free_port
+from tests.specs import READMISSION
 
 pytestmark = pytest.mark.browser
 
@@ -36,7 +37,7 @@ def ui(tmp_path_factory):
         mlflow.log_text("plot", "plots/roc_curve.txt")
         info = mlflow.sklearn.log_model(LogisticRegression().fit(x, x[:, 0] > 0), name="model", pip_requirements=["x"])
     mlflow.register_model(info.model_uri, "readmission")
-    describe_model(client, "readmission")
+    describe_model(client, "readmission", READMISSION)
     experiment = client.get_experiment_by_name(settings.mlflow.experiment).experiment_id
     port = free_port()
     command = [

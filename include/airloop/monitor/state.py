@@ -90,14 +90,14 @@ def models_overview(settings: Settings) -> dict[str, Any]:
             "owner": spec.owner,
             "tags": list(spec.tags),
             "default": name == settings.models.default,
-            "champion": None,
+            Alias.CHAMPION.value: None,
         }
         try:
             aliases, _ = model_state(client, spec.registered_model)
         except MlflowException as error:  # one unreadable model must not hide the others
             entry["error"] = str(error)[:200]
         else:
-            entry["champion"] = aliases.get(Alias.CHAMPION)
+            entry[Alias.CHAMPION.value] = aliases.get(Alias.CHAMPION)
         models.append(entry)
     broken = [
         {"file": str(path), "name": path.parent.name if path.name == FOLDER_SPEC else path.stem, "error": str(error)}

@@ -178,7 +178,7 @@ def train(
             store(settings).load(version),
             source=dataset["url"],
             name=f"{settings.data.dataset_name}@{version}",
-            targets="readmitted_30d",
+            targets=settings.spec.data.target.name,
             digest=version,
         )
         mlflow.log_input(dataset_input, context="training")

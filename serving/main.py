@@ -12,7 +12,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Container
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -124,7 +124,7 @@ async def _poll(model: ModelState) -> None:
             log.exception("%s: polling the registry failed; trying again in one interval", model.name)
 
 
-def endpoint_label(path: str, status: int, hosted: set[str]) -> str:
+def endpoint_label(path: str, status: int, hosted: Container[str]) -> str:
     """The metrics' endpoint label: the path, or ``<unmatched>`` for paths no route matched and paths of models not
     served here, so a scan of random URLs or model names never grows the series."""
     if status == 404:
@@ -157,7 +157,7 @@ class MetricsMiddleware:
         finally:
             state = self.state_getter()
             if state is not None:
-                path = endpoint_label(scope.get("path", ""), status["code"], set(state.models))
+                path = endpoint_label(scope.get("path", ""), status["code"], state.models)
                 state.metrics.requests.labels(path, str(status["code"])).inc()
                 state.metrics.latency.labels(path).observe(time.perf_counter() - started)
 

@@ -65,8 +65,8 @@ def load_version(client: Any, name: str, alias: str, version: str) -> LoadedMode
     import mlflow
 
     from airloop.training.compiled import compile_pipeline
-    from airloop.training.record_features import feature_step
     from airloop.training.model_io import load_sklearn_model
+    from airloop.training.record_features import feature_step
 
     info = client.get_model_version(name, version)
     uri = model_uri(name, version)

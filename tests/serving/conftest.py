@@ -128,10 +128,15 @@ def register_copy(registry: TrainedRegistry, name: str, threshold: float, source
 
 @functools.cache
 def _register_copy(tracking_uri: str, name: str, threshold: float, source: str | None) -> str:
+    import mlflow
     from mlflow import MlflowClient
 
     from airloop.registry.contract import Alias, VersionRecord
 
+    # MLflow resolves a logged model's source through the process-wide URIs, which an earlier test may have pointed at
+    # a server it has since stopped.
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     champion = client.get_model_version(NAME, CHAMPION_VERSION)
     client.create_registered_model(name)

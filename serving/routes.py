@@ -248,8 +248,8 @@ async def put_routing(request: Request, body: RoutingUpdate, model: Model) -> di
     note = functools.partial(
         history.record, model.settings, Kind.ROUTING_CHANGED, actor, {"action": "route"}, outcome="done"
     )
-    try:
-        await loop.run_in_executor(None, note)
+    try:  # on the model's registry thread too: it reads the registry state it records
+        await loop.run_in_executor(model.registry_executor, note)
     except Exception:  # the change is live; a history store that is down must not turn it into an error
         log.exception("%s routing changed to %s but the decision history could not record it", model.name, config)
     return config.to_dict()

@@ -272,6 +272,10 @@ def test_a_routing_change_of_one_model_leaves_the_other_untouched(client, regist
     assert client.get(f"/v1/models/{NAME}").json()["routing"] == unnamed["routing"] == before
     tags = {name: registry.client().get_registered_model(name).tags for name in (NAME, TWIN)}
     assert Tag.ROUTING in tags[TWIN] and Tag.ROUTING not in tags[NAME]
+    actor = f"api:PUT /v1/models/{TWIN}/routing"
+    twin_history = client.get(f"/v1/models/{TWIN}/history").json()["decisions"]
+    assert [(d["kind"], d["decided_by"]) for d in twin_history][:1] == [("routing_changed", actor)]
+    assert actor not in {d["decided_by"] for d in client.get("/v1/history").json()["decisions"]}
 
 
 def test_admin_routes_of_a_named_model_need_the_key(client):

@@ -1,4 +1,9 @@
-"""Build the FastAPI app: ``uvicorn --factory serving.main:create_app`` (settings from airloop's config)."""
+"""Build the FastAPI app: ``uvicorn --factory serving.main:create_app`` (settings from airloop's config).
+
+One process hosts every model it is configured for (``models.serve``, or every valid spec in ``models.folder``), each
+with its own settings (``get_settings(name)``), model holder, poller, batchers, model thread, registry thread and logs:
+a slow or broken model answers for itself only.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,8 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Container
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -19,29 +25,119 @@ from airloop.monitoring.prediction_log import error_log, feedback_log, predictio
 from airloop.registry.client import connect, fail_fast
 from airloop.registry.contract import SERVED_ALIASES
 from airloop.settings import Settings, get_settings
+from airloop.spec import Catalog, SpecError
+from airloop.spec.loader import FOLDER_SPEC
 from serving import routes
 from serving.batcher import MicroBatcher
 from serving.docs import serve_docs
+from serving.errors import ApiError
+from serving.metrics import Metrics
 from serving.model_holder import ModelHolder, score
-from serving.openapi import describe_predict_body
+from serving.openapi import DocumentedModel, describe_api
 from serving.schemas import envelope_model
-from serving.state import AppState
+from serving.state import AppState, ModelState
 
 log = logging.getLogger(__name__)
+UNMATCHED = "<unmatched>"
 
 
-async def _poll(state: AppState) -> None:
+def served_models(found: Catalog, serve: list[str] | None) -> tuple[list[str], dict[str, str]]:
+    """The models this service hosts (``serve``, or every valid spec of the catalog ``found``) and why each other
+    spec is not hosted.
+
+    Raises:
+        SpecError: ``serve`` names a spec that is absent or invalid, or there is no model to serve.
+    """
+    names = sorted(found.specs) if serve is None else list(dict.fromkeys(serve))
+    for name in names:
+        found.get(name)  # an absent or broken spec named on purpose stops the start, with its file and key
+    unhosted = {
+        (path.parent.name if path.name == FOLDER_SPEC else path.stem): f"its spec is invalid: {error}"
+        for path, error in found.errors.items()
+    }
+    unhosted |= {name: "not in models.serve of this service" for name in found.specs if name not in names}
+    if not names:
+        problem = f"no model to serve: no valid spec in {found.folder}"
+        if unhosted:
+            problem += " (" + "; ".join(f"{name}: {why}" for name, why in unhosted.items()) + ")"
+        raise SpecError(found.folder, [problem])
+    return names, unhosted
+
+
+def _model_state(name: str, settings: Settings, metrics: Metrics) -> ModelState:
+    serving = settings.serving
+    holder = ModelHolder(
+        lambda: connect(settings), settings.mlflow.model_name, RoutingConfig.from_yaml(serving.routing_file)
+    )
+    return ModelState(
+        name=name,
+        settings=settings,
+        holder=holder,
+        predictions=prediction_log(settings),
+        feedback=feedback_log(settings),
+        errors=error_log(settings),
+        metrics=metrics,
+        executor=ThreadPoolExecutor(1, thread_name_prefix=f"model-{name}"),
+        registry_executor=ThreadPoolExecutor(1, thread_name_prefix=f"registry-{name}"),
+        envelope=envelope_model(serving.max_batch_records),
+    )
+
+
+def _start(model: ModelState) -> None:
+    serving = model.settings.serving
+    for variant in SERVED_ALIASES:
+        batcher = MicroBatcher(
+            score,
+            serving.batch_max_size,
+            serving.batch_max_wait_ms / 1000,
+            model.executor,
+            on_batch=model.metrics.batch_size.labels(model.name, variant).observe,
+        )
+        batcher.start()
+        model.batchers[variant] = batcher
+    model.predictions.start()
+    model.feedback.start()
+    model.errors.start()
+
+
+async def _stop(model: ModelState) -> None:
+    for batcher in model.batchers.values():
+        await batcher.stop()
+    for writer in (model.predictions, model.feedback, model.errors):
+        try:  # one log failing to flush must not keep the others (of this model or another) from flushing
+            writer.close()
+        except Exception:
+            log.exception("closing %s's %s log failed; its unwritten rows are lost", model.name, writer.log_format.name)
+    model.executor.shutdown(wait=True)
+    model.registry_executor.shutdown(wait=False, cancel_futures=True)  # a hung registry call must not hold the exit
+    log.info("%s: prediction log flushed, %d rows written", model.name, model.predictions.written)
+
+
+async def _poll(model: ModelState) -> None:
     loop = asyncio.get_running_loop()
     while True:
-        await asyncio.sleep(state.settings.serving.poll_interval_s)
-        if await loop.run_in_executor(None, state.holder.refresh):
-            log.info("now serving %s", state.holder.versions())
+        await asyncio.sleep(model.settings.serving.poll_interval_s)
+        try:
+            if await loop.run_in_executor(model.registry_executor, model.holder.refresh):
+                log.info("%s: now serving %s", model.name, model.holder.versions())
+        except Exception:  # refresh() handles registry and load errors; anything else must not end the polling
+            log.exception("%s: polling the registry failed; trying again in one interval", model.name)
+
+
+def endpoint_label(path: str, status: int, hosted: Container[str]) -> str:
+    """The metrics' endpoint label: the path, or ``<unmatched>`` for paths no route matched and paths of models not
+    served here, so a scan of random URLs or model names never grows the series."""
+    if status == 404:
+        return UNMATCHED
+    if path.startswith("/v1/models/") and path.split("/")[3] not in hosted:
+        return UNMATCHED
+    return path
 
 
 class MetricsMiddleware:
     """Counts requests and observes latency per route path (pure ASGI: no per-request task overhead)."""
 
-    def __init__(self, app: Any, state_getter: Any) -> None:
+    def __init__(self, app: Any, state_getter: Callable[[], AppState | None]) -> None:
         self.app, self.state_getter = app, state_getter
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -61,47 +157,35 @@ class MetricsMiddleware:
         finally:
             state = self.state_getter()
             if state is not None:
-                # Paths no route matched share one label: a scan of random URLs must not grow the series.
-                path = scope.get("path", "") if status["code"] != 404 else "<unmatched>"
+                path = endpoint_label(scope.get("path", ""), status["code"], state.models)
                 state.metrics.requests.labels(path, str(status["code"])).inc()
                 state.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """The app for ``settings`` (the configured ones by default); models load in the lifespan."""
+    """The app hosting the models of ``settings`` (the configured ones by default): ``models.serve``, or every valid
+    spec. Each model's settings are ``settings.for_model(name)`` (``settings`` itself for the model it is bound to,
+    which is the default model of /v1/predict). Models load in the lifespan."""
     settings = settings or get_settings()
+    found = settings.catalog
+    names, unhosted = served_models(found, settings.models.serve)
+    bound = {name: settings if name == settings.model else settings.for_model(name) for name in names}
     fail_fast()  # the poller comes back anyway: no long retry loops against an HTTP registry
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        serving = settings.serving
-        holder = ModelHolder(
-            lambda: connect(settings), settings.mlflow.model_name, RoutingConfig.from_yaml(serving.routing_file)
-        )
-        state = AppState(
-            settings=settings,
-            holder=holder,
-            predictions=prediction_log(settings),
-            feedback=feedback_log(settings),
-            errors=error_log(settings),
-            envelope=envelope_model(serving.max_batch_records),
-        )
-        await asyncio.get_running_loop().run_in_executor(None, holder.refresh)
-        log.info("serving %s (registry error: %s)", holder.versions(), holder.registry_error)
-        for variant in SERVED_ALIASES:
-            batcher = MicroBatcher(
-                score,
-                serving.batch_max_size,
-                serving.batch_max_wait_ms / 1000,
-                state.executor,
-                on_batch=state.metrics.batch_size.labels(variant).observe,
+        metrics = Metrics()
+        models = {name: _model_state(name, model_settings, metrics) for name, model_settings in bound.items()}
+        state = AppState(models=models, default=settings.model, metrics=metrics, unhosted=unhosted)
+        loop = asyncio.get_running_loop()
+        # Every model's first registry check at once: a slow registry answer for one delays no other.
+        await asyncio.gather(*(loop.run_in_executor(m.registry_executor, m.holder.refresh) for m in models.values()))
+        for model in models.values():
+            log.info(
+                "%s: serving %s (registry error: %s)", model.name, model.holder.versions(), model.holder.registry_error
             )
-            batcher.start()
-            state.batchers[variant] = batcher
-        state.predictions.start()
-        state.feedback.start()
-        state.errors.start()
-        poller = asyncio.get_running_loop().create_task(_poll(state))
+            _start(model)
+        pollers = [loop.create_task(_poll(model)) for model in models.values()]
         app.state.airloop = state
         # The start-up heap (MLflow, scikit-learn, the models) is large and lives forever: keep the cyclic GC from
         # re-scanning it in every full collection, which otherwise shows up as 100+ ms pauses in the latency tail.
@@ -110,21 +194,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            poller.cancel()
-            for batcher in state.batchers.values():
-                await batcher.stop()
-            for writer in (state.predictions, state.feedback, state.errors):
-                try:  # one log failing to flush must not keep the other from flushing
-                    writer.close()
-                except Exception:
-                    log.exception("closing the %s log failed; its unwritten rows are lost", writer.log_format.name)
-            state.executor.shutdown(wait=True)
-            log.info("prediction log flushed: %d rows written", state.predictions.written)
+            for poller in pollers:
+                poller.cancel()
+            for model in models.values():
+                await _stop(model)
 
     app = FastAPI(
         title="airloop prediction service",
         version="1",
-        description="Readmission risk from the MLflow registry's champion/challenger with sticky A/B routing.",
+        description=(
+            f"Every model served here ({', '.join(names)}) from its MLflow registry champion/challenger with sticky "
+            "A/B routing, under /v1/models/{name}/...; /v1/predict and the other unnamed routes are the default "
+            f"model's ({settings.model})."
+        ),
         lifespan=lifespan,
         docs_url=None,  # serve_docs below: Swagger UI and ReDoc from installed assets, not a CDN
         redoc_url=None,
@@ -132,25 +214,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(routes.v1)
     app.include_router(routes.admin)
+    app.include_router(routes.by_model)
     app.include_router(routes.ops)
     serve_docs(app)
-    describe_predict_body(app, routes.request_validator, settings.serving.max_batch_records)
+    documented = {
+        name: DocumentedModel(found.specs[name].description, s.serving.max_batch_records) for name, s in bound.items()
+    }
+    describe_api(app, documented, settings.model)
     app.add_middleware(MetricsMiddleware, state_getter=lambda: getattr(app.state, "airloop", None))
 
-    @app.exception_handler(routes.ApiError)
-    async def api_error(request: Request, error: routes.ApiError) -> JSONResponse:
+    def count_error(request: Request, kind: str) -> None:
         state = getattr(app.state, "airloop", None)
         if state is not None:
-            state.metrics.errors.labels(error.kind).inc()
+            state.metrics.errors.labels(kind, getattr(request.state, "model", "")).inc()
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: ApiError) -> JSONResponse:
+        count_error(request, error.kind)
         return JSONResponse({"detail": error.detail}, status_code=error.status)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         errors = error.errors()
         malformed = any(e.get("type") == "json_invalid" for e in errors)
-        state = getattr(app.state, "airloop", None)
-        if state is not None:
-            state.metrics.errors.labels("malformed_json" if malformed else "invalid_input").inc()
+        count_error(request, "malformed_json" if malformed else "invalid_input")
         detail = [{"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
         return JSONResponse({"detail": detail}, status_code=400 if malformed else 422)
 

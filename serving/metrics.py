@@ -1,4 +1,7 @@
-"""Prometheus metrics of one app instance (its own registry, so tests and apps never share counters)."""
+"""Prometheus metrics of one app instance (its own registry, so tests and apps never share counters).
+
+Label values stay bounded: ``model`` is a hosted model's name (or "" when a request addressed none), ``endpoint`` a
+path of a route of a hosted model (anything else is ``<unmatched>``, see ``serving.main``)."""
 
 from __future__ import annotations
 
@@ -6,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 
 class Metrics:
-    """Requests, latency, predictions by variant and version, errors by kind."""
+    """Requests, latency, predictions by model, variant and version, errors by kind and model."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -21,13 +24,16 @@ class Metrics:
             registry=self.registry,
         )
         self.predictions = Counter(
-            "airloop_predictions_total", "Scored records", ["variant", "version", "served"], registry=self.registry
+            "airloop_predictions_total",
+            "Scored records",
+            ["model", "variant", "version", "served"],
+            registry=self.registry,
         )
-        self.errors = Counter("airloop_errors_total", "Errors by kind", ["kind"], registry=self.registry)
+        self.errors = Counter("airloop_errors_total", "Errors by kind", ["kind", "model"], registry=self.registry)
         self.batch_size = Histogram(
             "airloop_model_batch_records",
             "Records per model call",
-            ["variant"],
+            ["model", "variant"],
             buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
             registry=self.registry,
         )

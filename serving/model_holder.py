@@ -73,8 +73,8 @@ def load_version(client: Any, name: str, alias: str, version: str) -> LoadedMode
     pipeline = load_sklearn_model(uri)
     signature = mlflow.models.get_model_info(uri).signature
     columns = [(spec.name, getattr(spec.type, "name", str(spec.type))) for spec in signature.inputs]
-    encounter = feature_step(pipeline)
-    domains = encounter.input_domains() if encounter is not None else {}
+    features = feature_step(pipeline)
+    domains = features.input_domains() if features is not None else {}
     threshold = version_record(client, name, version).threshold
     return LoadedModel(
         alias,

@@ -1,11 +1,13 @@
-"""HTTP routes: /v1/predict, /v1/feedback, /v1/models, /v1/history, /v1/routing, /v1/reload, /health, /ready,
-/metrics."""
+"""HTTP routes. Each hosted model has /v1/models/{name}/predict, /feedback, /history, /routing, /reload and
+GET /v1/models/{name}; /v1/predict and the other unnamed routes are the default model's (``models.default``).
+GET /v1/models lists every hosted model; /health, /ready and /metrics are the process's.
+
+A route parses, calls one function and answers: scoring is ``serving.predict.predict``, FastAPI-free."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import re
 import time
@@ -16,66 +18,74 @@ from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from airloop import history, security
-from airloop.experiments.routing import Plan, RoutingConfig, plan
+from airloop.experiments.routing import RoutingConfig
 from airloop.ledger import Kind
-from airloop.monitoring.prediction_log import ErrorRow, FeedbackRow, PredictionRow
-from airloop.monitoring.request_ids import is_issued, new_request_ids
-from airloop.registry.contract import Alias
+from airloop.monitoring.prediction_log import FeedbackRow
+from airloop.monitoring.request_ids import is_issued
 from airloop.security import Scope
-from serving.model_holder import LoadedModel
+from serving import predict as scoring
+from serving.errors import ApiError
 from serving.openapi import PREDICT_REQUEST_REF, error_responses
 from serving.schemas import (
-    ENTITY_ID,
     Feedback,
     FeedbackAccepted,
     Health,
     HistoryView,
     ModelsView,
+    ModelView,
     PredictResponse,
     Readiness,
     ReloadResult,
     Routing,
     RoutingUpdate,
-    request_model,
 )
-from serving.state import AppState, get_state
+from serving.state import AppState, ModelState
 
 log = logging.getLogger(__name__)
 
-v1 = APIRouter(prefix="/v1", tags=["predictions"])
-admin = APIRouter(prefix="/v1", tags=["admin"])
+v1 = APIRouter(prefix="/v1", tags=["predictions"])  # the default model's, as before models were specs
+admin = APIRouter(prefix="/v1", tags=["admin"])  # the default model's admin routes
+by_model = APIRouter(prefix="/v1/models/{name}")  # every hosted model's; serving.openapi gives each model its tag
 ops = APIRouter(tags=["operations"])
-State = Annotated[AppState, Depends(get_state)]
 
 
-class ApiError(Exception):
-    """A client-visible error: status code and FastAPI-style detail."""
+async def get_app(request: Request) -> AppState:
+    """FastAPI dependency: the app's state (async: a sync dependency would cost a thread hop per request)."""
+    return request.app.state.airloop
 
-    def __init__(self, status: int, detail: Any, kind: str) -> None:
-        self.status, self.detail, self.kind = status, detail, kind
 
+async def get_model(request: Request) -> ModelState:
+    """FastAPI dependency: the model a request addresses, ``{name}`` of /v1/models/{name}/... or else the default
+    model; 404 naming it and the hosted ones when it is not served here."""
+    model = request.app.state.airloop.model(request.path_params.get("name"))
+    request.state.model = model.name  # the errors metric's model label
+    return model
+
+
+App = Annotated[AppState, Depends(get_app)]
+Model = Annotated[ModelState, Depends(get_model)]
 
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the admin API key (serving.api_key)")
 
 
 def require_scope(scope: Scope, endpoint: str):
     """Admin endpoints: 401 without a key, 403 with an unknown one (or when none is configured) or with a key that
-    lacks ``scope`` (``airloop.security.SERVING_KEYS``)."""
+    lacks ``scope`` (``airloop.security.SERVING_KEYS``). Keys are the addressed model's settings'."""
 
-    async def check(state: State, x_api_key: Annotated[str | None, Security(api_key_header)]) -> None:
+    async def check(model: Model, x_api_key: Annotated[str | None, Security(api_key_header)]) -> None:
         if not x_api_key:
             raise ApiError(401, "missing X-API-Key header", "unauthorized")
         # The header holds whatever octets the client sent (latin-1 text here): compared as bytes.
-        granted = security.key_scopes(state.settings, x_api_key.encode("latin-1"))
+        granted = security.key_scopes(model.settings, x_api_key.encode("latin-1"))
         if not granted:
             raise ApiError(403, "invalid API key", "forbidden")
         if scope not in granted:
             needed = " or ".join(security.keys_granting(scope))
-            raise ApiError(403, f"this API key lacks the {scope} scope that {endpoint} needs ({needed})", "forbidden")
+            where = endpoint.replace("{name}", model.name)
+            raise ApiError(403, f"this API key lacks the {scope} scope that {where} needs ({needed})", "forbidden")
 
     return check
 
@@ -111,208 +121,58 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_json(body: bytes) -> Any:
-    """JSON or a 400 naming where it broke."""
-    try:
-        return json.loads(body)
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError, an integer past Python's digit limit
-        raise ApiError(400, f"malformed JSON: {error}", "malformed_json") from error
-    except RecursionError as error:
-        raise ApiError(400, "malformed JSON: nested too deeply", "malformed_json") from error
-
-
-def request_validator(state: AppState, model: LoadedModel) -> type[BaseModel]:
-    """The /v1/predict body model of a variant's signature (built once per input key)."""
-    key = model.input_key
-    validator = state.request_models.get(key)
-    if validator is None:
-        validator = state.request_models[key] = request_model(model.record, state.settings.serving.max_batch_records)
-    return validator
-
-
-def validation_error(error: ValidationError, max_records: int, prefix: tuple = ()) -> ApiError:
-    """422 with one entry per bad field; 413 when the batch is over the limit."""
-    details = [
-        {"loc": ["body", *prefix, *e["loc"]], "msg": e["msg"], "type": e["type"]}
-        for e in error.errors(include_url=False, include_context=False, include_input=False)
-    ]
-    if any(d["type"] == "too_long" and d["loc"] == ["body", "records"] for d in details):
-        return ApiError(413, f"batch exceeds the limit of {max_records} records", "batch_too_large")
-    return ApiError(422, details, "invalid_input")
-
-
-def parse_body(validator: type[BaseModel], body: bytes, max_records: int) -> Any:
-    """The body validated straight from the bytes by pydantic-core (no intermediate Python objects)."""
-    try:
-        return validator.model_validate_json(body)
-    except ValidationError as error:
-        invalid = [e for e in error.errors() if e["type"] == "json_invalid"]
-        if invalid:
-            parse_json(body)  # raises the 400 with the decoder's position when the standard decoder refuses it too
-            raise ApiError(400, f"malformed JSON: {invalid[0]['msg']}", "malformed_json") from error
-        raise validation_error(error, max_records) from error
-
-
-def variant_records(
-    state: AppState, body: bytes, models: dict[str, LoadedModel]
-) -> tuple[list[str | int | None], Plan, dict[str, list[dict[str, Any]]]]:
-    """Validate a /v1/predict body, assign its records and give each variant its records, validated against that
-    variant's own signature (one pass from the bytes when every loaded variant takes the same records)."""
-    max_records = state.settings.serving.max_batch_records
-    champion = models[Alias.CHAMPION]
-    experiment = state.holder.experiment
-    if all(m.input_key == champion.input_key for m in models.values()):
-        parsed = parse_body(request_validator(state, champion), body, max_records)
-        records = [dict(r.__dict__) for r in parsed.records]  # flat records of plain values; cheaper than model_dump
-        entity_ids = [r.pop(ENTITY_ID) for r in records]
-        assigned = plan(experiment, entity_ids, set(models), state.rng)
-        return entity_ids, assigned, {v: [records[i] for i in rows] for v, rows in assigned.groups.items()}
-    raw = parse_body(state.envelope, body, max_records).records
-    entity_ids = []
-    for i, record in enumerate(raw):
-        entity_id = record.get(ENTITY_ID)
-        if entity_id is not None and (isinstance(entity_id, bool) or not isinstance(entity_id, str | int)):
-            loc = ["body", "records", i, ENTITY_ID]
-            detail = [{"loc": loc, "msg": "must be a string or an integer", "type": "type"}]
-            raise ApiError(422, detail, "invalid_input")
-        entity_ids.append(entity_id)
-    assigned = plan(experiment, entity_ids, set(models), state.rng)
-    per_variant: dict[str, list[dict[str, Any]]] = {}
-    for variant, rows in assigned.groups.items():
-        record_type, kept, valid = models[variant].record, [], []
-        for i in rows:
-            try:
-                record = dict(record_type.model_validate(raw[i]).__dict__)
-            except ValidationError as error:
-                if not assigned.is_served(i, variant):  # a shadow score it cannot make is skipped, not an error
-                    state.metrics.errors.labels("shadow_invalid_input").inc()
-                    continue
-                raise validation_error(error, max_records, ("records", i)) from error
-            record.pop(ENTITY_ID)
-            kept.append(i)
-            valid.append(record)
-        assigned.groups[variant] = kept
-        per_variant[variant] = valid
-    return entity_ids, assigned, per_variant
-
-
-@v1.post(
-    "/predict",
-    response_model=PredictResponse,
-    responses=error_responses(400, 413, 415, 422, 503),
-    summary="Score one or more encounters",
+PREDICT = {
+    "response_model": PredictResponse,
+    "responses": error_responses(400, 404, 413, 415, 422, 503),
     # The body is validated from the raw bytes by a model of the champion's signature, which FastAPI cannot see:
-    # serving.openapi describes it under this name.
-    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": PREDICT_REQUEST_REF}}}},
-)
-async def predict(request: Request, state: State) -> JSONResponse:
+    # serving.openapi describes it, per model.
+    "openapi_extra": {
+        "requestBody": {"required": True, "content": {"application/json": {"schema": PREDICT_REQUEST_REF}}}
+    },
+}
+
+
+@v1.post("/predict", summary="Score one or more records with the default model", **PREDICT)
+@by_model.post("/predict", summary="Score one or more records", **PREDICT)
+async def predict(request: Request, model: Model) -> JSONResponse:
     """Body: ``{"records": [{<field>: value, ..., "entity_id": optional}]}``; answers in the same order."""
-    body = await read_body(request, state.settings.serving.max_body_bytes)
-    models = state.holder.models
-    if Alias.CHAMPION not in models:
-        reason = state.holder.registry_error or "no champion model is loaded yet"
-        raise ApiError(503, reason, "not_ready")
-    experiment = state.holder.experiment
-    entity_ids, assigned, per_variant = variant_records(state, body, models)
-    order = [v for v in assigned.groups if assigned.groups[v]]
-    scored = await asyncio.gather(
-        *(state.batchers[v].submit(per_variant[v], models[v]) for v in order), return_exceptions=True
-    )
-    now = time.time()
-    results, failed = [], None
-    for variant, result in zip(order, scored, strict=True):
-        if not isinstance(result, BaseException):
-            results.append(result)
-            continue
-        served = any(assigned.is_served(i, variant) for i in assigned.groups[variant])
-        # Every failed model call is logged for the A/B evaluation's error-rate guardrail.
-        error = f"{type(result).__name__}: {result}"[:500]
-        model = models[variant]
-        count = len(assigned.groups[variant])
-        state.errors.append([ErrorRow(now, experiment.experiment, variant, model.version, count, not served, error)])
-        if served:
-            failed = failed or result  # the answer itself failed: a server error, not the client's
-            results.append((None, model, None))
-            continue
-        # A shadow score that failed costs the caller nothing: answer with the champion, count it.
-        state.metrics.errors.labels("shadow_scoring_failed").inc()
-        assigned.groups[variant] = []
-        results.append((None, model, None))
-    if failed is not None:
-        raise failed
-    request_ids = new_request_ids(len(entity_ids), state.settings.serving.request_id_key)
-    answers: list[dict[str, Any] | None] = [None] * len(entity_ids)
-    rows = []
-    for variant, (probabilities, model, latency_ms) in zip(order, results, strict=True):
-        if probabilities is None:
-            continue
-        records = per_variant[variant]
-        for j, (i, p) in enumerate(zip(assigned.groups[variant], probabilities.tolist(), strict=True)):
-            served = assigned.is_served(i, variant)
-            predicted = int(p >= model.threshold)
-            if served:
-                answers[i] = {
-                    "request_id": request_ids[i],
-                    "predicted_class": predicted,
-                    "probability": p,
-                    "variant": variant,
-                    "model_version": model.version,
-                }
-            rows.append(
-                PredictionRow(
-                    request_id=request_ids[i],
-                    predicted_at=now,
-                    experiment_id=experiment.experiment,
-                    variant=variant,
-                    model_version=model.version,
-                    entity_id=None if entity_ids[i] is None else str(entity_ids[i]),
-                    probability=p,
-                    predicted_class=predicted,
-                    shadow=not served,
-                    record=records[j],
-                    latency_ms=latency_ms,
-                )
-            )
-        served_count = sum(1 for i in assigned.groups[variant] if assigned.is_served(i, variant))
-        for role, count in (("served", served_count), ("shadow", len(assigned.groups[variant]) - served_count)):
-            if count:
-                state.metrics.predictions.labels(variant, model.version, role).inc(count)
-    state.predictions.append(rows)
+    body = await read_body(request, model.settings.serving.max_body_bytes)
     # Already the documented shape (PredictResponse): skip FastAPI's re-validation of the response.
-    return JSONResponse({"predictions": answers})
+    return JSONResponse(await scoring.predict(model, body))
 
 
-@v1.post(
-    "/feedback",
-    status_code=202,
-    response_model=FeedbackAccepted,
-    responses=error_responses(400, 404, 409, 415, 422),
-    dependencies=[Depends(require_json)],
-    summary="Record the observed outcome of a prediction",
-)
-async def feedback(body: Feedback, state: State) -> dict[str, Any]:
-    """Store ``{request_id, outcome}`` beside the prediction log, for the A/B evaluation: once per request id.
+FEEDBACK = {
+    "status_code": 202,
+    "response_model": FeedbackAccepted,
+    "responses": error_responses(400, 404, 409, 415, 422),
+    "dependencies": [Depends(require_json)],
+}
+
+
+@v1.post("/feedback", summary="Record the observed outcome of a default-model prediction", **FEEDBACK)
+@by_model.post("/feedback", summary="Record the observed outcome of a prediction", **FEEDBACK)
+async def feedback(body: Feedback, model: Model) -> dict[str, Any]:
+    """Store ``{request_id, outcome}`` beside the model's prediction log, for the A/B evaluation: once per request id.
 
     An id this service never issued gets 404 (ids carry a check tag any replica can verify); a second outcome for the
     same id at this replica gets 409 (readers keep the latest outcome of an id should one reach another replica)."""
-    if not is_issued(body.request_id, state.settings.serving.request_id_key):
+    if not is_issued(body.request_id, model.settings.serving.request_id_key):
         raise ApiError(404, f"unknown request_id {body.request_id[:64]!r}: not one this service issued", "not_found")
-    seen = state.feedback_seen
+    seen = model.feedback_seen
     if body.request_id in seen:
         raise ApiError(409, f"feedback for request_id {body.request_id!r} was already recorded", "duplicate")
-    row = FeedbackRow(request_id=body.request_id, outcome=body.outcome, received_at=time.time())
-    state.feedback.append([row])
+    model.feedback.append([FeedbackRow(request_id=body.request_id, outcome=body.outcome, received_at=time.time())])
     seen[body.request_id] = None
-    while len(seen) > state.settings.serving.feedback_memory:
+    while len(seen) > model.settings.serving.feedback_memory:
         seen.popitem(last=False)
     return {"accepted": True, "request_id": body.request_id}
 
 
-@v1.get("/models", response_model=ModelsView, summary="Loaded models, aliases, versions and routing")
-async def models(state: State) -> dict[str, Any]:
-    """What is being served right now."""
+def model_view(model: ModelState) -> dict[str, Any]:
+    """What one hosted model serves right now (ModelView)."""
+    holder = model.holder
     return {
-        "model_name": state.holder.model_name,
+        "model_name": holder.model_name,
         "models": {
             str(alias): {
                 "version": m.version,
@@ -321,24 +181,55 @@ async def models(state: State) -> dict[str, Any]:
                 "loaded_at": m.loaded_at,
                 "fast_path": m.compiled is not None,
             }
-            for alias, m in state.holder.models.items()
+            for alias, m in holder.models.items()
         },
-        "routing": state.holder.experiment.to_dict(),
-        "registry_error": state.holder.registry_error,
+        "routing": holder.experiment.to_dict(),
+        "registry_error": holder.registry_error,
     }
+
+
+@v1.get("/models", response_model=ModelsView, summary="Every model served here; the default model's details")
+async def models(state: App) -> dict[str, Any]:
+    """Each hosted model with its loaded versions and readiness; ``model_name``, ``models``, ``routing`` and
+    ``registry_error`` are the default model's (as before models were specs)."""
+    default = state.models.get(state.default) if state.default else None
+    view = (
+        model_view(default)
+        if default is not None
+        else {"model_name": None, "models": {}, "routing": None, "registry_error": None}
+    )
+    return {**view, "default": state.default, "hosted": {n: m.readiness() for n, m in state.models.items()}}
+
+
+@by_model.get("", response_model=ModelView, responses=error_responses(404), summary="Loaded versions and routing")
+async def model_detail(model: Model) -> dict[str, Any]:
+    """What this model serves right now: versions by alias, the live experiment, the last registry error."""
+    return model_view(model)
+
+
+ROUTING = {
+    "response_model": Routing,
+    "responses": error_responses(400, 401, 403, 404, 415, 422, 503),
+}
 
 
 @admin.put(
     "/routing",
-    response_model=Routing,
-    responses=error_responses(400, 401, 403, 415, 422, 503),
     dependencies=[Depends(require_scope(Scope.ROUTING, "PUT /v1/routing")), Depends(require_json)],
-    summary="Change variant weights or mode live",
+    summary="Change the default model's variant weights or mode live",
+    **ROUTING,
 )
-async def put_routing(body: RoutingUpdate, state: State) -> dict[str, Any]:
-    """Change the live experiment for every replica (mode and experiment id are kept when not given); assignments stay
-    sticky for the same experiment id. Needs a key with the routing scope: the admin key (serving.api_key)."""
-    current = state.holder.experiment
+@by_model.put(
+    "/routing",
+    dependencies=[Depends(require_scope(Scope.ROUTING, "PUT /v1/models/{name}/routing")), Depends(require_json)],
+    summary="Change variant weights or mode live",
+    **ROUTING,
+)
+async def put_routing(request: Request, body: RoutingUpdate, model: Model) -> dict[str, Any]:
+    """Change the model's live experiment for every replica (mode and experiment id are kept when not given);
+    assignments stay sticky for the same experiment id. Needs a key with the routing scope: the admin key
+    (serving.api_key)."""
+    current = model.holder.experiment
     changes = {"weights": dict(body.weights), "mode": body.mode, "experiment": body.experiment}
     try:  # refuse an invalid experiment before anything is written
         RoutingConfig(
@@ -347,29 +238,30 @@ async def put_routing(body: RoutingUpdate, state: State) -> dict[str, Any]:
     except ValueError as error:
         detail = [{"loc": ["body", "weights"], "msg": str(error), "type": "value_error"}]
         raise ApiError(422, detail, "invalid_input") from error
-    update = functools.partial(state.holder.update_experiment, "api:PUT /v1/routing", **changes)
+    actor = f"api:{request.method} {request.url.path}"  # a hosted model's path: bounded
+    update = functools.partial(model.holder.update_experiment, actor, **changes)
+    loop = asyncio.get_running_loop()
     try:
-        config = await asyncio.get_running_loop().run_in_executor(None, update)
+        config = await loop.run_in_executor(model.registry_executor, update)
     except Exception as error:  # the registry holds the live experiment: without it nothing changes anywhere
         raise ApiError(503, f"the registry could not record the routing: {error}", "registry_unavailable") from error
     note = functools.partial(
-        history.record, state.settings, Kind.ROUTING_CHANGED, "api:PUT /v1/routing", {"action": "route"}, outcome="done"
+        history.record, model.settings, Kind.ROUTING_CHANGED, actor, {"action": "route"}, outcome="done"
     )
-    try:
-        await asyncio.get_running_loop().run_in_executor(None, note)
+    try:  # on the model's registry thread too: it reads the registry state it records
+        await loop.run_in_executor(model.registry_executor, note)
     except Exception:  # the change is live; a history store that is down must not turn it into an error
-        log.exception("routing changed to %s but the decision history could not record it", config.to_dict())
+        log.exception("%s routing changed to %s but the decision history could not record it", model.name, config)
     return config.to_dict()
 
 
-@v1.get(
-    "/history",
-    response_model=HistoryView,
-    responses=error_responses(422, 503),
-    summary="What served at a time, and the decisions up to it",
-)
+HISTORY = {"response_model": HistoryView, "responses": error_responses(404, 422, 503)}
+
+
+@v1.get("/history", summary="What the default model served at a time, and the decisions up to it", **HISTORY)
+@by_model.get("/history", summary="What served at a time, and the decisions up to it", **HISTORY)
 async def get_history(
-    state: State,
+    model: Model,
     at: Annotated[
         str | None,
         Query(
@@ -379,12 +271,13 @@ async def get_history(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
 ) -> dict[str, Any]:
-    """Which version was champion, with which routing, at ``at``; and the decisions made by then, newest first."""
+    """Which version was champion, with which routing, at ``at``; and the model's decisions made by then, newest
+    first."""
     moment = datetime.now(UTC) if at is None else parse_time(at)
 
     def read() -> dict[str, Any]:
-        served = history.state_at(state.settings, moment)
-        rows = history.rows(state.settings, at=moment, limit=limit)
+        served = history.state_at(model.settings, moment)
+        rows = history.rows(model.settings, at=moment, limit=limit)
         return {
             "at": moment.astimezone(UTC).isoformat(),
             "state": served.to_dict() if served else None,
@@ -430,18 +323,27 @@ def history_row(row: Any) -> dict[str, Any]:
     }
 
 
+RELOAD = {"response_model": ReloadResult, "responses": error_responses(401, 403, 404)}
+
+
 @admin.post(
     "/reload",
-    response_model=ReloadResult,
-    responses=error_responses(401, 403),
     dependencies=[Depends(require_scope(Scope.RELOAD, "POST /v1/reload"))],
-    summary="Check the registry aliases now",
+    summary="Check the default model's registry aliases now",
+    **RELOAD,
 )
-async def reload(state: State) -> dict[str, Any]:
-    """Poll the registry immediately instead of waiting for the interval. Needs a key with the reload scope: the
-    admin key or the reload key (serving.reload_key)."""
-    changed = await asyncio.get_running_loop().run_in_executor(None, state.holder.refresh)
-    return {"changed": changed, "versions": state.holder.versions(), "registry_error": state.holder.registry_error}
+@by_model.post(
+    "/reload",
+    dependencies=[Depends(require_scope(Scope.RELOAD, "POST /v1/models/{name}/reload"))],
+    summary="Check the registry aliases now",
+    **RELOAD,
+)
+async def reload(model: Model) -> dict[str, Any]:
+    """Poll the model's registered model immediately instead of waiting for the interval (on its own registry
+    thread: another model's slow registry never delays it). Needs a key with the reload scope: the admin key or the
+    reload key (serving.reload_key)."""
+    changed = await asyncio.get_running_loop().run_in_executor(model.registry_executor, model.holder.refresh)
+    return {"changed": changed, "versions": model.holder.versions(), "registry_error": model.holder.registry_error}
 
 
 @ops.get("/health", response_model=Health, summary="The process is up")
@@ -453,21 +355,25 @@ async def health() -> dict[str, str]:
 @ops.get(
     "/ready",
     response_model=Readiness,
-    responses={503: {"model": Readiness, "description": "No champion is loaded"}},
-    summary="A champion is loaded; degraded when the registry cannot be reached",
+    responses={503: {"model": Readiness, "description": "No hosted model has a champion loaded"}},
+    summary="Every hosted model has a champion; degraded names the models that do not or cannot reach the registry",
 )
-async def ready(state: State) -> JSONResponse:
-    """Readiness: 503 without a champion; 200 ``degraded`` with the reason while serving the last good models."""
-    versions = state.holder.versions()
-    if Alias.CHAMPION not in versions:
-        reason = state.holder.registry_error or "no champion alias in the registry"
-        return JSONResponse({"status": "not_ready", "reason": reason, "versions": versions}, status_code=503)
-    if state.holder.registry_error:
-        return JSONResponse({"status": "degraded", "reason": state.holder.registry_error, "versions": versions})
-    return JSONResponse({"status": "ready", "versions": versions})
+async def ready(state: App) -> JSONResponse:
+    """Readiness: 503 while no hosted model has a champion; 200 ``degraded`` naming each model that has none (its own
+    routes answer 503) or serves its last good versions because the registry cannot be reached."""
+    models = {name: model.readiness() for name, model in state.models.items()}
+    versions = models[state.default]["versions"] if state.default in models else {}
+    body: dict[str, Any] = {"status": "ready", "versions": versions, "models": models}
+    unwell = {name: found for name, found in models.items() if found["status"] != "ready"}
+    if unwell:
+        body["reason"] = "; ".join(f"{name}: {found['reason']}" for name, found in unwell.items())
+        body["status"] = "degraded"
+        if all(found["status"] == "not_ready" for found in models.values()):
+            return JSONResponse({**body, "status": "not_ready"}, status_code=503)
+    return JSONResponse(body)
 
 
 @ops.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
-async def metrics(state: State) -> Response:
+async def metrics(state: App) -> Response:
     """Prometheus text format."""
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

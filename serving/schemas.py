@@ -89,7 +89,7 @@ class Prediction(BaseModel):
     """One record's answer."""
 
     request_id: str
-    predicted_class: int = Field(description="1 = readmitted within 30 days (probability >= the model's threshold)")
+    predicted_class: int = Field(description="1 = the model's positive class (probability >= its threshold)")
     probability: float
     variant: str
     model_version: str
@@ -107,7 +107,7 @@ class Feedback(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request_id: StrictStr = Field(min_length=1, max_length=64)
-    outcome: Literal[0, 1] = Field(description="1 when the patient was readmitted within 30 days")
+    outcome: Literal[0, 1] = Field(description="1 when the positive class was observed (e.g. readmitted in 30 days)")
 
 
 class RoutingUpdate(BaseModel):
@@ -153,13 +153,33 @@ class Routing(BaseModel):
     weights: dict[str, float]
 
 
-class ModelsView(BaseModel):
-    """What is being served right now."""
+class ModelView(BaseModel):
+    """What one hosted model serves right now."""
 
-    model_name: str
+    model_name: str = Field(description="the registered model")
     models: dict[str, LoadedVersion] = Field(description="by alias: champion, challenger")
     routing: Routing
     registry_error: str | None = Field(description="why the last registry check failed, if it did")
+
+
+class ModelReadiness(BaseModel):
+    """One hosted model: ``ready``, ``degraded`` (serving its last good versions) or ``not_ready`` (its routes 503)."""
+
+    status: Literal["ready", "degraded", "not_ready"]
+    reason: str | None = None
+    versions: dict[str, str] = Field(description="alias -> loaded version")
+
+
+class ModelsView(BaseModel):
+    """Every hosted model with its versions and readiness; the other fields are the default model's, as
+    ``GET /v1/models/{default}`` shows them (null and empty when the default model is not served here)."""
+
+    model_name: str | None = Field(description="the default model's registered model")
+    models: dict[str, LoadedVersion] = Field(description="the default model's versions by alias")
+    routing: Routing | None
+    registry_error: str | None = Field(description="why the default model's last registry check failed, if it did")
+    default: str | None = Field(description="the model of /v1/predict and the other routes that name none")
+    hosted: dict[str, ModelReadiness] = Field(description="every model served here, by name")
 
 
 class ServedState(BaseModel):
@@ -211,11 +231,13 @@ class Health(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Readiness: ``ready``, ``degraded`` (serving the last good models) or ``not_ready`` (503)."""
+    """Readiness: ``ready`` (every model), ``degraded`` (some model is not ready or serves its last good versions: the
+    reason names it) or ``not_ready`` (503: no model has a champion)."""
 
     status: Literal["ready", "degraded", "not_ready"]
     reason: str | None = None
-    versions: dict[str, str] = Field(description="alias -> loaded version")
+    versions: dict[str, str] = Field(description="the default model's alias -> loaded version")
+    models: dict[str, ModelReadiness] = Field(description="each hosted model's readiness")
 
 
 class FieldError(BaseModel):

@@ -1,4 +1,5 @@
-"""What the app holds while it runs: settings, models and the live experiment, batchers, logs, metrics."""
+"""What the app holds while it runs: one ``ModelState`` per hosted model (its settings, model holder and live
+experiment, batchers, logs, feedback memory) and the ``AppState`` that finds them by name. FastAPI-free."""
 
 from __future__ import annotations
 
@@ -6,28 +7,34 @@ import random
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
-from fastapi import Request
 from pydantic import BaseModel
 
 from airloop.monitoring.prediction_log import LogWriter
+from airloop.registry.contract import Alias
 from airloop.settings import Settings
 from serving.batcher import MicroBatcher
+from serving.errors import ApiError
 from serving.metrics import Metrics
 from serving.model_holder import ModelHolder
 
 
 @dataclass
-class AppState:
-    """Everything the routes share; one per app."""
+class ModelState:
+    """Everything one hosted model's routes share; nothing here is shared with another model but the metrics."""
 
-    settings: Settings
+    name: str
+    settings: Settings  # get_settings(name): its spec's sections over the platform defaults
     holder: ModelHolder
     predictions: LogWriter
     feedback: LogWriter
     errors: LogWriter
-    metrics: Metrics = field(default_factory=Metrics)
-    executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, thread_name_prefix="model"))
+    metrics: Metrics
+    # The model's own thread: a slow model never holds up another's scoring.
+    executor: ThreadPoolExecutor
+    # Registry calls (polls, reloads, routing changes) of this model only: one that hangs queues nothing of another's.
+    registry_executor: ThreadPoolExecutor
     batchers: dict[str, MicroBatcher] = field(default_factory=dict)
     rng: random.Random = field(default_factory=random.Random)
     request_models: dict[tuple, type[BaseModel]] = field(default_factory=dict)
@@ -36,7 +43,44 @@ class AppState:
         default_factory=OrderedDict
     )  # request ids with feedback, oldest first
 
+    def readiness(self) -> dict[str, Any]:
+        """``ready``, ``degraded`` (serving its last good versions) or ``not_ready`` (no champion), with the reason."""
+        versions = self.holder.versions()
+        if Alias.CHAMPION not in versions:
+            return {"status": "not_ready", "reason": self.not_ready_reason(), "versions": versions}
+        if self.holder.registry_error:
+            return {"status": "degraded", "reason": self.holder.registry_error, "versions": versions}
+        return {"status": "ready", "versions": versions}
 
-async def get_state(request: Request) -> AppState:
-    """FastAPI dependency: the app's state (async: a sync dependency would cost a thread hop per request)."""
-    return request.app.state.airloop
+    def not_ready_reason(self) -> str:
+        """Why no champion of this model is loaded."""
+        if self.holder.registry_error:
+            return self.holder.registry_error
+        if self.holder.last_check is None:
+            return f"no champion of {self.name} is loaded yet"
+        return f"the registry has no champion alias for {self.name}"
+
+
+@dataclass
+class AppState:
+    """The hosted models by name, the default model (the one of /v1/predict and the other unnamed routes) and the
+    metrics they share."""
+
+    models: dict[str, ModelState]
+    default: str | None
+    metrics: Metrics
+    unhosted: dict[str, str] = field(default_factory=dict)  # a model name -> why this service does not host it
+
+    def model(self, name: str | None) -> ModelState:
+        """The hosted model ``name`` (the default model when None); 404 naming it and the hosted ones otherwise."""
+        wanted = self.default if name is None else name
+        found = self.models.get(wanted) if wanted is not None else None
+        if found is not None:
+            return found
+        hosted = ", ".join(self.models) or "none"
+        if name is None:
+            reason = f"the default model {wanted!r} is not served here" if wanted else "no default model is set"
+            raise ApiError(404, f"{reason} (models: {hosted}): use /v1/models/{{name}}/...", "unknown_model")
+        why = self.unhosted.get(name)
+        detail = f"no model {name[:64]!r} is served here (models: {hosted})" + (f"; {name}: {why}" if why else "")
+        raise ApiError(404, detail, "unknown_model")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -121,12 +122,54 @@ def registry(tmp_path_factory) -> TrainedRegistry:
     return session_registry(tmp_path_factory)
 
 
+def register_copy(registry: TrainedRegistry, name: str, threshold: float, source: str | None = None) -> str:
+    """Register model ``name`` in the session registry with one champion version: readmission's champion artifact
+    (nothing trained again) or the artifact at ``source``, with its own ``threshold``. Its version number."""
+    return _register_copy(registry.tracking_uri, name, threshold, source)
+
+
+@functools.cache
+def _register_copy(tracking_uri: str, name: str, threshold: float, source: str | None) -> str:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from airloop.registry.contract import Alias, VersionRecord
+
+    # MLflow resolves a logged model's source through the process-wide URIs, which an earlier test may have pointed at
+    # a server it has since stopped.
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    champion = client.get_model_version(NAME, CHAMPION_VERSION)
+    client.create_registered_model(name)
+    version = client.create_model_version(
+        name,
+        source=source or champion.source,
+        run_id=None if source else champion.run_id,
+        tags=VersionRecord(threshold=threshold).to_tags(),
+    ).version
+    client.set_registered_model_alias(name, Alias.CHAMPION, str(version))
+    return str(version)
+
+
+def write_spec(folder: Path, name: str, extra: str = "") -> Path:
+    """``models/readmission.yaml`` copied into ``folder`` as the spec of model ``name`` (``extra`` YAML appended)."""
+    text = (Path(__file__).resolve().parents[2] / "models" / f"{NAME}.yaml").read_text()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.yaml"
+    path.write_text(re.sub(r"^name: .*$", f"name: {name}", text, count=1, flags=re.MULTILINE) + extra)
+    return path
+
+
 def app_settings(home: Path, registry: TrainedRegistry, mlflow: dict[str, Any] | None = None, **serving: Any):
-    """Settings for one app: its own home (prediction and feedback logs), the session registry unless ``mlflow``
-    says otherwise, the admin key set, and ``serving`` overrides."""
+    """Settings for one app: the readmission model alone (whatever other specs the repository gains), its own home
+    (prediction and feedback logs), the session registry unless ``mlflow`` says otherwise, the admin key set, and
+    ``serving`` overrides."""
     from airloop.settings import Settings
 
     return Settings(
+        model=NAME,
+        models={"serve": [NAME]},
         home=home,
         mlflow=mlflow or {"tracking_uri": registry.tracking_uri, "registry_uri": registry.tracking_uri},
         serving={"api_key": API_KEY, **serving},

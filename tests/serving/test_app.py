@@ -111,7 +111,11 @@ def test_ready_once_champion_and_challenger_are_loaded(client):
     response = client.get("/ready")
 
     assert response.status_code == 200
-    assert response.json() == {"status": "ready", "versions": VERSION}
+    assert response.json() == {
+        "status": "ready",
+        "versions": VERSION,
+        "models": {NAME: {"status": "ready", "versions": VERSION}},
+    }
 
 
 def test_models_lists_loaded_aliases_versions_and_routing(client, routing):
@@ -443,8 +447,11 @@ def test_metrics_count_requests_latency_predictions_and_errors(client, registry,
     assert delta("airloop_requests_total", endpoint="/v1/predict", status="200") == 1
     assert delta("airloop_requests_total", endpoint="/v1/predict", status="422") == 1
     assert delta("airloop_request_latency_seconds_count", endpoint="/v1/predict") == 2
-    assert delta("airloop_predictions_total", variant="champion", version=CHAMPION_VERSION, served="served") == 1
-    assert delta("airloop_errors_total", kind="invalid_input") == 1
+    assert (
+        delta("airloop_predictions_total", model=NAME, variant="champion", version=CHAMPION_VERSION, served="served")
+        == 1
+    )
+    assert delta("airloop_errors_total", kind="invalid_input", model=NAME) == 1
 
 
 def test_routing_update_applies_to_the_next_request(make_settings, registry):
@@ -517,7 +524,9 @@ def test_in_shadow_mode_a_failing_challenger_costs_the_caller_nothing(make_setti
         shadow = {"weights": {"champion": 1, "challenger": 1}, "mode": "shadow"}
         assert client.put("/v1/routing", json=shadow, headers=KEY).status_code == 200
         experiment = client.get("/v1/models").json()["routing"]["experiment"]
-        monkeypatch.setattr(client.app.state.airloop.holder.models[Alias.CHALLENGER], "predict_proba", broken)
+        monkeypatch.setattr(
+            client.app.state.airloop.models[NAME].holder.models[Alias.CHALLENGER], "predict_proba", broken
+        )
         response = client.post("/v1/predict", json={"records": [registry.records[5]]})
         metrics = client.get("/metrics").text
 
@@ -548,7 +557,9 @@ def test_a_challenger_failing_on_its_own_requests_is_a_server_error_logged_for_t
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         split = {"weights": {"champion": 50, "challenger": 50}, "mode": "ab", "experiment": "errors-ab"}
         assert client.put("/v1/routing", json=split, headers=KEY).status_code == 200
-        monkeypatch.setattr(client.app.state.airloop.holder.models[Alias.CHALLENGER], "predict_proba", broken)
+        monkeypatch.setattr(
+            client.app.state.airloop.models[NAME].holder.models[Alias.CHALLENGER], "predict_proba", broken
+        )
         statuses = [client.post("/v1/predict", json={"records": [r]}).status_code for r in records]
 
     served = logged(settings)
@@ -698,4 +709,5 @@ def test_registry_outage_keeps_serving_and_ready_reports_degraded(make_settings,
     assert body["versions"] == VERSION
     assert predict.status_code == 200
     assert predict.json()["predictions"][0]["model_version"] in VERSION.values()
-    assert models["registry_error"] == body["reason"]
+    assert body["reason"] == f"{NAME}: {models['registry_error']}"
+    assert body["models"][NAME]["reason"] == models["registry_error"]

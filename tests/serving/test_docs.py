@@ -122,6 +122,9 @@ def test_every_endpoint_documents_a_typed_answer_and_its_errors(document):
     assert set(operations) == {
         ("POST", "/v1/predict"), ("POST", "/v1/feedback"), ("GET", "/v1/models"), ("PUT", "/v1/routing"),
         ("POST", "/v1/reload"), ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/v1/history"),
+        ("POST", f"/v1/models/{NAME}/predict"), ("POST", f"/v1/models/{NAME}/feedback"), ("GET", f"/v1/models/{NAME}"),
+        ("PUT", f"/v1/models/{NAME}/routing"), ("POST", f"/v1/models/{NAME}/reload"),
+        ("GET", f"/v1/models/{NAME}/history"),
     }  # fmt: skip
     for key, operation in operations.items():
         for status, response in operation["responses"].items():
@@ -133,9 +136,10 @@ def test_every_endpoint_documents_a_typed_answer_and_its_errors(document):
             assert reference in schemas, (key, status)
             if status.startswith("4"):
                 assert reference == "ErrorResponse", (key, status)
-    for key in [("POST", "/v1/predict"), ("POST", "/v1/feedback"), ("PUT", "/v1/routing")]:
-        assert {"400", "415", "422"} <= set(operations[key]["responses"]), key
-    for key in [("PUT", "/v1/routing"), ("POST", "/v1/reload")]:
+    for path in ["/v1", f"/v1/models/{NAME}"]:
+        for key in [("POST", f"{path}/predict"), ("POST", f"{path}/feedback"), ("PUT", f"{path}/routing")]:
+            assert {"400", "415", "422"} <= set(operations[key]["responses"]), key
+    for key in [("PUT", "/v1/routing"), ("POST", "/v1/reload"), ("PUT", f"/v1/models/{NAME}/routing")]:
         assert operations[key]["security"] == [{"APIKeyHeader": []}]
         assert {"401", "403"} <= set(operations[key]["responses"]), key
     assert document["components"]["securitySchemes"]["APIKeyHeader"] == {

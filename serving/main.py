@@ -67,7 +67,7 @@ def served_models(found: Catalog, serve: list[str] | None) -> tuple[list[str], d
 def _model_state(name: str, settings: Settings, metrics: Metrics) -> ModelState:
     serving = settings.serving
     holder = ModelHolder(
-        lambda: connect(settings), settings.mlflow.model_name, RoutingConfig.from_yaml(serving.routing_file)
+        lambda: connect(settings), settings.mlflow.model_name, RoutingConfig.from_yaml(serving.routing_file, name)
     )
     return ModelState(
         name=name,

@@ -65,7 +65,10 @@ def record_model(columns: list[tuple[str, str]], domains: dict[str, list[str]] |
     """
     domains = domains or {}
     fields: dict[str, Any] = {
-        ENTITY_ID: (StrictStr | StrictInt | None, Field(None, description="sticky A/B key, e.g. patient_nbr")),
+        ENTITY_ID: (
+            StrictStr | StrictInt | None,
+            Field(None, description="sticky A/B key: the record's entity (its spec's data.entity)"),
+        ),
     }
     for name, kind in columns:
         if name in domains:

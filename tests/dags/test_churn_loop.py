@@ -114,7 +114,7 @@ def test_churn_runs_its_whole_loop_and_leaves_readmission_untouched(env):
     signature = registry.get_model_version("churn", old)
     assert signature.tags["airloop.dataset_version"] == first
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(get_settings())) as client:  # one service, every model (readmission by default)
         # Restraint: an undrifted batch raises no alarm.
         stream(settings, publish(seed=101), client)
         run_dag("churn_drift", {}, run_after=datetime.now(UTC))
@@ -133,7 +133,9 @@ def test_churn_runs_its_whole_loop_and_leaves_readmission_untouched(env):
         conf.update(window_start=window["start"], window_end=window["end"])
         assert run_dag("churn_retrain", conf)["start_experiment"] == "success"
         new = str(registry.get_model_version_by_alias("churn", Alias.CHALLENGER).version)
-        assert client.post("/v1/reload", headers={"X-API-Key": API_KEY}).status_code == 200
+        assert client.post("/v1/models/churn/reload", headers={"X-API-Key": API_KEY}).status_code == 200
+        hosted = client.get("/v1/models").json()["hosted"]
+        assert set(hosted) == {"churn", "readmission"}, hosted
 
         promoted = False
         for batch in range(201, 204):

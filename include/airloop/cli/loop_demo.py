@@ -27,7 +27,8 @@ CHUNK = 250
 
 
 def stream(settings: Settings, version: str, http: Any = None) -> dict[str, int]:
-    """Every record of a published batch to /v1/predict, then its outcome to /v1/feedback; rows per variant.
+    """Every record of a published batch to the model's /v1/models/<name>/predict, then its outcome to its
+    /feedback; rows per variant.
 
     ``http``: a client of the service (an ``httpx.Client`` or a FastAPI ``TestClient``); the configured URL when None.
     """
@@ -38,16 +39,18 @@ def stream(settings: Settings, version: str, http: Any = None) -> dict[str, int]
     records = frame[data.input_columns].to_dict("records")
     outcomes = frame[data.target.name].tolist()
     served: dict[str, int] = {}
+    base = f"/v1/models/{settings.model}"
     own = http is None
     http = httpx.Client(base_url=settings.serving.url, timeout=60) if own else http
     try:
         for start in range(0, len(records), CHUNK):
             chunk = [{**r, "entity_id": str(r[data.entity])} for r in records[start : start + CHUNK]]
-            response = http.post("/v1/predict", json={"records": chunk})
+            response = http.post(f"{base}/predict", json={"records": chunk})
             response.raise_for_status()
             for answer, outcome in zip(response.json()["predictions"], outcomes[start : start + CHUNK], strict=True):
                 served[answer["variant"]] = served.get(answer["variant"], 0) + 1
-                sent = http.post("/v1/feedback", json={"request_id": answer["request_id"], "outcome": int(outcome)})
+                feedback = {"request_id": answer["request_id"], "outcome": int(outcome)}
+                sent = http.post(f"{base}/feedback", json=feedback)
                 sent.raise_for_status()
     finally:
         if own:
@@ -58,9 +61,10 @@ def stream(settings: Settings, version: str, http: Any = None) -> dict[str, int]
 
 def reload(settings: Settings) -> dict[str, Any]:
     """Ask the service to read the aliases and routing now, instead of at its next poll."""
+    base = f"/v1/models/{settings.model}"
     with httpx.Client(base_url=settings.serving.url, timeout=60) as http:
-        http.post("/v1/reload", headers={"X-API-Key": settings.serving.api_key or ""}).raise_for_status()
-        return http.get("/v1/models").json()
+        http.post(f"{base}/reload", headers={"X-API-Key": settings.serving.api_key or ""}).raise_for_status()
+        return http.get(base).json()
 
 
 def play(settings: Settings, client: Any, run: Callable[[str, dict[str, Any]], str], wait: Callable[[str, str], str]):

@@ -44,8 +44,7 @@ def log_traffic(settings, frame, versions: dict[str, str], experiment: str, at: 
     """Score ``frame`` with the given variants (split evenly) and log predictions and outcomes."""
     import numpy as np
 
-    from airloop.monitoring.prediction_log import FeedbackRow, PredictionRow, feedback_log, prediction_log
-    from airloop.monitoring.request_ids import new_request_ids
+    from airloop.predlog import FeedbackRow, PredictionRow, feedback_log, new_request_ids, prediction_log
     from airloop.training.features import model_inputs
     from airloop.training.model_io import load_sklearn_model
 

@@ -21,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from airloop.experiments.routing import RoutingConfig
-from airloop.monitoring.prediction_log import error_log, feedback_log, prediction_log
+from airloop.predlog import error_log, feedback_log, prediction_log
 from airloop.registry.client import connect, fail_fast
 from airloop.registry.contract import SERVED_ALIASES
 from airloop.settings import Settings, get_settings

@@ -15,8 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from airloop.experiments.routing import Plan, plan
-from airloop.monitoring.prediction_log import ErrorRow, PredictionRow
-from airloop.monitoring.request_ids import new_request_ids
+from airloop.predlog import ErrorRow, PredictionRow, new_request_ids
 from airloop.registry.contract import Alias
 from serving.errors import ApiError
 from serving.model_holder import LoadedModel

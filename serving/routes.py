@@ -23,8 +23,7 @@ from starlette.requests import ClientDisconnect
 from airloop import history, security
 from airloop.experiments.routing import RoutingConfig
 from airloop.ledger import Kind
-from airloop.monitoring.prediction_log import FeedbackRow
-from airloop.monitoring.request_ids import is_issued
+from airloop.predlog import FeedbackRow, is_issued
 from airloop.security import Scope
 from serving import predict as scoring
 from serving.errors import ApiError

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from airloop.monitoring.prediction_log import LogWriter
+from airloop.predlog import LogWriter
 from airloop.registry.contract import Alias
 from airloop.settings import Settings
 from serving.batcher import MicroBatcher

@@ -67,8 +67,7 @@ def log_traffic(
 
     ``logged_as`` logs them as scored by another version. Returns the request ids, in order.
     """
-    from airloop.monitoring.prediction_log import PredictionRow, prediction_log
-    from airloop.monitoring.request_ids import new_request_ids
+    from airloop.predlog import PredictionRow, new_request_ids, prediction_log
     from airloop.registry.contract import Alias
     from airloop.training.features import model_inputs
     from airloop.training.model_io import load_sklearn_model

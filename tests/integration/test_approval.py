@@ -72,7 +72,7 @@ def register(settings, models) -> list[str]:
 
 def write_traffic(settings, experiment: str, champion, challenger) -> None:
     """Labelled A/B traffic on post-drift encounters: half scored by each variant, outcomes fed back."""
-    from airloop.monitoring.prediction_log import FeedbackRow, PredictionRow, feedback_log, prediction_log
+    from airloop.predlog import FeedbackRow, PredictionRow, feedback_log, prediction_log
     from airloop.registry.contract import Alias
     from airloop.training import features
     from airloop.usecases.readmission.synthetic import generate

@@ -317,7 +317,7 @@ def remote_storage(stack: Stack) -> dict[str, Any]:
 
 
 def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_postgres(stack, monkeypatch):
-    from airloop.monitoring.prediction_log import load_predictions
+    from airloop.predlog import load_predictions
     from airloop.settings import Settings
     from airloop.training.features import model_inputs
     from airloop.training.handoff import training_run_id

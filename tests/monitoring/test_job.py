@@ -50,7 +50,7 @@ def log_traffic(settings, version, seed, covariate, start, span, rows: int = DRI
 
 def log_feedback(settings, request_ids: list[str], outcome: int, received_at: datetime) -> None:
     """Post an observed outcome for each request, all received at ``received_at``."""
-    from airloop.monitoring.prediction_log import FeedbackRow, feedback_log
+    from airloop.predlog import FeedbackRow, feedback_log
 
     writer = feedback_log(settings)
     writer.append(FeedbackRow(r, outcome, received_at.timestamp()) for r in request_ids)

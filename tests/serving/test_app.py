@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from airloop.experiments import evaluation
 from airloop.experiments.routing import RoutingConfig, assign
-from airloop.monitoring.prediction_log import load_errors, load_feedback, load_predictions
+from airloop.predlog import load_errors, load_feedback, load_predictions
 from airloop.registry.contract import Alias
 from serving.main import create_app
 from tests.serving.conftest import (

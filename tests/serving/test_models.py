@@ -22,7 +22,7 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from airloop.monitoring.prediction_log import load_feedback, load_predictions
+from airloop.predlog import load_feedback, load_predictions
 from airloop.registry.contract import Alias, Tag
 from airloop.settings import get_settings
 from airloop.spec import SpecError

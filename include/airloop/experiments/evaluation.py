@@ -56,21 +56,21 @@ PREDICTION_COLUMNS = ["request_id", "variant", "model_version", "probability", "
 
 def scored_rows(settings: Settings, experiment: str, start: datetime, end: datetime) -> pd.DataFrame:
     """Every prediction of ``experiment`` made in ``[start, end)``, labelled or not."""
-    from airloop.monitoring import prediction_log as plog
+    from airloop import predlog
 
-    return plog.load_predictions(
+    return predlog.load_predictions(
         settings.layout.predictions(), start, end, experiment_id=experiment, columns=PREDICTION_COLUMNS
     )
 
 
 def with_outcomes(settings: Settings, predictions: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:
     """The rows of ``predictions`` whose outcome has arrived (by ``end``), with it."""
-    from airloop.monitoring import prediction_log as plog
+    from airloop import predlog
 
     if not len(predictions):
         return predictions.assign(outcome=pd.Series(dtype="Int8"))
-    feedback = plog.load_feedback(settings.layout.feedback(), start, end)
-    return plog.join_outcomes(predictions, feedback, labelled_only=True)
+    feedback = predlog.load_feedback(settings.layout.feedback(), start, end)
+    return predlog.join_outcomes(predictions, feedback, labelled_only=True)
 
 
 def labelled_rows(settings: Settings, experiment: str, start: datetime, end: datetime) -> pd.DataFrame:
@@ -80,9 +80,9 @@ def labelled_rows(settings: Settings, experiment: str, start: datetime, end: dat
 
 def failed_calls(settings: Settings, experiment: str, start: datetime, end: datetime) -> pd.DataFrame:
     """The failed model calls of ``experiment`` in ``[start, end)`` (scoring-error log)."""
-    from airloop.monitoring import prediction_log as plog
+    from airloop import predlog
 
-    return plog.load_errors(settings.layout.errors(), start, end, experiment_id=experiment)
+    return predlog.load_errors(settings.layout.errors(), start, end, experiment_id=experiment)
 
 
 def operations(scored: pd.DataFrame, errors: pd.DataFrame, versions: dict[str, str]) -> dict[str, dict[str, Any]]:

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from airloop import predlog
 from airloop.errors import FinalError
 from airloop.ledger import Kind, Resolution, ledger, run_id_for
-from airloop.monitoring import prediction_log as plog
 from airloop.monitoring import report as rep
 from airloop.monitoring.baseline import load_profile
 from airloop.monitoring.drift import DriftThresholds, compare
@@ -230,7 +230,7 @@ def load_window(
         start = start or _window_start(settings, subject, end, registered)
         if start >= end:
             raise NothingToMonitor(f"the window must end after it starts: {start.isoformat()} .. {end.isoformat()}")
-        predictions = plog.load_predictions(
+        predictions = predlog.load_predictions(
             settings.layout.predictions(),
             start,
             end,
@@ -239,9 +239,9 @@ def load_window(
         predictions = predictions[predictions["model_version"] == str(version.version)]
         if len(predictions):
             # Outcomes arrive late (the spec's target.delay_days): take every one received by now, not only in it.
-            feedback = plog.load_feedback(settings.layout.feedback(), start, max(end, datetime.now(UTC)))
-            predictions = plog.join_outcomes(predictions, feedback)
-        raw = plog.raw_records(predictions).copy()
+            feedback = predlog.load_feedback(settings.layout.feedback(), start, max(end, datetime.now(UTC)))
+            predictions = predlog.join_outcomes(predictions, feedback)
+        raw = predlog.raw_records(predictions).copy()
         probabilities = predictions["probability"].to_numpy(dtype=float)
         outcomes = predictions["outcome"].to_numpy(dtype=float, na_value=np.nan) if "outcome" in predictions else None
     window = Window(

@@ -48,9 +48,9 @@ def _etl_versions(settings: Settings) -> list[str]:
 
 def labelled_log_rows(settings: Settings, start: datetime, end: datetime) -> pd.DataFrame:
     """Records the service scored in ``[start, end)`` whose outcome has been fed back, as published rows."""
-    from airloop.monitoring import prediction_log as plog
+    from airloop import predlog
 
-    predictions = plog.load_predictions(
+    predictions = predlog.load_predictions(
         settings.layout.predictions(), start, end, columns=["request_id", "shadow", "record"]
     )
     spec = settings.spec
@@ -58,9 +58,9 @@ def labelled_log_rows(settings: Settings, start: datetime, end: datetime) -> pd.
     if not len(predictions):
         return pd.DataFrame(columns=[*columns, target.name])
     predictions = predictions[~predictions["shadow"].astype(bool)]  # a shadow row repeats a served request
-    feedback = plog.load_feedback(settings.layout.feedback(), start, datetime.now(UTC))
-    joined = plog.join_outcomes(predictions, feedback, labelled_only=True)
-    rows = plog.raw_records(joined).reset_index(drop=True)
+    feedback = predlog.load_feedback(settings.layout.feedback(), start, datetime.now(UTC))
+    joined = predlog.join_outcomes(predictions, feedback, labelled_only=True)
+    rows = predlog.raw_records(joined).reset_index(drop=True)
     for column in columns:
         if column not in rows.columns:
             rows[column] = missing_value(spec, column)

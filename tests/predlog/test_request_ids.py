@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from airloop.monitoring.request_ids import is_issued, new_request_id, new_request_ids
+from airloop.predlog import is_issued, new_request_id, new_request_ids
 
 
 def test_issued_ids_are_32_hex_digits_unique_and_recognised():

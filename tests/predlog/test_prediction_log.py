@@ -21,7 +21,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airloop.monitoring.prediction_log import (
+from airloop.predlog import (
     ERROR_SCHEMA,
     ERRORS,
     FEEDBACK,
@@ -48,7 +48,7 @@ from airloop.storage import S3Options, Storage
 from tests.s3_server import ACCESS_KEY, REGION, SECRET_KEY
 
 REPO = Path(__file__).resolve().parents[2]
-LOGGER = "airloop.monitoring.prediction_log"
+LOGGER = "airloop.predlog"
 DAY = datetime(2026, 1, 1, tzinfo=UTC)
 H10, H11, H12 = (DAY + timedelta(hours=h) for h in (10, 11, 12))
 EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
@@ -515,7 +515,7 @@ def test_replica_killed_with_sigkill_leaves_a_readable_log(backend, tmp_path, re
         storage = Storage.from_url(url, S3Options(**options, region=REGION))
     script = f"""
 import sys, time
-from airloop.monitoring.prediction_log import LogWriter, PREDICTIONS, PredictionRow
+from airloop.predlog import LogWriter, PREDICTIONS, PredictionRow
 from airloop.storage import S3Options, Storage
 options = S3Options(**{options!r}, region={REGION!r})
 writer = LogWriter(Storage.from_url({url!r}, options), PREDICTIONS, interval_s=0.001, max_rows=50)

@@ -1,0 +1,388 @@
+"""Time-window readers of the logs, and the outcome join.
+
+Readers take only complete ``part-*.parquet`` names below ``date=YYYY-MM-DD/hour=HH/``, so a replica killed mid-write
+leaves at most a ``.part-*.tmp`` file that nobody reads; a damaged part is skipped with a warning naming it.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+import re
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from airloop.predlog.schema import (
+    DAY_US,
+    EPOCH,
+    ERRORS,
+    FEEDBACK,
+    HOUR_US,
+    LOG_KEY,
+    PREDICTIONS,
+    RECORD,
+    RECORD_PREFIX,
+    SCHEMA_VERSION,
+    TIMESTAMP,
+    VERSION_KEY,
+    LogFormat,
+    LogSchemaError,
+    merge_record_types,
+    to_us,
+)
+from airloop.storage import Storage
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH_ROWS = 50_000
+_READ_THREADS = 4
+_DATE_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
+_PART = re.compile(r"hour=(\d{2})/(part-[^/]+\.parquet)")
+
+
+def read_predictions(
+    storage: Storage,
+    start: datetime,
+    end: datetime,
+    *,
+    variant: str | None = None,
+    experiment_id: str | None = None,
+    columns: Sequence[str] | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """Predictions made in ``[start, end)`` as pandas DataFrames of at most ``batch_rows`` rows each, streamed.
+
+    Args:
+        storage: the prediction log's root.
+        start: first instant included (an aware datetime).
+        end: first instant excluded.
+        variant: only rows of this variant ("champion", "challenger").
+        experiment_id: only rows of this experiment.
+        columns: log columns to return (``PREDICTION_SCHEMA`` names); all by default.
+        batch_rows: rows per chunk.
+
+    Returns:
+        An iterator of DataFrames that all have the same columns and dtypes: the requested log columns, with
+        ``record`` flattened to one ``record.<field>`` column per field seen anywhere in the window (missing ones
+        null; a field whose type changed between parts is read as text). ``predicted_at`` is ``datetime64[us, UTC]``;
+        integer and boolean columns use pandas' nullable dtypes. Chunks come hour by hour; rows are not sorted
+        within an hour. Only complete parts are read; a damaged part is skipped with a warning naming it.
+
+    Raises:
+        LogSchemaError: a part was written by a newer schema version or belongs to another log.
+    """
+    equal = {k: v for k, v in (("variant", variant), ("experiment_id", experiment_id)) if v is not None}
+    return _read(storage, PREDICTIONS, start, end, equal, columns, batch_rows)
+
+
+def read_feedback(
+    storage: Storage,
+    start: datetime,
+    end: datetime,
+    *,
+    columns: Sequence[str] | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """Outcomes received in ``[start, end)`` as DataFrames of at most ``batch_rows`` rows (see ``read_predictions``)."""
+    return _read(storage, FEEDBACK, start, end, {}, columns, batch_rows)
+
+
+def read_errors(
+    storage: Storage,
+    start: datetime,
+    end: datetime,
+    *,
+    experiment_id: str | None = None,
+    columns: Sequence[str] | None = None,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+) -> Iterator[pd.DataFrame]:
+    """Failed model calls in ``[start, end)`` (see ``read_predictions``)."""
+    equal = {"experiment_id": experiment_id} if experiment_id is not None else {}
+    return _read(storage, ERRORS, start, end, equal, columns, batch_rows)
+
+
+def load_errors(storage: Storage, start: datetime, end: datetime, *, experiment_id: str | None = None) -> pd.DataFrame:
+    """Every failed model call of ``[start, end)`` in one DataFrame."""
+    return _concat(read_errors(storage, start, end, experiment_id=experiment_id), ERRORS, None)
+
+
+def load_predictions(
+    storage: Storage,
+    start: datetime,
+    end: datetime,
+    *,
+    variant: str | None = None,
+    experiment_id: str | None = None,
+    columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Every prediction of ``[start, end)`` in one DataFrame, for small windows and tests (see ``read_predictions``)."""
+    chunks = read_predictions(storage, start, end, variant=variant, experiment_id=experiment_id, columns=columns)
+    return _concat(chunks, PREDICTIONS, columns)
+
+
+def load_feedback(
+    storage: Storage, start: datetime, end: datetime, *, columns: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Every outcome received in ``[start, end)`` in one DataFrame."""
+    return _concat(read_feedback(storage, start, end, columns=columns), FEEDBACK, columns)
+
+
+def join_outcomes(predictions: pd.DataFrame, feedback: pd.DataFrame, *, labelled_only: bool = False) -> pd.DataFrame:
+    """``predictions`` with ``outcome`` and ``received_at`` joined by request id, in the predictions' order.
+
+    The latest feedback per request wins. Unlabelled predictions keep a null outcome unless ``labelled_only``. Both
+    rows of a shadowed request (served and shadow) get its outcome. Outcomes arrive after predictions, so read the
+    feedback from the predictions' start up to now, not just the predictions' window. ``predictions`` may be one
+    chunk of ``read_predictions`` at a time.
+    """
+    latest = (
+        feedback[["request_id", "outcome", "received_at"]]
+        .sort_values("received_at", kind="stable")
+        .drop_duplicates("request_id", keep="last")
+    )
+    how = "inner" if labelled_only else "left"
+    joined = predictions.merge(latest, on="request_id", how=how, validate="many_to_one")
+    joined["outcome"] = joined["outcome"].astype("Int8")
+    return joined
+
+
+def raw_records(predictions: pd.DataFrame) -> pd.DataFrame:
+    """The raw input records of ``predictions``: one column per record field, named as the client sent it."""
+    fields = [c for c in predictions.columns if c.startswith(RECORD_PREFIX)]
+    return predictions[fields].rename(columns=lambda c: c[len(RECORD_PREFIX) :])
+
+
+def _read(
+    storage: Storage,
+    log_format: LogFormat,
+    start: datetime,
+    end: datetime,
+    equal: Mapping[str, str],
+    columns: Sequence[str] | None,
+    batch_rows: int,
+) -> Iterator[pd.DataFrame]:
+    """Check the arguments now (not at the first ``next``), then stream."""
+    lo, hi = to_us(start, "start"), to_us(end, "end")
+    if hi < lo:
+        raise ValueError(f"window ends before it starts: start={start.isoformat()} end={end.isoformat()}")
+    if batch_rows < 1:
+        raise ValueError(f"batch_rows must be at least 1, got {batch_rows}")
+    wanted = _columns(log_format, columns)
+    needed = [n for n in log_format.schema.names if n in {*wanted, log_format.time_column, *equal}]
+    return _stream(storage, log_format, lo, hi, equal, wanted, needed, batch_rows)
+
+
+def _columns(log_format: LogFormat, columns: Sequence[str] | None) -> list[str]:
+    names = log_format.schema.names
+    if columns is None:
+        return list(names)
+    if isinstance(columns, str):
+        raise TypeError(f"columns must be a list of names, got the string {columns!r}")
+    unknown = [c for c in columns if c not in names]
+    if unknown:
+        raise ValueError(f"unknown {log_format.name} log columns {unknown}; it has {names}")
+    return list(dict.fromkeys(columns))
+
+
+def _stream(
+    storage: Storage,
+    log_format: LogFormat,
+    lo: int,
+    hi: int,
+    equal: Mapping[str, str],
+    wanted: list[str],
+    needed: list[str],
+    batch_rows: int,
+) -> Iterator[pd.DataFrame]:
+    paths = _parts_in_window(storage, lo, hi)
+    record = pa.struct([])
+    if RECORD in needed:  # one pass over the footers so every chunk has the same record columns and types
+        paths, record = _record_type(storage, log_format, paths)
+    schema = log_format.with_record(record)
+    target = pa.schema([schema.field(n) for n in needed])
+    first, stop = pa.scalar(lo, TIMESTAMP), pa.scalar(hi, TIMESTAMP)
+
+    def keep(table: pa.Table) -> pa.Table:
+        # Plain kernels, not an Expression: Table.filter(Expression) builds an Acero plan, ~2 ms per small part.
+        times = table.column(log_format.time_column)
+        mask = pc.and_(pc.greater_equal(times, first), pc.less(times, stop))
+        for name, value in equal.items():
+            mask = pc.and_(mask, pc.equal(table.column(name), value))
+        return table.filter(mask)
+
+    pending: list[pa.Table] = []
+    size = 0
+    for table in _prefetch(lambda path: _read_part(storage, log_format, path, needed), paths):
+        if table is None:
+            continue
+        table = keep(_conform(table, target))
+        if not table.num_rows:
+            continue
+        pending.append(table)
+        size += table.num_rows
+        while size >= batch_rows:
+            merged = pa.concat_tables(pending)
+            yield _frame(merged.slice(0, batch_rows), wanted)
+            rest = merged.slice(batch_rows)
+            pending, size = ([rest] if rest.num_rows else []), rest.num_rows
+    if size:
+        yield _frame(pa.concat_tables(pending), wanted)
+
+
+def _parts_in_window(storage: Storage, lo: int, hi: int) -> list[str]:
+    """Paths of the complete parts whose hour overlaps ``[lo, hi)``, in hour order; other files are ignored."""
+    if hi <= lo:
+        return []
+    first, last = _day(lo), _day(hi - 1)
+    found: list[tuple[int, str, str]] = []
+    for name in storage.listdir():
+        match = _DATE_DIR.fullmatch(name)
+        if not match:
+            continue
+        try:
+            day = date.fromisoformat(match[1])
+        except ValueError:
+            continue
+        if not first <= day <= last:
+            continue
+        day_us = (day - EPOCH.date()).days * DAY_US
+        base = storage.path(name)
+        selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        for info in storage.fs.get_file_info(selector):
+            part = _PART.fullmatch(posixpath.relpath(info.path, base)) if info.type == pafs.FileType.File else None
+            if part is None or int(part[1]) > 23:
+                continue
+            hour_us = day_us + int(part[1]) * HOUR_US
+            if hour_us < hi and hour_us + HOUR_US > lo:
+                found.append((hour_us, part[2], info.path))
+    return [path for _, _, path in sorted(found)]
+
+
+def _day(us: int) -> date:
+    return (EPOCH + timedelta(microseconds=us)).date()
+
+
+def _record_type(storage: Storage, log_format: LogFormat, paths: list[str]) -> tuple[list[str], pa.StructType]:
+    """The readable parts among ``paths`` and the union of their record fields."""
+
+    def schema_of(path: str) -> pa.Schema | None:
+        try:
+            schema = pq.read_schema(path, filesystem=storage.fs)
+        except Exception as error:
+            if not _damaged(error):
+                raise
+            log.warning("skipping damaged %s log part %s: %s", log_format.name, storage.url_of(path), error)
+            return None
+        return schema if _is_part_of(log_format, schema.metadata, storage.url_of(path)) else None
+
+    if not paths:
+        return [], pa.struct([])
+    with ThreadPoolExecutor(min(_READ_THREADS, len(paths))) as pool:
+        schemas = list(pool.map(schema_of, paths))
+    readable = [(p, s) for p, s in zip(paths, schemas, strict=True) if s is not None]
+    types = [s.field(RECORD).type for _, s in readable if RECORD in s.names]
+    where = f"{len(readable)} {log_format.name} log parts"
+    return [p for p, _ in readable], merge_record_types(types, where)
+
+
+def _read_part(storage: Storage, log_format: LogFormat, path: str, columns: list[str]) -> pa.Table | None:
+    """One part's ``columns`` (those it has); None when it is damaged or not a part of this log."""
+    url = storage.url_of(path)
+    try:
+        with storage.fs.open_input_file(path) as source:
+            parquet = pq.ParquetFile(source)
+            if not _is_part_of(log_format, parquet.schema_arrow.metadata, url):
+                return None
+            return parquet.read(columns=[c for c in columns if c in parquet.schema_arrow.names])
+    except Exception as error:
+        if not _damaged(error):
+            raise
+        log.warning("skipping damaged %s log part %s: %s", log_format.name, url, error)
+        return None
+
+
+def _damaged(error: Exception) -> bool:
+    """Whether a read failure means the part is damaged or gone (skip it), not that storage is unreachable (fail)."""
+    if isinstance(error, FileNotFoundError | pa.ArrowInvalid):
+        return True  # truncated, not Parquet, or removed between listing and reading
+    if isinstance(error, OSError):  # Arrow's decoding errors carry no errno; network and permission errors do
+        return error.errno is None and "AWS Error" not in str(error)
+    return False
+
+
+def _is_part_of(log_format: LogFormat, metadata: Mapping[bytes, bytes] | None, url: str) -> bool:
+    """Whether a part belongs to this log in a version we read; raises when it is ours but unreadable."""
+    metadata = metadata or {}
+    name, version = metadata.get(LOG_KEY, b"").decode(), metadata.get(VERSION_KEY, b"").decode()
+    if not version.isdigit():
+        log.warning("skipping %s: no %s in its metadata, not written by the log writer", url, VERSION_KEY.decode())
+        return False
+    if name != log_format.name:
+        raise LogSchemaError(f"{url} belongs to the {name!r} log, not the {log_format.name!r} log being read")
+    if int(version) > SCHEMA_VERSION:
+        raise LogSchemaError(f"{url} has log schema version {version}; this code reads up to {SCHEMA_VERSION}")
+    return True
+
+
+def _conform(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``target``'s columns and types (missing columns and record fields null)."""
+    columns, present = [], set(table.column_names)
+    for field in target:
+        if field.name not in present:
+            columns.append(pa.nulls(len(table), field.type))
+            continue
+        column = table.column(field.name)
+        columns.append(column if column.type == field.type else column.cast(field.type))
+    return pa.Table.from_arrays(columns, schema=target)
+
+
+def _frame(table: pa.Table, columns: list[str]) -> pd.DataFrame:
+    return table.select(columns).flatten().to_pandas(types_mapper=_pandas_dtype)
+
+
+def _pandas_dtype(kind: pa.DataType) -> Any:
+    """Nullable pandas dtypes for integers and booleans, so a missing value never turns them into floats/objects."""
+    import pandas as pd
+
+    if pa.types.is_boolean(kind):
+        return pd.BooleanDtype()
+    if pa.types.is_integer(kind):
+        return pd.api.types.pandas_dtype(str(kind).replace("int", "Int").replace("uInt", "UInt"))
+    return None
+
+
+def _concat(chunks: Iterator[pd.DataFrame], log_format: LogFormat, columns: Sequence[str] | None) -> pd.DataFrame:
+    import pandas as pd
+
+    frames = list(chunks)
+    if frames:
+        return pd.concat(frames, ignore_index=True)
+    return _frame(log_format.schema.empty_table(), _columns(log_format, columns))
+
+
+def _prefetch(read: Callable[[str], pa.Table | None], paths: list[str]) -> Iterator[pa.Table | None]:
+    """``read(path)`` for each path in order, a few ahead in threads (object stores answer slowly, not serially)."""
+    if not paths:
+        return
+    pool = ThreadPoolExecutor(min(_READ_THREADS, len(paths)))
+    ahead: deque[Future[pa.Table | None]] = deque()
+    try:
+        for path in paths:
+            ahead.append(pool.submit(read, path))
+            if len(ahead) > 2 * _READ_THREADS:
+                yield ahead.popleft().result()
+        while ahead:
+            yield ahead.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

@@ -20,9 +20,8 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
 
-from airloop import history, security
+from airloop import history, operations, security
 from airloop.experiments.routing import RoutingConfig
-from airloop.ledger import Kind
 from airloop.predlog import FeedbackRow, is_issued
 from airloop.security import Scope
 from serving import predict as scoring
@@ -238,19 +237,16 @@ async def put_routing(request: Request, body: RoutingUpdate, model: Model) -> di
         detail = [{"loc": ["body", "weights"], "msg": str(error), "type": "value_error"}]
         raise ApiError(422, detail, "invalid_input") from error
     actor = f"api:{request.method} {request.url.path}"  # a hosted model's path: bounded
-    update = functools.partial(model.holder.update_experiment, actor, **changes)
-    loop = asyncio.get_running_loop()
+    # Through the model holder, so this replica uses the change at once; on the model's registry thread, history
+    # included: it reads the registry state it records.
+    change = functools.partial(operations.route, model.settings, actor, **changes, apply=model.holder.update_experiment)
     try:
-        config = await loop.run_in_executor(model.registry_executor, update)
+        config = await asyncio.get_running_loop().run_in_executor(model.registry_executor, change)
+    except operations.RoutingNotRecorded as error:  # the change is live: a history store that is down is no error
+        log.exception("%s routing changed to %s but the decision history could not record it", model.name, error.config)
+        config = error.config
     except Exception as error:  # the registry holds the live experiment: without it nothing changes anywhere
         raise ApiError(503, f"the registry could not record the routing: {error}", "registry_unavailable") from error
-    note = functools.partial(
-        history.record, model.settings, Kind.ROUTING_CHANGED, actor, {"action": "route"}, outcome="done"
-    )
-    try:  # on the model's registry thread too: it reads the registry state it records
-        await loop.run_in_executor(model.registry_executor, note)
-    except Exception:  # the change is live; a history store that is down must not turn it into an error
-        log.exception("%s routing changed to %s but the decision history could not record it", model.name, config)
     return config.to_dict()
 
 

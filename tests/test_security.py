@@ -150,7 +150,7 @@ def test_a_run_without_a_signed_in_user_has_the_unattributed_role():
 
 
 def test_registry_action_roles_cover_exactly_the_registry_actions():
-    from airloop.registry.actions import ACTIONS
+    from airloop.operations import ACTIONS
 
     assert tuple(security.REGISTRY_ACTION_ROLES) == ACTIONS
     with pytest.raises(ValueError, match="unknown registry action"):

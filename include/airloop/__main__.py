@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _registry(settings: Settings, args: argparse.Namespace) -> int:
     from airloop.errors import RegistryActionError
-    from airloop.registry.actions import run_action
+    from airloop.operations import run_action
 
     routing = {"weights": args.weights, "mode": args.mode, "experiment": args.experiment}
     try:

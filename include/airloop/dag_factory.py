@@ -550,11 +550,11 @@ def registry(spec: ModelSpec, settings: Settings) -> DAG:
     def build():
         @task
         def apply(params=None, dag_run=None) -> dict:
-            from airloop.registry import actions
+            from airloop import operations
 
             routing = {k: params.get(k) for k in ("weights", "mode", "experiment")}
             user = dag_run.triggering_user_name
-            return actions.run_action_as(get_settings(name), user, params["action"], _actor(dag_run), routing)
+            return operations.run_action_as(get_settings(name), user, params["action"], _actor(dag_run), routing)
 
         apply()
 

@@ -8,8 +8,8 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from airloop.errors import RegistryActionError
+from airloop.operations import run_action
 from airloop.registry import aliases as reg
-from airloop.registry.actions import run_action
 from airloop.registry.client import connect
 from airloop.registry.contract import Alias, Tag, VersionRecord, is_audit
 from airloop.settings import Settings

@@ -389,7 +389,7 @@ def stop(settings: Settings) -> int:
 def registry_table(settings: Settings) -> str:
     """The registry table, or why it could not be read."""
     try:
-        from airloop.registry.actions import run_action
+        from airloop.operations import run_action
 
         return run_action(settings, "show", "demo")["table"]
     except Exception as error:  # the demo summary must print even when the registry is unreachable

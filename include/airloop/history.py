@@ -2,7 +2,9 @@
 
 Each change of aliases or routing (a registration by the gate, an experiment started, a routing change, an
 evaluation's promotion or rejection, a rollback) is recorded by ``record`` as one ledger row whose payload holds the
-registry state right after it: the aliases and the live experiment. ``state_at(T)`` is then the payload of the newest
+registry state right after it: the aliases and the live experiment, which the caller reads with
+``airloop.experiments.live.current_state`` (the history records decisions; it does not read the live routing itself,
+so ``experiments`` can record into it without a circle). ``state_at(T)`` is then the payload of the newest
 such row at or before T: "which version was champion, with which routing, at T", which MLflow alone cannot answer
 (it keeps only the current aliases). The row id is tagged on the versions it touched (``Tag.HISTORY_ID``).
 
@@ -44,20 +46,13 @@ class ServingState:
         return dict(self.__dict__)
 
 
-def current_state(settings: Settings) -> dict[str, Any]:
-    """The registry state now: ``{"aliases": {...}, "routing": {...}}``, read in one registry call."""
-    from airloop.experiments.live import current
-
-    found, live = current(settings)
-    return {"aliases": found, "routing": live.to_dict()}
-
-
 def record(
     settings: Settings,
     kind: str,
     actor: str,
     details: Mapping[str, Any] | None = None,
     *,
+    state: Mapping[str, Any],
     key: str | None = None,
     versions: Iterable[str] = (),
     outcome: str | None = None,
@@ -69,6 +64,7 @@ def record(
         kind: a ``ledger.Kind`` (promotion, rejection, rollback, routing_changed, experiment_started, ...).
         actor: who or what decided.
         details: the evidence: numbers, reasons, run ids (plain JSON).
+        state: the registry state right after the change (``airloop.experiments.live.current_state``).
         key: the idempotency key (a retried task passes the same one); a fresh one when None.
         versions: model versions to tag with the row id (``Tag.HISTORY_ID``).
         outcome: the row's outcome, set at once (e.g. ``"done"``).
@@ -77,7 +73,7 @@ def record(
     from airloop.registry.contract import Tag
 
     name = settings.mlflow.model_name
-    payload = {**dict(details or {}), STATE: current_state(settings)}
+    payload = {**dict(details or {}), STATE: dict(state)}
     key = key or f"{kind}:{name}:{datetime.now(UTC).isoformat()}:{uuid.uuid4().hex[:8]}"
     book = ledger(settings)
     row = book.record(kind, key, name, payload, actor)

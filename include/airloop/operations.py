@@ -118,6 +118,7 @@ def route(
     """
     from airloop import history
     from airloop.experiments.lifecycle import DONE
+    from airloop.experiments.live import current_state
     from airloop.ledger import Kind
 
     if apply is None:
@@ -128,7 +129,8 @@ def route(
         apply = _update_live(connect(settings), settings.mlflow.model_name, default)
     config = apply(actor, weights=None if weights is None else dict(weights), mode=mode, experiment=experiment)
     try:
-        history.record(settings, Kind.ROUTING_CHANGED, actor, {"action": "route"}, outcome=DONE)
+        state = current_state(settings)
+        history.record(settings, Kind.ROUTING_CHANGED, actor, {"action": "route"}, state=state, outcome=DONE)
     except Exception as error:
         raise RoutingNotRecorded(config, error) from error
     return config

@@ -20,11 +20,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from airloop import history
 from airloop.errors import RegistryActionError
-from airloop.experiments.live import get_live, set_live
+from airloop.experiments.live import current_state, get_live, set_live
 from airloop.experiments.routing import RoutingConfig
-from airloop.history import record
-from airloop.ledger import Kind
+from airloop.ledger import Decision, Kind
 from airloop.registry import aliases as reg
 from airloop.registry.contract import Alias, Outcome, Tag
 from airloop.settings import Settings
@@ -75,7 +75,7 @@ def start(
         mode=mode,
     )
     set_live(client, name, config, actor)
-    row = record(
+    row = _record(
         settings,
         Kind.EXPERIMENT_STARTED,
         actor,
@@ -102,7 +102,7 @@ def promote(
         if key is not None and champion and Tag.PROMOTED_FROM in _tags(client, name, champion):
             # An earlier try of this step moved the aliases, then stopped: finish it.
             set_live(client, name, champion_only(name, champion), actor)
-            row = record(
+            row = _record(
                 settings, Kind.PROMOTION, actor, {**dict(details or {}), "promoted": champion}, key=key,
                 versions=[champion], outcome=DONE,
             )  # fmt: skip
@@ -120,7 +120,7 @@ def promote(
     # 2. The aliases; the new champion's own single-variant experiment.
     reg.promote(client, name, actor)
     set_live(client, name, champion_only(name, challenger), actor)
-    row = record(
+    row = _record(
         settings, Kind.PROMOTION, actor, {**dict(details or {}), "promoted": challenger}, key=key,
         versions=[challenger], outcome=DONE,
     )  # fmt: skip
@@ -146,7 +146,7 @@ def reject(
     client.set_model_version_tag(name, challenger, Tag.DECISION_REASON, f"A/B test: {reason}"[:5000])
     reg.move_alias(client, name, Alias.CHALLENGER, None, actor, f"rejected by the A/B test: {reason}")
     evidence = {**dict(details or {}), "rejected_version": challenger, "reason": reason}
-    row = record(settings, Kind.REJECTION, actor, evidence, key=key, versions=[challenger], outcome=DONE)
+    row = _record(settings, Kind.REJECTION, actor, evidence, key=key, versions=[challenger], outcome=DONE)
     return {"rejected_version": challenger, "history_id": row.id}
 
 
@@ -164,11 +164,16 @@ def rollback(settings: Settings, actor: str, key: str | None = None) -> dict[str
     if saved:
         client.delete_model_version_tag(name, promoted, Tag.PROMOTED_ROUTING)
     set_live(client, name, routing, actor)
-    row = record(
+    row = _record(
         settings, Kind.ROLLBACK, actor, {"rolled_back": promoted, "restored": {str(k): v for k, v in restored.items()}},
         key=key, versions=[promoted, restored[Alias.CHAMPION]], outcome=DONE,
     )  # fmt: skip
     return {"rolled_back": promoted, "aliases": {str(k): v for k, v in restored.items()}, "history_id": row.id}
+
+
+def _record(settings: Settings, kind: str, actor: str, details: Mapping[str, Any], **row: Any) -> Decision:
+    """The step's row of the decision history, with the registry state right after it (aliases, live experiment)."""
+    return history.record(settings, kind, actor, details, state=current_state(settings), **row)
 
 
 def _tags(client: Any, name: str, version: str) -> dict[str, str]:

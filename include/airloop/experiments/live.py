@@ -51,6 +51,13 @@ def current(settings: Settings) -> tuple[dict[str, str], RoutingConfig]:
     return {str(k): str(v) for k, v in found.items()}, from_tags(tags, default)
 
 
+def current_state(settings: Settings) -> dict[str, Any]:
+    """The registry state now, as the decision history records it: ``{"aliases": {...}, "routing": {...}}``, read in
+    one registry call."""
+    found, live = current(settings)
+    return {"aliases": found, "routing": live.to_dict()}
+
+
 def running(found: dict[str, str], live: RoutingConfig) -> str | None:
     """The experiment under way, described, or None: a challenger alias with traffic (A/B share above 0, or shadow).
 

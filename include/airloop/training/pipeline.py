@@ -322,11 +322,15 @@ def register(
 def _history(settings: Settings, version: str, decision: str, reason: str, dataset: dict[str, Any], actor: str) -> None:
     """The gate's decision as a row of the decision history (once per version, whatever the retries)."""
     from airloop import history
+    from airloop.experiments.live import current_state
     from airloop.ledger import Kind
 
     details = {"version": version, "decision": decision, "reason": reason, "dataset_version": dataset["version"]}
     key = f"registered:{settings.mlflow.model_name}:v{version}"
-    history.record(settings, Kind.MODEL_REGISTERED, actor, details, key=key, versions=[version], outcome="done")
+    state = current_state(settings)
+    history.record(
+        settings, Kind.MODEL_REGISTERED, actor, details, state=state, key=key, versions=[version], outcome="done"
+    )
 
 
 def _alias_view(client: MlflowClient, name: str) -> dict[str, str]:

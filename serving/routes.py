@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import re
 import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -20,7 +19,7 @@ from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import ClientDisconnect
 
-from airloop import history, operations, security
+from airloop import history, operations, security, times
 from airloop.experiments.routing import RoutingConfig
 from airloop.predlog import FeedbackRow, is_issued
 from airloop.security import Scope
@@ -268,7 +267,7 @@ async def get_history(
 ) -> dict[str, Any]:
     """Which version was champion, with which routing, at ``at``; and the model's decisions made by then, newest
     first."""
-    moment = datetime.now(UTC) if at is None else parse_time(at)
+    moment = datetime.now(UTC) if at is None else parse_at(at)
 
     def read() -> dict[str, Any]:
         served = history.state_at(model.settings, moment)
@@ -285,20 +284,11 @@ async def get_history(
         raise ApiError(503, f"the decision history cannot be read: {error}", "history_unavailable") from error
 
 
-RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\d)[Tt ](\d\d:\d\d):(\d\d)(\.\d+)?([Zz]|[+-]\d\d:\d\d)?$", re.ASCII)
-
-
-def parse_time(text: str) -> datetime:
-    """An RFC 3339 time (UTC when it has no offset; a leap second read as :59); 422 naming ``at`` otherwise."""
-    found = RFC3339.match(text)
+def parse_at(text: str) -> datetime:
+    """An RFC 3339 time (``airloop.times.parse_time``, strict); 422 naming ``at`` otherwise."""
     try:
-        if found is None:
-            raise ValueError("not RFC 3339")
-        day, minutes, seconds, fraction, offset = found.groups()
-        offset = "+00:00" if offset in (None, "Z", "z") else offset
-        moment = datetime.fromisoformat(f"{day}T{minutes}:{min(int(seconds), 59):02d}{(fraction or '')[:7]}{offset}")
-        return moment.astimezone(UTC)
-    except (ValueError, OverflowError) as error:
+        return times.parse_time(text, "at", strict=True)
+    except ValueError as error:
         detail = [{"loc": ["query", "at"], "msg": f"not an RFC 3339 time: {text[:64]!r}", "type": "value_error"}]
         raise ApiError(422, detail, "invalid_input") from error
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from airloop.ledger import Decision, ledger
 from airloop.settings import Settings
+from airloop.times import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -86,18 +87,9 @@ def record(
     return row
 
 
-def _parse(moment: datetime | str) -> datetime:
-    if isinstance(moment, str):
-        try:
-            moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-        except ValueError as err:
-            raise ValueError(f"time {moment!r} is not ISO 8601, e.g. 2026-11-25T10:00:00Z") from err
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def state_at(settings: Settings, moment: datetime | str) -> ServingState | None:
     """What served at ``moment``: the state recorded by the newest change at or before it (None before any)."""
-    when = _parse(moment)
+    when = parse_time(moment)
     for row in ledger(settings).at(when):
         state = row.payload.get(STATE)
         if isinstance(state, Mapping) and row.subject == settings.mlflow.model_name:
@@ -118,7 +110,7 @@ def rows(
 ) -> list[Decision]:
     """Every decision, newest first (as the ledger stood at ``at`` when given), optionally of one kind."""
     book = ledger(settings)
-    found = book.at(_parse(at), kind=kind) if at is not None else book.rows(kind=kind)
+    found = book.at(parse_time(at), kind=kind) if at is not None else book.rows(kind=kind)
     return found[:limit] if limit else found
 
 

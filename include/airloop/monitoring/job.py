@@ -35,6 +35,7 @@ from airloop.monitoring.baseline import load_profile
 from airloop.monitoring.drift import DriftThresholds, compare
 from airloop.registry.contract import Alias
 from airloop.settings import Settings
+from airloop.times import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -91,16 +92,11 @@ class Window:
 
 
 def _parse_time(value: Any, what: str) -> datetime:
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        try:
-            moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        except ValueError as err:
-            raise NothingToMonitor(f"{what} {value!r} is not an ISO timestamp such as 2026-11-25T10:00:00Z") from err
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    """``airloop.times.parse_time``; a time that cannot be read leaves nothing to monitor."""
+    try:
+        return parse_time(value, what)
+    except ValueError as err:
+        raise NothingToMonitor(str(err)) from err
 
 
 def thresholds(settings: Settings, override: Mapping[str, Any] | None = None) -> DriftThresholds:

@@ -215,7 +215,8 @@ def send_predictions(settings: Settings, count: int) -> dict[str, Any]:
     from airloop.training.features import model_inputs
 
     frame = dataset_store(settings).load().head(count)
-    records = model_inputs(settings.spec, frame).to_dict("records")
+    inputs = model_inputs(settings.spec, frame)
+    records = inputs.astype(object).where(inputs.notna(), None).to_dict("records")  # JSON: a missing number is null
     sample: dict[str, Any] = {}
     with httpx.Client(base_url=settings.serving.url, timeout=30) as http:
         for record, patient in zip(records, frame[settings.spec.data.entity].tolist(), strict=True):

@@ -38,7 +38,8 @@ def stream(settings: Settings, version: str, http: Any = None) -> dict[str, int]
 
     data = settings.spec.data
     frame = dataset_store(settings).load(version)
-    records = frame[data.input_columns].to_dict("records")
+    inputs = frame[data.input_columns]
+    records = inputs.astype(object).where(inputs.notna(), None).to_dict("records")  # JSON: a missing number is null
     outcomes = frame[data.target.name].tolist()
     served: dict[str, int] = {}
     base = f"/v1/models/{settings.model}"

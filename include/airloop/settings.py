@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, StringConstraints, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 from pydantic_settings.sources import InitSettingsSource
 
@@ -269,6 +269,11 @@ class Settings(BaseSettings):
     """Everything airloop reads from configuration."""
 
     model_config = SettingsConfigDict(env_prefix="AIRLOOP_", env_nested_delimiter="__", extra="ignore")
+    _given: dict[str, Any] = PrivateAttr(default_factory=dict)  # what the constructor was given, for for_model
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        self._given = {k: v for k, v in values.items() if k != "model"}
 
     home: Path = Path(".airloop")
     # The model these settings are bound to: its spec's sections are layered over the platform defaults below
@@ -324,8 +329,11 @@ class Settings(BaseSettings):
         return self.catalog.get(self.model)
 
     def for_model(self, name: str) -> Settings:
-        """These settings' sources bound to the model ``name`` instead (its spec layered over the defaults)."""
-        return get_settings(name)
+        """These settings' sources, and the values they were constructed with, bound to the model ``name`` instead
+        (its spec layered over the defaults); the process-wide ``get_settings(name)`` when they were given none."""
+        if not self._given:
+            return get_settings(name)
+        return type(self)(**self._given, model=name)
 
     @property
     def layout(self) -> RuntimeLayout:

@@ -63,7 +63,8 @@ def snapshot(name: str) -> dict:
     model = client.get_registered_model(name)
     versions = {v.version: dict(v.tags) for v in client.search_model_versions(f"name='{name}'")}
     layout = settings.layout
-    folders = (layout.predictions(), layout.feedback(), layout.errors(), layout.reports(), layout.baselines())
+    reports = layout.reports().child(name)  # one reports root; each model's reports in a folder of its name
+    folders = (layout.predictions(), layout.feedback(), layout.errors(), reports, layout.baselines())
     return {
         "aliases": dict(model.aliases),
         "tags": dict(model.tags),

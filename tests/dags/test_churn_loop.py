@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.champion import settings_env
+from tests.champion import register_champion, settings_env
 from tests.dags.conftest import dag_runs, delete_runs, run_dag
 
 pytestmark = pytest.mark.dag
@@ -36,19 +36,9 @@ def env(airflow_db, tmp_path_factory):
 
 def readmission_champion() -> str:
     """A readmission champion registered by its pipeline's own stages (its DAGs are tested in test_loop.py)."""
-    from airloop import etl
     from airloop.settings import get_settings
-    from airloop.training import pipeline
 
-    settings = get_settings("readmission")
-    raw = etl.extract(settings, "setup", {"rows": 3000, "seed": 7})
-    etl.transform(settings, "setup")
-    published = etl.publish(settings, raw["source"], [], "setup")
-    dataset = pipeline.load(settings, published.version)
-    validation = pipeline.validate(settings, published.version, "setup")
-    split = pipeline.split(settings, published.version, "setup")
-    trained = pipeline.train(settings, dataset, split, validation, "setup")
-    return pipeline.register(settings, dataset, split, trained, "test")["version"]
+    return register_champion(get_settings("readmission"), rows=3000)
 
 
 def snapshot(name: str) -> dict:

@@ -336,10 +336,9 @@ def run_drift(settings: Settings, client: AirflowClient, airflow: Service) -> st
 """
 
 
-def run_stream(settings: Settings, client: AirflowClient, airflow: Service) -> str:
-    """Play the loop on the real scheduler (airloop.cli.loop_demo) and return its timeline and the history."""
-    from airloop import history
-    from airloop.cli import loop_demo
+def runners(settings: Settings, client: AirflowClient, airflow: Service) -> tuple[Any, Any]:
+    """``run(dag_id, conf)``: trigger a run and wait for its success (a DemoError otherwise); ``wait(dag_id,
+    run_id)``: wait for a run another one triggered, and return its final state."""
 
     def run(dag_id: str, conf: dict[str, Any]) -> str:
         run_id = client.trigger(dag_id, conf)
@@ -349,8 +348,18 @@ def run_stream(settings: Settings, client: AirflowClient, airflow: Service) -> s
         return state
 
     def wait(dag_id: str, run_id: str) -> str:
-        wait_until(lambda: client.run_exists(dag_id, run_id), f"{dag_id} run {run_id}", 60, airflow)
+        wait_until(lambda: client.run_exists(dag_id, run_id), f"{dag_id} run {run_id}", 120, airflow)
         return wait_for_run(client, dag_id, run_id, settings, airflow)
+
+    return run, wait
+
+
+def run_stream(settings: Settings, client: AirflowClient, airflow: Service) -> str:
+    """Play the loop on the real scheduler (airloop.cli.loop_demo) and return its timeline and the history."""
+    from airloop import history
+    from airloop.cli import loop_demo
+
+    run, wait = runners(settings, client, airflow)
 
     print("  the loop: batches 1-2 as before, then drifted batches (covariate and concept drift) ...", flush=True)
     timeline = loop_demo.play(settings, client, run, wait)
@@ -368,19 +377,8 @@ def run_brief(settings: Settings, client: AirflowClient, airflow: Service) -> st
     """Another model's loop in less detail on the same scheduler and service (airloop.cli.loop_demo.brief)."""
     from airloop.cli import loop_demo
 
-    def run(dag_id: str, conf: dict[str, Any]) -> str:
-        run_id = client.trigger(dag_id, conf)
-        state = wait_for_run(client, dag_id, run_id, settings, airflow)
-        if state != "success":
-            raise DemoError(f"{dag_id} run {run_id} ended {state}: see the Airflow UI or {airflow.log}")
-        return state
-
-    def wait(dag_id: str, run_id: str) -> str:
-        wait_until(lambda: client.run_exists(dag_id, run_id), f"{dag_id} run {run_id}", 120, airflow)
-        return wait_for_run(client, dag_id, run_id, settings, airflow)
-
     print(f"  model {settings.model}: its own loop in less detail ...", flush=True)
-    return loop_demo.brief(settings, client, run, wait)
+    return loop_demo.brief(settings, client, *runners(settings, client, airflow))
 
 
 def run_batch_score(settings: Settings, client: AirflowClient, airflow: Service) -> str:

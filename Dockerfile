@@ -48,7 +48,10 @@ RUN pip install --no-cache-dir -c /opt/airloop/requirements.txt \
     && pip install --no-cache-dir --no-deps /opt/airloop/wheels/airloop-*.whl
 
 COPY config /opt/airloop/config
+# The model specs the service hosts (every valid one unless AIRLOOP_MODELS__SERVE lists some); Helm may mount others.
+COPY models /opt/airloop/models
 ENV AIRLOOP_CONFIG=/opt/airloop/config/airloop.yaml \
+    AIRLOOP_MODELS__FOLDER=/opt/airloop/models \
     AIRLOOP_HOME=/var/lib/airloop \
     AIRLOOP_SERVING__HOST=0.0.0.0
 
@@ -101,9 +104,12 @@ RUN pip install --no-cache-dir -c /opt/airloop/requirements.txt \
     && pip install --no-cache-dir --no-deps /opt/airloop/wheels/airloop-*.whl
 
 COPY --chown=50000:0 config /opt/airloop/config
+# One spec per model: the DAG factory (dags/airloop_models.py) turns each into its seven DAGs.
+COPY --chown=50000:0 models /opt/airloop/models
 COPY --chown=50000:0 dags /opt/airflow/dags
 COPY --chown=50000:0 plugins /opt/airflow/plugins
 
 ENV AIRLOOP_CONFIG=/opt/airloop/config/airloop.yaml \
+    AIRLOOP_MODELS__FOLDER=/opt/airloop/models \
     AIRLOOP_HOME=/opt/airflow/airloop \
     GX_ANALYTICS_ENABLED=False

@@ -32,7 +32,7 @@ PROBE = """
 import json, sys, time
 from airflow.dag_processing.dagbag import DagBag
 started = time.perf_counter()
-bag = DagBag(dag_folder=sys.argv[1], include_examples=False)
+bag = DagBag(dag_folder=sys.argv[1])
 elapsed = time.perf_counter() - started
 assert not bag.import_errors, bag.import_errors
 print(json.dumps({"seconds": elapsed, "dags": len(bag.dags), "tasks": sum(len(d.tasks) for d in bag.dags.values())}))
@@ -140,7 +140,7 @@ def run(sizes: list[int], repeats: int) -> dict:
 def _stage_task_counts(dags: Path, env: dict[str, str]) -> list[int]:
     probe = (
         "import json, sys\nfrom airflow.dag_processing.dagbag import DagBag\n"
-        "bag = DagBag(dag_folder=sys.argv[1], include_examples=False)\n"
+        "bag = DagBag(dag_folder=sys.argv[1])\n"
         "print(json.dumps([len(d.tasks) for i, d in sorted(bag.dags.items()) if i.startswith('m000_')]))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe, str(dags)], capture_output=True, text=True, env=env, check=True)

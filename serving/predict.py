@@ -147,7 +147,7 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
         results.append((None, model, None))
     if failed is not None:
         raise failed
-    request_ids = new_request_ids(len(entity_ids), state.settings.serving.request_id_key)
+    request_ids = new_request_ids(len(entity_ids), state.request_id_key)
     answers: list[dict[str, Any] | None] = [None] * len(entity_ids)
     rows = []
     for variant, (probabilities, model, latency_ms) in zip(order, results, strict=True):

@@ -153,7 +153,7 @@ async def feedback(body: Feedback, model: Model) -> dict[str, Any]:
 
     An id this service never issued gets 404 (ids carry a check tag any replica can verify); a second outcome for the
     same id at this replica gets 409 (readers keep the latest outcome of an id should one reach another replica)."""
-    if not is_issued(body.request_id, model.settings.serving.request_id_key):
+    if not is_issued(body.request_id, model.request_id_key):
         raise ApiError(404, f"unknown request_id {body.request_id[:64]!r}: not one this service issued", "not_found")
     seen = model.feedback_seen
     if body.request_id in seen:

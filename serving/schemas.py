@@ -60,8 +60,8 @@ ENTITY_ID = "entity_id"
 def record_model(columns: list[tuple[str, str]], domains: dict[str, list[str]] | None = None) -> type[BaseModel]:
     """A strict pydantic model of one record: every signature column required, unknown fields and NaN refused.
 
-    String fields accept null (missing) unless they have a closed domain (e.g. the age bucket), which must be one of
-    its values.
+    String and real-number fields accept null (missing) unless they have a closed domain (e.g. the age bucket), which
+    must be one of its values; integer fields do not.
     """
     domains = domains or {}
     fields: dict[str, Any] = {
@@ -75,7 +75,10 @@ def record_model(columns: list[tuple[str, str]], domains: dict[str, list[str]] |
             fields[name] = (Literal[tuple(domains[name])], ...)
             continue
         annotation = _TYPES.get(kind, StrictStr)
-        fields[name] = (annotation | None, ...) if annotation is StrictStr else (annotation, ...)
+        # Text and real numbers may be missing (null): the model's feature step says what missing means (a marker's
+        # category, an imputed number). An integer column of the signature never held a missing value.
+        nullable = annotation is StrictStr or kind in ("double", "float")
+        fields[name] = (annotation | None, ...) if nullable else (annotation, ...)
     config = ConfigDict(extra="forbid", allow_inf_nan=False)
     return create_model("Record", __config__=config, **fields)
 

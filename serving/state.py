@@ -43,6 +43,12 @@ class ModelState:
         default_factory=OrderedDict
     )  # request ids with feedback, oldest first
 
+    @property
+    def request_id_key(self) -> str:
+        """The key this model's request ids are signed with: ``serving.request_id_key`` bound to the model's name, so
+        an id another model issued is refused (404) by this model's ``/feedback`` instead of landing in its log."""
+        return f"{self.settings.serving.request_id_key or ''}\x1f{self.name}"
+
     def readiness(self) -> dict[str, Any]:
         """``ready``, ``degraded`` (serving its last good versions) or ``not_ready`` (no champion), with the reason."""
         versions = self.holder.versions()

@@ -38,19 +38,25 @@ def settings_env(values: dict[str, str]) -> Iterator[object]:
 def champion_home(home: Path) -> Iterator[tuple[object, str]]:
     """Settings on ``home`` with a logistic-regression champion registered from 5,000 synthetic rows (ETL and training
     stages called directly; their DAGs are tested elsewhere); the environment is restored afterwards."""
+    candidates = json.dumps({"logistic_regression": [{"C": 0.5}]})
+    with settings_env({"AIRLOOP_HOME": str(home), "AIRLOOP_TRAINING__CANDIDATES": candidates}) as settings:
+        yield settings, register_champion(settings, rows=5000)
+
+
+def register_champion(settings, rows: int, seed: int = 7) -> str:
+    """Publish ``rows`` generated records of the settings' model and register a version from them through the ETL and
+    training stages called directly (their DAGs are tested elsewhere); returns the version."""
     from airloop import etl
     from airloop.training import pipeline
 
-    candidates = json.dumps({"logistic_regression": [{"C": 0.5}]})
-    with settings_env({"AIRLOOP_HOME": str(home), "AIRLOOP_TRAINING__CANDIDATES": candidates}) as settings:
-        raw = etl.extract(settings, "setup", {"rows": 5000, "seed": 7})
-        etl.transform(settings, "setup")
-        published = etl.publish(settings, raw["source"], [], "setup")
-        dataset = pipeline.load(settings, published.version)
-        validation = pipeline.validate(settings, published.version, "setup")
-        split = pipeline.split(settings, published.version, "setup")
-        trained = pipeline.train(settings, dataset, split, validation, "setup")
-        yield settings, pipeline.register(settings, dataset, split, trained, "test")["version"]
+    raw = etl.extract(settings, "setup", {"rows": rows, "seed": seed})
+    etl.transform(settings, "setup")
+    published = etl.publish(settings, raw["source"], [], "setup")
+    dataset = pipeline.load(settings, published.version)
+    validation = pipeline.validate(settings, published.version, "setup")
+    split = pipeline.split(settings, published.version, "setup")
+    trained = pipeline.train(settings, dataset, split, validation, "setup")
+    return pipeline.register(settings, dataset, split, trained, "test")["version"]
 
 
 def log_traffic(

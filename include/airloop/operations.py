@@ -56,14 +56,14 @@ def run_action(settings: Settings, action: str, actor: str, routing: dict[str, A
     """
     from airloop.experiments import lifecycle
     from airloop.experiments.live import get_live
-    from airloop.experiments.routing import RoutingConfig
+    from airloop.experiments.routing import default_routing
     from airloop.registry.client import connect
 
     if action not in ACTIONS:
         raise ValueError(f"unknown registry action {action!r}; choose one of {ACTIONS}")
     client = connect(settings)
     name = settings.mlflow.model_name
-    default = RoutingConfig.from_yaml(settings.serving.routing_file, settings.model or "")
+    default = default_routing(settings)
     if action == "promote":
         lifecycle.promote(settings, actor, {"action": "promote"})
     elif action == "rollback":
@@ -122,10 +122,10 @@ def route(
     from airloop.ledger import Kind
 
     if apply is None:
-        from airloop.experiments.routing import RoutingConfig
+        from airloop.experiments.routing import default_routing
         from airloop.registry.client import connect
 
-        default = RoutingConfig.from_yaml(settings.serving.routing_file, settings.model or "")
+        default = default_routing(settings)
         apply = _update_live(connect(settings), settings.mlflow.model_name, default)
     config = apply(actor, weights=None if weights is None else dict(weights), mode=mode, experiment=experiment)
     try:

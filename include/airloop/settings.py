@@ -8,6 +8,7 @@ Relative paths are resolved against the working directory.
 
 from __future__ import annotations
 
+import copy
 import os
 from functools import lru_cache
 from importlib import resources
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, Field, StringConstraints, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, StringConstraints, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, YamlConfigSettingsSource
 from pydantic_settings.sources import InitSettingsSource
 
@@ -29,6 +30,32 @@ if TYPE_CHECKING:
 CONFIG_ENV = "AIRLOOP_CONFIG"
 CONFIG_FILE = "airloop.yaml"
 ROUTING_FILE = "routing.yaml"
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content, parsed once per version of the file (its path, size and modification time) with
+    libyaml's loader when it is there: settings are built once per model while Airflow parses the DAG factory."""
+    stat = path.stat()
+    return copy.deepcopy(_parsed_yaml(path, stat.st_mtime_ns, stat.st_size))
+
+
+@lru_cache(maxsize=64)
+def _parsed_yaml(path: Path, mtime_ns: int, size: int) -> Any:
+    return parse_yaml(path.read_text(encoding="utf-8"))
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text to plain data, safely (no tags run), with the C loader when PyYAML has it."""
+    import yaml
+
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+class CachedYamlSource(YamlConfigSettingsSource):
+    """``YamlConfigSettingsSource`` reading through ``read_yaml``."""
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        return read_yaml(Path(str(file_path))) or {}
 
 
 def packaged_config(name: str) -> Path:
@@ -242,6 +269,11 @@ class Settings(BaseSettings):
     """Everything airloop reads from configuration."""
 
     model_config = SettingsConfigDict(env_prefix="AIRLOOP_", env_nested_delimiter="__", extra="ignore")
+    _given: dict[str, Any] = PrivateAttr(default_factory=dict)  # what the constructor was given, for for_model
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        self._given = {k: v for k, v in values.items() if k != "model"}
 
     home: Path = Path(".airloop")
     # The model these settings are bound to: its spec's sections are layered over the platform defaults below
@@ -297,8 +329,11 @@ class Settings(BaseSettings):
         return self.catalog.get(self.model)
 
     def for_model(self, name: str) -> Settings:
-        """These settings' sources bound to the model ``name`` instead (its spec layered over the defaults)."""
-        return get_settings(name)
+        """These settings' sources, and the values they were constructed with, bound to the model ``name`` instead
+        (its spec layered over the defaults); the process-wide ``get_settings(name)`` when they were given none."""
+        if not self._given:
+            return get_settings(name)
+        return type(self)(**self._given, model=name)
 
     @property
     def layout(self) -> RuntimeLayout:
@@ -370,7 +405,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_source = YamlConfigSettingsSource(settings_cls, yaml_file=config_file())
+        yaml_source = CachedYamlSource(settings_cls, yaml_file=config_file())
         spec_source = SpecSettingsSource(settings_cls, init_settings, env_settings, yaml_source)
         return init_settings, env_settings, spec_source, yaml_source
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.champion import settings_env
+from tests.champion import register_champion, settings_env
 from tests.dags.conftest import dag_runs, delete_runs, run_dag
 
 pytestmark = pytest.mark.dag
@@ -36,19 +36,9 @@ def env(airflow_db, tmp_path_factory):
 
 def readmission_champion() -> str:
     """A readmission champion registered by its pipeline's own stages (its DAGs are tested in test_loop.py)."""
-    from airloop import etl
     from airloop.settings import get_settings
-    from airloop.training import pipeline
 
-    settings = get_settings("readmission")
-    raw = etl.extract(settings, "setup", {"rows": 3000, "seed": 7})
-    etl.transform(settings, "setup")
-    published = etl.publish(settings, raw["source"], [], "setup")
-    dataset = pipeline.load(settings, published.version)
-    validation = pipeline.validate(settings, published.version, "setup")
-    split = pipeline.split(settings, published.version, "setup")
-    trained = pipeline.train(settings, dataset, split, validation, "setup")
-    return pipeline.register(settings, dataset, split, trained, "test")["version"]
+    return register_champion(get_settings("readmission"), rows=3000)
 
 
 def snapshot(name: str) -> dict:
@@ -63,7 +53,8 @@ def snapshot(name: str) -> dict:
     model = client.get_registered_model(name)
     versions = {v.version: dict(v.tags) for v in client.search_model_versions(f"name='{name}'")}
     layout = settings.layout
-    folders = (layout.predictions(), layout.feedback(), layout.errors(), layout.reports(), layout.baselines())
+    reports = layout.reports().child(name)  # one reports root; each model's reports in a folder of its name
+    folders = (layout.predictions(), layout.feedback(), layout.errors(), reports, layout.baselines())
     return {
         "aliases": dict(model.aliases),
         "tags": dict(model.tags),
@@ -81,6 +72,20 @@ def publish(seed: int, **drift: float) -> str:
     states = run_dag("churn_etl", {"rows": ROWS, "seed": seed, **drift})
     assert states["publish"] == "success", states
     return ledger(get_settings("churn")).rows(kind=Kind.DATASET_PUBLISHED)[0].payload["version"]
+
+
+def publish_by_stages(seed: int, **drift: float) -> str:
+    """One more batch through the very stages churn_etl's tasks call (its DAG already ran twice here; dag.test costs
+    seconds per task)."""
+    from airloop import etl
+    from airloop.settings import get_settings
+
+    settings, run_id = get_settings("churn"), f"stages-{seed}"
+    raw = etl.extract(settings, run_id, {"rows": ROWS, "seed": seed, **drift})
+    checks = [etl.validate_raw(settings, run_id)]
+    etl.transform(settings, run_id)
+    checks.append(etl.validate_features(settings, run_id))
+    return etl.publish(settings, raw["source"], checks, run_id).version
 
 
 def latest(settings, kind: str):
@@ -116,7 +121,7 @@ def test_churn_runs_its_whole_loop_and_leaves_readmission_untouched(env):
 
     with TestClient(create_app(get_settings())) as client:  # one service, every model (readmission by default)
         # Restraint: an undrifted batch raises no alarm.
-        stream(settings, publish(seed=101), client)
+        stream(settings, publish_by_stages(seed=101), client)
         run_dag("churn_drift", {}, run_after=datetime.now(UTC))
         assert latest(settings, Kind.DRIFT_VERDICT).payload["verdict"] == "no_drift"
 
@@ -139,7 +144,7 @@ def test_churn_runs_its_whole_loop_and_leaves_readmission_untouched(env):
 
         promoted = False
         for batch in range(201, 204):
-            stream(settings, publish(seed=batch, **DRIFT), client)
+            stream(settings, publish_by_stages(seed=batch, **DRIFT), client)
             states = run_dag("churn_ab_evaluate", {}, run_after=datetime.now(UTC))
             if states.get("promote") == "success":
                 promoted = True

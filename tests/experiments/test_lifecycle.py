@@ -15,7 +15,7 @@ from airloop import history
 from airloop.errors import RegistryActionError
 from airloop.experiments import lifecycle
 from airloop.experiments.live import get_live
-from airloop.experiments.routing import RoutingConfig
+from airloop.experiments.routing import RoutingConfig, default_routing
 from airloop.ledger import Kind
 from airloop.registry import aliases as reg
 from airloop.registry.client import connect
@@ -43,7 +43,7 @@ def settings(tmp_path):
 
 
 def live(settings) -> RoutingConfig:
-    return get_live(connect(settings), NAME, RoutingConfig.from_yaml(settings.serving.routing_file))
+    return get_live(connect(settings), NAME, default_routing(settings))
 
 
 def tick() -> datetime:

@@ -201,7 +201,7 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
     from airloop.cli.demo import AirflowClient, generated_password, state_file, wait_until
     from airloop.cli.supervisor import Supervisor, members
     from airloop.experiments.live import get_live
-    from airloop.experiments.routing import RoutingConfig
+    from airloop.experiments.routing import default_routing
     from airloop.ledger import Kind
     from airloop.registry import aliases as reg
     from airloop.registry.client import connect
@@ -339,7 +339,7 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
     assert not any(members(groups).values()), members(groups)  # nothing of Airflow is left running
 
     assert aliases() == {Alias.CHAMPION: "2", Alias.PREVIOUS: "1"}
-    live = get_live(registry, MODEL, RoutingConfig.from_yaml(settings.serving.routing_file))
+    live = get_live(registry, MODEL, default_routing(settings))
     assert live.weights == {Alias.CHAMPION.value: 100.0, Alias.CHALLENGER.value: 0.0}
     assert live.experiment == f"{MODEL}-v2"
     promotions = history.rows(settings, kind=Kind.PROMOTION)

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from airloop.experiments import evaluation
-from airloop.experiments.routing import RoutingConfig, assign
+from airloop.experiments.routing import RoutingConfig, assign, default_routing
 from airloop.predlog import load_errors, load_feedback, load_predictions
 from airloop.registry.contract import Alias
 from serving.main import create_app
@@ -92,7 +92,7 @@ def client(settings):
 
 @pytest.fixture(scope="module")
 def routing(settings) -> RoutingConfig:
-    return RoutingConfig.from_yaml(settings.serving.routing_file)
+    return default_routing(settings)
 
 
 @pytest.fixture
@@ -484,7 +484,7 @@ def test_a_routing_change_reaches_another_replica_and_survives_a_restart(make_se
 
 def test_shadow_mode_answers_with_the_champion_and_logs_both_variants(make_settings, registry):
     settings = make_settings()
-    routing = RoutingConfig.from_yaml(settings.serving.routing_file)
+    routing = default_routing(settings)
     ids = ids_routed_to(routing, "challenger", 5) + ids_routed_to(routing, "champion", 5) + [None] * 5
     records = [{**registry.records[i], "entity_id": entity} for i, entity in enumerate(ids)]
 

@@ -49,15 +49,13 @@ def test_a_lone_request_is_dispatched_without_waiting_for_the_window():
     fn = Doubler()
 
     async def lone(batcher: MicroBatcher):
-        await batcher.submit([{"x": 0.0}])  # warm the executor thread
-        started = time.perf_counter()
-        result = await batcher.submit([{"x": 1.5}, {"x": 2.0}])
-        return result, time.perf_counter() - started
+        # The window is an hour: a batcher that waited for it would never answer within the test's patience.
+        return await asyncio.wait_for(batcher.submit([{"x": 1.5}, {"x": 2.0}]), timeout=60)
 
-    (probabilities, info, _), elapsed = run(fn, lone, max_wait=1.0)
+    probabilities, info, _ = run(fn, lone, max_wait=3600.0)
 
     assert probabilities.tolist() == [3.0, 4.0] and info == "model-info"
-    assert elapsed < 0.2, f"a lone request waited {elapsed:.3f} s of a 1 s window"
+    assert fn.calls == [2]
 
 
 def test_concurrent_requests_are_coalesced_and_each_caller_gets_its_own_results():

@@ -251,8 +251,14 @@ def test_predictions_and_feedback_of_each_model_go_to_its_own_logs_only(env, reg
             client.post(f"/v1/models/{TWIN}/feedback", json={"request_id": twin_ids[0], "outcome": 1}),
             client.post("/v1/feedback", json={"request_id": default_ids[0], "outcome": 0}),
         ]
+        # An id one model issued is not the other's: its outcome cannot land in the other's log.
+        crossed = [
+            client.post(f"/v1/models/{TWIN}/feedback", json={"request_id": default_ids[1], "outcome": 1}),
+            client.post("/v1/feedback", json={"request_id": twin_ids[1], "outcome": 0}),
+        ]
 
     assert [r.status_code for r in accepted] == [202, 202]
+    assert [r.status_code for r in crossed] == [404, 404], [r.text for r in crossed]
     logs = {name: get_settings(name).layout for name in (NAME, TWIN)}
     assert logs[NAME].predictions().url != logs[TWIN].predictions().url
     assert sorted(load_predictions(logs[TWIN].predictions(), *EVER)["request_id"]) == sorted(twin_ids)

@@ -9,7 +9,7 @@ import random
 import pytest
 from fastapi.testclient import TestClient
 
-from airloop.experiments.routing import RoutingConfig, assign
+from airloop.experiments.routing import RoutingConfig, assign, default_routing
 from airloop.registry.contract import Alias, VersionRecord
 from serving.main import create_app
 from tests.serving.conftest import CHALLENGER_VERSION, NAME, encounters
@@ -57,7 +57,7 @@ def routed(routing: RoutingConfig, variant: str) -> str:
 def app_client(make_settings, wider_challenger):
     settings = make_settings()
     with TestClient(create_app(settings)) as client:
-        yield client, RoutingConfig.from_yaml(settings.serving.routing_file)
+        yield client, default_routing(settings)
 
 
 def test_a_record_routed_to_the_wider_challenger_without_its_field_gets_422_naming_it(app_client, registry):

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from airloop.cli.supervisor import AlreadyRunning, Service, Stopped, Supervisor, stop_recorded
-from airloop.settings import Settings, config_file
+from airloop.settings import Settings, config_file, get_settings
 
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 STATE_FILE = "demo-processes.json"
@@ -215,7 +215,8 @@ def send_predictions(settings: Settings, count: int) -> dict[str, Any]:
     from airloop.training.features import model_inputs
 
     frame = dataset_store(settings).load().head(count)
-    records = model_inputs(settings.spec, frame).to_dict("records")
+    inputs = model_inputs(settings.spec, frame)
+    records = inputs.astype(object).where(inputs.notna(), None).to_dict("records")  # JSON: a missing number is null
     sample: dict[str, Any] = {}
     with httpx.Client(base_url=settings.serving.url, timeout=30) as http:
         for record, patient in zip(records, frame[settings.spec.data.entity].tolist(), strict=True):
@@ -258,9 +259,11 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
     print(f"  Airflow users {users_line(settings)}: passwords generated in {pw_file}", flush=True)
     client = wait_until(lambda: AirflowClient(settings.airflow.url, user, password), "the API server", 240, airflow)
     etl_dag, train_dag = settings.spec.dag_id("etl"), settings.spec.dag_id("train")
-    for dag_id in dag_ids(settings):
-        wait_until(lambda d=dag_id: client.dag_exists(d), f"Airflow to parse {dag_id}", 180, airflow)
-        client.unpause(dag_id)
+    others = [get_settings(name) for name in sorted(settings.catalog.specs) if name != settings.model]
+    for model in [settings, *others]:
+        for dag_id in dag_ids(model):
+            wait_until(lambda d=dag_id: client.dag_exists(d), f"Airflow to parse {dag_id}", 180, airflow)
+            client.unpause(dag_id)
     previous_train = client.latest_run(train_dag)
     etl_run = client.trigger(etl_dag, {})
     print(f"  triggered {etl_dag} run {etl_run}", flush=True)
@@ -279,6 +282,8 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
         return 1
     if not settings.serving.api_key:
         settings.serving.api_key = secrets.token_urlsafe(16)
+    for other in others:  # one service hosts every model: one admin key
+        other.serving.api_key = settings.serving.api_key
     serving = start_serving(settings, supervisor)
     print(f"  prediction service starting (log: {serving.log})", flush=True)
     wait_until(
@@ -290,11 +295,14 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
     drift = run_drift(settings, client, airflow)
     timeline = run_stream(settings, client, airflow)
     scored = run_batch_score(settings, client, airflow)
+    briefs = [run_brief(other, client, airflow) for other in others]
     print_summary(settings, etl_state, train_state)
     print_serving(settings, sample)
     print(drift, flush=True)
     print(timeline, flush=True)
     print(scored, flush=True)
+    for other, text in zip(others, briefs, strict=True):
+        print_model(other, text)
     if keep_running:
         print("\nServices keep running; press Ctrl-C here or run `make stop` to stop them.", flush=True)
         exited = supervisor.watch()
@@ -328,10 +336,9 @@ def run_drift(settings: Settings, client: AirflowClient, airflow: Service) -> st
 """
 
 
-def run_stream(settings: Settings, client: AirflowClient, airflow: Service) -> str:
-    """Play the loop on the real scheduler (airloop.cli.loop_demo) and return its timeline and the history."""
-    from airloop import history
-    from airloop.cli import loop_demo
+def runners(settings: Settings, client: AirflowClient, airflow: Service) -> tuple[Any, Any]:
+    """``run(dag_id, conf)``: trigger a run and wait for its success (a DemoError otherwise); ``wait(dag_id,
+    run_id)``: wait for a run another one triggered, and return its final state."""
 
     def run(dag_id: str, conf: dict[str, Any]) -> str:
         run_id = client.trigger(dag_id, conf)
@@ -341,8 +348,18 @@ def run_stream(settings: Settings, client: AirflowClient, airflow: Service) -> s
         return state
 
     def wait(dag_id: str, run_id: str) -> str:
-        wait_until(lambda: client.run_exists(dag_id, run_id), f"{dag_id} run {run_id}", 60, airflow)
+        wait_until(lambda: client.run_exists(dag_id, run_id), f"{dag_id} run {run_id}", 120, airflow)
         return wait_for_run(client, dag_id, run_id, settings, airflow)
+
+    return run, wait
+
+
+def run_stream(settings: Settings, client: AirflowClient, airflow: Service) -> str:
+    """Play the loop on the real scheduler (airloop.cli.loop_demo) and return its timeline and the history."""
+    from airloop import history
+    from airloop.cli import loop_demo
+
+    run, wait = runners(settings, client, airflow)
 
     print("  the loop: batches 1-2 as before, then drifted batches (covariate and concept drift) ...", flush=True)
     timeline = loop_demo.play(settings, client, run, wait)
@@ -354,6 +371,14 @@ The loop ({settings.spec.dag_id("train")} is paused: here only a drift verdict s
 Decision history (python -m airloop history; GET {settings.serving.url}/v1/history?at=TIME):
 {table}
 """
+
+
+def run_brief(settings: Settings, client: AirflowClient, airflow: Service) -> str:
+    """Another model's loop in less detail on the same scheduler and service (airloop.cli.loop_demo.brief)."""
+    from airloop.cli import loop_demo
+
+    print(f"  model {settings.model}: its own loop in less detail ...", flush=True)
+    return loop_demo.brief(settings, client, *runners(settings, client, airflow))
 
 
 def run_batch_score(settings: Settings, client: AirflowClient, airflow: Service) -> str:
@@ -433,6 +458,22 @@ Trigger a run yourself through the REST API v2 (user "{user}"):
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   curl -s -X POST {url}/api/v2/dags/{settings.spec.dag_id("etl")}/dagRuns -H "Authorization: Bearer $TOKEN" \\
     -H 'Content-Type: application/json' -d '{{"logical_date": null, "conf": {{"seed": 7, "covariate_drift": 1.0}}}}'
+""",
+        flush=True,
+    )
+
+
+def print_model(settings: Settings, text: str) -> None:
+    """Where another model's DAGs, registry entry, service routes and monitor view are, and what its loop did."""
+    url, name = settings.airflow.url, settings.model
+    print(
+        f"""
+Model {name} ({settings.spec.description or "no description"}; spec {settings.models.folder / (name + ".yaml")})
+{text}
+  Airflow DAGs    {url}/dags?tags={name}   ({", ".join(dag_ids(settings))})
+  Model monitor   {url}/airloop/?model={name}
+  MLflow          registered model "{settings.mlflow.model_name}", experiment "{settings.mlflow.experiment}"
+  service         {settings.serving.url}/v1/models/{name}/predict   (docs: {settings.serving.url}/docs#/{name})
 """,
         flush=True,
     )

@@ -1,9 +1,11 @@
-"""The loop, played by ``make demo`` on the real scheduler: batches of encounters arrive through ``readmission_etl``
-(REST), are scored by the prediction service, their outcomes come back through ``/v1/feedback``; ``readmission_drift``
-judges each batch, a drift verdict starts ``readmission_retrain``, and ``readmission_ab_evaluate`` looks at the
-challenger until it decides. Prints the timeline: batch, drift score, decision, ROC AUC per variant, routing.
+"""The loop, played by ``make demo`` on the real scheduler for each model: batches arrive through ``<model>_etl``
+(REST), are scored by the prediction service, their outcomes come back through ``/v1/models/<model>/feedback``;
+``<model>_drift`` judges each batch, a drift verdict starts ``<model>_retrain``, and ``<model>_ab_evaluate`` looks at
+the challenger until it decides. ``play`` prints the timeline (batch, drift score, decision, ROC AUC per variant,
+routing) for the default model; ``brief`` plays another model's loop in less detail (first training, traffic, a
+drifted batch, its verdict and the retrain's challenger).
 
-``readmission_train`` is paused once the first champion exists: in this demo the drift verdict decides when to train,
+``<model>_train`` is paused once the first champion exists: in this demo the drift verdict decides when to train,
 so the only new model is the retrain's. Unpaused, every ETL batch would also hand its version to training; the gate
 would hold any better model trained while the experiment runs (decision ``held``), so the timeline would be the same,
 only slower on two cores.
@@ -36,7 +38,8 @@ def stream(settings: Settings, version: str, http: Any = None) -> dict[str, int]
 
     data = settings.spec.data
     frame = dataset_store(settings).load(version)
-    records = frame[data.input_columns].to_dict("records")
+    inputs = frame[data.input_columns]
+    records = inputs.astype(object).where(inputs.notna(), None).to_dict("records")  # JSON: a missing number is null
     outcomes = frame[data.target.name].tolist()
     served: dict[str, int] = {}
     base = f"/v1/models/{settings.model}"
@@ -121,4 +124,42 @@ def play(settings: Settings, client: Any, run: Callable[[str, dict[str, Any]], s
             champion = models["models"].get(Alias.CHAMPION.value, {}).get("version")
             lines.append(f"{'':>5}  now serving champion v{champion}; routing {models['routing']['weights']}")
             break
+    return "\n".join(lines)
+
+
+def brief(settings: Settings, client: Any, run: Callable[[str, dict[str, Any]], str], wait: Callable[[str, str], str]):
+    """Another model's loop in less detail: its ETL hands the first batch to its training (the hand-off's run id), the
+    service answers with the new champion, a drifted batch gets a drift verdict, which starts the retrain whose
+    challenger enters an A/B experiment. Returns the lines to print."""
+    from airloop.data.store import dataset_store
+    from airloop.ledger import Kind, Resolution, ledger
+    from airloop.registry.contract import Alias
+    from airloop.training.handoff import training_run_id
+
+    book, dag, name = ledger(settings), settings.spec.dag_id, settings.model
+
+    def publish(seed: int, drift: dict[str, float]) -> str:
+        run(dag("etl"), {"rows": ROWS, "seed": seed, **drift})
+        return dataset_store(settings).latest()
+
+    first = publish(7001, {})
+    trained = wait(dag("train"), training_run_id(settings, first))
+    client.pause(dag("train"))  # from here on only a drift verdict trains this model too
+    models = reload(settings)
+    champion = models["models"].get(Alias.CHAMPION.value, {}).get("version")
+    lines = [f"{name}: dataset {first} -> {dag('train')} {trained}; serving champion v{champion}"]
+    served = stream(settings, first)
+    lines.append(f"{name}: {sum(served.values())} predictions with their outcomes ({served})")
+    stream(settings, publish(7002, DRIFT))
+    run(dag("drift"), {})
+    verdict = next(r for r in book.rows(kind=Kind.DRIFT_VERDICT) if r.payload.get("source") == "prediction_log")
+    lines.append(f"{name}: drift verdict {verdict.payload['verdict']} ({verdict.payload['reason']}); {verdict.outcome}")
+    if verdict.outcome == Resolution.RETRAIN_STARTED:
+        state = wait(dag("retrain"), verdict.outcome_detail)
+        retrain = book.rows(kind=Kind.RETRAIN)
+        models = reload(settings)
+        lines.append(
+            f"{name}: {dag('retrain')} {state}: {retrain[0].outcome_detail if retrain else ''};"
+            f" routing {models['routing']['weights']}"
+        )
     return "\n".join(lines)

@@ -23,7 +23,7 @@ from typing import Any
 from airloop import history
 from airloop.errors import RegistryActionError
 from airloop.experiments.live import current_state, get_live, set_live
-from airloop.experiments.routing import RoutingConfig
+from airloop.experiments.routing import RoutingConfig, default_routing
 from airloop.ledger import Decision, Kind
 from airloop.registry import aliases as reg
 from airloop.registry.contract import Alias, Outcome, Tag
@@ -37,7 +37,7 @@ DONE = "done"
 def _client_and_default(settings: Settings) -> tuple[Any, RoutingConfig]:
     from airloop.registry.client import connect
 
-    return connect(settings), RoutingConfig.from_yaml(settings.serving.routing_file, settings.model or "")
+    return connect(settings), default_routing(settings)
 
 
 def experiment_id(model: str, champion: str | None, challenger: str) -> str:

@@ -11,7 +11,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from airloop.experiments.routing import RoutingConfig
+from airloop.experiments.routing import RoutingConfig, default_routing
 from airloop.registry.aliases import model_state, now
 from airloop.registry.contract import Alias, Tag
 
@@ -47,7 +47,7 @@ def current(settings: Settings) -> tuple[dict[str, str], RoutingConfig]:
     from airloop.registry.client import connect
 
     found, tags = model_state(connect(settings), settings.mlflow.model_name)
-    default = RoutingConfig.from_yaml(settings.serving.routing_file, settings.model or "")
+    default = default_routing(settings)
     return {str(k): str(v) for k, v in found.items()}, from_tags(tags, default)
 
 

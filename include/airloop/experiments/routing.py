@@ -124,3 +124,9 @@ def plan(config: RoutingConfig, entity_ids: list[str | int | None], available: s
     for i, variant in enumerate(served):
         result.groups.setdefault(variant, []).append(i)
     return result
+
+
+def default_routing(settings: Any) -> RoutingConfig:
+    """The initial experiment of the settings' model: the routing file (``serving.routing_file``) with ``{model}`` in
+    its id made the model's name, so two models never share a salt. The one place that reads it."""
+    return RoutingConfig.from_yaml(settings.serving.routing_file, settings.model or "")

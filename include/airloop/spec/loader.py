@@ -80,8 +80,10 @@ def _check_overrides(spec: ModelSpec, sections: Mapping[str, type[BaseModel]]) -
 
 def parse_spec(path: Path, text: str) -> ModelSpec:
     """Validate the YAML ``text`` of the spec at ``path``; raises SpecError naming each bad key."""
+    from airloop.settings import parse_yaml
+
     try:
-        document = yaml.safe_load(text)
+        document = parse_yaml(text)
     except yaml.YAMLError as error:
         raise SpecError(path, [f"not valid YAML: {error}"]) from error
     if not isinstance(document, dict):

@@ -28,7 +28,8 @@ def sync_dags(*dag_ids: str) -> dict[str, Any]:
     if not bundle.is_initialized:
         bundle.initialize()
     bag = BundleDagBag(dag_folder=str(DAGS / "airloop_models.py"), bundle_path=bundle.path, bundle_name=BUNDLE)
-    assert not bag.import_errors, bag.import_errors
+    # A broken spec in the models folder is an import error of the factory file; the other models' DAGs are there.
+    assert set(dag_ids) <= set(bag.dags), bag.import_errors
     for dag_id in list(bag.dags):
         if dag_id not in dag_ids:
             bag.dags.pop(dag_id)

@@ -63,7 +63,7 @@ class FeedbackRow(NamedTuple):
     """One observed outcome posted for an earlier prediction."""
 
     request_id: str
-    outcome: int  # 1 = readmitted within 30 days
+    outcome: int  # 1 = the positive class of the model's target (its spec's target.positive)
     received_at: float  # seconds since the epoch
 
 

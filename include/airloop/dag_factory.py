@@ -6,12 +6,14 @@ parses, with ``airflow.sdk``, the standard provider's operators and the spec loa
 
 Per model ``<name>``: ``<name>_etl``, ``<name>_train``, ``<name>_drift``, ``<name>_retrain``, ``<name>_ab_evaluate``,
 ``<name>_registry``, ``<name>_batch_score``, each tagged with the model's name so the Airflow UI filters by model.
-A spec file that is broken adds no DAG of its own: it becomes an import error of the factory file that names the
-spec file, the key and what was expected, while every other model's DAGs still parse.
+A spec file that is broken adds no DAG of its own: it is listed, with the key and what was expected, by the DAG
+``airloop_broken_specs`` (tag ``broken-spec``) and in the parse log, while every other model's DAGs still parse and
+run. It is deliberately not an import error: Airflow 3 marks every DAG of a file with an import error stale.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
@@ -28,6 +30,8 @@ from airloop.registry.contract import SERVED_ALIASES
 from airloop.settings import Settings, get_settings
 from airloop.spec import Catalog, ModelSpec
 from airloop.spec.schema import STAGES
+
+log = logging.getLogger(__name__)
 
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
@@ -657,13 +661,39 @@ class BrokenSpecs(ValueError):
     """Model spec files that cannot be used, each named with its key and what was expected."""
 
 
-class BrokenSpecsMarker(DAG):
-    """Not a DAG to run: it carries the errors of broken spec files, and Airflow reports them as an import error of
-    the factory file when it validates this object (every other DAG of the file is kept)."""
+BROKEN_DAG_ID = "airloop_broken_specs"
+BROKEN_DOC = """### airloop_broken_specs
 
-    def validate(self) -> None:
-        """Always raises: the spec errors, each naming its file, key and what was expected."""
-        raise BrokenSpecs(self.doc_md or "broken model spec")
+**These model spec files cannot be used**, so they have no DAGs; every other model's DAGs are unaffected. Fix the
+file (each line names it, the key and what was expected) and its seven DAGs appear at the next parse, this DAG goes.
+Running this DAG fails with the same errors. `python -m airloop models` lists them too.
+
+"""
+
+
+def broken_specs(errors: list[str]) -> DAG:
+    """The DAG that shows broken spec files in the Airflow UI (tag ``broken-spec``): its docs list them, its one task
+    fails with them. Not an import error on purpose: Airflow marks every DAG of a file with an import error stale,
+    which would stop every other model's DAGs from being scheduled."""
+    text = "\n".join(errors)
+
+    @dag(
+        dag_id=BROKEN_DAG_ID,
+        start_date=START,
+        schedule=None,
+        catchup=False,
+        doc_md=BROKEN_DOC + "\n".join(f"- `{e}`" for e in errors),
+        default_args=default_args(retries=0),
+        tags=["airloop", "broken-spec"],
+    )
+    def build():
+        @task
+        def report() -> None:
+            raise BrokenSpecs(text)
+
+        report()
+
+    return build()
 
 
 def dags_of(spec: ModelSpec, settings: Settings) -> dict[str, DAG]:
@@ -672,8 +702,8 @@ def dags_of(spec: ModelSpec, settings: Settings) -> dict[str, DAG]:
 
 
 def build_all(catalog: Catalog | None = None, models: Iterable[str] | None = None) -> dict[str, DAG]:
-    """Every valid spec's DAGs by dag id (only ``models`` when given), plus one ``BrokenSpecsMarker`` under
-    ``airloop_broken_specs`` when some spec file is broken (Airflow turns it into an import error naming them)."""
+    """Every valid spec's DAGs by dag id (only ``models`` when given), plus ``airloop_broken_specs`` when some spec file
+    is broken (its docs and its task name each file, key and what was expected; the parse log says so too)."""
     catalog = catalog or get_settings().catalog
     wanted = set(models) if models is not None else None
     out: dict[str, DAG] = {}
@@ -681,7 +711,8 @@ def build_all(catalog: Catalog | None = None, models: Iterable[str] | None = Non
         if wanted is None or name in wanted:
             out.update(dags_of(spec, get_settings(name)))
     if catalog.errors:
-        errors = "\n".join(str(error) for error in catalog.errors.values())
-        broken = BrokenSpecsMarker(dag_id="airloop_broken_specs", schedule=None, start_date=START, doc_md=errors)
-        out[broken.dag_id] = broken
+        errors = [str(error) for error in catalog.errors.values()]
+        for error in errors:
+            log.error("%s: it has no DAGs until it is fixed", error)
+        out[BROKEN_DAG_ID] = broken_specs(errors)
     return out

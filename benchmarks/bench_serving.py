@@ -453,7 +453,8 @@ def run(args: argparse.Namespace, home: Path) -> int:
             "",
             f"{result['when']}, {result['machine']['cpus']} CPUs ({result['machine']['cpu']}), one worker each, "
             f"OMP_NUM_THREADS=1, {result['setup']['load_generator']}, {args.warmup:g} s warm-up + "
-            f"{args.duration:g} s per scenario.",
+            f"{args.duration:g} s per scenario. airloop hosts {len(result['setup']['airloop_hosted_models'])} models"
+            f" ({', '.join(result['setup']['airloop_hosted_models'])}); the default one is measured.",
             "",
             table(measured),
             "",

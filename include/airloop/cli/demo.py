@@ -466,9 +466,10 @@ Trigger a run yourself through the REST API v2 (user "{user}"):
 def print_model(settings: Settings, text: str) -> None:
     """Where another model's DAGs, registry entry, service routes and monitor view are, and what its loop did."""
     url, name = settings.airflow.url, settings.model
+    about = settings.spec.description.rstrip(".") or "no description"
     print(
         f"""
-Model {name} ({settings.spec.description or "no description"}; spec {settings.models.folder / (name + ".yaml")})
+Model {name} ({about}; spec {settings.models.folder / (name + ".yaml")})
 {text}
   Airflow DAGs    {url}/dags?tags={name}   ({", ".join(dag_ids(settings))})
   Model monitor   {url}/airloop/?model={name}

@@ -323,10 +323,11 @@ class Settings(BaseSettings):
     def spec(self) -> ModelSpec:
         """The spec of the model these settings are bound to."""
         from airloop.spec import SpecError
+        from airloop.spec.loader import find
 
         if not self.model:
             raise SpecError(self.models.folder, ["no model: set models.default or AIRLOOP_MODEL, or name one"])
-        return self.catalog.get(self.model)
+        return find(self.models.folder, self.model)
 
     def for_model(self, name: str) -> Settings:
         """These settings' sources, and the values they were constructed with, bound to the model ``name`` instead
@@ -452,7 +453,8 @@ class SpecSettingsSource(PydanticBaseSettingsSource):
         return None, field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        from airloop.spec import catalog
+        from airloop.spec import SpecError
+        from airloop.spec.loader import find
 
         init = self._init.init_kwargs if isinstance(self._init, InitSettingsSource) else {}
         env, defaults = self._env(), self._defaults()
@@ -461,10 +463,13 @@ class SpecSettingsSource(PydanticBaseSettingsSource):
         name = explicit or models.get("default")
         if not name:
             return {}
-        found = catalog(Path(models.get("folder") or "models").expanduser().resolve())
-        if explicit or name in found.specs:
-            return spec_sections(found.get(name))  # an explicitly named model must exist and be valid
-        return {"model": name}  # the default model's spec is absent here (an installed package run elsewhere)
+        folder = Path(models.get("folder") or "models").expanduser().resolve()
+        if explicit:
+            return spec_sections(find(folder, name))  # an explicitly named model must exist and be valid
+        try:
+            return spec_sections(find(folder, name))  # only its own file is read, not the whole folder
+        except SpecError:
+            return {"model": name}  # the default model's spec is absent or broken here
 
 
 @lru_cache

@@ -154,6 +154,15 @@ def catalog(folder: Path) -> Catalog:
     return Catalog(folder, specs, paths, errors)
 
 
+def find(folder: Path, name: str) -> ModelSpec:
+    """The valid spec of model ``name`` in ``folder``, reading its own file only (``<name>.yaml`` or
+    ``<name>/spec.yaml``); when there is none, the whole folder is read for an error that lists what is there."""
+    for path in (folder / f"{name}.yaml", folder / f"{name}.yml", folder / name / FOLDER_SPEC):
+        if path.is_file():
+            return load_spec(path)
+    return catalog(folder).get(name)
+
+
 def resolve(entry_point: str) -> Any:
     """The object an entry point ``package.module:attribute`` names (a model's own code)."""
     module_name, _, attribute = entry_point.partition(":")

@@ -41,3 +41,19 @@ def real_sample() -> Path:
     if not REAL_SAMPLE.is_file():
         pytest.skip(f"real data sample not found at {REAL_SAMPLE} (only present beside the repo in CI/dev checkouts)")
     return REAL_SAMPLE
+
+
+# The slowest kinds of test file first: with `--dist loadfile` each file goes whole to the next free worker, so the
+# long ones start at once and the many short files fill in around them instead of waiting at the end.
+_HEAVY_FIRST = ("integration", "dag", "browser", "postgres", "fuzz")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    def weight(item) -> int:
+        marks = {m.name for m in item.iter_markers()}
+        return next((i for i, name in enumerate(_HEAVY_FIRST) if name in marks), len(_HEAVY_FIRST))
+
+    files: dict[str, int] = {}
+    for item in items:
+        files[item.fspath.strpath] = min(files.get(item.fspath.strpath, len(_HEAVY_FIRST)), weight(item))
+    items.sort(key=lambda item: files[item.fspath.strpath])  # stable: files stay whole, their tests in order

@@ -251,6 +251,7 @@ def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
     )
     stack.env = env
     mlflow_env = {**env, **stack.aws_env(), "MLFLOW_S3_ENDPOINT_URL": s3_server.endpoint_url}
+    mlflow_env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # no huey workers: airloop runs no MLflow jobs
     import subprocess
 
     migrate = subprocess.run(

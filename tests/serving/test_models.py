@@ -107,10 +107,14 @@ def env(registry, folder, tmp_path) -> Iterator[Path]:
 
 @pytest.fixture
 def twin_routing_restored(registry):
-    yield
+    """Puts both models' routing tags back as they were (the worker's other test files share this registry)."""
     client = registry.client()
-    for name in (NAME, TWIN):
-        if Tag.ROUTING in client.get_registered_model(name).tags:
+    kept = {name: client.get_registered_model(name).tags.get(Tag.ROUTING) for name in (NAME, TWIN)}
+    yield
+    for name, value in kept.items():
+        if value is not None:
+            client.set_registered_model_tag(name, Tag.ROUTING, value)
+        elif Tag.ROUTING in client.get_registered_model(name).tags:
             client.delete_registered_model_tag(name, Tag.ROUTING)
 
 
@@ -269,6 +273,8 @@ def test_predictions_and_feedback_of_each_model_go_to_its_own_logs_only(env, reg
 
 def test_a_routing_change_of_one_model_leaves_the_other_untouched(client, registry, twin_routing_restored):
     before = client.get(f"/v1/models/{NAME}").json()["routing"]
+    # the registry is shared by the worker's test files: another may have set the default model's routing already
+    tag_before = registry.client().get_registered_model(NAME).tags.get(Tag.ROUTING)
 
     changed = client.put(f"/v1/models/{TWIN}/routing", json={"weights": {"champion": 1}, "mode": "shadow"}, headers=KEY)
     unnamed = client.get("/v1/models").json()
@@ -277,7 +283,7 @@ def test_a_routing_change_of_one_model_leaves_the_other_untouched(client, regist
     assert client.get(f"/v1/models/{TWIN}").json()["routing"]["mode"] == "shadow"
     assert client.get(f"/v1/models/{NAME}").json()["routing"] == unnamed["routing"] == before
     tags = {name: registry.client().get_registered_model(name).tags for name in (NAME, TWIN)}
-    assert Tag.ROUTING in tags[TWIN] and Tag.ROUTING not in tags[NAME]
+    assert Tag.ROUTING in tags[TWIN] and tags[NAME].get(Tag.ROUTING) == tag_before
     actor = f"api:PUT /v1/models/{TWIN}/routing"
     twin_history = client.get(f"/v1/models/{TWIN}/history").json()["decisions"]
     assert [(d["kind"], d["decided_by"]) for d in twin_history][:1] == [("routing_changed", actor)]

@@ -195,7 +195,8 @@ def start_mlflow(settings: Settings, supervisor: Supervisor) -> Service:
         "--port", str(settings.mlflow.port),
         "--workers", "1",
     ]  # fmt: skip
-    return supervisor.start("mlflow-server", command, os.environ.copy())
+    # No job runner: it starts half a dozen huey worker processes (GenAI jobs) that airloop never uses.
+    return supervisor.start("mlflow-server", command, {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
 
 
 def start_serving(settings: Settings, supervisor: Supervisor) -> Service:

@@ -93,7 +93,7 @@ class Resolution(StrEnum):
     RETRAIN_SKIPPED = "retrain_skipped"  # detail: cool-down, a retrain already running, no retrain DAG deployed
     NO_ACTION = "no_action"  # no drift: nothing to do
     NO_VERDICT = "no_verdict"  # too few rows for a verdict: the window stays open
-    ALERTED = "alerted"  # drift on a dataset before training: alerted, the training hand-off trains on it
+    ALERTED = "alerted"  # alert rules only (or drift on a dataset before training): a person looks, no retrain
     TRAINING_STARTED = "training_started"  # detail: the training DAG run id
     TRAINING_SKIPPED = "training_skipped"  # detail: superseded by a newer version before training started
 

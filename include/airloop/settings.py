@@ -165,6 +165,16 @@ class MonitoringSettings(BaseModel):
     psi_overrides: dict[str, float] = {}
     weights: dict[str, float] = {}
     max_estimated_auc_drop: float = Field(0.05, gt=0, le=1)
+    importance_floor: float = Field(0.05, ge=0, le=1)
+    importance_drift: float = Field(0.2, ge=0, le=1)
+    max_missing_change: float = Field(0.1, ge=0, le=1)
+    max_unseen_share: float = Field(0.05, ge=0, le=1)
+    calibration_level: float = Field(0.999, gt=0.5, lt=1)
+    min_calibration_gap: float = Field(0.01, ge=0, le=1)
+    auc_tolerance: float = Field(0.01, ge=0, le=1)
+    min_labelled_rows: int = Field(200, ge=1)
+    multivariate_auc: float = Field(0.6, ge=0.5, lt=1)
+    segments: list[str] = []  # model features whose bins are segments (set per model in its spec)
     retrain_dag_id: str = ""  # <model>_retrain (from its spec)
     cooldown_hours: float = Field(24.0, ge=0)
     webhook_conn_id: str | None = "airloop_alerts_webhook"

@@ -33,6 +33,7 @@ PAGE = """<!doctype html>
   td, th { text-align: left; padding: 3px 6px; border-bottom: 1px solid #eef1f4; vertical-align: top; }
   th { font-weight: 600; color: #52606d; } .pill { padding: 1px 8px; border-radius: 10px; background: #e4e7eb; }
   .drift, .reject, .failed { background: #fde2e1; } .no_drift, .promote, .success { background: #dff5e3; }
+  .alert { background: #fdebd0; } ul.rules { margin: 4px 0 0 18px; padding: 0; } ul.rules li { margin: 2px 0; }
   button { padding: 6px 14px; margin-right: 8px; border-radius: 6px; border: 1px solid #9aa5b1; background: #fff; }
   button:disabled { color: #9aa5b1; } #result { margin-top: 8px; } .error { color: #b42318; }
   .row2 { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; } svg { background: #fbfcfd; }
@@ -132,15 +133,36 @@ function renderDrift(d) {
     <span class="pill ${esc(l.verdict)}">${esc(l.verdict)}</span> on ${esc(l.source)} up to
     ${esc((l.window || {}).end)}: drifted share ${num(l.drifted_share, 2)}
     (${esc(l.drifted_feature_count)} features${top.length ? ": " + top.map(esc).join(", ") : ""})
-    - ${l.report ? link("reports/" + path(...l.report), "HTML report") : esc(l.report_url || "no report")}</p>`;
-  plot($("chart"), d.series, [{key: "drifted_share", color: "#3e7bfa", line: true}], 0, 1,
-    `drifted share of features per run`);
+    - ${l.report ? link("reports/" + path(...l.report), "HTML report") : esc(l.report_url || "no report")}</p>
+    <p>Importance in drifted features: <b>${typeof l.importance_weighted_share === "number"
+      ? num(100 * l.importance_weighted_share, 3) + "%" : "unknown"}</b>; decision:
+      <span class="pill ${l.retrain ? "drift" : l.alert ? "alert" : "no_drift"}">${l.retrain ? "retrain"
+      : l.alert ? "alert" : "none"}</span>; multivariate: ${l.multivariate ? "ROC AUC " +
+      num(l.multivariate.roc_auc, 3) + (l.multivariate.features.length ? " (relies on " +
+      l.multivariate.features.map(esc).join(", ") + ")" : "") : "not checked"}</p>` +
+      (l.rules && l.rules.length ? `<ul class="rules">${l.rules.map((r) =>
+      `<li><b>${esc(r.decision)}</b> <code>${esc(r.rule)}</code>: ${esc(r.message)}</li>`).join("")}</ul>` : "") +
+      segmentTable(l.segments);
+  plot($("chart"), d.series, [{key: "drifted_share", color: "#3e7bfa", line: true, name: "drifted share"},
+    {key: "importance_weighted_share", color: "#d64545", line: true, name: "importance in drifted features"}], 0, 1,
+    `drifted share of features (blue) and share of the model's importance in them (red) per run`);
   renderEstimate(l);
   const aucs = d.series.flatMap((p) => [p.estimated_roc_auc, p.realised_roc_auc]).filter((v) => typeof v === "number");
   plot($("auc-chart"), d.series, [{key: "estimated_roc_auc", color: "#7b61ff", line: true, name: "estimated"},
     {key: "realised_roc_auc", color: "#e8833a", line: false, name: "realised"}],
     Math.min(0.5, ...aucs), Math.min(1, Math.max(0.6, ...aucs) + 0.05),
     "ROC AUC per run: estimated without labels (line), realised (dots)");
+}
+
+function segmentTable(segments) {
+  // Per segment of the features the spec names: share vs training, estimated and realised ROC AUC (test in brackets).
+  const pct = (v) => (typeof v === "number" ? (100 * v).toFixed(1) + "%" : "-");
+  const rows = Object.entries(segments || {}).flatMap(([name, per]) => Object.entries(per).map(([s, e]) =>
+    `<tr><td>${esc(name)}</td><td>${esc(s)}</td><td>${esc(e.rows)}</td><td>${pct(e.share)}
+    (${pct(e.training_share)})</td><td>${num(e.estimated_roc_auc, 3)}</td><td>${num(e.realised_roc_auc, 3)}
+    (${num(e.test_roc_auc, 3)})</td></tr>`));
+  return rows.length ? `<table class="segments"><tr><th>segment</th><th></th><th>rows</th><th>share (training)</th>
+    <th>estimated AUC</th><th>realised AUC (test)</th></tr>${rows.join("")}</table>` : "";
 }
 
 function renderEstimate(l) {

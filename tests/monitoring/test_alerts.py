@@ -144,11 +144,21 @@ def test_drift_report_becomes_a_warning_naming_model_window_and_features() -> No
     alert = alert_message(_report("drift"))
 
     assert alert.severity == "warning"
-    assert alert.title == "Drift detected: readmission v3 (2026-11-24T00:00:00Z to 2026-11-25T00:00:00Z)"
+    assert alert.title == "Drift: retraining: readmission v3 (2026-11-24T00:00:00Z to 2026-11-25T00:00:00Z)"
     assert "num_medications" in alert.text
     assert alert.fields["drifted_features"] == ["age", "num_medications"]
     assert alert.fields["prediction_psi"] == 0.05
     assert alert.fields["model_version"] == "3"
+
+
+def test_an_alert_verdict_is_a_warning_listing_the_rules_that_fired() -> None:
+    rules = [{"rule": "calibration", "decision": "alert", "message": "observed 11.3% vs predicted 13.0%"}]
+    alert = alert_message(_report("alert", rules=rules, importance_weighted_share=0.04, reason="alert: [calibration]"))
+
+    assert alert.severity == "warning" and alert.title.startswith("Drift alert: please look: readmission v3")
+    assert alert.fields["rules"] == ["alert: calibration"] and alert.fields["importance_weighted_share"] == 0.04
+    shown = dict(field["text"].split("\n", 1) for field in webhook_payload(alert)["blocks"][2]["fields"])
+    assert shown["*Rules fired*"] == "alert: calibration"
 
 
 def test_no_drift_report_is_info() -> None:
@@ -176,7 +186,7 @@ def test_unknown_verdict_is_rejected() -> None:
 def test_webhook_payload_is_slack_compatible_with_structured_fields() -> None:
     payload = webhook_payload(alert_message(_report("drift", prediction=None)))
 
-    assert payload["text"].startswith("Drift detected: readmission v3")
+    assert payload["text"].startswith("Drift: retraining: readmission v3")
     assert [b["type"] for b in payload["blocks"]] == ["header", "section", "section"]
     assert payload["blocks"][0]["text"] == {"type": "plain_text", "text": payload["airloop"]["title"]}
     field_texts = [f["text"] for f in payload["blocks"][2]["fields"]]
@@ -223,7 +233,7 @@ def test_without_connections_only_the_log_line_is_sent(caplog) -> None:
 
     assert sent == ["log"]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and warnings[0].getMessage().startswith("Drift detected: readmission v3")
+    assert len(warnings) == 1 and warnings[0].getMessage().startswith("Drift: retraining: readmission v3")
     skipped = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.INFO)
     assert f"connection '{WEBHOOK}'" in skipped and f"connection '{SMTP}'" in skipped
 

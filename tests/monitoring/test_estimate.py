@@ -243,7 +243,7 @@ def test_estimated_auc_cannot_see_concept_drift_while_the_realised_auc_falls(cha
     assert all(real < e.interval[0] for drift, e, real in seen if drift >= 1.0), seen
 
 
-def test_the_drift_verdict_misses_concept_drift_that_only_outcomes_reveal(champion):
+def test_concept_drift_escapes_the_features_and_the_estimate_and_only_the_outcomes_reveal_it(champion):
     reference_batch = _batch(500)
     encoder = features.feature_step(champion)
     reference_proba, reference_outcome = _scored(champion, reference_batch)
@@ -259,7 +259,9 @@ def test_the_drift_verdict_misses_concept_drift_that_only_outcomes_reveal(champi
     result = compare(profile, encoder.transform(features.model_inputs(READMISSION, window)), None, proba, outcome)
 
     estimated = result.performance_estimate
-    assert result.verdict == "no_drift", result.reason
+    assert result.drifted_features == [] and not (result.prediction and result.prediction.drifted)
+    assert {h.rule for h in result.rules} == {"realised_performance"}, result.reason  # the outcomes' rule alone
+    assert result.verdict == "drift"
     assert abs(estimated.drop) < TOLERANCE and not estimated.dropped
     assert estimated.labelled.rows == len(window)
     assert result.performance.roc_auc < estimated.reference_realised_roc_auc - 0.08  # only the outcomes show it

@@ -127,7 +127,10 @@ def test_too_few_rows_give_no_verdict_and_keep_the_window_open(env, fresh):
     log_feedback(fresh, ids[:300], 0, first_end + timedelta(minutes=40))
     log_feedback(fresh, ids[300:400], 1, first_end + timedelta(minutes=45))
 
-    window, published, decision = run_window(fresh, "enough", second_end, job.RetrainTarget(*IDLE))
+    # These outcomes are arbitrary (not drawn from the model's probabilities): the run's thresholds param turns the
+    # rules on outcomes off, so the verdict rests on the features as before.
+    arbitrary = {"thresholds": {"min_labelled_rows": 1_000_000}}
+    window, published, decision = run_window(fresh, "enough", second_end, job.RetrainTarget(*IDLE), arbitrary)
 
     assert window["start"] == registered.isoformat() and window["end"] == second_end.isoformat()
     assert window["rows"] == 120 + DRIFT_ROWS and published["rows"] == 120 + DRIFT_ROWS
@@ -138,7 +141,7 @@ def test_too_few_rows_give_no_verdict_and_keep_the_window_open(env, fresh):
     assert estimated["rows"] == 120 + DRIFT_ROWS and estimated["labelled"]["rows"] == 400
     assert not estimated["dropped"] and estimated["reference_realised_roc_auc"] is not None
     assert max(verdict_rows(fresh), key=lambda r: r.id).payload["performance_estimate"] == estimated
-    assert published["verdict"] == "no_drift" and decision["outcome"] == Resolution.NO_ACTION
+    assert published["verdict"] == "no_drift" and decision["outcome"] == Resolution.NO_ACTION, published["reason"]
     assert job.watermark(fresh, subject, job.PREDICTION_LOG) == second_end
 
     # With a watermark, the window after it starts at the watermark (explicit window_start still wins).

@@ -76,12 +76,15 @@ def drifted_window():
     train, test, window = batch(12_000, 1), batch(2_000, 2), batch(1_000, 3, drift=1.5)
     model = features.make_pipeline(READMISSION, "hist_gradient_boosting", {}, seed=0)
     model.fit(features.model_inputs(READMISSION, train), features.target(READMISSION, train))
-    test_proba = model.predict_proba(features.model_inputs(READMISSION, test))[:, 1]
+    x_test, y_test = features.model_inputs(READMISSION, test), features.target(READMISSION, test).to_numpy()
+    test_proba = model.predict_proba(x_test)[:, 1]
     profile = features.reference_profile_of(
         model,
         features.model_inputs(READMISSION, train),
         test_proba,
-        {"roc_auc": metrics.roc_auc_score(features.target(READMISSION, test), test_proba)},
+        {"roc_auc": metrics.roc_auc_score(y_test, test_proba)},
+        features.feature_importance(model, x_test, y_test, seed=0),
+        y_test,
     )
     outcomes = features.target(READMISSION, window).to_numpy(dtype=float)
     outcomes[::2] = np.nan  # the other half is still within its 30 days
@@ -165,7 +168,20 @@ def _prepare_registry(settings) -> dict[str, Any]:
                 ],
                 "report_url": newest["report_url"] if hour else "file:///elsewhere/0/report.html",
                 # the newest as the drift DAG records it: the label-free estimate and the realised figures
-                **({k: newest[k] for k in ("performance_estimate", "performance")} if hour else {}),
+                **(
+                    {
+                        k: newest[k]
+                        for k in (
+                            "performance_estimate",
+                            "performance",
+                            "rules",
+                            "importance_weighted_share",
+                            "retrain",
+                        )
+                    }
+                    if hour
+                    else {}
+                ),
             },
             "dag:readmission_drift",
         )
@@ -284,6 +300,11 @@ def test_monitor_state_shows_aliases_runs_routing_evaluation_drift_and_history(r
     assert {k: v["labelled"] for k, v in evaluation["arms"].items()} == {CHAMPION: 180, CHALLENGER: 20}
     latest = state["drift"]["latest"]
     assert latest["verdict"] == "drift" and latest["drifted_share"] == 0.4
+    # The decision: which rules fired, with their numbers, and the share of the model's importance that drifted.
+    assert latest["rules"] and latest["rules"] == [
+        {k: r[k] for k in ("rule", "decision", "message")} for r in prepared["newest"]["rules"]
+    ]
+    assert latest["importance_weighted_share"] == prepared["newest"]["importance_weighted_share"] > 0
     assert latest["drifted_features"] == ["num_medications", "age", "time_in_hospital", "a1c"]
     assert latest["report_url"] == prepared["report_url"]
     # The report's folders below the runtime root's reports: <model>/v<version>/<window end>-<report id>.
@@ -615,6 +636,9 @@ def test_monitor_page_renders_in_headless_chromium_without_console_errors(
     labelled = newest["performance"]["labelled_rows"]
     assert f"Realised ROC AUC {realised:.3f} on {labelled} labelled rows" in " ".join(text.split())
     assert browser.evaluate("document.querySelectorAll('#auc-chart circle').length") == 2  # estimated, realised
+    first_rule = newest["rules"][0]
+    assert f"{first_rule['decision']} {first_rule['rule']}: {first_rule['message']}" in " ".join(text.split())
+    assert "Importance in drifted features:" in text
     assert [status for url, status in browser.responses if url.startswith(f"{served}/api/v2/")] == [200]
     assert screenshot_path(tmp_path).stat().st_size > 10_000
     # The drift report's link is the monitor's own route, which the browser opens with the same sign-in.

@@ -103,7 +103,8 @@ def play(settings: Settings, client: Any, run: Callable[[str, dict[str, Any]], s
         split = ", ".join(f"{k} {v}" for k, v in sorted(served.items()))
         if not retrained:
             verdict = drift_run()
-            score = f"{verdict.payload['verdict']} ({verdict.payload['drifted_share']:.2f})"
+            fired = sorted({f"{r['decision']}:{r['rule']}" for r in verdict.payload.get("rules") or []})
+            score = f"{verdict.payload['verdict']} ({', '.join(fired) or 'no rule fired'})"
             decision = f"{verdict.outcome}"
             if verdict.outcome == Resolution.RETRAIN_STARTED:
                 state = wait(dag("retrain"), verdict.outcome_detail)

@@ -51,7 +51,8 @@ def _started(settings: Settings, experiment: str, challenger: str) -> datetime:
     return datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
 
 
-PREDICTION_COLUMNS = ["request_id", "variant", "model_version", "probability", "shadow", "latency_ms"]
+PREDICTION_COLUMNS = ["request_id", "variant", "model_version", "entity_id", "probability", "shadow", "latency_ms"]
+HALT = "halt"  # a sample ratio mismatch: neither promote nor reject until a person looks
 
 
 def scored_rows(settings: Settings, experiment: str, start: datetime, end: datetime) -> pd.DataFrame:
@@ -136,6 +137,22 @@ def guardrails(settings: Settings, arms: dict[str, Any], ops: dict[str, dict[str
     return failures
 
 
+def srm_checks(scored: pd.DataFrame, labelled: pd.DataFrame, weights: dict[str, float]) -> dict[str, Any]:
+    """The sample-ratio checks of an A/B look: the answering traffic and the labelled rows, each in randomisation
+    units per variant against the configured weights (``airloop.experiments.srm``)."""
+    from airloop.experiments import srm
+
+    found = {}
+    for name, rows, unit in ((TRAFFIC, scored, "routed entities"), (LABELLED, labelled, "labelled entities")):
+        answering = rows[~rows["shadow"].astype(bool)] if len(rows) else rows
+        result = srm.check(srm.units(answering), weights, unit)
+        found[name] = None if result is None else result.to_dict() | {"sentence": result.sentence()}
+    return found
+
+
+TRAFFIC, LABELLED = "traffic", "labelled"
+
+
 def look(
     settings: Settings,
     rows: pd.DataFrame,
@@ -207,6 +224,14 @@ def evaluate(settings: Settings, actor: str, now: datetime | None = None, key: s
     ops = operations(scored, failed_calls(settings, live.experiment, start, end), versions)
     rows = with_outcomes(settings, scored, start, end)
     result = look(settings, rows, champion, challenger, paired=live.mode == "shadow", ops=ops)
+    checks = srm_checks(scored, rows, dict(live.weights)) if live.mode == "ab" else {}
+    mismatched = [c for c in checks.values() if c and c["mismatch"]]
+    result["srm"] = checks
+    if mismatched:
+        # Every other number of this experiment is suspect: no promotion, no rejection, a person should look.
+        result["action"] = HALT
+        result["reason"] = "halted: " + "; ".join(c["sentence"] for c in mismatched)
+        result["rows_needed"] = None
     result.update(
         experiment=live.experiment,
         mode=live.mode,
@@ -219,7 +244,26 @@ def evaluate(settings: Settings, actor: str, now: datetime | None = None, key: s
     if row.outcome is None:
         ledger(settings).set_outcome(key, result["action"], result["reason"][:2000])
     log.info("evaluation of %s: %s (%s)", live.experiment, result["action"], result["reason"])
+    if mismatched and row.outcome is None:
+        _alert_srm(settings, result)
     return {**row.payload, "key": key, "evaluation_id": row.id}
+
+
+def _alert_srm(settings: Settings, result: dict[str, Any]) -> None:
+    """A sample ratio mismatch goes to the same channels as drift alerts (the log always)."""
+    from airloop.monitoring.alerts import Alert, AlertDeliveryFailed, send
+
+    cfg = settings.monitoring
+    alert = Alert(
+        title=f"Sample ratio mismatch: {settings.mlflow.model_name} experiment {result.get('experiment')}",
+        text=result["reason"],
+        severity="warning",
+        fields={"model": settings.mlflow.model_name, "verdict": HALT},
+    )
+    try:
+        send(alert, webhook_conn_id=cfg.webhook_conn_id, email_conn_id=cfg.email_conn_id, email_to=list(cfg.email_to))
+    except AlertDeliveryFailed as err:  # the halt is recorded either way; a channel that failed is said so
+        log.warning("SRM alert not delivered: %s", err)
 
 
 def evidence(result: dict[str, Any]) -> str:
@@ -247,6 +291,11 @@ def evidence(result: dict[str, Any]) -> str:
             lines.append(f"| {name} | {op.get('scored')} | {op.get('failed')} | {shown} | {_num(p95)} |")
     sequential_part = result.get("sequential") or {}
     lines += ["", f"Always-valid interval of the improvement: {sequential_part.get('interval')}"]
+    for check in (result.get("srm") or {}).values():
+        if check:
+            lines.append(f"Sample ratio: {check['sentence']}")
+    if result.get("rows_needed"):
+        lines.append(f"Labelled rows still needed to decide: {result['rows_needed']}")
     return "\n".join(lines)
 
 

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 HISTORY_LIMIT = 500
 DRIFT_POINTS = 48
 TOP_FEATURES = 5
+MAX_RULES = 12  # rules shown per verdict (there are fewer than that kinds of rule, each fires once)
 TEST_METRIC_PREFIX = "test_"  # how the training pipeline names its held-out metrics on the training run
 
 
@@ -239,6 +240,14 @@ def _drift(settings: Settings, rows: list[Decision]) -> dict[str, Any]:
             "window": payload.get("window"),
             "rows": payload.get("rows"),
             "drifted_share": payload.get("drifted_share"),
+            "importance_weighted_share": payload.get("importance_weighted_share"),
+            "multivariate": payload.get("multivariate"),
+            "segments": payload.get("segments") or {},
+            "alert": payload.get("alert", payload.get("verdict") == "drift"),
+            "retrain": payload.get("retrain", payload.get("verdict") == "drift"),
+            "rules": [
+                {k: r.get(k) for k in ("rule", "decision", "message")} for r in (payload.get("rules") or [])[:MAX_RULES]
+            ],
             "drifted_features": list(payload.get("drifted_features") or [])[:TOP_FEATURES],
             "drifted_feature_count": len(payload.get("drifted_features") or []),
             "performance_estimate": payload.get("performance_estimate"),
@@ -253,6 +262,7 @@ def _drift(settings: Settings, rows: list[Decision]) -> dict[str, Any]:
             "id": row.id,
             "at": ((row.payload.get("window") or {}).get("end")) or row.decided_at.isoformat(),
             "drifted_share": row.payload.get("drifted_share"),
+            "importance_weighted_share": row.payload.get("importance_weighted_share"),
             "verdict": row.payload.get("verdict"),
             "source": row.payload.get("source"),
             "estimated_roc_auc": (row.payload.get("performance_estimate") or {}).get("estimated_roc_auc"),

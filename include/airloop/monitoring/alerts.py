@@ -28,15 +28,22 @@ WEBHOOK_TIMEOUT_S = 10.0
 SMTP_TIMEOUT_S = 10.0
 DEFAULT_FROM_EMAIL = "airloop@localhost"
 
-_SEVERITY = {"drift": "warning", "no_drift": "info", "insufficient_data": "info"}
-_HEADLINE = {"drift": "Drift detected", "no_drift": "No drift", "insufficient_data": "Not enough data for a verdict"}
+_SEVERITY = {"drift": "warning", "alert": "warning", "no_drift": "info", "insufficient_data": "info"}
+_HEADLINE = {
+    "drift": "Drift: retraining",
+    "alert": "Drift alert: please look",
+    "no_drift": "No drift",
+    "insufficient_data": "Not enough data for a verdict",
+}
 _LABELS = {
     "verdict": "Verdict",
     "model": "Model",
     "window": "Window",
     "rows": "Rows",
     "drifted_features": "Drifted features",
+    "rules": "Rules fired",
     "drifted_share": "Drifted share",
+    "importance_weighted_share": "Importance in drifted features",
     "prediction_psi": "Prediction PSI",
     "report_url": "Report",
 }
@@ -60,13 +67,14 @@ def alert_message(report: Mapping[str, Any]) -> Alert:
     """The alert for one drift report.
 
     Args:
-        report: a drift report dict. Read: ``verdict`` (``no_drift``/``drift``/``insufficient_data``; required),
+        report: a drift report dict. Read: ``verdict`` (``no_drift``/``alert``/``drift``/``insufficient_data``;
+            required), ``rules`` (the rules that fired), ``importance_weighted_share``,
             ``reason``, ``rows``, ``drifted_features`` (list of names), ``drifted_share``, ``prediction`` (a dict
             with ``psi``, or None), ``model_name``, ``model_version``, ``window_start``, ``window_end``,
             ``report_url``. Every key but ``verdict`` may be missing.
 
     Returns:
-        The alert; ``severity`` is ``warning`` for drift and ``info`` otherwise.
+        The alert; ``severity`` is ``warning`` for ``drift`` (retrain) and ``alert``, ``info`` otherwise.
     """
     verdict = report.get("verdict")
     if verdict not in _SEVERITY:
@@ -83,6 +91,8 @@ def alert_message(report: Mapping[str, Any]) -> Alert:
         "rows": report.get("rows"),
         "drifted_features": list(report.get("drifted_features") or []),
         "drifted_share": report.get("drifted_share"),
+        "importance_weighted_share": report.get("importance_weighted_share"),
+        "rules": [f"{r.get('decision')}: {r.get('rule')}" for r in report.get("rules") or []],
         "prediction_psi": prediction.get("psi") if isinstance(prediction, Mapping) else None,
         "report_url": report.get("report_url"),
     }
@@ -249,7 +259,7 @@ def _display_fields(fields: Mapping[str, Any]) -> list[tuple[str, str]]:
         value = values.get(key)
         if value is None or value == "" or value == []:
             continue
-        if key == "drifted_features":
+        if key in ("drifted_features", "rules"):
             value = ", ".join(str(v) for v in value)
         elif isinstance(value, float):
             value = f"{value:.3f}"

@@ -151,6 +151,8 @@ def reference_profile(
     categorical: Sequence[str],
     predictions: Sequence[float] | np.ndarray | None = None,
     test_metrics: Mapping[str, float] | None = None,
+    importance: Mapping[str, float] | None = None,
+    test_counts: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The JSON-able reference profile of a model version's training features (and test-set predictions/metrics).
 
@@ -160,6 +162,8 @@ def reference_profile(
         categorical: categorical feature names.
         predictions: the model's predicted probabilities on the test rows, for prediction drift.
         test_metrics: the model's test-set figures (``roc_auc``, ``log_loss``, ...) realised windows are set against.
+        importance: each feature's permutation importance on the test rows (ROC AUC drop), for weighing drift.
+        test_counts: ``{"positives", "negatives"}`` of the test rows, for the uncertainty of ``test_metrics``.
     """
     absent = [c for c in [*numeric, *categorical] if c not in features.columns]
     if absent:
@@ -173,6 +177,8 @@ def reference_profile(
         },
         "prediction": None if predictions is None else numeric_profile(np.asarray(predictions, dtype="float64")),
         "test_metrics": {k: float(v) for k, v in (test_metrics or {}).items()},
+        "importance": None if importance is None else {k: float(v) for k, v in importance.items()},
+        "test_counts": None if test_counts is None else {k: int(v) for k, v in test_counts.items()},
     }
 
 

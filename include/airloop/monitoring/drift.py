@@ -31,12 +31,16 @@ from sklearn import metrics
 from airloop.errors import FinalError
 from airloop.jsonable import plain
 from airloop.monitoring.baseline import MISSING, load_profile
+from airloop.monitoring.decision import RULES, RuleHit, decide, importance_shares, importance_weighted_score
 from airloop.monitoring.estimate import calibration, estimate
+from airloop.monitoring.multivariate import MultivariateDrift, domain_classifier, watched_columns
+from airloop.monitoring.segments import segment_rules, window_segments
 
-SCHEMA_VERSION = 2  # 2: performance_estimate and the max_estimated_auc_drop threshold
+SCHEMA_VERSION = 3  # 2: performance_estimate and max_estimated_auc_drop; 3: alert and retrain rules
 PSI_EPSILON = 1e-4
 MIN_EXPECTED = 5.0
-Verdict = Literal["no_drift", "drift", "insufficient_data"]
+# drift: a retrain rule fired (it alerts too); alert: only alert rules fired; no_drift: none did.
+Verdict = Literal["no_drift", "alert", "drift", "insufficient_data"]
 
 
 class WindowInvalid(FinalError):
@@ -59,6 +63,15 @@ class DriftThresholds:
     weights: Mapping[str, float] = field(default_factory=dict)
     alpha: float = 0.05  # for the ``significant`` flag (adjusted p-values); a verdict never rests on it
     max_estimated_auc_drop: float = 0.05  # label-free: the estimated ROC AUC below the reference estimate by more
+    importance_floor: float = 0.05  # a drifted feature alerts when it holds at least this share of the importance
+    importance_drift: float = 0.2  # retrain when drifted features hold at least this share of the importance
+    max_missing_change: float = 0.1  # alert when a feature's missing rate moves this much
+    max_unseen_share: float = 0.05  # alert when a feature's rare/unseen categories grow by this share
+    calibration_level: float = 0.999  # the interval the observed positive rate must stay in
+    min_calibration_gap: float = 0.01  # ... and the least gap worth an alert
+    auc_tolerance: float = 0.01  # realised ROC AUC below the test set's by more: alert; with confidence: retrain
+    min_labelled_rows: int = 200  # fewer labelled rows: no rule on outcomes
+    multivariate_auc: float = 0.6  # retrain when the domain classifier's AUC lower bound reaches this
 
     def __post_init__(self) -> None:
         numbers = {"psi": self.psi, "prediction_psi": self.prediction_psi, **self.psi_overrides}
@@ -73,6 +86,22 @@ class DriftThresholds:
         drop = self.max_estimated_auc_drop
         if not (isinstance(drop, int | float) and 0 < drop <= 1):
             raise ValueError(f"need 0 < max_estimated_auc_drop <= 1, got {drop!r}")
+        shares = {
+            "importance_floor": self.importance_floor,
+            "importance_drift": self.importance_drift,
+            "max_missing_change": self.max_missing_change,
+            "max_unseen_share": self.max_unseen_share,
+            "min_calibration_gap": self.min_calibration_gap,
+            "auc_tolerance": self.auc_tolerance,
+        }
+        outside = {k: v for k, v in shares.items() if not (isinstance(v, int | float) and 0 <= v <= 1)}
+        if outside or not 0.5 < self.calibration_level < 1 or not 0.5 <= self.multivariate_auc < 1:
+            raise ValueError(
+                f"need shares in [0, 1] ({outside}), 0.5 < calibration_level < 1, 0.5 <= multivariate_auc < 1; "
+                f"got {self.calibration_level}, {self.multivariate_auc}"
+            )
+        if self.min_labelled_rows < 1:
+            raise ValueError(f"need min_labelled_rows >= 1, got {self.min_labelled_rows}")
         negative = {k: v for k, v in self.weights.items() if not v >= 0}
         if negative:
             raise ValueError(f"feature weights must be >= 0, got {negative}")
@@ -160,6 +189,12 @@ class DriftResult:
     rows: int
     drifted_features: list[str]
     drifted_share: float
+    importance_weighted_share: float | None  # the share of the model's importance in drifted features
+    alert: bool
+    retrain: bool
+    rules: list[RuleHit]  # the rules that fired, alert rules first
+    multivariate: MultivariateDrift | None  # the domain classifier (with a reference sample and enough rows)
+    segments: dict[str, dict[str, Any]]  # per segment feature and segment: rows, shares, estimated/realised figures
     features: dict[str, FeatureDrift]
     prediction: FeatureDrift | None
     performance: PerformanceDrift | None
@@ -246,18 +281,22 @@ def numeric_bin_labels(profile: Mapping[str, Any]) -> list[str]:
     return [f"< {_fmt(edges[0])}", *inner, last, f"> {_fmt(edges[-1])}", MISSING]
 
 
+def numeric_bin_index(profile: Mapping[str, Any], present: np.ndarray) -> np.ndarray:
+    """The profile bin of each (non-missing) value of a numeric feature: 0 below the minimum, then the cuts' bins,
+    then above the maximum (``len(cuts) + 2``); the missing bin, ``len(cuts) + 3``, is the caller's."""
+    cuts = np.asarray(profile["cuts"], dtype="float64")
+    if profile["min"] is None:
+        return np.ones(len(present), dtype=np.intp)
+    index = np.searchsorted(cuts, present, side="right") + 1
+    index[present < profile["min"]] = 0
+    index[present > profile["max"]] = len(cuts) + 2
+    return index
+
+
 def numeric_counts(profile: Mapping[str, Any], values: np.ndarray) -> np.ndarray:
     """Counts of ``values`` in a numeric feature's profile bins (NaN counted as missing, the last bin)."""
-    cuts = np.asarray(profile["cuts"], dtype="float64")
     missing = np.isnan(values)
-    present = values[~missing]
-    if profile["min"] is None:
-        index = np.ones(len(present), dtype=np.intp)
-    else:
-        index = np.searchsorted(cuts, present, side="right") + 1
-        index[present < profile["min"]] = 0
-        index[present > profile["max"]] = len(cuts) + 2
-    counts = np.bincount(index, minlength=len(cuts) + 3)
+    counts = np.bincount(numeric_bin_index(profile, values[~missing]), minlength=len(profile["cuts"]) + 3)
     return np.append(counts, missing.sum()).astype("float64")
 
 
@@ -423,6 +462,8 @@ def compare(
     thresholds: DriftThresholds | None = None,
     probabilities: Sequence[float] | np.ndarray | pd.Series | None = None,
     outcomes: Sequence[float] | np.ndarray | pd.Series | None = None,
+    reference_sample: pd.DataFrame | None = None,
+    segments: Sequence[str] = (),
 ) -> DriftResult:
     """Compare a window of model features (and its predicted probabilities and outcomes) with a reference profile.
 
@@ -432,6 +473,9 @@ def compare(
         thresholds: drift thresholds; the defaults when None.
         probabilities: the model's predicted probability per row, for prediction drift and the label-free estimate.
         outcomes: the observed outcome per row (0/1, NaN where no feedback has arrived), for realised performance.
+        reference_sample: model features of a bounded sample of the training rows, for the multivariate check
+            (``airloop.monitoring.multivariate``); skipped when None.
+        segments: the features whose bins are segments (``airloop.monitoring.segments``), e.g. age and race.
 
     Raises:
         ProfileUnavailable: the profile is missing, old or malformed ("retrain to enable drift monitoring").
@@ -466,7 +510,7 @@ def compare(
         )
         for name, f in found.items()
     }
-    prediction = performance = performance_estimate = None
+    prediction = performance = performance_estimate = scores_and_outcomes = None
     if outcomes is not None and probabilities is None:
         raise WindowInvalid("outcomes were given without the probabilities they are scored against")
     if probabilities is not None:
@@ -486,11 +530,37 @@ def compare(
         observed = None if outcomes is None else _array(outcomes, rows, "outcomes")
         if observed is not None:
             performance = _performance(reference, scores, observed)
+            scores_and_outcomes = (scores, observed)
         performance_estimate = _performance_estimate(reference, scores, observed, limits.max_estimated_auc_drop)
     total = sum(limits.weight_for(n) for n in features)
     drifted = sorted(n for n, f in features.items() if f.drifted)
     share = sum(limits.weight_for(n) for n in drifted) / total if total else 0.0
-    verdict, reason = _verdict(rows, drifted, share, prediction, performance_estimate, limits, reference)
+    shares = importance_shares(reference.get("importance"), list(features))
+    facts = _facts(features, share, shares, prediction, performance, performance_estimate, scores_and_outcomes)
+    counts = reference.get("test_counts") or {}
+    if facts["realised"] is not None and counts.get("positives") and counts.get("negatives"):
+        facts["realised"]["reference_counts"] = (int(counts["positives"]), int(counts["negatives"]))
+    multivariate = None
+    if reference_sample is not None and rows >= limits.min_rows:
+        multivariate = domain_classifier(
+            reference_sample, window, watched_columns(list(features), shares, limits.importance_floor)
+        )
+    if multivariate is not None:
+        facts["multivariate"] = {
+            "roc_auc": multivariate.roc_auc,
+            "interval": multivariate.interval,
+            "features": multivariate.features,
+        }
+    by_segment = window_segments(
+        reference,
+        window,
+        segments,
+        None if probabilities is None else scores,
+        None if scores_and_outcomes is None else scores_and_outcomes[1],
+    )
+    hits = decide(facts, limits) + segment_rules(by_segment, limits) if rows >= limits.min_rows else []
+    hits.sort(key=lambda h: (h.decision != "alert", RULES.index(h.rule)))
+    verdict, reason = _verdict(rows, hits, limits)
     return DriftResult(
         schema_version=SCHEMA_VERSION,
         verdict=verdict,
@@ -498,6 +568,12 @@ def compare(
         rows=rows,
         drifted_features=drifted,
         drifted_share=share,
+        importance_weighted_share=importance_weighted_score(drifted, shares),
+        alert=any(h.decision == "alert" for h in hits),
+        retrain=any(h.decision == "retrain" for h in hits),
+        rules=hits,
+        multivariate=multivariate,
+        segments=by_segment,
         features=features,
         prediction=prediction,
         performance=performance,
@@ -506,33 +582,77 @@ def compare(
     )
 
 
-def _verdict(
-    rows: int,
-    drifted: list[str],
+def _facts(
+    features: Mapping[str, FeatureDrift],
     share: float,
+    shares: Mapping[str, float] | None,
     prediction: FeatureDrift | None,
+    performance: PerformanceDrift | None,
     estimated: PerformanceEstimate | None,
-    limits: DriftThresholds,
-    reference: Mapping[str, Any],
-) -> tuple[Verdict, str]:
-    """The dataset verdict and a sentence saying why."""
+    scores_and_outcomes: tuple[np.ndarray, np.ndarray] | None,
+) -> dict[str, Any]:
+    """What the decision rules read (``decision.decide``), from the window's statistics."""
+    found: dict[str, Any] = {
+        "features": {
+            name: {
+                "psi": f.psi,
+                "psi_threshold": f.psi_threshold,
+                "drifted": f.drifted,
+                "null_rate_reference": f.null_rate_reference,
+                "null_rate_current": f.null_rate_current,
+                **(
+                    {"other_reference": f.reference_shares[-2], "other_current": f.current_shares[-2]}
+                    if f.kind == "categorical"
+                    else {}
+                ),
+            }
+            for name, f in features.items()
+        },
+        "drifted_share": share,
+        "importance": shares,
+        "prediction": None if prediction is None else {"psi": prediction.psi},
+        "calibration": None,
+        "estimate": None,
+        "realised": None,
+    }
+    if scores_and_outcomes is not None:
+        scores, outcomes = scores_and_outcomes
+        known = ~np.isnan(scores) & ~np.isnan(outcomes)
+        p, y = scores[known], outcomes[known]
+        if len(p):
+            found["calibration"] = {
+                "rows": len(p),
+                "mean_probability": float(p.mean()),
+                "observed_rate": float(y.mean()),
+                "variance_sum": float(np.sum(p * (1 - p))),
+            }
+            positives = int(y.sum())
+            found["realised"] = {
+                "roc_auc": None if performance is None else performance.roc_auc,
+                "positives": positives,
+                "negatives": len(y) - positives,
+                "reference_roc_auc": None if performance is None else performance.reference_roc_auc,
+                "reference_counts": None,
+            }
+    if estimated is not None:
+        found["estimate"] = {
+            "roc_auc": estimated.estimated_roc_auc,
+            "interval": estimated.interval,
+            "reference_roc_auc": estimated.reference_estimated_roc_auc,
+        }
+    return found
+
+
+def _verdict(rows: int, hits: list[RuleHit], limits: DriftThresholds) -> tuple[Verdict, str]:
+    """The window's verdict and a sentence naming the rules that fired."""
     if rows < limits.min_rows:
         return "insufficient_data", f"{rows} rows, fewer than the {limits.min_rows} a verdict needs: no verdict"
-    features_drift = bool(drifted) and share >= limits.drifted_share
-    compared = ">=" if features_drift else "<"
-    reason = f"{len(drifted)} drifted features {drifted} (weighted share {share:.2f} {compared} {limits.drifted_share})"
-    if reference.get("prediction") is None:
-        reason += "; prediction drift not checked (the profile has no predictions)"
-    elif prediction is None:
-        reason += "; prediction drift not checked (no probabilities given)"
-    else:
-        reason += f"; prediction PSI {prediction.psi:.3f} {'>=' if prediction.drifted else '<'} {limits.prediction_psi}"
-    if estimated is not None and estimated.drop is not None:
-        reason += (
-            f"; estimated ROC AUC {estimated.estimated_roc_auc:.3f} vs reference estimate "
-            f"{estimated.reference_estimated_roc_auc:.3f}: drop {estimated.drop:.3f} "
-            f"{'>' if estimated.dropped else '<='} max_estimated_auc_drop {limits.max_estimated_auc_drop}"
+    retrain = [h for h in hits if h.decision == "retrain"]
+    alert = [h for h in hits if h.decision == "alert"]
+    if retrain:
+        return "drift", "retrain: " + "; ".join(f"[{h.rule}] {h.message}" for h in retrain) + (
+            "; alert: " + "; ".join(f"[{h.rule}] {h.message}" for h in alert) if alert else ""
         )
-    prediction_drift = prediction is not None and prediction.drifted
-    estimate_drift = estimated is not None and estimated.dropped
-    return ("drift" if features_drift or prediction_drift or estimate_drift else "no_drift"), reason
+    if alert:
+        return "alert", "alert: " + "; ".join(f"[{h.rule}] {h.message}" for h in alert) + "; no retrain rule fired"
+    return "no_drift", "no alert or retrain rule fired"

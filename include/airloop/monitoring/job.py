@@ -19,6 +19,7 @@ run id.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -54,6 +55,15 @@ THRESHOLD_KEYS = (
     "psi_overrides",
     "weights",
     "max_estimated_auc_drop",
+    "importance_floor",
+    "importance_drift",
+    "max_missing_change",
+    "max_unseen_share",
+    "calibration_level",
+    "min_calibration_gap",
+    "auc_tolerance",
+    "min_labelled_rows",
+    "multivariate_auc",
 )
 RETRAIN_RUN_PREFIX = "retrain"
 
@@ -121,7 +131,7 @@ def watermark(settings: Settings, subject: str, source: str, before: datetime | 
         for row in ledger(settings).rows(kind=Kind.DRIFT_VERDICT, subject=subject)
         if row.outcome is not None
         and row.payload.get("source") == source
-        and row.payload.get("verdict") in ("drift", "no_drift")
+        and row.payload.get("verdict") in ("drift", "alert", "no_drift")
     ]
     ends = [e for e in ends if before is None or e < before]
     return max(ends) if ends else None
@@ -163,6 +173,24 @@ def _profile(settings: Settings, run_id: str) -> dict[str, Any]:
         log.warning("reference profile %s not readable: %s", where, err)
         data = None
     return load_profile(data, where)
+
+
+def _reference_sample(settings: Settings, run_id: str) -> pd.DataFrame | None:
+    """The version's stored sample of training features for the multivariate check; None for a version without one
+    (trained before it was stored: the check is skipped and the report says so)."""
+    import mlflow.artifacts
+
+    from airloop.monitoring.multivariate import SAMPLE_ARTIFACT
+    from airloop.registry.client import connect
+
+    connect(settings)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = mlflow.artifacts.download_artifacts(f"runs:/{run_id}/{SAMPLE_ARTIFACT}", dst_path=tmp)
+            return pd.read_parquet(path)
+    except Exception as err:  # absent or unreadable: the same to the user, no multivariate check
+        log.info("no reference sample for run %s (%s): multivariate check skipped", run_id, type(err).__name__)
+        return None
 
 
 def _features(model: Any, raw: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -281,6 +309,8 @@ def compare_window(
         limits,
         probabilities=probabilities,
         outcomes=outcomes if np.isfinite(outcomes).any() else None,
+        reference_sample=_reference_sample(settings, w.run_id),
+        segments=settings.monitoring.segments,
     )
     end = _parse_time(w.end, "window end")
     context = rep.ReportContext(
@@ -308,6 +338,15 @@ def summary(report: Mapping[str, Any], report_url: str | None = None) -> dict[st
         "rows": report["rows"],
         "drifted_features": list(report.get("drifted_features") or []),
         "drifted_share": report.get("drifted_share"),
+        "importance_weighted_share": report.get("importance_weighted_share"),
+        "multivariate": _multivariate(report.get("multivariate")),
+        "segments": _segments(report.get("segments")),
+        "alert": report.get("alert"),
+        "retrain": report.get("retrain"),
+        "rules": [
+            {k: r.get(k) for k in ("rule", "decision", "message", "value", "threshold")}
+            for r in report.get("rules") or []
+        ],
         "prediction": {"psi": prediction["psi"], "drifted": prediction["drifted"]} if prediction else None,
         "performance": report.get("performance"),
         "performance_estimate": report.get("performance_estimate"),
@@ -319,6 +358,32 @@ def summary(report: Mapping[str, Any], report_url: str | None = None) -> dict[st
         "window_end": report["window"]["end"],
         "report_url": report_url,
     }
+
+
+def _segments(found: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Per segment, the figures a summary keeps: rows, share vs training, estimated and realised ROC AUC."""
+    kept: dict[str, Any] = {}
+    for name, per in (found or {}).items():
+        kept[name] = {
+            segment: {
+                "rows": entry.get("rows"),
+                "share": entry.get("share"),
+                "training_share": entry.get("training_share"),
+                "estimated_roc_auc": entry.get("estimated_roc_auc"),
+                "realised_roc_auc": (entry.get("labelled") or {}).get("roc_auc"),
+                "labelled_rows": (entry.get("labelled") or {}).get("rows"),
+                "test_roc_auc": (entry.get("test") or {}).get("roc_auc"),
+            }
+            for segment, entry in per.items()
+        }
+    return kept
+
+
+def _multivariate(found: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The domain classifier's figures a summary keeps (its AUC, interval, rows and the features it relies on)."""
+    if not found:
+        return None
+    return {k: found.get(k) for k in ("roc_auc", "interval", "rows_window", "rows_reference", "features")}
 
 
 def publish(settings: Settings, run_id: str) -> dict[str, Any]:
@@ -384,6 +449,12 @@ def decide(
         "labelled_rows": w.labelled_rows,
         "drifted_features": published["drifted_features"],
         "drifted_share": published["drifted_share"],
+        "importance_weighted_share": published.get("importance_weighted_share"),
+        "multivariate": published.get("multivariate"),
+        "segments": published.get("segments") or {},
+        "alert": published.get("alert", verdict == "drift"),
+        "retrain": published.get("retrain", verdict == "drift"),
+        "rules": published.get("rules") or [],
         "prediction": published["prediction"],
         "performance": published["performance"],
         "performance_estimate": published.get("performance_estimate"),
@@ -396,7 +467,7 @@ def decide(
         "key": row.key,
         "id": row.id,
         "verdict": verdict,
-        "alert": verdict == "drift",
+        "alert": verdict in ("drift", "alert"),
         "retrain_run_id": None,
         "retrain_conf": None,
     }
@@ -432,6 +503,8 @@ def _resolution(
         return Resolution.NO_VERDICT, "too few rows for a verdict: the window stays open"
     if verdict == "no_drift":
         return Resolution.NO_ACTION, None
+    if verdict == "alert":
+        return Resolution.ALERTED, "alert rules only: a person should look; no retrain rule fired"
     if w.source != PREDICTION_LOG:
         return Resolution.ALERTED, "drift in a published dataset: the training hand-off trains on it"
     if target.run_exists:

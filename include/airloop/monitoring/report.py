@@ -171,6 +171,9 @@ h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem}h3{font-size:1rem;margin
 .summary{border:2px solid #999;border-radius:6px;padding:1rem 1.2rem;background:#fafafa}
 .summary.drift{border-color:#c0392b;background:#fdf0ee}.summary.no_drift{border-color:#27ae60;background:#eef9f1}
 .summary.insufficient_data{border-color:#e0a800;background:#fff8e1}
+.summary.alert{border-color:#e67e22;background:#fef5e7}
+ul.rules{margin:.3rem 0 0 1.2rem;padding:0}ul.rules li{margin:.2rem 0}.rule{font-family:monospace;font-weight:700}
+.retrain{color:#c0392b;font-weight:700}.alerting{color:#d35400;font-weight:700}
 .verdict{font-size:1.3rem;font-weight:700;text-transform:uppercase}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.6rem 0 0}dt{font-weight:600}dd{margin:0}
 table{border-collapse:collapse;width:100%;font-size:.9rem}th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;
@@ -243,6 +246,28 @@ def _summary(report: Mapping[str, Any]) -> str:
             f"(weighted share {_num(report.get('drifted_share'), 3)})",
         ),
     ]
+    if "multivariate" in report:
+        found = report.get("multivariate")
+        rows.append(
+            (
+                "Multivariate drift",
+                "not checked (no reference sample with this version, or too few rows)"
+                if not found
+                else f"a classifier tells the window from the reference with ROC AUC {_dec(found['roc_auc'])} "
+                f"{_interval(found['interval'])} on {_e(found['rows_window'])} + {_e(found['rows_reference'])} rows"
+                + (f"; relies on {_e(', '.join(found['features']))}" if found.get("features") else ""),
+            )
+        )
+    if "importance_weighted_share" in report:
+        weighted = report.get("importance_weighted_share")
+        rows.append(
+            (
+                "Importance in drifted features",
+                "unknown (the version's profile has no importances: retrain to weigh drift)"
+                if weighted is None
+                else f"{_pct(weighted)} of the model's permutation importance",
+            )
+        )
     prediction = report.get("prediction")
     if prediction:
         flag = " <span class='yes'>drifted</span>" if prediction["drifted"] else ""
@@ -280,8 +305,23 @@ def _summary(report: Mapping[str, Any]) -> str:
     items = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     return (
         f'<section class="summary {_e(verdict)}"><div class="verdict">Verdict: {_e(verdict.replace("_", " "))}'
-        f"</div><dl>{items}</dl></section>"
+        f"</div>{_rules(report)}<dl>{items}</dl></section>"
     )
+
+
+def _rules(report: Mapping[str, Any]) -> str:
+    """The decision: retrain and alert rules that fired, each with its numbers (reports of schema 3 on)."""
+    if "rules" not in report:
+        return ""
+    hits = report.get("rules") or []
+    if not hits:
+        return '<p class="note">No alert or retrain rule fired.</p>'
+    items = "".join(
+        f'<li><span class="{"retrain" if h["decision"] == "retrain" else "alerting"}">{_e(h["decision"])}</span> '
+        f'<span class="rule">{_e(h["rule"])}</span>: {_e(h["message"])}</li>'
+        for h in hits
+    )
+    return f'<ul class="rules">{items}</ul>'
 
 
 def _dec(value: Any, places: int = 3) -> str:
@@ -362,6 +402,35 @@ def _plot_section(anchor: str, f: Mapping[str, Any]) -> str:
     )
 
 
+def _segment_section(report: Mapping[str, Any]) -> list[str]:
+    """Per segment (the spec's ``monitoring.segments``): rows and share against training, the estimated ROC AUC, and
+    on the labelled rows the realised ROC AUC against the test set's and the observed vs predicted rate."""
+    segments = report.get("segments") or {}
+    if not segments:
+        return []
+    head = (
+        "<tr><th>Feature</th><th>Segment</th><th>Rows</th><th>Share (training)</th><th>Estimated ROC AUC</th>"
+        "<th>Labelled</th><th>Realised ROC AUC (test)</th><th>Observed vs predicted rate</th></tr>"
+    )
+    body = []
+    for name, per in segments.items():
+        for segment, entry in sorted(per.items(), key=lambda kv: -kv[1]["rows"]):
+            labelled, test = entry.get("labelled") or {}, entry.get("test") or {}
+            body.append(
+                f"<tr><td>{_e(name)}</td><td>{_e(segment)}</td><td>{_e(entry['rows'])}</td>"
+                f"<td>{_pct(entry['share'])} ({_pct(entry['training_share'])})</td>"
+                f"<td>{_dec(entry.get('estimated_roc_auc'))}</td><td>{_e(labelled.get('rows', 0))}</td>"
+                f"<td>{_dec(labelled.get('roc_auc'))} ({_dec(test.get('roc_auc'))})</td>"
+                f"<td>{_pct(labelled.get('observed_rate'))} vs {_pct(labelled.get('mean_probability'))}</td></tr>"
+            )
+    return [
+        "<h2>Segments</h2>",
+        '<p class="note">Each segment is a bin of a feature the model spec names; a drop confined to one group shows '
+        "here and, beyond doubt, as a segment rule above.</p>",
+        f"<table>{head}{''.join(body)}</table>",
+    ]
+
+
 def render_html(report_json: Mapping[str, Any]) -> str:
     """One self-contained HTML page: the summary, the features table (drifted first), estimated vs realised
     performance (when the report has the estimate) and a plot per feature."""
@@ -380,6 +449,7 @@ def render_html(report_json: Mapping[str, Any]) -> str:
         "p-values are Benjamini-Hochberg adjusted across features and never decide alone.</p>",
         _table(features),
         *_estimate_section(report),
+        *_segment_section(report),
         "<h2>Distributions: reference vs current</h2>",
         *(_plot_section(f"feature-{i}", f) for i, f in enumerate(features)),
     ]
@@ -455,6 +525,10 @@ def report_metrics(report_json: Mapping[str, Any]) -> dict[str, float]:
             if f.get(key) is not None:
                 found[name] = float(f[key])
     found["drifted_share"] = float(report.get("drifted_share") or 0.0)
+    if report.get("importance_weighted_share") is not None:
+        found["importance_weighted_share"] = float(report["importance_weighted_share"])
+    if report.get("multivariate"):
+        found["multivariate_roc_auc"] = float(report["multivariate"]["roc_auc"])
     found["rows"] = float(report["rows"])
     if report.get("prediction"):
         found["prediction_psi"] = float(report["prediction"]["psi"])

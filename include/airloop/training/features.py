@@ -100,18 +100,57 @@ def make_pipeline(spec: ModelSpec, kind: str, params: dict[str, Any], seed: int)
 
 
 def reference_profile_of(
-    pipeline: Pipeline, x_train: pd.DataFrame, test_proba: Any, test_metrics: dict[str, float]
+    pipeline: Pipeline,
+    x_train: pd.DataFrame,
+    test_proba: Any,
+    test_metrics: dict[str, float],
+    importance: dict[str, float] | None = None,
+    y_test: Any = None,
+    x_test: pd.DataFrame | None = None,
+    segments: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The reference profile training stores with a model (``baseline/baseline_stats.json``): the features its own
-    feature step makes of its training rows, with its test-set probabilities and metrics."""
+    feature step makes of its training rows, with its test-set probabilities, metrics, outcome counts and the
+    features' importance (:func:`feature_importance`)."""
     from airloop.monitoring.baseline import reference_profile
 
     step = feature_step(pipeline)
     numeric, categorical = step.feature_kinds()
-    return reference_profile(
+    counts = None
+    if y_test is not None:
+        positives = int(pd.Series(y_test).sum())
+        counts = {"positives": positives, "negatives": len(y_test) - positives}
+    profile = reference_profile(
         step.transform(x_train),
         numeric,
         categorical,
         predictions=test_proba,
         test_metrics=test_metrics,
+        importance=importance,
+        test_counts=counts,
     )
+    if segments and x_test is not None and y_test is not None:
+        from airloop.monitoring.segments import reference_segments
+
+        profile["segments"] = reference_segments(
+            step.transform(x_test),
+            profile,
+            list(segments),
+            pd.Series(y_test).to_numpy(dtype=float),
+            pd.Series(test_proba).to_numpy(dtype=float),
+        )
+    return profile
+
+
+def feature_importance(pipeline: Pipeline, x: pd.DataFrame, y: Any, seed: int, repeats: int = 2) -> dict[str, float]:
+    """Permutation importance (ROC AUC drop) of each *model feature*: the feature step's output is permuted column by
+    column and fed to the rest of the pipeline, so the names are those the reference profile and drift use."""
+    from sklearn.inspection import permutation_importance
+
+    step = feature_step(pipeline)
+    if step is None:  # no feature step: the inputs are the features
+        features, rest = x, pipeline
+    else:
+        features, rest = step.transform(x), pipeline[1:]
+    result = permutation_importance(rest, features, y, scoring="roc_auc", n_repeats=repeats, random_state=seed)
+    return {str(c): float(m) for c, m in zip(features.columns, result.importances_mean, strict=True)}

@@ -215,10 +215,13 @@ def train(
         test_scores = evaluate.score(y_test, test_proba, threshold)
         mlflow.log_params({"best_kind": kind, **{f"best_{k}": v for k, v in params.items()}})
         mlflow.log_metrics({f"test_{k}": v for k, v in test_scores.items()})
-        profile = features.reference_profile_of(model, x_train, test_proba, test_scores)  # what the model saw
-        mlflow.log_dict(profile, "baseline/baseline_stats.json")
-        mlflow.log_dict(staging(settings, run_id).read_json(VALIDATION_FILE), "validation/ge_validation_result.json")
         importance = _importance(model, x_test, y_test, cfg)
+        profile = features.reference_profile_of(
+            model, x_train, test_proba, test_scores, importance, y_test, x_test, settings.monitoring.segments
+        )
+        mlflow.log_dict(profile, "baseline/baseline_stats.json")  # what the model saw, and what it relies on
+        _log_reference_sample(model, x_train, cfg.seed)
+        mlflow.log_dict(staging(settings, run_id).read_json(VALIDATION_FILE), "validation/ge_validation_result.json")
         mlflow.log_dict(importance, "plots/feature_importance.json")
         with tempfile.TemporaryDirectory() as tmp:
             evaluate.plots(y_test, test_proba, threshold, importance, Path(tmp))
@@ -244,14 +247,24 @@ def train(
     }
 
 
-def _importance(model: Any, x: pd.DataFrame, y: np.ndarray, cfg: Any) -> dict[str, float]:
-    from sklearn.inspection import permutation_importance
+def _log_reference_sample(model: Any, x_train: pd.DataFrame, seed: int) -> None:
+    """A bounded sample of the training rows' model features, for the drift DAG's multivariate check."""
+    from airloop.monitoring.multivariate import SAMPLE_ARTIFACT, reference_sample
 
+    step = features.feature_step(model)
+    sample = reference_sample(step.transform(x_train) if step is not None else x_train, seed=seed)
+    folder, name = SAMPLE_ARTIFACT.rsplit("/", 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        sample.to_parquet(Path(tmp) / name, index=False)
+        mlflow.log_artifact(str(Path(tmp) / name), folder)
+
+
+def _importance(model: Any, x: pd.DataFrame, y: np.ndarray, cfg: Any) -> dict[str, float]:
+    """Permutation importance of the model features on (a sample of) the test rows."""
     rows = min(len(x), cfg.importance_rows)
     sample = x.sample(rows, random_state=cfg.seed) if rows < len(x) else x
     y_sample = y[x.index.get_indexer(sample.index)] if rows < len(x) else y
-    result = permutation_importance(model, sample, y_sample, scoring="roc_auc", n_repeats=2, random_state=cfg.seed)
-    return {c: float(m) for c, m in zip(x.columns, result.importances_mean, strict=True)}
+    return features.feature_importance(model, sample, y_sample, cfg.seed)
 
 
 def register(

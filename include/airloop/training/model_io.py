@@ -11,6 +11,7 @@ is a ``FutureWarning``, so it gets through.
 from __future__ import annotations
 
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,13 +37,26 @@ def log_sklearn_model(model: Any, **kwargs: Any) -> Any:
     """``mlflow.sklearn.log_model(model, **kwargs)`` inside :func:`skops_module_walk_quiet`; returns its ModelInfo."""
     import mlflow.sklearn
 
-    with skops_module_walk_quiet():
+    with _LOAD_LOCK, skops_module_walk_quiet():
         return mlflow.sklearn.log_model(model, **kwargs)
 
 
+# One model load at a time per process. skops reads a model's schema with ``ast`` and CPython 3.11 (before 3.11.9,
+# gh-106905) can fail two concurrent ``ast`` parses with "SystemError: AST constructor recursion depth mismatch";
+# ``warnings.catch_warnings`` is process-global too. A service hosting several models loads them from several
+# threads: without the lock one of them sporadically failed to load.
+_LOAD_LOCK = threading.Lock()
+
+
 def load_sklearn_model(model_uri: str) -> Any:
-    """``mlflow.sklearn.load_model(model_uri)`` inside :func:`skops_module_walk_quiet`."""
+    """``mlflow.sklearn.load_model(model_uri)`` inside :func:`skops_module_walk_quiet`. The artifacts are fetched
+    first, concurrently with other loads (a slow store holds up no other model); deserialising is one at a time."""
+    import tempfile
+
+    import mlflow.artifacts
     import mlflow.sklearn
 
-    with skops_module_walk_quiet():
-        return mlflow.sklearn.load_model(model_uri)
+    with tempfile.TemporaryDirectory(prefix="airloop-model-") as local:
+        path = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=local)
+        with _LOAD_LOCK, skops_module_walk_quiet():
+            return mlflow.sklearn.load_model(path)

@@ -77,7 +77,7 @@ def variant_records(
         parsed = parse_body(request_validator(state, champion), body, max_records)
         records = [dict(r.__dict__) for r in parsed.records]  # flat records of plain values; cheaper than model_dump
         entity_ids = [r.pop(ENTITY_ID) for r in records]
-        assigned = plan(experiment, entity_ids, set(models), state.rng)
+        assigned = plan(experiment, entity_ids, set(models), state.rng, state.settings.loop.score_both)
         return entity_ids, assigned, {v: [records[i] for i in rows] for v, rows in assigned.groups.items()}
     raw = parse_body(state.envelope, body, max_records).records
     entity_ids = []
@@ -88,7 +88,7 @@ def variant_records(
             detail = [{"loc": loc, "msg": "must be a string or an integer", "type": "type"}]
             raise ApiError(422, detail, "invalid_input")
         entity_ids.append(entity_id)
-    assigned = plan(experiment, entity_ids, set(models), state.rng)
+    assigned = plan(experiment, entity_ids, set(models), state.rng, state.settings.loop.score_both)
     per_variant: dict[str, list[dict[str, Any]]] = {}
     for variant, rows in assigned.groups.items():
         record_type, kept, valid = models[variant].record, [], []

@@ -7,11 +7,16 @@ apps (MLflow's, Airflow's) finish their requests before the DOM is written out.
 
 from __future__ import annotations
 
+import contextlib
 import html
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,10 +51,54 @@ def chromium() -> str:
     return binary
 
 
+@contextlib.contextmanager
+def chromium_profile() -> Iterator[str]:
+    """A throwaway Chromium profile folder, removed once every process of the browser that used it is gone.
+
+    Chromium's helpers (renderer, GPU, crash handler) can outlive the main process for a moment and keep writing
+    into the profile: a plain TemporaryDirectory then fails with "Directory not empty". Launch the browser with
+    ``start_new_session=True`` and call :func:`stop_chromium` before leaving."""
+    profile = tempfile.mkdtemp(prefix="airloop-chromium-")
+    try:
+        yield profile
+    finally:
+        for _ in range(20):
+            try:
+                shutil.rmtree(profile)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                time.sleep(0.25)  # a helper still writing: it is being killed with its session
+        else:
+            shutil.rmtree(profile, ignore_errors=True)
+
+
+def stop_chromium(process: subprocess.Popen) -> None:
+    """Stop a browser started with ``start_new_session=True`` and every helper process of its session."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=10)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # helpers left in the session
+
+
 def _run(url: str, *extra: str, budget_ms: int = 20_000) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory(prefix="airloop-chromium-") as profile:
+    with chromium_profile() as profile:
         command = [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", *extra, url]
-        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        finally:
+            stop_chromium(process)
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 def page_text(url: str) -> str:

@@ -198,6 +198,7 @@ class LoopSettings(BaseModel):
     max_error_rate: float = Field(0.01, ge=0, le=1)
     max_latency_ratio: float = Field(2.0, ge=1)
     min_latency_gap_ms: float = Field(5.0, ge=0)
+    score_both: bool = True  # A/B mode: the other variant scores each request too (unserved), for a paired test
     require_approval: bool = False
     approver_role: str = "ml_engineer"
 

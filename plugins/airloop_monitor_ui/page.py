@@ -124,7 +124,10 @@ function renderRouting(r, e) {
     <table><tr><th>variant</th><th>labelled rows</th><th>${esc(m)}</th><th>interval</th></tr>${arms.join("")}</table>
     <p>difference ${num(e.estimate)} (always-valid interval ${interval}) -
     <span class="pill ${esc(e.action)}">${esc(e.action)}</span>
-    ${e.rows_needed ? "; rows still needed: " + esc(e.rows_needed) : ""}</p><p class="muted">${esc(e.reason)}</p>`;
+    ${e.rows_needed ? "; rows still needed: " + esc(e.rows_needed) : ""}</p><p class="muted">${esc(e.reason)}</p>
+    <p class="muted">${e.paired ? "paired on the same requests" : "arms compared unpaired"}${e.variance_reduction
+      ? "; pairing saves " + num(100 * e.variance_reduction.rows_saved_at_equal_power, 0) +
+        "% of labelled rows at equal power" : ""}${(e.srm || []).map((s) => "<br>" + esc(s)).join("")}</p>`;
 }
 
 function renderDrift(d) {

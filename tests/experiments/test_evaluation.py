@@ -161,3 +161,76 @@ def test_the_operational_guardrails_never_fire_on_a_challenger_no_worse_than_the
     arms = {a: evaluation.sequential.arm_stats([], []) for a in (CHAMPION, CHALLENGER)}
 
     assert evaluation.guardrails(settings, arms, ops) == []
+
+
+# ---------------------------------------------------------------- A/B with both variants scoring every request
+
+
+def paired_ab_rows(n: int, seed: int = 0) -> pd.DataFrame:
+    """An A/B experiment on the synthetic stream where the variant that did not answer a request scored it too:
+    the champion a logistic regression trained on the old traffic, the challenger one trained on drifted traffic,
+    both scoring the drifted stream; each request answered by one (50/50), with the other's score unserved."""
+    from airloop.training import features
+    from airloop.usecases.readmission import transform as tf
+    from airloop.usecases.readmission.synthetic import generate
+    from tests.specs import READMISSION
+
+    def xy(rows: int, seed: int, drift: float):
+        frame = tf.prepare(generate(rows, seed=seed, covariate_drift=drift, concept_drift=drift))
+        return features.model_inputs(READMISSION, frame), features.target(READMISSION, frame).to_numpy()
+
+    models = {
+        alias: features.make_pipeline(READMISSION, "logistic_regression", {"C": 0.5}, 0).fit(*xy(6_000, s, d))
+        for alias, s, d in ((CHAMPION, 1, 0.0), (CHALLENGER, 2, 1.0))
+    }
+    x, y = xy(n, seed + 10, 1.0)
+    served = np.random.default_rng(seed).random(len(y)) < 0.5
+    frames = [
+        pd.DataFrame(
+            {
+                "request_id": [f"r{i}" for i in range(len(y))],
+                "variant": alias,
+                "model_version": VERSIONS[alias],
+                "probability": model.predict_proba(x)[:, 1],
+                "shadow": ~served if alias == CHALLENGER else served,
+                "latency_ms": 2.0,
+                "outcome": y,
+            }
+        )
+        for alias, model in models.items()
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_scoring_both_variants_pairs_the_ab_test_and_saves_labelled_rows_at_equal_power(settings):
+    rows = paired_ab_rows(3_000)
+    answered_only = rows[~rows["shadow"]]
+
+    paired = evaluation.look(settings, rows, "1", "2", paired=False)
+    unpaired = evaluation.look(settings, answered_only, "1", "2", paired=False)
+
+    assert paired["paired"] and not unpaired["paired"] and unpaired["variance_reduction"] is None
+    # The arms are still the requests each variant answered: the unserved scores only pair the difference.
+    assert paired["arms"] == unpaired["arms"]
+    saved = paired["variance_reduction"]["rows_saved_at_equal_power"]
+    assert saved > 0.5, paired["variance_reduction"]
+    assert paired["difference"]["variance"] < unpaired["difference"]["variance"]
+    assert np.sign(paired["difference"]["estimate"]) == np.sign(unpaired["difference"]["estimate"])
+
+
+def test_the_plan_scores_every_record_by_both_variants_but_serves_each_by_one():
+    import random
+
+    from airloop.experiments.routing import RoutingConfig, plan
+
+    config = RoutingConfig(experiment="x", weights={CHAMPION: 50, CHALLENGER: 50}, mode="ab")
+    ids = [f"p{i}" for i in range(40)]
+
+    both = plan(config, ids, {CHAMPION, CHALLENGER}, random.Random(0), score_both=True)
+    alone = plan(config, ids, {CHAMPION, CHALLENGER}, random.Random(0))
+    champion_only = plan(config, ids, {CHAMPION}, random.Random(0), score_both=True)
+
+    assert both.served == alone.served and set(both.served) == {CHAMPION, CHALLENGER}
+    assert both.groups[CHAMPION] == both.groups[CHALLENGER] == list(range(40))
+    assert sorted(alone.groups[CHAMPION] + alone.groups[CHALLENGER]) == list(range(40))
+    assert champion_only.groups == {CHAMPION: list(range(40))}

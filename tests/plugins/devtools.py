@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -115,14 +114,14 @@ class DevTools:
 @contextmanager
 def chromium_page(width: int = 1400, height: int = 1000) -> Iterator[DevTools]:
     """A headless Chromium with one page, its Runtime, Log, Page and Network events on; closed afterwards."""
-    from tests.browser import FLAGS, chromium
+    from tests.browser import FLAGS, chromium, chromium_profile, stop_chromium
 
     debug_port = free_port()
-    with tempfile.TemporaryDirectory(prefix="airloop-chromium-") as profile:
+    with chromium_profile() as profile:
         browser = subprocess.Popen(
             [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--remote-debugging-port={debug_port}",
              "--remote-allow-origins=*", f"--window-size={width},{height}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         try:
             pages = wait(
@@ -145,5 +144,4 @@ def chromium_page(width: int = 1400, height: int = 1000) -> Iterator[DevTools]:
             finally:
                 tools.socket.close()
         finally:
-            browser.terminate()
-            browser.wait(timeout=10)
+            stop_chromium(browser)

@@ -566,8 +566,11 @@ def test_a_challenger_failing_on_its_own_requests_is_a_server_error_logged_for_t
     errors = load_errors(settings.layout.errors(), *EVER)
     assert set(statuses) == {200, 500}
     assert statuses.count(200) == len(served) and set(served["variant"]) == {Alias.CHAMPION.value}
-    assert statuses.count(500) == len(errors) == int(errors["records"].sum())
-    assert set(errors["variant"]) == {Alias.CHALLENGER.value} and not errors["shadow"].any()
+    # Its own requests fail (500); the champion's, which it also scores unserved (loop.score_both), fail quietly.
+    answered, unserved = errors[~errors["shadow"]], errors[errors["shadow"]]
+    assert statuses.count(500) == len(answered) == int(answered["records"].sum())
+    assert statuses.count(200) == len(unserved) == int(unserved["records"].sum())
+    assert set(errors["variant"]) == {Alias.CHALLENGER.value}
     assert set(errors["experiment_id"]) == {"errors-ab"}
 
     # The evaluation stops the broken challenger on the error rate alone: no outcome has arrived yet.
@@ -575,7 +578,7 @@ def test_a_challenger_failing_on_its_own_requests_is_a_server_error_logged_for_t
     result = evaluation.evaluate(strict, "test")
     assert result["action"] == "reject"
     assert result["reason"].startswith("guardrail: the challenger's error rate 100.00%")
-    assert result["operations"][Alias.CHALLENGER.value]["failed"] == statuses.count(500)
+    assert result["operations"][Alias.CHALLENGER.value]["failed"] == len(records)  # every attempt, served or not
     assert result["arms"][Alias.CHALLENGER.value]["labelled"] == 0
 
 
@@ -598,9 +601,14 @@ def test_every_accepted_record_is_in_the_prediction_log_after_shutdown(make_sett
         for request_id, outcome in outcomes.items():
             assert client.post("/v1/feedback", json={"request_id": request_id, "outcome": outcome}).status_code == 202
 
-    log = logged(settings)
+    everything = logged(settings)
+    log, unserved = everything[~everything["shadow"]], everything[everything["shadow"]]
     assert len(log) == 200
     assert sorted(log["request_id"]) == sorted(a["request_id"] for a in answers)
+    # The variant that did not answer scored each record too (loop.score_both), unserved, for a paired A/B test.
+    assert sorted(unserved["request_id"]) == sorted(log["request_id"])
+    other = unserved.set_index("request_id")["variant"]
+    assert all(other[a["request_id"]] != a["variant"] for a in answers)
     by_id = log.set_index("request_id")
     for record, answer in zip(records, answers, strict=True):
         row = by_id.loc[answer["request_id"]]

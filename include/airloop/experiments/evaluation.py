@@ -4,7 +4,9 @@ always-valid sequential test of ``airloop.experiments.sequential``.
 ``evaluate`` reads the rows of the current experiment (its id is on every logged prediction) since it started, keeps
 those whose outcome has arrived, and computes per variant the labelled count, ROC AUC, log loss, Brier and positive
 rate with intervals. In A/B mode the arms are disjoint requests (an unpaired difference); in shadow mode both variants
-scored the same requests (a paired difference on those). The decision:
+scored the same requests (a paired difference on those); in A/B mode with ``loop.score_both`` the variant that did not
+answer a request scored it too, unserved, and the difference is paired on every labelled request as well (the arms'
+figures stay those of the requests each answered). The decision:
 
 - **promote** when the challenger is better by at least ``loop.min_effect`` on ``loop.metric`` with confidence
   ``1 - loop.alpha``, however often the DAG has looked;
@@ -165,27 +167,41 @@ def look(
     figures ``ops`` (``operations``) when given (pure: no I/O)."""
     cfg = settings.loop
     by_version = {v: rows[rows["model_version"] == v] for v in (champion, challenger)}
+    # A/B arms are the requests each variant answered; in shadow mode every score is an arm's (the challenger's are
+    # all unserved). In A/B mode with ``loop.score_both`` the unserved scores pair the two variants on each request.
+    answered = rows[~rows["shadow"].astype(bool)] if "shadow" in rows and not paired else rows
     arms = {}
     for alias, version in ((Alias.CHAMPION.value, champion), (Alias.CHALLENGER.value, challenger)):
-        arm = by_version[version]
+        arm = answered[answered["model_version"] == version]
         arms[alias] = sequential.arm_stats(arm["outcome"].to_numpy(dtype=float), arm["probability"].to_numpy(float))
-    if paired:
-        both = by_version[champion].merge(by_version[challenger], on="request_id", suffixes=("_a", "_b"))
-        diff = sequential.paired_difference(
-            cfg.metric,
-            both["outcome_a"].to_numpy(dtype=float),
-            both["probability_a"].to_numpy(dtype=float),
-            both["probability_b"].to_numpy(dtype=float),
-        )
-    else:
-        a, b = by_version[champion], by_version[challenger]
-        diff = sequential.difference(
-            cfg.metric,
-            a["outcome"].to_numpy(dtype=float),
-            a["probability"].to_numpy(dtype=float),
-            b["outcome"].to_numpy(dtype=float),
-            b["probability"].to_numpy(dtype=float),
-        )
+    both = by_version[champion].merge(by_version[challenger], on="request_id", suffixes=("_a", "_b"))
+    pairs = sequential.paired_difference(
+        cfg.metric,
+        both["outcome_a"].to_numpy(dtype=float),
+        both["probability_a"].to_numpy(dtype=float),
+        both["probability_b"].to_numpy(dtype=float),
+    )
+    a = answered[answered["model_version"] == champion]
+    b = answered[answered["model_version"] == challenger]
+    unpaired = sequential.difference(
+        cfg.metric,
+        a["outcome"].to_numpy(dtype=float),
+        a["probability"].to_numpy(dtype=float),
+        b["outcome"].to_numpy(dtype=float),
+        b["probability"].to_numpy(dtype=float),
+    )
+    # Declared before looking, so the test stays valid: the paired difference whenever the same requests were scored
+    # by both (shadow mode, or A/B with score_both on at least min_rows labelled requests); else the arms unpaired.
+    use_pairs = paired or (pairs is not None and len(both) >= cfg.min_rows)
+    diff = pairs if use_pairs else unpaired
+    reduction = None
+    if pairs is not None and unpaired is not None and unpaired.variance > 0 and not paired:
+        # Labelled rows at equal power scale with the variance of the difference: the share pairing saves.
+        reduction = {
+            "variance_unpaired": unpaired.variance,
+            "variance_paired": pairs.variance,
+            "rows_saved_at_equal_power": max(0.0, 1.0 - pairs.variance / unpaired.variance),
+        }
     decision = sequential.decide(diff, min_effect=cfg.min_effect, alpha=cfg.alpha, min_rows=cfg.min_rows)
     action, reason = decision.action, decision.reason
     failed = guardrails(settings, arms, ops or {})
@@ -196,7 +212,8 @@ def look(
         "action": action,
         "reason": reason,
         "metric": cfg.metric,
-        "paired": paired,
+        "paired": use_pairs,
+        "variance_reduction": reduction,
         "arms": {k: v.to_dict() for k, v in arms.items()},
         "operations": ops or {},
         "guardrails_failed": failed,

@@ -110,9 +110,17 @@ class Plan:
         return self.served[index] == variant
 
 
-def plan(config: RoutingConfig, entity_ids: list[str | int | None], available: set[str], rng: random.Random) -> Plan:
+def plan(
+    config: RoutingConfig,
+    entity_ids: list[str | int | None],
+    available: set[str],
+    rng: random.Random,
+    score_both: bool = False,
+) -> Plan:
     """Assign a batch: in ``ab`` mode each record goes to its (sticky) variant; in ``shadow`` mode the champion
-    answers every record and the challenger, when loaded, scores every record too."""
+    answers every record and the challenger, when loaded, scores every record too. ``score_both`` (``ab`` mode): the
+    variant that does not answer a record scores it as well, unserved, so the evaluation can pair the two scores of
+    the same record (``loop.score_both``)."""
     if config.mode == "shadow":
         everyone = list(range(len(entity_ids)))
         result = Plan([Alias.CHAMPION] * len(entity_ids), {Alias.CHAMPION: everyone})
@@ -123,6 +131,9 @@ def plan(config: RoutingConfig, entity_ids: list[str | int | None], available: s
     result = Plan(served)
     for i, variant in enumerate(served):
         result.groups.setdefault(variant, []).append(i)
+    if score_both and {Alias.CHAMPION, Alias.CHALLENGER} <= available:
+        for variant in (Alias.CHAMPION, Alias.CHALLENGER):
+            result.groups[variant] = list(range(len(entity_ids)))
     return result
 
 

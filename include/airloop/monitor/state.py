@@ -184,6 +184,9 @@ def _evaluation(row: Decision, experiment: str) -> dict[str, Any]:
         "alpha": payload.get("alpha"),
         "min_effect": payload.get("min_effect"),
         "guardrails_failed": payload.get("guardrails_failed") or [],
+        "paired": payload.get("paired"),
+        "variance_reduction": payload.get("variance_reduction"),
+        "srm": [c["sentence"] for c in (payload.get("srm") or {}).values() if c],
     }
 
 

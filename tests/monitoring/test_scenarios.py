@@ -222,3 +222,23 @@ def test_a_drop_confined_to_one_group_of_patients_is_seen_and_named(trained):
     assert female["labelled"]["roc_auc"] < 0.6 < female["test"]["roc_auc"]
     assert female["training_share"] == pytest.approx(female["share"], abs=0.05)  # who arrives did not change
     assert not any(h.rule.startswith("segment_") for h in quiet.rules), quiet.reason
+
+
+def test_the_real_rows_in_time_order_name_the_recoding_their_later_half_has(real_sample):
+    """The sample is in encounter order, and its later half was coded differently: discharge disposition 25 ("Not
+    Mapped") is 38% of the first half and absent from the second (recorded as 1), admission type 6 ("NULL") falls
+    from 46% to 14%. Two features the model uses moved: the rules say so and name them, with the calibration it
+    cost. (Random halves of the same rows, above, fire nothing.)"""
+    from airloop.data.sources import read_csv_bytes
+
+    prepared = tf.prepare(read_csv_bytes(real_sample, READMISSION))
+    x, y = features.model_inputs(READMISSION, prepared), features.target(READMISSION, prepared).to_numpy()
+    half = len(x) // 2
+    model, profile = train(x.iloc[:half].reset_index(drop=True), y[:half])
+
+    result = judge(model, profile, *window(model, x.iloc[half:].reset_index(drop=True), y[half:]))
+
+    feature_drift = next(h for h in result.rules if h.rule == "feature_drift")
+    assert {"discharge_disposition_id", "admission_type_id"} <= set(feature_drift.features)
+    assert result.features["discharge_disposition_id"].psi > 2
+    assert result.alert and result.verdict in {"alert", "drift"}, result.reason

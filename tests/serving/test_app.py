@@ -582,6 +582,37 @@ def test_a_challenger_failing_on_its_own_requests_is_a_server_error_logged_for_t
     assert result["arms"][Alias.CHALLENGER.value]["labelled"] == 0
 
 
+def test_a_broken_split_halts_the_evaluation_and_the_halt_is_in_the_history(make_settings, registry, caplog):
+    from airloop.ledger import Kind, ledger
+    from airloop.predlog import PredictionRow, prediction_log
+
+    settings = make_settings()
+    with TestClient(create_app(settings)) as client:
+        split = {"weights": {"champion": 50, "challenger": 50}, "mode": "ab", "experiment": "srm-ab"}
+        assert client.put("/v1/routing", json=split, headers=KEY).status_code == 200
+        versions = {v: m["version"] for v, m in client.get("/v1/models").json()["models"].items()}
+    # What a router that sends 45% of patients to the challenger instead of 50% would have logged.
+    now, rows = time.time(), []
+    for i in range(4_000):
+        variant = Alias.CHALLENGER.value if i % 20 < 9 else Alias.CHAMPION.value
+        rows.append(PredictionRow(f"r{i}", now, "srm-ab", variant, versions[variant], f"p{i}", 0.2, 0, False, {}, 1.0))
+    writer = prediction_log(settings)
+    writer.append(rows)
+    writer.flush()
+
+    with caplog.at_level("WARNING", logger="airloop.monitoring.alerts"):
+        result = evaluation.evaluate(settings, "test")
+
+    assert result["action"] == evaluation.HALT
+    assert result["reason"].startswith(
+        "halted: sample ratio mismatch in routed entities (challenger 1800, champion 2200"
+    )
+    assert result["srm"]["traffic"]["mismatch"] and result["rows_needed"] is None
+    (row,) = ledger(settings).rows(kind=Kind.EVALUATION)
+    assert row.outcome == evaluation.HALT and "sample ratio mismatch" in row.outcome_detail
+    assert any("Sample ratio mismatch" in r.getMessage() for r in caplog.records)  # the alert's log line
+
+
 def test_every_accepted_record_is_in_the_prediction_log_after_shutdown(make_settings, registry):
     settings = make_settings()
     records = [{**r, "entity_id": f"patient-{i}"} for i, r in enumerate(registry.records[:200])]

@@ -257,3 +257,15 @@ def test_any_records_give_the_same_features_on_both_paths(shop, records):
 
     assert from_records == from_frame
     assert all(not math.isnan(r[c]) for r in from_records for c in shop.feature_kinds()[0])
+
+
+def test_segments_must_be_features_the_declarative_transform_makes(tmp_path):
+    from airloop.spec import SpecError
+
+    text = (REPO / "models" / "churn.yaml").read_text().replace("segments: [plan, region]", "segments: [plan, planet]")
+    broken = tmp_path / "churn.yaml"
+    broken.write_text(text)
+
+    with pytest.raises(SpecError, match=r"monitoring.segments. names \['planet'\], which are not among"):
+        load_spec(broken)
+    assert CHURN.monitoring["segments"] == ["plan", "region"]

@@ -248,6 +248,12 @@ class FeaturesSpec(_Strict):
             raise ValueError("no features: list some (numeric, categorical, ordinal, ...) or name a `transformer`")
         return self
 
+    def declared_names(self) -> list[str]:
+        """The names of the model features the declarative transform makes (empty with a ``transformer``)."""
+        names = [f.column for group in (self.numeric, self.categorical, self.ordinal) for f in group]
+        names += [f.name or f"{f.column}_group" for f in self.code_groups]
+        return names + [f.name for f in (*self.sums, *self.counts)]
+
     def referenced_columns(self) -> list[str]:
         """Raw columns the declarative features read."""
         out = [f.column for group in (self.numeric, self.categorical, self.ordinal, self.code_groups) for f in group]
@@ -318,6 +324,19 @@ class ModelSpec(_Strict):
                 raise ValueError(f"`features` reads {column!r}, which is not one of `data.columns`")
             if column == self.data.target.column:
                 raise ValueError(f"`features` reads the target column {column!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _segments_are_features(self) -> ModelSpec:
+        """``monitoring.segments`` names model features; a declarative model's are known here (a transformer's only
+        once it runs: the drift report then lists the segments it found)."""
+        segments = self.monitoring.get("segments", [])
+        if not isinstance(segments, list) or not all(isinstance(s, str) for s in segments):
+            raise ValueError(f"`monitoring.segments` must be a list of feature names, got {segments!r}")
+        known = self.features.declared_names()
+        unknown = [s for s in segments if known and s not in known]
+        if unknown:
+            raise ValueError(f"`monitoring.segments` names {unknown}, which are not among the model's features {known}")
         return self
 
     # Names derived from the model's name: two models never share one.

@@ -302,6 +302,13 @@ def numeric_bin_index(profile: Mapping[str, Any], present: np.ndarray) -> np.nda
     return index
 
 
+def bin_labels(profile: Mapping[str, Any]) -> list[str]:
+    """Readable names of any feature's profile bins, in the order of its shares."""
+    if profile["kind"] == "categorical":
+        return [*profile["categories"], "other", MISSING]
+    return numeric_bin_labels(profile)
+
+
 def numeric_counts(profile: Mapping[str, Any], values: np.ndarray) -> np.ndarray:
     """Counts of ``values`` in a numeric feature's profile bins (NaN counted as missing, the last bin)."""
     missing = np.isnan(values)
@@ -354,7 +361,7 @@ def _feature_drift(
     """The drift fields of one feature that do not depend on the other features."""
     reference = np.asarray(profile["shares"], dtype="float64")
     shares = current / current.sum()
-    labels = numeric_bin_labels(profile) if kind != "categorical" else [*profile["categories"], "other", MISSING]
+    labels = bin_labels(profile)
     test, statistic, p_value = extra
     return {
         "feature": name,

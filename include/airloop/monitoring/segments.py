@@ -32,20 +32,20 @@ MIN_SEGMENT_ROWS = 50  # fewer labelled rows (or test rows) in a segment: its fi
 
 def segment_labels(profile: Mapping[str, Any], values: pd.Series) -> np.ndarray:
     """Each row's segment of one feature: its profile bin's label (categories beyond the profile are "other")."""
-    from airloop.monitoring.drift import numeric_bin_index, numeric_bin_labels
+    from airloop.monitoring.drift import bin_labels, numeric_bin_index
 
     if profile["kind"] == "numeric":
-        labels = numeric_bin_labels(profile)
+        labels = bin_labels(profile)
         array = values.to_numpy(dtype="float64", na_value=np.nan)
         index = np.full(len(array), len(labels) - 1, dtype=np.intp)  # missing unless a value says otherwise
         present = ~np.isnan(array)
         index[present] = numeric_bin_index(profile, array[present])
         return np.asarray(labels, dtype=object)[index]
-    kept = set(profile["categories"])
     text = values.astype("object")
-    return np.asarray(
-        [MISSING if v is None or v != v or v == MISSING else (v if v in kept else "other") for v in text], dtype=object
-    )
+    missing = (text.isna() | text.eq(MISSING)).to_numpy()
+    labels = np.where(text.isin(profile["categories"]).to_numpy(), text.to_numpy(), "other").astype(object)
+    labels[missing] = MISSING
+    return labels
 
 
 def _figures(y: np.ndarray | None, p: np.ndarray) -> dict[str, Any]:
@@ -83,6 +83,8 @@ def window_segments(
 ) -> dict[str, dict[str, Any]]:
     """Per segment of each named feature: rows and share (vs training), estimated ROC AUC, and on the labelled rows
     the realised ROC AUC and observed vs predicted rate, beside the test set's figures."""
+    from airloop.monitoring.drift import bin_labels
+
     reference = profile.get("segments") or {}
     found: dict[str, dict[str, Any]] = {}
     for name in names:
@@ -90,8 +92,7 @@ def window_segments(
         if feature is None or name not in window.columns:
             continue
         labels = segment_labels(feature, window[name])
-        bins = [*feature["categories"], "other", MISSING] if feature["kind"] != "numeric" else None
-        training_share = dict(zip(bins or _numeric_labels(feature), feature["shares"], strict=True))
+        training_share = dict(zip(bin_labels(feature), feature["shares"], strict=True))
         per: dict[str, Any] = {}
         for segment in dict.fromkeys(labels):
             rows = labels == segment
@@ -114,12 +115,6 @@ def window_segments(
             per[str(segment)] = entry
         found[name] = per
     return found
-
-
-def _numeric_labels(feature: Mapping[str, Any]) -> list[str]:
-    from airloop.monitoring.drift import numeric_bin_labels
-
-    return numeric_bin_labels(feature)
 
 
 def segment_rules(segments: Mapping[str, Mapping[str, Any]], limits: Any) -> list[RuleHit]:

@@ -33,19 +33,19 @@ def skops_module_walk_quiet() -> Iterator[None]:
         yield
 
 
+# One model load (or save) at a time per process. skops reads a model's schema with ``ast`` and CPython 3.11 (before
+# 3.11.9, gh-106905) can fail two concurrent ``ast`` parses with "SystemError: AST constructor recursion depth
+# mismatch"; ``warnings.catch_warnings`` is process-global too. A service hosting several models loads them from
+# several threads: without the lock one of them sporadically failed to load.
+_LOAD_LOCK = threading.Lock()
+
+
 def log_sklearn_model(model: Any, **kwargs: Any) -> Any:
     """``mlflow.sklearn.log_model(model, **kwargs)`` inside :func:`skops_module_walk_quiet`; returns its ModelInfo."""
     import mlflow.sklearn
 
     with _LOAD_LOCK, skops_module_walk_quiet():
         return mlflow.sklearn.log_model(model, **kwargs)
-
-
-# One model load at a time per process. skops reads a model's schema with ``ast`` and CPython 3.11 (before 3.11.9,
-# gh-106905) can fail two concurrent ``ast`` parses with "SystemError: AST constructor recursion depth mismatch";
-# ``warnings.catch_warnings`` is process-global too. A service hosting several models loads them from several
-# threads: without the lock one of them sporadically failed to load.
-_LOAD_LOCK = threading.Lock()
 
 
 def load_sklearn_model(model_uri: str) -> Any:

@@ -11,6 +11,13 @@ removes them; a broken spec is listed, naming its file, key and what was expecte
 
 from __future__ import annotations
 
+# The Airflow modules the factory builds with, named here so that the DAG processor imports them once, before it
+# forks the process that parses this file ([dag_processor] parsing_pre_import_modules), not at every parse.
+import airflow.providers.standard.decorators.python
+import airflow.providers.standard.operators.hitl
+import airflow.providers.standard.operators.trigger_dagrun
+import airflow.sdk  # noqa: F401
+
 from airloop.dag_factory import build_all
 
 globals().update(build_all())

@@ -36,6 +36,32 @@ log = logging.getLogger(__name__)
 START = pendulum.datetime(2026, 1, 1, tz="UTC")
 
 
+def _dag(
+    *, schedule: Any, params: dict[str, Param] | None = None, **kwargs: Any
+) -> Callable[[Callable[[], None]], Callable[[], DAG]]:
+    """``@dag`` whose ``params`` are set once its tasks exist.
+
+    Airflow deep-copies a DAG's params into every operator as it is made (once per ``apply_defaults`` level, four
+    times for a TaskFlow task), and validates a scheduled DAG's defaults with jsonschema at every parse: together
+    close to half of this file's parse time. A task does not need its own copy: when it runs, Airflow resolves the
+    DAG's params, then the task's, then the run's conf, and validates the result (``process_params``), so every task
+    sees the same values, and the trigger form is the same as with ``@dag(params=...)``. The defaults are constants
+    of this module: ``tests/dags/test_dag_integrity.py`` validates every DAG's, once, instead of every parse."""
+
+    def decorate(function: Callable[[], None]) -> Callable[[], DAG]:
+        factory = dag(schedule=schedule, **kwargs)(function)
+
+        def build() -> DAG:
+            built = factory()
+            if params:
+                built.params.update(params)
+            return built
+
+        return build
+
+    return decorate
+
+
 def _tags(spec: ModelSpec, *stage: str) -> list[str]:
     return list(dict.fromkeys(["airloop", spec.name, *stage, *spec.tags]))
 
@@ -111,7 +137,7 @@ def etl(spec: ModelSpec, settings: Settings) -> DAG:
     """``<name>_etl``: extract → validate_raw → transform → validate_features → publish → hand_off → trigger."""
     name, dataset = spec.name, Asset(name=spec.asset_name)
 
-    @dag(
+    @_dag(
         dag_id=spec.dag_id("etl"),
         start_date=START,
         schedule=None,
@@ -132,10 +158,10 @@ def etl(spec: ModelSpec, settings: Settings) -> DAG:
     )
     def build():
         @task
-        def extract(run_id=None, params=None) -> dict:
+        def extract(run_id=None, params=None, dag_run=None) -> dict:
             from airloop import etl
 
-            return etl.extract(get_settings(name), run_id, params)
+            return etl.extract(get_settings(name), run_id, params, dag_run.triggering_user_name)
 
         @task
         def validate_raw(raw: dict, run_id=None) -> dict:
@@ -215,7 +241,7 @@ def train(spec: ModelSpec, settings: Settings) -> DAG:
     """``<name>_train``: claim → validate → split → train → register (+ gate)."""
     name, dataset = spec.name, Asset(name=spec.asset_name)
 
-    @dag(
+    @_dag(
         dag_id=spec.dag_id("train"),
         start_date=START,
         schedule=None,  # triggered per version by <name>_etl; the Asset is an inlet, for lineage and the UI
@@ -271,7 +297,7 @@ def drift(spec: ModelSpec, settings: Settings) -> DAG:
     name, dataset = spec.name, Asset(name=spec.asset_name)
     retrain_dag_id = settings.monitoring.retrain_dag_id or spec.dag_id("retrain")
 
-    @dag(
+    @_dag(
         dag_id=spec.dag_id("drift"),
         start_date=START,
         schedule=AssetOrTimeSchedule(
@@ -382,7 +408,7 @@ def retrain(spec: ModelSpec, settings: Settings) -> DAG:
     """``<name>_retrain``: build_dataset → the training stages → start_experiment."""
     name = spec.name
 
-    @dag(
+    @_dag(
         dag_id=spec.dag_id("retrain"),
         start_date=START,
         schedule=None,
@@ -450,7 +476,7 @@ def ab_evaluate(spec: ModelSpec, settings: Settings) -> DAG:
     """``<name>_ab_evaluate``: evaluate → promote (or approve → promote) / reject / keep running."""
     name = spec.name
 
-    @dag(
+    @_dag(
         dag_id=spec.dag_id("ab_evaluate"),
         start_date=START,
         schedule=DeltaTriggerTimetable(timedelta(minutes=settings.loop.evaluation_interval_minutes)),
@@ -533,7 +559,7 @@ def registry(spec: ModelSpec, settings: Settings) -> DAG:
     """``<name>_registry``: apply one registry action as the user who triggered the run."""
     name = spec.name
 
-    @dag(
+    @_dag(
         dag_id=spec.dag_id("registry"),
         start_date=START,
         schedule=None,
@@ -588,7 +614,7 @@ def batch_score(spec: ModelSpec, settings: Settings) -> DAG:
     name, dataset = spec.name, Asset(name=spec.asset_name)
     scores = Asset(name=f"airloop_{spec.dataset_name}_batch_scores")
 
-    @dag(
+    @_dag(
         dag_id=spec.dag_id("batch_score"),
         start_date=START,
         schedule=None,
@@ -611,10 +637,10 @@ def batch_score(spec: ModelSpec, settings: Settings) -> DAG:
     )
     def build():
         @task(inlets=[dataset])
-        def resolve(params=None, run_id=None) -> dict:
+        def resolve(params=None, run_id=None, dag_run=None) -> dict:
             from airloop.scoring import batch
 
-            return batch.resolve(get_settings(name), params, run_id)
+            return batch.resolve(get_settings(name), params, run_id, dag_run.triggering_user_name)
 
         @task(execution_timeout=timedelta(hours=2))
         def score(job: dict) -> dict:
@@ -677,7 +703,7 @@ def broken_specs(errors: list[str]) -> DAG:
     which would stop every other model's DAGs from being scheduled."""
     text = "\n".join(errors)
 
-    @dag(
+    @_dag(
         dag_id=BROKEN_DAG_ID,
         start_date=START,
         schedule=None,
@@ -703,14 +729,26 @@ def dags_of(spec: ModelSpec, settings: Settings) -> dict[str, DAG]:
 
 def build_all(catalog: Catalog | None = None, models: Iterable[str] | None = None) -> dict[str, DAG]:
     """Every valid spec's DAGs by dag id (only ``models`` when given), plus ``airloop_broken_specs`` when some spec file
-    is broken (its docs and its task name each file, key and what was expected; the parse log says so too)."""
+    is broken (its docs and its task name each file, key and what was expected; the parse log says so too).
+
+    A worker that parses the file to run one task builds that task's DAG alone (Airflow's parsing context names it),
+    not the seven DAGs of every model."""
+    from airflow.sdk import get_parsing_context
+
     catalog = catalog or get_settings().catalog
     wanted = set(models) if models is not None else None
+    running = get_parsing_context().dag_id
     out: dict[str, DAG] = {}
     for name, spec in sorted(catalog.specs.items()):
-        if wanted is None or name in wanted:
+        if wanted is not None and name not in wanted:
+            continue
+        if running is None:
             out.update(dags_of(spec, get_settings(name)))
-    if catalog.errors:
+            continue
+        for stage in STAGES:
+            if spec.dag_id(stage) == running:
+                out[running] = BUILDERS[stage](spec, get_settings(name))
+    if catalog.errors and running in (None, BROKEN_DAG_ID):
         errors = [str(error) for error in catalog.errors.values()]
         for error in errors:
             log.error("%s: it has no DAGs until it is fixed", error)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from airloop.data import sources
+from airloop.data import access, sources
 from airloop.data.records import prepare
 from airloop.data.store import PublishResult, dataset_store
 from airloop.quality import data_gate, suites
@@ -52,8 +52,14 @@ def staging(settings: Settings, run_id: str) -> Storage:
     return settings.layout.staging(run_id)
 
 
-def extract(settings: Settings, run_id: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Load raw records from the configured source into the run's staging folder."""
+def extract(settings: Settings, run_id: str, params: dict[str, Any] | None = None, user: str | None = None) -> dict:
+    """Load raw records from the configured source, or the one the run's params name (within ``data.access``, for a
+    run ``user`` triggered), into the run's staging folder.
+
+    Raises:
+        SourceRefused: the params point the source outside ``data.access``; nothing is read.
+    """
+    access.check(settings, params, user)
     data = data_settings(settings, params)
     frame = sources.load_raw(data, settings.spec)
     url = staging(settings, run_id).write_parquet(frame, RAW_FILE)

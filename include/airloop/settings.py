@@ -81,6 +81,22 @@ class DriftSettings(BaseModel):
     concept: float = Field(0.0, ge=0.0, le=3.0)
 
 
+class DataAccessSettings(BaseModel):
+    """Where a run's params may point a source (``airloop.data.access``): the configured source is always allowed;
+    another ``path``, ``s3_uri`` or ``postgres_table`` only inside these lists, and only for runs of ``override_role``
+    or above when it is set."""
+
+    # Folders a `path` param may name a file below (after symlinks); empty = <home>/incoming.
+    file_roots: list[Path] = []
+    # "s3://bucket/prefix/" an `s3_uri` param may name an object below; empty = none but the configured s3_uri.
+    s3_prefixes: list[str] = []
+    # "schema.table" patterns (fnmatch) a `postgres_table` param may name; empty = the model's own table only. System
+    # schemas (pg_catalog, information_schema, pg_toast) are never allowed.
+    postgres_tables: list[str] = []
+    # The lowest role whose runs may point a source elsewhere at all; None = whoever Airflow lets trigger the DAG.
+    override_role: Role | None = None
+
+
 class DataSettings(BaseModel):
     """Where raw encounters come from."""
 
@@ -94,6 +110,7 @@ class DataSettings(BaseModel):
     synthetic_seed: int = 42
     drift: DriftSettings = DriftSettings()
     dataset_name: str = ""  # the model's dataset (from its spec)
+    access: DataAccessSettings = DataAccessSettings()
 
 
 class StorageSettings(BaseModel):
@@ -314,6 +331,9 @@ class Settings(BaseSettings):
         self.models.folder = self.models.folder.expanduser().resolve()
         if self.data.path is not None:
             self.data.path = self.data.path.expanduser().resolve()
+        self.data.access.file_roots = [
+            root.expanduser().resolve() for root in self.data.access.file_roots or [self.home / "incoming"]
+        ]
         if self.storage.url and not urlparse(self.storage.url).scheme:
             self.storage.url = Path(self.storage.url).expanduser().resolve().as_posix()
         return self

@@ -128,3 +128,33 @@ def test_dag_file_parses_without_heavy_libraries_or_metadata_db(dag_file):
     assert done.returncode == 0, done.stderr[-3000:]
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
     assert loaded == [], f"{dag_file.name} imports {loaded} at module level"
+
+
+def test_dag_params_are_the_dags_and_every_task_resolves_them_with_the_runs_conf(dagbag):
+    """The factory sets a DAG's params once its tasks exist (Airflow would deep-copy them into each operator): the
+    trigger form's params are the DAG's, and a task resolves them with the run's conf, validated, as with
+    ``@dag(params=...)``."""
+    from airflow.sdk.definitions.param import ParamValidationError, process_params
+
+    etl = dagbag.dags["readmission_etl"]
+    assert {"source", "path", "rows", "covariate_drift"} <= set(etl.params)
+    extract = etl.get_task("extract")
+    resolved = process_params(etl, extract, {"source": "synthetic", "rows": 500}, suppress_exception=False)
+    assert resolved["source"] == "synthetic" and resolved["rows"] == 500 and resolved["path"] is None
+    with pytest.raises(ParamValidationError):
+        process_params(etl, extract, {"rows": 0}, suppress_exception=False)
+    for dag_id, dag in dagbag.dags.items():  # what Airflow would check at every parse of a scheduled DAG
+        assert dag.params.validate() is not None, dag_id
+    registry = dagbag.dags["readmission_registry"]
+    assert registry.params["action"] == "show"
+    assert process_params(registry, registry.get_task("apply"), {}, suppress_exception=False)["action"] == "show"
+
+
+def test_a_worker_parsing_for_one_task_builds_that_dag_alone(monkeypatch):
+    """Airflow's parsing context names the DAG a worker runs a task of: the factory builds it and no other."""
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_DAG_ID", "churn_train")
+    monkeypatch.setenv("_AIRFLOW_PARSING_CONTEXT_TASK_ID", "train")
+    bag = _bag()
+    assert bag.import_errors == {}
+    assert set(bag.dags) == {"churn_train"}
+    assert bag.dags["churn_train"].get_task("train")

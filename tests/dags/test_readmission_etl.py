@@ -56,7 +56,8 @@ def test_corrupt_batch_is_quarantined_not_published(store, tmp_path):
     frame = generate(3000, seed=5)
     frame.loc[3, "race"] = "Martian"
     frame.loc[7, "encounter_id"] = frame.loc[8, "encounter_id"]
-    corrupt = tmp_path / "diabetic_data.csv"
+    corrupt = get_settings().home / "incoming" / f"{tmp_path.name}.csv"  # the folder a run's `path` may name
+    corrupt.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(corrupt, index=False, lineterminator="\r\n")
     before = store.versions()
     quarantine = get_settings().layout.quarantine(get_settings().data.dataset_name)
@@ -73,3 +74,20 @@ def test_corrupt_batch_is_quarantined_not_published(store, tmp_path):
     reason = quarantine.read_text(new, "reason.txt")
     assert "expect_column_values_to_be_in_set(race) saw 1 unexpected values, e.g. ['Martian']" in reason
     assert "expect_column_values_to_be_unique(encounter_id)" in reason
+
+
+def test_a_path_param_outside_the_data_fails_extract_at_once_and_reads_nothing(store, tmp_path):
+    """The attack of issue 20: a user who may trigger the ETL names Airflow's password file as the source."""
+    from airloop.settings import get_settings
+
+    secret = tmp_path / "simple_auth_manager_passwords.json.generated"
+    secret.write_text('{"admin": "not-to-be-read"}')
+    quarantine = get_settings().layout.quarantine(get_settings().data.dataset_name)
+    quarantined_before, before = set(quarantine.published_dirs()), store.versions()
+
+    states = run_dag("readmission_etl", {"source": "file", "path": str(secret)})
+
+    assert states["extract"] == "failed", states
+    assert states["validate_raw"] == "upstream_failed", states
+    assert set(quarantine.published_dirs()) == quarantined_before  # nothing was read, so nothing was kept
+    assert store.versions() == before

@@ -39,7 +39,8 @@ def published(tmp_path_factory, registry):
     from airloop.usecases.readmission.transform import prepare
 
     home = tmp_path_factory.mktemp("batch-home")
-    settings = settings_for(home, registry)
+    # The tests' input files are in their own tmp_path folders: that is where a run's `path` may point.
+    settings = settings_for(home, registry, data={"access": {"file_roots": [str(tmp_path_factory.getbasetemp())]}})
     frame = prepare(generate(ROWS, seed=31))
     result = DatasetStore(settings.layout.datasets(settings.data.dataset_name)).publish(frame, {"source": "test"})
     return settings, result.version, frame

@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Failure", "QualityGateFailed", "ValidationReport", "Validator"]
 
-_MAX_SHOWN = 5
+_MAX_SHOWN = 3
+_MAX_CHARS = 32
 DATASOURCE = "airloop"
 BATCH_DEFINITION = "whole_frame"
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
@@ -84,12 +85,24 @@ class ValidationReport:
         }
 
 
-def _distinct(values: list[Any] | None) -> list[Any]:
+def _short(value: Any) -> str:
+    """One value as evidence: at most _MAX_CHARS characters of it, escaped (ASCII, no control characters)."""
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    text = str(value)
+    return ascii(text[:_MAX_CHARS] + ("..." if len(text) > _MAX_CHARS else ""))
+
+
+def _sample(values: Any) -> str:
+    """A short, escaped sample of ``values`` (distinct, at most _MAX_SHOWN, each cut to _MAX_CHARS) and how many more
+    there are: evidence in a task log and an XCom that every viewer reads, never the content itself."""
     seen: list[Any] = []
     for value in values or []:
         if value not in seen:
             seen.append(value)
-    return seen[:_MAX_SHOWN]
+    more = len(seen) - _MAX_SHOWN
+    shown = "[" + ", ".join(_short(v) for v in seen[:_MAX_SHOWN]) + "]"
+    return shown + (f" and {more} more" if more > 0 else "")
 
 
 def _evidence(
@@ -102,27 +115,25 @@ def _evidence(
 ) -> str:
     if exception.get("raised_exception"):
         if column is not None and column not in frame.columns:
-            return f"no column {column!r}"
+            return f"no column {_short(column)}"
         message = (exception.get("exception_message") or "").splitlines()
-        return f"an error: {message[0] if message else 'unknown'}"
+        return f"an error: {_short(message[0]) if message else 'unknown'}"
     if kind == "expect_table_columns_to_match_ordered_list":
         observed = list(result.get("observed_value") or [])
         expected = list(kwargs.get("column_list") or [])
         missing = [c for c in expected if c not in observed]
         extra = [c for c in observed if c not in expected]
         if missing or extra:
-            return f"missing columns {missing}, unexpected columns {extra}"
+            return f"missing columns {_sample(missing)}, {len(extra)} unexpected columns {_sample(extra)}"
         return "the columns in another order"
     if kind == "expect_column_values_to_be_of_type" and column in frame.columns:
         values = frame[column]
         bad = values[pd.to_numeric(values, errors="coerce").isna()].astype(str).unique().tolist()
         observed, expected = result.get("observed_value"), kwargs.get("type_")
-        return f"dtype {observed} (expected {expected}); non-integer values {bad[:_MAX_SHOWN]}"
+        return f"dtype {_short(observed)} (expected {expected}); non-integer values {_sample(bad)}"
     if "unexpected_count" in result and result.get("unexpected_count") is not None:
-        return (
-            f"{result['unexpected_count']} unexpected values, e.g. {_distinct(result.get('partial_unexpected_list'))}"
-        )
-    return f"{result.get('observed_value')!r}"
+        return f"{result['unexpected_count']} unexpected values, e.g. {_sample(result.get('partial_unexpected_list'))}"
+    return _short(result.get("observed_value"))
 
 
 class Validator:

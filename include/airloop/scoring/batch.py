@@ -100,8 +100,11 @@ def _text(params: Mapping[str, Any], key: str) -> str | None:
     return None if value in (None, "") else str(value)
 
 
-def _input(settings: Settings, params: Mapping[str, Any], run_id: str) -> tuple[str, str, str | None, dict, str]:
+def _input(
+    settings: Settings, params: Mapping[str, Any], run_id: str, user: str | None
+) -> tuple[str, str, str | None, dict, str]:
     """(source, input URI, input version, data settings, output stem) of the job's parameters."""
+    from airloop.data import access
     from airloop.data.sources import describe_source
     from airloop.data.store import DatasetNotFound, dataset_store
 
@@ -119,26 +122,29 @@ def _input(settings: Settings, params: Mapping[str, Any], run_id: str) -> tuple[
             raise DatasetNotFound(f"dataset_version: {version!r} is not published at {store.url()}")
         # A dataset version never changes: the same version and model make the same output, whichever run asks.
         return source, store.url(version), version, {}, f"{DATASET}-{version}"
-    overrides = {key: params[key] for key in ("path", "s3_uri", "postgres_table") if _text(params, key)}
+    access.check(settings, params, user)
+    overrides = {key: params[key] for key in access.LOCATION_PARAMS if _text(params, key)}
     data = settings.data.model_copy(update={"source": source, **overrides})
     # The same source may hold other rows tomorrow: each run is its own output.
     return source, describe_source(data), None, data.model_dump(mode="json"), f"{source}-{folder_name(run_id)}"
 
 
-def resolve(settings: Settings, params: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+def resolve(settings: Settings, params: Mapping[str, Any], run_id: str, user: str | None = None) -> dict[str, Any]:
     """Fix the job of a run: the input (the latest dataset version when none is named), the model version (the
     champion's when none is named), the output's name and URL and the chunk size.
 
     Raises:
         BatchInputError: an unknown source, model version or alias without a version, a chunk size below 1.
         DatasetNotFound: the named dataset version is not published.
+        SourceRefused: ``path``, ``s3_uri`` or ``postgres_table`` is outside ``data.access`` (for ``user``, who
+            triggered the run).
     """
     from mlflow.exceptions import MlflowException
 
     from airloop.registry.aliases import alias_version
     from airloop.registry.client import connect
 
-    source, uri, version, data, stem = _input(settings, params, run_id)
+    source, uri, version, data, stem = _input(settings, params, run_id, user)
     client = connect(settings)
     name = settings.mlflow.model_name
     model_version, alias = _text(params, "model_version"), None

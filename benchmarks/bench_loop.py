@@ -75,6 +75,7 @@ def main() -> int:
     homes(
         "airloop-bench-loop-",
         AIRLOOP_SERVING__API_KEY=API_KEY,
+        AIRLOOP_SERVING__REQUEST_ID_KEY="bench-loop-request-id-key",
         AIRLOOP_SERVING__POLL_INTERVAL_S="3600",
         AIRLOOP_LOOP__SPLIT=json.dumps({Alias.CHAMPION.value: 50, Alias.CHALLENGER.value: 50}),
     )
@@ -106,7 +107,7 @@ def main() -> int:
     old = str(client.get_model_version_by_alias("readmission", Alias.CHAMPION).version)
     book = ledger(settings)
 
-    with TestClient(create_app(settings)) as service:
+    with TestClient(create_app(settings), headers={"X-API-Key": API_KEY}) as service:
         record = service.get("/v1/models").json()
         started = time.perf_counter()
         states = run("readmission_etl", {"rows": args.rows, "seed": args.seed + 1, **DRIFT})

@@ -22,6 +22,7 @@ import json
 import os
 import platform
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -39,6 +40,9 @@ from typing import Any
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 WRK_SCRIPT = Path(__file__).resolve().parent / "wrk_post.lua"
+# airloop's predict key (scope predict): every request to either server carries it, so both get the same bytes and
+# airloop checks it on each request as it does in production; mlflow ignores the header.
+PREDICT_KEY = secrets.token_urlsafe(24)
 VENV_BIN = Path(sys.executable).parent
 # One HGB candidate, so the served model is the HistGradientBoosting pipeline. An environment override of a dict
 # setting is merged into config/airloop.yaml's, not put in its place: the YAML's other kinds must be emptied here.
@@ -125,7 +129,8 @@ def free_port() -> int:
 
 def http(method: str, url: str, body: bytes | None = None, timeout: float = 10) -> tuple[int, bytes]:
     """(status, body) of one request; HTTP errors are returned, not raised."""
-    request = urllib.request.Request(url, data=body, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", "X-API-Key": PREDICT_KEY}
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()
@@ -201,6 +206,7 @@ def run_wrk(url: str, bodies: Path, clients: int, duration: float, timeout: floa
         url,
         "--",
         str(bodies),
+        PREDICT_KEY,
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=duration + timeout + 30)
     line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
@@ -337,6 +343,8 @@ def run(args: argparse.Namespace, home: Path) -> int:
         "MLFLOW_REGISTRY_URI": settings.registry_uri,
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "include"), str(PROJECT_ROOT)]),
         "AIRLOOP_MODELS__FOLDER": str(models_folder),
+        "AIRLOOP_SERVING__PREDICT_KEY": PREDICT_KEY,
+        "AIRLOOP_SERVING__REQUEST_ID_KEY": secrets.token_urlsafe(24),
     }
     ports = {server: free_port() for server in SERVERS}
     champion = model_uri(settings.mlflow.model_name, alias=Alias.CHAMPION)

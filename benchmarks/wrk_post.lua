@@ -1,6 +1,6 @@
 -- wrk script for bench_serving.py: POST JSON bodies read from a file (one body per line), round-robin, and print
 -- the run's statistics as one JSON line prefixed "WRK_JSON " (latencies in microseconds).
--- Usage: wrk -t1 -c32 -d10s -s wrk_post.lua http://127.0.0.1:8000/v1/predict -- bodies.jsonl
+-- Usage: wrk -t1 -c32 -d10s -s wrk_post.lua http://127.0.0.1:8000/v1/predict -- bodies.jsonl [api-key]
 
 local prepared = {}
 local position = 0
@@ -13,9 +13,13 @@ end
 
 function init(args)
   local file = assert(io.open(args[1], "r"), "cannot open the bodies file " .. tostring(args[1]))
+  local headers = { ["Content-Type"] = "application/json" }
+  if args[2] then
+    headers["X-API-Key"] = args[2]
+  end
   for line in file:lines() do
     if #line > 0 then
-      prepared[#prepared + 1] = wrk.format("POST", nil, { ["Content-Type"] = "application/json" }, line)
+      prepared[#prepared + 1] = wrk.format("POST", nil, headers, line)
     end
   end
   file:close()

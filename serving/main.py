@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Container
@@ -20,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from airloop import security
 from airloop.experiments.routing import RoutingConfig
 from airloop.predlog import error_log, feedback_log, prediction_log
 from airloop.registry.client import connect, fail_fast
@@ -124,14 +126,70 @@ async def _poll(model: ModelState) -> None:
             log.exception("%s: polling the registry failed; trying again in one interval", model.name)
 
 
-def endpoint_label(path: str, status: int, hosted: Container[str]) -> str:
-    """The metrics' endpoint label: the path, or ``<unmatched>`` for paths no route matched and paths of models not
-    served here, so a scan of random URLs or model names never grows the series."""
-    if status == 404:
+def endpoint_label(scope: dict[str, Any], status: int, hosted: Container[str]) -> str:
+    """The metrics' endpoint label: the template of the route that matched (a hosted model's name in place of
+    ``{name}``; a static mount's prefix for any file below it), or ``<unmatched>`` for a request no route matched or a
+    model not served here: a scan of random URLs, files or model names never grows the series."""
+    route = scope.get("route")
+    template = getattr(route, "path", None)
+    if template is None or status == 404:
         return UNMATCHED
-    if path.startswith("/v1/models/") and path.split("/")[3] not in hosted:
-        return UNMATCHED
-    return path
+    if "{name}" in template:
+        name = (scope.get("path_params") or {}).get("name")
+        return template.replace("{name}", name) if name in hosted else UNMATCHED
+    return template
+
+
+class BodyLimit:
+    """413 for a request body past its limit, before it is read (a declared Content-Length) or as soon as it passes
+    it (a streamed body is counted chunk by chunk): a predict route allows its model's ``serving.max_body_bytes``,
+    every other route ``serving.max_request_bytes``. Nothing larger than the limit is ever buffered."""
+
+    def __init__(self, app: Any, limit_of: Callable[[str], int], on_refused: Callable[[], None]) -> None:
+        self.app, self.limit_of, self.on_refused = app, limit_of, on_refused
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_of(scope.get("path", ""))
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+            await self._refuse(
+                send, f"request body of {declared.decode()[:20]} bytes exceeds the limit of {limit} bytes"
+            )
+            return
+        received, started, refused = 0, False, False
+
+        async def counted() -> dict:
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:  # answer 413 now; the app sees a client that went away and stops reading
+                    refused = True
+                    if not started:
+                        await self._refuse(send, f"request body exceeds the limit of {limit} bytes")
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def watched(message: dict) -> None:
+            nonlocal started
+            if refused:  # the app's answer to a body it never got whole: the client has its 413 already
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, counted, watched)
+
+    async def _refuse(self, send: Any, detail: str) -> None:
+        self.on_refused()
+        body = json.dumps({"detail": detail}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": [*headers, (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
 
 
 class MetricsMiddleware:
@@ -157,7 +215,7 @@ class MetricsMiddleware:
         finally:
             state = self.state_getter()
             if state is not None:
-                path = endpoint_label(scope.get("path", ""), status["code"], state.models)
+                path = endpoint_label(scope, status["code"], state.models)
                 state.metrics.requests.labels(path, str(status["code"])).inc()
                 state.metrics.latency.labels(path).observe(time.perf_counter() - started)
 
@@ -170,6 +228,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     found = settings.catalog
     names, unhosted = served_models(found, settings.models.serve)
     bound = {name: settings if name == settings.model else settings.for_model(name) for name in names}
+    for model_settings in bound.values():
+        security.check_serving(model_settings)  # before anything starts: a forgeable setup does not serve at all
     fail_fast()  # the poller comes back anyway: no long retry loops against an HTTP registry
 
     @contextlib.asynccontextmanager
@@ -222,6 +282,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     }
     describe_api(app, documented, settings.model)
     app.add_middleware(MetricsMiddleware, state_getter=lambda: getattr(app.state, "airloop", None))
+
+    def body_limit(path: str) -> int:
+        if path.endswith("/predict"):
+            name = path.split("/")[3] if path.startswith("/v1/models/") else settings.model
+            if name in bound:
+                return bound[name].serving.max_body_bytes
+        return settings.serving.max_request_bytes
+
+    def count_refused() -> None:
+        state = getattr(app.state, "airloop", None)
+        if state is not None:
+            state.metrics.errors.labels("body_too_large", "").inc()
+
+    # Outermost: a body past its limit is refused before any route, dependency or metric label looks at it.
+    app.add_middleware(BodyLimit, limit_of=body_limit, on_refused=count_refused)
 
     def count_error(request: Request, kind: str) -> None:
         state = getattr(app.state, "airloop", None)

@@ -65,24 +65,35 @@ async def get_model(request: Request) -> ModelState:
 App = Annotated[AppState, Depends(get_app)]
 Model = Annotated[ModelState, Depends(get_model)]
 
-api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the admin API key (serving.api_key)")
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="a serving key with the endpoint's scope (serving.*_key)"
+)
 
 
 def require_scope(scope: Scope, endpoint: str):
-    """Admin endpoints: 401 without a key, 403 with an unknown one (or when none is configured) or with a key that
-    lacks ``scope`` (``airloop.security.SERVING_KEYS``). Keys are the addressed model's settings'."""
+    """Endpoints behind a key: 401 without one (unless ``serving.open_scopes`` holds ``scope``), 403 with an unknown
+    key or one that lacks ``scope`` (``airloop.security.SERVING_KEYS``). Keys are the addressed model's settings'.
+    Sets ``request.state.key_source``: which key it was ("feedback_key", ...), or "open"."""
 
-    async def check(model: Model, x_api_key: Annotated[str | None, Security(api_key_header)]) -> None:
+    async def check(request: Request, model: Model, x_api_key: Annotated[str | None, Security(api_key_header)]) -> None:
+        serving = model.settings.serving
         if not x_api_key:
-            raise ApiError(401, "missing X-API-Key header", "unauthorized")
+            if scope in serving.open_scopes:
+                request.state.key_source = "open"
+                return
+            where, needed = endpoint.replace("{name}", model.name), " or ".join(security.keys_granting(scope))
+            raise ApiError(401, f"missing X-API-Key header: {where} needs a key with the {scope} scope ({needed})",
+                           "unauthorized")  # fmt: skip
         # The header holds whatever octets the client sent (latin-1 text here): compared as bytes.
-        granted = security.key_scopes(model.settings, x_api_key.encode("latin-1"))
+        presented = x_api_key.encode("latin-1")
+        granted = security.key_scopes(model.settings, presented)
         if not granted:
             raise ApiError(403, "invalid API key", "forbidden")
         if scope not in granted:
             needed = " or ".join(security.keys_granting(scope))
             where = endpoint.replace("{name}", model.name)
             raise ApiError(403, f"this API key lacks the {scope} scope that {where} needs ({needed})", "forbidden")
+        request.state.key_source = security.key_source(model.settings, presented)
 
     return check
 
@@ -120,7 +131,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 PREDICT = {
     "response_model": PredictResponse,
-    "responses": error_responses(400, 404, 413, 415, 422, 503),
+    "responses": error_responses(400, 401, 403, 404, 413, 415, 422, 503),
     # The body is validated from the raw bytes by a model of the champion's signature, which FastAPI cannot see:
     # serving.openapi describes it, per model.
     "openapi_extra": {
@@ -129,8 +140,18 @@ PREDICT = {
 }
 
 
-@v1.post("/predict", summary="Score one or more records with the default model", **PREDICT)
-@by_model.post("/predict", summary="Score one or more records", **PREDICT)
+@v1.post(
+    "/predict",
+    summary="Score one or more records with the default model",
+    dependencies=[Depends(require_scope(Scope.PREDICT, "POST /v1/predict"))],
+    **PREDICT,
+)
+@by_model.post(
+    "/predict",
+    summary="Score one or more records",
+    dependencies=[Depends(require_scope(Scope.PREDICT, "POST /v1/models/{name}/predict"))],
+    **PREDICT,
+)
 async def predict(request: Request, model: Model) -> JSONResponse:
     """Body: ``{"records": [{<field>: value, ..., "entity_id": optional}]}``; answers in the same order."""
     body = await read_body(request, model.settings.serving.max_body_bytes)
@@ -141,15 +162,25 @@ async def predict(request: Request, model: Model) -> JSONResponse:
 FEEDBACK = {
     "status_code": 202,
     "response_model": FeedbackAccepted,
-    "responses": error_responses(400, 404, 409, 415, 422),
-    "dependencies": [Depends(require_json)],
+    "responses": error_responses(400, 401, 403, 404, 409, 415, 422),
 }
 
 
-@v1.post("/feedback", summary="Record the observed outcome of a default-model prediction", **FEEDBACK)
-@by_model.post("/feedback", summary="Record the observed outcome of a prediction", **FEEDBACK)
-async def feedback(body: Feedback, model: Model) -> dict[str, Any]:
-    """Store ``{request_id, outcome}`` beside the model's prediction log, for the A/B evaluation: once per request id.
+@v1.post(
+    "/feedback",
+    summary="Record the observed outcome of a default-model prediction",
+    dependencies=[Depends(require_scope(Scope.FEEDBACK, "POST /v1/feedback")), Depends(require_json)],
+    **FEEDBACK,
+)
+@by_model.post(
+    "/feedback",
+    summary="Record the observed outcome of a prediction",
+    dependencies=[Depends(require_scope(Scope.FEEDBACK, "POST /v1/models/{name}/feedback")), Depends(require_json)],
+    **FEEDBACK,
+)
+async def feedback(request: Request, body: Feedback, model: Model) -> dict[str, Any]:
+    """Store ``{request_id, outcome}`` beside the model's prediction log, for the A/B evaluation: once per request id,
+    with the key it came with (a key with the feedback scope: the system that knows outcomes, not the predict client).
 
     An id this service never issued gets 404 (ids carry a check tag any replica can verify); a second outcome for the
     same id at this replica gets 409 (readers keep the latest outcome of an id should one reach another replica)."""
@@ -158,7 +189,8 @@ async def feedback(body: Feedback, model: Model) -> dict[str, Any]:
     seen = model.feedback_seen
     if body.request_id in seen:
         raise ApiError(409, f"feedback for request_id {body.request_id!r} was already recorded", "duplicate")
-    model.feedback.append([FeedbackRow(request_id=body.request_id, outcome=body.outcome, received_at=time.time())])
+    source = request.state.key_source
+    model.feedback.append([FeedbackRow(body.request_id, body.outcome, time.time(), source)])
     seen[body.request_id] = None
     while len(seen) > model.settings.serving.feedback_memory:
         seen.popitem(last=False)
@@ -249,11 +281,21 @@ async def put_routing(request: Request, body: RoutingUpdate, model: Model) -> di
     return config.to_dict()
 
 
-HISTORY = {"response_model": HistoryView, "responses": error_responses(404, 422, 503)}
+HISTORY = {"response_model": HistoryView, "responses": error_responses(401, 403, 404, 422, 503)}
 
 
-@v1.get("/history", summary="What the default model served at a time, and the decisions up to it", **HISTORY)
-@by_model.get("/history", summary="What served at a time, and the decisions up to it", **HISTORY)
+@v1.get(
+    "/history",
+    summary="What the default model served at a time, and the decisions up to it",
+    dependencies=[Depends(require_scope(Scope.HISTORY, "GET /v1/history"))],
+    **HISTORY,
+)
+@by_model.get(
+    "/history",
+    summary="What served at a time, and the decisions up to it",
+    dependencies=[Depends(require_scope(Scope.HISTORY, "GET /v1/models/{name}/history"))],
+    **HISTORY,
+)
 async def get_history(
     model: Model,
     at: Annotated[

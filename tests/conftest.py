@@ -21,6 +21,8 @@ os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_SESSION_HOME / 'airflow' / 'airflow.db'}"
 os.environ["AIRLOOP_HOME"] = str(_SESSION_HOME / "airloop")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
+# The service refuses to start without a request-id key (airloop.security.check_serving); every test app shares one.
+os.environ["AIRLOOP_SERVING__REQUEST_ID_KEY"] = "airloop-tests-request-id-key"
 (_SESSION_HOME / "airflow").mkdir(parents=True, exist_ok=True)
 
 

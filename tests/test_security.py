@@ -172,10 +172,16 @@ def test_a_promotion_needs_an_approve_answered_by_an_approver():
 
 
 def test_serving_keys_grant_their_scopes_and_an_unknown_or_unset_key_none():
-    settings = make_settings(serving={"api_key": "admin-key", "reload_key": "reload-key"})
+    settings = make_settings(
+        serving={"api_key": "admin-key", "reload_key": "reload-key", "predict_key": "p-key", "feedback_key": "f-key"}
+    )
 
-    assert security.key_scopes(settings, b"admin-key") == {Scope.ROUTING, Scope.RELOAD}
+    assert security.key_scopes(settings, b"admin-key") == set(Scope)
     assert security.key_scopes(settings, b"reload-key") == {Scope.RELOAD}
+    assert security.key_scopes(settings, b"p-key") == {Scope.PREDICT}
+    assert security.key_scopes(settings, b"f-key") == {Scope.FEEDBACK}
+    assert security.key_source(settings, b"f-key") == "feedback_key" and security.key_source(settings, None) == "open"
+    assert security.keys_granting(Scope.FEEDBACK) == ["serving.api_key", "serving.feedback_key"]
     assert security.key_scopes(settings, b"admin-key ") == set()
     assert security.key_scopes(settings, "r\xe9load".encode("latin-1")) == set()
     assert security.key_scopes(make_settings(serving={"api_key": None, "reload_key": ""}), b"") == set()

@@ -70,6 +70,12 @@ def _actor(dag_run: Any) -> str:
     return f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
 
 
+def _decided_versions(result: dict) -> dict[str, str]:
+    """The versions an evaluation decided for (alias -> version), which its promote/reject task must still find."""
+    found = {"champion": result.get("champion_version"), "challenger": result.get("challenger_version")}
+    return {alias: str(version) for alias, version in found.items() if version is not None}
+
+
 def _doc(spec: ModelSpec, text: str) -> str:
     stage, _, body = text.strip().partition("\n")
     about = f"**Model `{spec.name}`**" + (f": {spec.description}" if spec.description else "")
@@ -519,15 +525,16 @@ def ab_evaluate(spec: ModelSpec, settings: Settings) -> DAG:
             person = security.approved_by(settings, approval)
             actor = f"approved by {person}" if person else _actor(dag_run)
             details = {"evaluation_key": result["key"], "reason": result["reason"], "approval": approval or None}
-            return lifecycle.promote(settings, actor, details, key=f"promotion:{result['key']}")
+            key, decided = f"promotion:{result['key']}", _decided_versions(result)
+            return lifecycle.promote(settings, actor, details, key=key, expected=decided)
 
         @task
         def reject(result: dict, dag_run=None) -> dict:
             from airloop.experiments import lifecycle
 
             details = {"evaluation_key": result["key"]}
-            key = f"rejection:{result['key']}"
-            return lifecycle.reject(get_settings(name), _actor(dag_run), result["reason"], details, key=key)
+            key, decided = f"rejection:{result['key']}", _decided_versions(result)
+            return lifecycle.reject(get_settings(name), _actor(dag_run), result["reason"], details, key, decided)
 
         result = evaluate()
         branch = choose(result)

@@ -70,16 +70,23 @@ REGISTRY_ACTION_ROLES: dict[str, Role | None] = {
 
 
 class Scope(StrEnum):
-    """What a serving admin key may do."""
+    """What a serving key may do."""
 
+    PREDICT = "predict"  # POST /v1/predict: score records (and log them)
+    FEEDBACK = "feedback"  # POST /v1/feedback: the observed outcome of a prediction, which the A/B test judges by
+    HISTORY = "history"  # GET /v1/history: what served when, and every decision
     ROUTING = "routing"  # PUT /v1/routing
     RELOAD = "reload"  # POST /v1/reload
 
 
-# The serving settings holding admin keys (set them through the environment only) and the scopes each grants.
+# The serving settings holding keys (set them through the environment only) and the scopes each grants. Feedback has
+# a key of its own: outcomes come from the system that knows them, not from whoever may ask for predictions.
 SERVING_KEYS: dict[str, frozenset[Scope]] = {
     "api_key": frozenset(Scope),
     "reload_key": frozenset({Scope.RELOAD}),
+    "predict_key": frozenset({Scope.PREDICT}),
+    "feedback_key": frozenset({Scope.FEEDBACK}),
+    "history_key": frozenset({Scope.HISTORY}),
 }
 
 
@@ -188,7 +195,7 @@ def approved_by(settings: Settings, approval: Mapping[str, Any] | None) -> str |
 
 
 def key_scopes(settings: Settings, presented: bytes) -> frozenset[Scope]:
-    """The scopes the serving admin key ``presented`` grants (none for an unknown key).
+    """The scopes the serving key ``presented`` grants (none for an unknown key).
 
     Compared in constant time with every configured key, as bytes: the header holds whatever octets the client sent,
     and ``secrets.compare_digest`` refuses str with non-ASCII characters."""
@@ -198,6 +205,34 @@ def key_scopes(settings: Settings, presented: bytes) -> frozenset[Scope]:
         if expected and secrets.compare_digest(presented, expected.encode()):
             granted |= scopes
     return frozenset(granted)
+
+
+def key_source(settings: Settings, presented: bytes | None) -> str:
+    """The name of the setting whose key ``presented`` is ("feedback_key", ...), or "open" for a request without a
+    key that an open scope let in: what a feedback row records as its source."""
+    if presented:
+        for field in SERVING_KEYS:
+            expected = getattr(settings.serving, field)
+            if expected and secrets.compare_digest(presented, expected.encode()):
+                return field
+    return "open"
+
+
+def check_serving(settings: Settings) -> None:
+    """Refuse to serve with settings that would let anyone forge what the service trusts.
+
+    Raises:
+        SecurityMisconfigured: ``serving.request_id_key`` is unset (request ids, which feedback must quote, would be
+            signed with a key everyone knows) or shorter than 16 characters.
+    """
+    key = settings.serving.request_id_key
+    if not key or len(key) < 16:
+        raise SecurityMisconfigured(
+            "serving.request_id_key is "
+            + ("not set" if not key else "shorter than 16 characters")
+            + ": set AIRLOOP_SERVING__REQUEST_ID_KEY to a random secret, the same on every replica (the demo makes"
+            " one)"
+        )
 
 
 def keys_granting(scope: Scope) -> list[str]:

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pydantic_settings.sources import InitSettingsSource
 
 from airloop.registry.contract import Alias
-from airloop.security import USER_NAME_PATTERN, Role
+from airloop.security import USER_NAME_PATTERN, Role, Scope
 
 if TYPE_CHECKING:
     from airloop.spec import Catalog, ModelSpec
@@ -231,15 +231,22 @@ class ServingSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, gt=0, lt=65536)
-    api_key: str | None = None  # admin key: scopes routing and reload (airloop.security.SERVING_KEYS)
+    api_key: str | None = None  # admin key: every scope (airloop.security.SERVING_KEYS)
     reload_key: str | None = None  # scope reload only
-    # Signs request ids so /v1/feedback recognises the ones it issued; the same on every replica (set it by env).
+    predict_key: str | None = None  # scope predict: the clients that ask for scores
+    feedback_key: str | None = None  # scope feedback: the system that knows the outcomes
+    history_key: str | None = None  # scope history: who may read what served when and every decision
+    # Scopes a request without a key is granted (e.g. [predict] behind a gateway that authenticates); [] = none.
+    open_scopes: list[Scope] = []
+    # Signs request ids so /v1/feedback recognises the ones it issued; the same on every replica (set it by env). The
+    # service refuses to start without one (airloop.security.check_serving).
     request_id_key: str | None = None
     # Request ids whose feedback each replica remembers, to refuse a duplicate with 409.
     feedback_memory: int = Field(200_000, ge=1)
     routing_file: Path | None = None  # None = the packaged config/routing.yaml; always a Path after validation
     max_batch_records: int = Field(256, ge=1)
-    max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_body_bytes: int = Field(1_048_576, ge=1024)  # of a /predict request
+    max_request_bytes: int = Field(65_536, ge=1024)  # of any other request (feedback, routing, ...)
     batch_max_size: int = Field(64, ge=1)
     batch_max_wait_ms: float = Field(2.0, ge=0)
     poll_interval_s: float = Field(10.0, gt=0)

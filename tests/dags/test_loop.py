@@ -26,6 +26,8 @@ ENV = {
     "AIRLOOP_LOOP__SPLIT": json.dumps({"champion": 50, "challenger": 50}),
     "AIRLOOP_LOOP__MIN_ROWS": "200",
     "AIRLOOP_SERVING__API_KEY": API_KEY,
+    "AIRLOOP_SERVING__PREDICT_KEY": "loop-test-predict-key",  # the stream scores with the client's key
+    "AIRLOOP_SERVING__FEEDBACK_KEY": "loop-test-feedback-key",  # and sends outcomes with the outcome system's
     "AIRLOOP_SERVING__LOG_FLUSH_INTERVAL_S": "0.2",
     "AIRLOOP_SERVING__POLL_INTERVAL_S": "3600",
 }

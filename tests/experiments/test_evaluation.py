@@ -234,3 +234,16 @@ def test_the_plan_scores_every_record_by_both_variants_but_serves_each_by_one():
     assert both.groups[CHAMPION] == both.groups[CHALLENGER] == list(range(40))
     assert sorted(alone.groups[CHAMPION] + alone.groups[CHALLENGER]) == list(range(40))
     assert champion_only.groups == {CHAMPION: list(range(40))}
+
+
+def test_each_look_says_how_many_outcomes_each_arm_got_from_which_source(settings):
+    rows = scored({CHAMPION: 300, CHALLENGER: 100}, {CHAMPION: 2.0, CHALLENGER: 2.0})
+    sources = np.array(["feedback_key"] * 250 + ["api_key"] * 40 + [None] * 10 + ["feedback_key"] * 99 + ["open"])
+    result = evaluation.look(settings, rows.assign(outcome_source=sources), "1", "2", paired=False)
+
+    assert result["outcome_sources"] == {
+        CHAMPION: {"api_key": 40, "feedback_key": 250, "unknown": 10},
+        CHALLENGER: {"feedback_key": 99, "open": 1},
+    }
+    # Rows joined from a log written before outcomes carried their source.
+    assert evaluation.look(settings, rows, "1", "2", paired=False)["outcome_sources"][CHALLENGER] == {"unknown": 100}

@@ -169,3 +169,29 @@ def test_mlflow_failing_between_routing_and_aliases_leaves_them_consistent_and_a
     # The routing before the experiment's end is what a rollback restores, not the interim champion-only one.
     lifecycle.rollback(settings, "test")
     assert live(settings).weights == {CHAMPION: 90.0, CHALLENGER: 10.0}
+
+
+def test_a_replayed_promotion_or_rejection_refuses_once_the_challenger_changed(settings):
+    """Issue 20: clearing the promote task of an old evaluation must not promote whatever is challenger today."""
+    lifecycle.start(settings, "2", "test", {CHAMPION: 90, CHALLENGER: 10}, "ab")
+    decided = {CHAMPION: "1", CHALLENGER: "2"}
+    connect(settings).set_registered_model_alias(NAME, Alias.CHALLENGER, "3")  # a newer challenger since
+    before, rows = reg.aliases(connect(settings), NAME), history.rows(settings)
+
+    with pytest.raises(RegistryActionError, match=r"decided for readmission challenger v2.*challenger is now v3"):
+        lifecycle.promote(settings, "test", key="promotion:eval-old", expected=decided)
+    with pytest.raises(RegistryActionError, match=r"cannot reject: it was decided for readmission challenger v2"):
+        lifecycle.reject(settings, "test", "worse", key="rejection:eval-old", expected=decided)
+
+    assert reg.aliases(connect(settings), NAME) == before and history.rows(settings) == rows
+    done = lifecycle.promote(settings, "test", key="promotion:eval-new", expected={CHAMPION: "1", CHALLENGER: "3"})
+    assert done["promoted"] == "3"
+
+
+def test_the_retry_of_an_interrupted_promotion_still_finishes_it_with_its_decided_versions(settings):
+    lifecycle.start(settings, "2", "test", {CHAMPION: 90, CHALLENGER: 10}, "ab")
+    reg.promote(connect(settings), NAME, "test")  # the first try moved the aliases, then stopped
+
+    done = lifecycle.promote(settings, "test", key="promotion:eval-1", expected={CHAMPION: "1", CHALLENGER: "2"})
+
+    assert done["promoted"] == "2" and len(history.rows(settings, kind=Kind.PROMOTION)) == 1

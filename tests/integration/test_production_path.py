@@ -373,7 +373,7 @@ def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_post
     frame = prepare(generate(PREDICTIONS, seed=12))
     records = model_inputs(READMISSION, frame).to_dict("records")
     answered = []
-    with httpx.Client(base_url=stack.serving_url, timeout=30) as http:
+    with httpx.Client(base_url=stack.serving_url, timeout=30, headers={"X-API-Key": stack.api_key}) as http:
         for start in range(0, PREDICTIONS, 20):
             chunk = [{**r, "entity_id": str(i)} for i, r in enumerate(records[start : start + 20], start)]
             response = http.post("/v1/predict", json={"records": chunk})

@@ -171,11 +171,13 @@ def test_rows_round_trip_with_schema_version_in_parquet_metadata(storage):
 
 def test_feedback_round_trips_and_is_windowed_by_receipt_time(tmp_path):
     storage = Storage.from_url(tmp_path / "feedback")
-    write(storage, [FeedbackRow("a", 1, H10.timestamp()), FeedbackRow("b", 0, H11.timestamp())], FEEDBACK)
+    rows = [FeedbackRow("a", 1, H10.timestamp()), FeedbackRow("b", 0, H11.timestamp(), "feedback_key")]
+    write(storage, rows, FEEDBACK)
 
     frame = load_feedback(storage, H11, H12)
 
-    assert frame.to_dict("records") == [{"request_id": "b", "outcome": 0, "received_at": pd.Timestamp(H11)}]
+    expected = {"request_id": "b", "outcome": 0, "received_at": pd.Timestamp(H11), "source": "feedback_key"}
+    assert frame.to_dict("records") == [expected]
     assert storage.walk_files()[0].startswith("date=2026-01-01/hour=10/part-")
 
 

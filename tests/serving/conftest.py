@@ -161,10 +161,15 @@ def write_spec(folder: Path, name: str, extra: str = "") -> Path:
     return path
 
 
+# Scoring, feedback and history tests run as behind a gateway that authenticates callers (``serving.open_scopes``);
+# tests/serving/test_auth.py and the integration suite run with the default, where every one of them needs its key.
+OPEN_SCOPES = ["predict", "feedback", "history"]
+
+
 def app_settings(home: Path, registry: TrainedRegistry, mlflow: dict[str, Any] | None = None, **serving: Any):
     """Settings for one app: the readmission model alone (whatever other specs the repository gains), its own home
-    (prediction and feedback logs), the session registry unless ``mlflow`` says otherwise, the admin key set, and
-    ``serving`` overrides."""
+    (prediction and feedback logs), the session registry unless ``mlflow`` says otherwise, the admin key set, the
+    client scopes open (``OPEN_SCOPES``), and ``serving`` overrides."""
     from airloop.settings import Settings
 
     return Settings(
@@ -172,7 +177,7 @@ def app_settings(home: Path, registry: TrainedRegistry, mlflow: dict[str, Any] |
         models={"serve": [NAME]},
         home=home,
         mlflow=mlflow or {"tracking_uri": registry.tracking_uri, "registry_uri": registry.tracking_uri},
-        serving={"api_key": API_KEY, **serving},
+        serving={"api_key": API_KEY, "open_scopes": OPEN_SCOPES, **serving},
     )
 
 

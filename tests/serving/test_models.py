@@ -32,6 +32,7 @@ from tests.serving.conftest import (
     CHALLENGER_VERSION,
     CHAMPION_VERSION,
     NAME,
+    OPEN_SCOPES,
     THRESHOLDS,
     register_copy,
     uvicorn_app,
@@ -70,6 +71,7 @@ def configure(patch: pytest.MonkeyPatch, registry, home: Path, folder: Path, ser
         "AIRLOOP_MLFLOW__TRACKING_URI": registry.tracking_uri,
         "AIRLOOP_MLFLOW__REGISTRY_URI": registry.tracking_uri,
         "AIRLOOP_SERVING__API_KEY": API_KEY,
+        "AIRLOOP_SERVING__OPEN_SCOPES": json.dumps(OPEN_SCOPES),
         "AIRLOOP_SERVING__POLL_INTERVAL_S": "3600",
     }
     for name, value in env.items():

@@ -18,12 +18,16 @@ from typing import Any
 
 import httpx
 
+from airloop.cli.loop_demo import key_header
 from airloop.cli.supervisor import AlreadyRunning, Service, Stopped, Supervisor, stop_recorded
 from airloop.settings import Settings, config_file, get_settings
 
 PASSWORD_FILE = "simple_auth_manager_passwords.json.generated"
 STATE_FILE = "demo-processes.json"
 DEMO_DRIFT_MIN_ROWS = 250
+# The serving secrets the demo makes when none is configured (random, printed): the admin key, each client's key,
+# and the key that signs request ids.
+DEMO_KEYS = ("api_key", "predict_key", "feedback_key", "history_key", "request_id_key")
 
 
 def dag_ids(settings: Settings) -> tuple[str, ...]:
@@ -202,7 +206,8 @@ def start_mlflow(settings: Settings, supervisor: Supervisor) -> Service:
 def start_serving(settings: Settings, supervisor: Supervisor) -> Service:
     """The prediction service (uvicorn, one worker) on the same runtime home and registry."""
     env = os.environ.copy()
-    env.update({"AIRLOOP_HOME": str(settings.home), "AIRLOOP_SERVING__API_KEY": settings.serving.api_key or ""})
+    env["AIRLOOP_HOME"] = str(settings.home)
+    env.update({f"AIRLOOP_SERVING__{field.upper()}": getattr(settings.serving, field) or "" for field in DEMO_KEYS})
     command = [
         sys.executable, "-m", "uvicorn", "--factory", "serving.main:create_app",
         "--host", settings.serving.host, "--port", str(settings.serving.port), "--workers", "1", "--no-access-log",
@@ -219,9 +224,10 @@ def send_predictions(settings: Settings, count: int) -> dict[str, Any]:
     inputs = model_inputs(settings.spec, frame)
     records = inputs.astype(object).where(inputs.notna(), None).to_dict("records")  # JSON: a missing number is null
     sample: dict[str, Any] = {}
+    asks = key_header(settings.serving.predict_key)
     with httpx.Client(base_url=settings.serving.url, timeout=30) as http:
         for record, patient in zip(records, frame[settings.spec.data.entity].tolist(), strict=True):
-            response = http.post("/v1/predict", json={"records": [{**record, "entity_id": patient}]})
+            response = http.post("/v1/predict", json={"records": [{**record, "entity_id": patient}]}, headers=asks)
             response.raise_for_status()
             sample = sample or {"request": {"records": [{**record, "entity_id": patient}]}, "response": response.json()}
         sample["models"] = http.get("/v1/models").json()
@@ -281,10 +287,11 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
     if etl_state != "success" or train_state == "failed":
         print_summary(settings, etl_state, train_state)
         return 1
-    if not settings.serving.api_key:
-        settings.serving.api_key = secrets.token_urlsafe(16)
-    for other in others:  # one service hosts every model: one admin key
-        other.serving.api_key = settings.serving.api_key
+    for field in DEMO_KEYS:  # keys the demo makes when none is configured; one service hosts every model: one set
+        if not getattr(settings.serving, field):
+            setattr(settings.serving, field, secrets.token_urlsafe(24))
+        for other in others:
+            setattr(other.serving, field, getattr(settings.serving, field))
     serving = start_serving(settings, supervisor)
     print(f"  prediction service starting (log: {serving.log})", flush=True)
     wait_until(
@@ -369,7 +376,7 @@ def run_stream(settings: Settings, client: AirflowClient, airflow: Service) -> s
 The loop ({settings.spec.dag_id("train")} is paused: here only a drift verdict starts training):
 {timeline}
 
-Decision history (python -m airloop history; GET {settings.serving.url}/v1/history?at=TIME):
+Decision history (python -m airloop history; GET {settings.serving.url}/v1/history?at=TIME with the history key):
 {table}
 """
 
@@ -489,11 +496,14 @@ def print_serving(settings: Settings, sample: dict[str, Any]) -> None:
         f"""Prediction service {url}   (OpenAPI docs: {url}/docs, metrics: {url}/metrics)
   serving: {json.dumps(sample["models"]["models"])}
   routing: {json.dumps(sample["models"]["routing"])}
-  admin API key (X-API-Key): {settings.serving.api_key}
+  keys (X-API-Key header): admin {settings.serving.api_key}
+    predict {settings.serving.predict_key}   feedback {settings.serving.feedback_key}
+    history {settings.serving.history_key}
   prediction log: {settings.layout.predictions().url()}
   sample response: {json.dumps(sample["response"])}
 
-  curl -s -X POST {url}/v1/predict -H 'Content-Type: application/json' -d '{record}'
+  curl -s -X POST {url}/v1/predict -H 'X-API-Key: {settings.serving.predict_key}' \\
+    -H 'Content-Type: application/json' -d '{record}'
 """,
         flush=True,
     )

@@ -43,17 +43,20 @@ def stream(settings: Settings, version: str, http: Any = None) -> dict[str, int]
     outcomes = frame[data.target.name].tolist()
     served: dict[str, int] = {}
     base = f"/v1/models/{settings.model}"
+    keys = settings.serving
+    # The client that asks for scores and the system that knows outcomes hold different keys (admin as a fallback).
+    asks, knows = key_header(keys.predict_key or keys.api_key), key_header(keys.feedback_key or keys.api_key)
     own = http is None
     http = httpx.Client(base_url=settings.serving.url, timeout=60) if own else http
     try:
         for start in range(0, len(records), CHUNK):
             chunk = [{**r, "entity_id": str(r[data.entity])} for r in records[start : start + CHUNK]]
-            response = http.post(f"{base}/predict", json={"records": chunk})
+            response = http.post(f"{base}/predict", json={"records": chunk}, headers=asks)
             response.raise_for_status()
             for answer, outcome in zip(response.json()["predictions"], outcomes[start : start + CHUNK], strict=True):
                 served[answer["variant"]] = served.get(answer["variant"], 0) + 1
                 feedback = {"request_id": answer["request_id"], "outcome": int(outcome)}
-                sent = http.post(f"{base}/feedback", json=feedback)
+                sent = http.post(f"{base}/feedback", json=feedback, headers=knows)
                 sent.raise_for_status()
     finally:
         if own:
@@ -62,11 +65,16 @@ def stream(settings: Settings, version: str, http: Any = None) -> dict[str, int]
     return served
 
 
+def key_header(key: str | None) -> dict[str, str]:
+    """The X-API-Key header of ``key`` (none when there is no key: an open scope, or a 401)."""
+    return {"X-API-Key": key} if key else {}
+
+
 def reload(settings: Settings) -> dict[str, Any]:
     """Ask the service to read the aliases and routing now, instead of at its next poll."""
     base = f"/v1/models/{settings.model}"
     with httpx.Client(base_url=settings.serving.url, timeout=60) as http:
-        http.post(f"{base}/reload", headers={"X-API-Key": settings.serving.api_key or ""}).raise_for_status()
+        http.post(f"{base}/reload", headers=key_header(settings.serving.api_key)).raise_for_status()
         return http.get(base).json()
 
 

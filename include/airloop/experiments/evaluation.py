@@ -212,6 +212,9 @@ def look(
         "action": action,
         "reason": reason,
         "metric": cfg.metric,
+        "outcome_sources": outcome_sources(
+            answered, {Alias.CHAMPION.value: champion, Alias.CHALLENGER.value: challenger}
+        ),
         "paired": use_pairs,
         "variance_reduction": reduction,
         "arms": {k: v.to_dict() for k, v in arms.items()},
@@ -223,6 +226,18 @@ def look(
         "alpha": cfg.alpha,
         "min_effect": cfg.min_effect,
     }
+
+
+def outcome_sources(rows: pd.DataFrame, versions: dict[str, str]) -> dict[str, dict[str, int]]:
+    """Per arm (alias -> version), how many of its labelled rows got their outcome from which source: the serving key
+    that sent it ("feedback_key", "api_key", "open"), or "unknown" for outcomes logged before sources were (pure)."""
+    found: dict[str, dict[str, int]] = {}
+    for alias, version in versions.items():
+        mine = rows[rows["model_version"] == version]
+        sources = mine["outcome_source"] if "outcome_source" in mine else pd.Series("unknown", index=mine.index)
+        counts = sources.astype(object).where(sources.notna(), "unknown").value_counts()
+        found[alias] = {str(k): int(v) for k, v in sorted(counts.items())}
+    return found
 
 
 def evaluate(settings: Settings, actor: str, now: datetime | None = None, key: str | None = None) -> dict[str, Any]:

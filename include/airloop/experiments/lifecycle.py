@@ -87,19 +87,41 @@ def start(
     return {"experiment": config.to_dict(), "history_id": row.id}
 
 
+def _decided_for(before: Mapping[Any, str], expected: Mapping[str, str] | None, action: str, name: str) -> None:
+    """Refuse ``action`` when the registry no longer holds the versions it was decided for (``expected``: alias ->
+    version): a cleared or re-run task of an old decision must not move whatever is challenger now."""
+    for alias, version in (expected or {}).items():
+        now = before.get(Alias(alias))
+        if now is not None and now != version:
+            raise RegistryActionError(
+                f"cannot {action}: it was decided for {name} {alias} v{version}, and the registry's {alias} is now "
+                f"v{now}; a decision is made again for the versions of today, not replayed"
+            )
+
+
 def promote(
-    settings: Settings, actor: str, details: Mapping[str, Any] | None = None, key: str | None = None
+    settings: Settings,
+    actor: str,
+    details: Mapping[str, Any] | None = None,
+    key: str | None = None,
+    expected: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """challenger → champion with routing 100% to it; the routing before is kept for a rollback. One history row."""
+    """challenger → champion with routing 100% to it; the routing before is kept for a rollback. One history row.
+
+    ``expected`` (alias -> version): the versions the promotion was decided for; it refuses when the registry holds
+    others (a replayed task). ``key`` makes a retry of the same decision finish it or return what it did."""
     client, default = _client_and_default(settings)
     name = settings.mlflow.model_name
     before = reg.aliases(client, name)
-    if Alias.CHALLENGER not in before:
+    if Alias.CHALLENGER in before:
+        _decided_for(before, expected, "promote", name)
+    else:
         done = _already_done(settings, key)
         if done is not None:
             return done
         champion = before.get(Alias.CHAMPION)
-        if key is not None and champion and Tag.PROMOTED_FROM in _tags(client, name, champion):
+        ours = expected is None or champion == expected.get(Alias.CHALLENGER.value)
+        if key is not None and champion and ours and Tag.PROMOTED_FROM in _tags(client, name, champion):
             # An earlier try of this step moved the aliases, then stopped: finish it.
             set_live(client, name, champion_only(name, champion), actor)
             row = _record(
@@ -128,13 +150,21 @@ def promote(
 
 
 def reject(
-    settings: Settings, actor: str, reason: str, details: Mapping[str, Any] | None = None, key: str | None = None
+    settings: Settings,
+    actor: str,
+    reason: str,
+    details: Mapping[str, Any] | None = None,
+    key: str | None = None,
+    expected: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Route 100% back to the champion, tag the challenger rejected, remove its alias. One history row."""
+    """Route 100% back to the champion, tag the challenger rejected, remove its alias. One history row. ``expected``
+    as for ``promote``."""
     client, _ = _client_and_default(settings)
     name = settings.mlflow.model_name
     before = reg.aliases(client, name)
     challenger = before.get(Alias.CHALLENGER)
+    if challenger is not None:
+        _decided_for(before, expected, "reject", name)
     if challenger is None:
         done = _already_done(settings, key)
         if done is not None:

@@ -139,17 +139,20 @@ def load_feedback(
 
 
 def join_outcomes(predictions: pd.DataFrame, feedback: pd.DataFrame, *, labelled_only: bool = False) -> pd.DataFrame:
-    """``predictions`` with ``outcome`` and ``received_at`` joined by request id, in the predictions' order.
+    """``predictions`` with ``outcome``, ``received_at`` and ``outcome_source`` (who sent the outcome) joined by
+    request id, in the predictions' order.
 
     The latest feedback per request wins. Unlabelled predictions keep a null outcome unless ``labelled_only``. Both
     rows of a shadowed request (served and shadow) get its outcome. Outcomes arrive after predictions, so read the
     feedback from the predictions' start up to now, not just the predictions' window. ``predictions`` may be one
     chunk of ``read_predictions`` at a time.
     """
+    columns = ["request_id", "outcome", "received_at", *(["source"] if "source" in feedback else [])]
     latest = (
-        feedback[["request_id", "outcome", "received_at"]]
+        feedback[columns]
         .sort_values("received_at", kind="stable")
         .drop_duplicates("request_id", keep="last")
+        .rename(columns={"source": "outcome_source"})
     )
     how = "inner" if labelled_only else "left"
     joined = predictions.merge(latest, on="request_id", how=how, validate="many_to_one")

@@ -19,9 +19,9 @@ from airloop.errors import AirloopError
 
 log = logging.getLogger(__name__)
 
-# 1: predictions and feedback; 2: predictions carry ``latency_ms``, and the scoring-error log exists. A version-1 part
-# reads as before, with ``latency_ms`` null.
-SCHEMA_VERSION = 2
+# 1: predictions and feedback; 2: predictions carry ``latency_ms``, and the scoring-error log exists; 3: feedback
+# carries its ``source`` (the serving key that sent it). An older part reads as before, with the new columns null.
+SCHEMA_VERSION = 3
 VERSION_KEY = b"airloop.schema_version"
 LOG_KEY = b"airloop.log"
 WRITER_KEY = b"airloop.writer"
@@ -65,6 +65,8 @@ class FeedbackRow(NamedTuple):
     request_id: str
     outcome: int  # 1 = the positive class of the model's target (its spec's target.positive)
     received_at: float  # seconds since the epoch
+    # Who sent it: the serving key's setting ("feedback_key", "api_key") or "open" (an open feedback scope).
+    source: str | None = None
 
 
 class ErrorRow(NamedTuple):
@@ -107,6 +109,7 @@ FEEDBACK_SCHEMA = pa.schema(
         pa.field("request_id", pa.string(), nullable=False),
         pa.field("outcome", pa.int8(), nullable=False),
         pa.field("received_at", TIMESTAMP, nullable=False),
+        pa.field("source", pa.string()),
     ],
     metadata=_log_metadata("feedback"),
 )

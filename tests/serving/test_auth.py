@@ -1,0 +1,89 @@
+"""Credentials with the defaults (no open scope): scoring, outcomes and the decision history each need a key with
+their scope, the caller of /predict cannot send outcomes, each outcome records the key it came with, and the service
+refuses to start with a request-id key anyone could know."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from airloop.security import SecurityMisconfigured
+from serving.main import create_app
+from tests.serving.conftest import API_KEY, app_settings
+
+KEYS = {"predict_key": "k-predict-0123456789", "feedback_key": "k-feedback-0123456789", "history_key": "k-history-01"}
+PREDICT, FEEDBACK, HISTORY = ({"X-API-Key": KEYS[k]} for k in ("predict_key", "feedback_key", "history_key"))
+ADMIN = {"X-API-Key": API_KEY}
+
+
+@pytest.fixture(scope="module")
+def settings(registry, tmp_path_factory):
+    return app_settings(tmp_path_factory.mktemp("auth"), registry, open_scopes=[], poll_interval_s=3600, **KEYS)
+
+
+@pytest.fixture(scope="module")
+def client(settings):
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.fixture
+def body(registry) -> dict[str, Any]:
+    return {"records": [dict(registry.records[0])]}
+
+
+def test_scoring_needs_a_key_with_the_predict_scope(client, body):
+    missing = client.post("/v1/predict", json=body)
+    assert missing.status_code == 401
+    assert "needs a key with the predict scope (serving.api_key or serving.predict_key)" in missing.json()["detail"]
+    assert client.post("/v1/predict", json=body, headers=FEEDBACK).status_code == 403
+    assert client.post("/v1/predict", json=body, headers={"X-API-Key": "guess"}).status_code == 403
+    assert client.post("/v1/predict", json=body, headers=PREDICT).status_code == 200
+    assert client.post("/v1/models/readmission/predict", json=body, headers=ADMIN).status_code == 200
+
+
+def test_the_caller_of_predict_cannot_send_outcomes_and_each_outcome_records_its_key(settings, registry, body):
+    from airloop import predlog
+
+    with TestClient(create_app(settings)) as client:
+        ids = [client.post("/v1/predict", json=body, headers=PREDICT).json()["predictions"][0]["request_id"]
+               for _ in range(3)]  # fmt: skip
+        forged = client.post("/v1/feedback", json={"request_id": ids[0], "outcome": 1}, headers=PREDICT)
+        anonymous = client.post("/v1/feedback", json={"request_id": ids[0], "outcome": 1})
+        assert (forged.status_code, anonymous.status_code) == (403, 401)
+        assert "lacks the feedback scope" in forged.json()["detail"]
+        assert (
+            client.post("/v1/feedback", json={"request_id": ids[1], "outcome": 1}, headers=FEEDBACK).status_code == 202
+        )
+        assert client.post("/v1/feedback", json={"request_id": ids[2], "outcome": 0}, headers=ADMIN).status_code == 202
+    # The app flushed its logs as it stopped.
+    rows = predlog.load_feedback(settings.layout.feedback(), datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC))
+    mine = rows.set_index("request_id").loc[ids[1:], "source"].to_dict()
+    assert mine == {ids[1]: "feedback_key", ids[2]: "api_key"}
+    assert ids[0] not in set(rows["request_id"])
+
+
+def test_the_decision_history_needs_the_history_scope(client):
+    assert client.get("/v1/history").status_code == 401
+    assert client.get("/v1/history", headers=PREDICT).status_code == 403
+    assert client.get("/v1/models/readmission/history", headers=HISTORY).status_code == 200
+
+
+def test_an_open_scope_lets_requests_without_a_key_in_for_that_scope_only(registry, tmp_path, body):
+    settings = app_settings(tmp_path, registry, open_scopes=["predict"], poll_interval_s=3600, **KEYS)
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/v1/predict", json=body)
+        assert answer.status_code == 200
+        request_id = answer.json()["predictions"][0]["request_id"]
+        assert client.post("/v1/feedback", json={"request_id": request_id, "outcome": 1}).status_code == 401
+        assert client.get("/v1/history").status_code == 401
+
+
+@pytest.mark.parametrize("key", [None, "short"])
+def test_the_service_refuses_to_start_with_a_request_id_key_anyone_could_know(registry, tmp_path, key):
+    settings = app_settings(tmp_path, registry, request_id_key=key)
+    with pytest.raises(SecurityMisconfigured, match=r"serving\.request_id_key is (not set|shorter than 16 characters)"):
+        create_app(settings)

@@ -62,8 +62,10 @@ WORKDIR /home/airloop
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=4)"]
+# At most 512 connections at once (503 past it), and idle keep-alive connections closed after 5 s: with the bounded
+# micro-batch queue (serving.max_queued_records) and body limits, overload answers 503 instead of an OOM kill.
 CMD ["python", "-m", "uvicorn", "--factory", "serving.main:create_app", "--host", "0.0.0.0", "--port", "8000", \
-     "--workers", "1", "--no-access-log"]
+     "--workers", "1", "--no-access-log", "--limit-concurrency", "512", "--timeout-keep-alive", "5"]
 
 
 # The default target (last stage): `docker build .` builds the Airflow image, as before.

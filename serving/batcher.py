@@ -32,8 +32,11 @@ class MicroBatcher:
         max_wait: float,
         executor: ThreadPoolExecutor,
         on_batch: Callable[[int], None] | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self.fn = fn
+        self.max_queued = max_queued  # records waiting for the model at most (None: no bound)
+        self.queued = 0
         self.on_batch = on_batch
         self.max_size = max_size
         self.max_wait = max_wait
@@ -54,11 +57,16 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def has_room(self, records: int) -> bool:
+        """Whether ``records`` more may wait for the model (``max_queued``); a caller that finds none answers 503."""
+        return self.max_queued is None or self.queued + records <= self.max_queued
+
     async def submit(self, records: list[dict[str, Any]], model: Any = None) -> tuple[np.ndarray, Any, float]:
         """Queue records for ``model`` and wait for (probabilities, model info, milliseconds of the model call that
         scored them) of exactly these records."""
         future = asyncio.get_running_loop().create_future()
         self.queue.put_nowait((records, model, future))
+        self.queued += len(records)
         return await future
 
     async def _collect(self) -> list[Item]:
@@ -100,6 +108,7 @@ class MicroBatcher:
 
     async def _score(self, items: list[Item]) -> None:
         records = [r for chunk, _, _ in items for r in chunk]
+        self.queued -= len(records)
         if self.on_batch is not None:
             self.on_batch(len(records))
         try:

@@ -12,6 +12,6 @@ from typing import Any
 class ApiError(Exception):
     """A client-visible error: status code, detail (a message or one entry per field) and kind (a metric label)."""
 
-    def __init__(self, status: int, detail: Any, kind: str) -> None:
+    def __init__(self, status: int, detail: Any, kind: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
-        self.status, self.detail, self.kind = status, detail, kind
+        self.status, self.detail, self.kind, self.headers = status, detail, kind, headers

@@ -36,6 +36,7 @@ from serving.errors import ApiError
 from serving.metrics import Metrics
 from serving.model_holder import ModelHolder, score
 from serving.openapi import DocumentedModel, describe_api
+from serving.ratelimit import RateLimit, TokenBuckets
 from serving.schemas import envelope_model
 from serving.state import AppState, ModelState
 
@@ -94,6 +95,7 @@ def _start(model: ModelState) -> None:
             serving.batch_max_wait_ms / 1000,
             model.executor,
             on_batch=model.metrics.batch_size.labels(model.name, variant).observe,
+            max_queued=serving.max_queued_records,
         )
         batcher.start()
         model.batchers[variant] = batcher
@@ -295,8 +297,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if state is not None:
             state.metrics.errors.labels("body_too_large", "").inc()
 
-    # Outermost: a body past its limit is refused before any route, dependency or metric label looks at it.
+    # A body past its limit is refused before any route, dependency or metric label looks at it.
     app.add_middleware(BodyLimit, limit_of=body_limit, on_refused=count_refused)
+    serving = settings.serving
+    if serving.rate_limit_per_s is not None:  # outermost: a limited client costs a dictionary lookup
+
+        def count_limited() -> None:
+            state = getattr(app.state, "airloop", None)
+            if state is not None:
+                state.metrics.errors.labels("rate_limited", "").inc()
+
+        buckets = TokenBuckets(serving.rate_limit_per_s, serving.rate_limit_burst, serving.rate_limit_clients)
+        app.add_middleware(RateLimit, buckets=buckets, on_limited=count_limited)
 
     def count_error(request: Request, kind: str) -> None:
         state = getattr(app.state, "airloop", None)
@@ -306,7 +318,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
         count_error(request, error.kind)
-        return JSONResponse({"detail": error.detail}, status_code=error.status)
+        return JSONResponse({"detail": error.detail}, status_code=error.status, headers=error.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:

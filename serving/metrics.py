@@ -5,7 +5,7 @@ path of a route of a hosted model (anything else is ``<unmatched>``, see ``servi
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class Metrics:
@@ -30,6 +30,20 @@ class Metrics:
             registry=self.registry,
         )
         self.errors = Counter("airloop_errors_total", "Errors by kind", ["kind", "model"], registry=self.registry)
+        # Each log's writer, read at every scrape: what waits in memory, what waits on local disk (storage refused
+        # it), what was given up, and whether the last write to storage failed.
+        self.log_rows = Gauge(
+            "airloop_log_rows",
+            "Rows of a log by state: pending (memory), spilled (local disk), dropped and refused (so far)",
+            ["model", "log", "state"],
+            registry=self.registry,
+        )
+        self.log_failing = Gauge(
+            "airloop_log_failing",
+            "1 while the log cannot be written to storage",
+            ["model", "log"],
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "airloop_model_batch_records",
             "Records per model call",

@@ -113,7 +113,8 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
     per record in order; every score (served or shadow) is in the model's prediction log and metrics.
 
     Raises:
-        ApiError: 400/413/422 for the body, 503 when no champion of this model is loaded.
+        ApiError: 400/413/422 for the body, 503 when no champion of this model is loaded or when
+            ``serving.max_queued_records`` already wait for a variant (with Retry-After).
         Exception: what the model raised when a variant that answers records failed (also in the error log).
     """
     models = state.holder.models
@@ -122,6 +123,14 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
     experiment = state.holder.experiment
     entity_ids, assigned, per_variant = variant_records(state, body, models)
     order = [v for v in assigned.groups if assigned.groups[v]]
+    full = [v for v in order if not state.batchers[v].has_room(len(per_variant[v]))]
+    if full:  # checked for every variant before any is queued: nothing of this request is scored, nothing logged
+        limit = state.settings.serving.max_queued_records
+        raise ApiError(
+            503, f"overloaded: {', '.join(full)} has its limit of {limit} records waiting (serving.max_queued_records);"
+            " retry shortly", "overloaded",
+            headers={"Retry-After": "1"},
+        )  # fmt: skip
     scored = await asyncio.gather(
         *(state.batchers[v].submit(per_variant[v], models[v]) for v in order), return_exceptions=True
     )

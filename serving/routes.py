@@ -403,4 +403,6 @@ async def ready(state: App) -> JSONResponse:
 @ops.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
 async def metrics(state: App) -> Response:
     """Prometheus text format."""
+    for model in state.models.values():
+        model.observe_logs()
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

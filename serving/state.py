@@ -49,13 +49,34 @@ class ModelState:
         an id another model issued is refused (404) by this model's ``/feedback`` instead of landing in its log."""
         return f"{self.settings.serving.request_id_key or ''}\x1f{self.name}"
 
+    @property
+    def logs(self) -> tuple[LogWriter, ...]:
+        return (self.predictions, self.feedback, self.errors)
+
+    def observe_logs(self) -> None:
+        """Each log's pending, spilled, dropped and refused rows and whether it is failing, into the metrics."""
+        for writer in self.logs:
+            name = writer.log_format.name
+            for state, rows in (("pending", writer.pending), ("spilled", writer.spilled), ("dropped", writer.dropped),
+                                ("refused", writer.refused)):  # fmt: skip
+                self.metrics.log_rows.labels(self.name, name, state).set(rows)
+            self.metrics.log_failing.labels(self.name, name).set(1 if writer.failing else 0)
+
     def readiness(self) -> dict[str, Any]:
-        """``ready``, ``degraded`` (serving its last good versions) or ``not_ready`` (no champion), with the reason."""
+        """``ready``, ``degraded`` (serving its last good versions, or its logs cannot be written) or ``not_ready``
+        (no champion), with the reason."""
         versions = self.holder.versions()
         if Alias.CHAMPION not in versions:
             return {"status": "not_ready", "reason": self.not_ready_reason(), "versions": versions}
         if self.holder.registry_error:
             return {"status": "degraded", "reason": self.holder.registry_error, "versions": versions}
+        failing = [w for w in self.logs if w.failing]
+        if failing:
+            waiting = ", ".join(
+                f"{w.log_format.name}: {w.pending} in memory, {w.spilled} on local disk" for w in failing
+            )
+            reason = f"the {self.name} logs cannot be written to storage ({waiting})"
+            return {"status": "degraded", "reason": reason, "versions": versions}
         return {"status": "ready", "versions": versions}
 
     def not_ready_reason(self) -> str:

@@ -368,3 +368,16 @@ def test_configured_ledger_url_wins_over_the_home_default(tmp_path):
 
     assert (tmp_path / "shared" / "ledger.db").is_file()
     assert not (tmp_path / "home").exists()
+
+
+def test_the_newest_rows_come_from_sql_with_a_limit_and_one_ledger_serves_a_process(store, tmp_path):
+    for hour in range(5):
+        record_verdict(store, T0 + timedelta(hours=hour))
+
+    newest = store.rows(limit=2)
+    at = store.at(T0 + timedelta(hours=3, minutes=30), limit=2)
+
+    assert [r.key for r in newest] == [drift_key(T0 + timedelta(hours=h)) for h in (4, 3)]
+    assert [r.key for r in at] == [drift_key(T0 + timedelta(hours=h)) for h in (3, 2)]
+    settings = SimpleNamespace(ledger_url=f"sqlite:///{tmp_path / 'one.db'}", model=MODEL, home=tmp_path)
+    assert ledger(settings) is ledger(settings)  # /v1/history builds no engine per request

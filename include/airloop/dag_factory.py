@@ -70,17 +70,39 @@ def _actor(dag_run: Any) -> str:
     return f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
 
 
-def _decided_versions(result: dict) -> dict[str, str]:
-    """The versions an evaluation decided for (alias -> version), which its promote/reject task must still find."""
-    found = {"champion": result.get("champion_version"), "challenger": result.get("challenger_version")}
-    return {alias: str(version) for alias, version in found.items() if version is not None}
-
-
 def _doc(spec: ModelSpec, text: str) -> str:
     stage, _, body = text.strip().partition("\n")
     about = f"**Model `{spec.name}`**" + (f": {spec.description}" if spec.description else "")
     body = body.replace("<name>", spec.name)
     return f"### {spec.name}_{stage}\n\n{about} (spec `models/{spec.name}.yaml`)\n{body}\n"
+
+
+class PromotionApproval(ApprovalOperator):
+    """The approval of a model's promotion, which promotes once it is approved.
+
+    Who answered, and with which option, is read back from Airflow's own record of the answer (the HITL detail of
+    this very task instance, which only an assigned approver could write) when the task resumes, never from an XCom
+    that anyone with task rights can write; the decision promoted is the evaluation the history recorded."""
+
+    def __init__(self, *, model: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        answered = super().execute_complete(context=context, event=event)  # a Reject skips, a timeout fails
+        if answered["chosen_options"] != [self.APPROVE]:
+            return answered
+        import json
+
+        from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
+
+        from airloop import operations
+
+        record = get_hitl_detail_content_detail(context["ti"].id)
+        approval = json.loads(record.model_dump_json())
+        evaluation = context["ti"].xcom_pull(task_ids="evaluate") or {}
+        actor = _actor(context["dag_run"])
+        return operations.promote_decided(get_settings(self.model), str(evaluation.get("key")), actor, approval)
 
 
 # --- the training stages shared by <name>_train and <name>_retrain ------------------------------------------------
@@ -506,7 +528,8 @@ def ab_evaluate(spec: ModelSpec, settings: Settings) -> DAG:
                 return ["approve"] if get_settings(name).loop.require_approval else ["promote"]
             return ["reject"] if result["action"] == "reject" else []
 
-        approve = ApprovalOperator(
+        approve = PromotionApproval(
+            model=name,
             task_id="approve",
             subject=f"Promote {name} v{{{{ {EVALUATION}['challenger_version'] }}}} to champion?",
             body="{{ " + EVALUATION + "['evidence'] }}",
@@ -514,33 +537,25 @@ def ab_evaluate(spec: ModelSpec, settings: Settings) -> DAG:
             execution_timeout=None,  # a HITL task waits for a person; a time limit would be response_timeout
         )
 
-        @task(trigger_rule="none_failed_min_one_success")
-        def promote(result: dict, dag_run=None, ti=None) -> dict:
-            import json
+        @task
+        def promote(result: dict, dag_run=None) -> dict:
+            from airloop import operations
 
-            from airloop.experiments import lifecycle
-
-            settings = get_settings(name)
-            approval = json.loads(json.dumps(ti.xcom_pull(task_ids="approve") or {}, default=str))
-            person = security.approved_by(settings, approval)
-            actor = f"approved by {person}" if person else _actor(dag_run)
-            details = {"evaluation_key": result["key"], "reason": result["reason"], "approval": approval or None}
-            key, decided = f"promotion:{result['key']}", _decided_versions(result)
-            return lifecycle.promote(settings, actor, details, key=key, expected=decided)
+            # Without an approval only: with loop.require_approval on, `approve` promotes (and this refuses).
+            return operations.promote_decided(get_settings(name), result["key"], _actor(dag_run))
 
         @task
         def reject(result: dict, dag_run=None) -> dict:
             from airloop.experiments import lifecycle
 
             details = {"evaluation_key": result["key"]}
-            key, decided = f"rejection:{result['key']}", _decided_versions(result)
+            key, decided = f"rejection:{result['key']}", lifecycle.decided_versions(result)
             return lifecycle.reject(get_settings(name), _actor(dag_run), result["reason"], details, key, decided)
 
         result = evaluate()
         branch = choose(result)
-        promoted = promote(result)
-        branch >> approve >> promoted
-        branch >> promoted
+        branch >> approve
+        branch >> promote(result)
         branch >> reject(result)
 
     return build()

@@ -110,8 +110,7 @@ def rows(
 ) -> list[Decision]:
     """Every decision, newest first (as the ledger stood at ``at`` when given), optionally of one kind."""
     book = ledger(settings)
-    found = book.at(parse_time(at), kind=kind) if at is not None else book.rows(kind=kind)
-    return found[:limit] if limit else found
+    return book.at(parse_time(at), kind=kind, limit=limit) if at is not None else book.rows(kind=kind, limit=limit)
 
 
 def summary(row: Decision) -> str:

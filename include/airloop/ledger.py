@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import re
 import threading
 from collections.abc import Mapping
@@ -244,7 +245,8 @@ class Ledger:
             return self._engine
 
     def _connect(self) -> Engine:
-        options: dict[str, Any] = {"json_serializer": _json_serializer}
+        # pre_ping: the engine lives for the process, and a database that restarted must not fail the next call.
+        options: dict[str, Any] = {"json_serializer": _json_serializer, "pool_pre_ping": True}
         if self.url.get_backend_name() == "sqlite":
             if self.url.database and self.url.database != ":memory:":
                 Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
@@ -368,8 +370,10 @@ class Ledger:
         since: datetime | None = None,
         until: datetime | None = None,
         subject: str | None = None,
+        limit: int | None = None,
     ) -> list[Decision]:
-        """Decisions newest first, filtered by kind, subject and ``since <= decided_at < until``."""
+        """Decisions newest first, filtered by kind, subject and ``since <= decided_at < until``; the newest
+        ``limit`` only when given (in SQL)."""
         query = (
             select(decisions)
             .where(decisions.c.model == self.model)
@@ -383,11 +387,14 @@ class Ledger:
             query = query.where(decisions.c.decided_at >= _utc(since, "since"))
         if until is not None:
             query = query.where(decisions.c.decided_at < _utc(until, "until"))
+        if limit is not None:
+            query = query.limit(limit)
         with self.engine.connect() as conn:
             return [Decision.from_row(row) for row in conn.execute(query).mappings()]
 
-    def at(self, moment: datetime, kind: str | None = None) -> list[Decision]:
-        """The ledger as it stood at ``moment``: decisions made by then, newest first, outcomes set later blanked."""
+    def at(self, moment: datetime, kind: str | None = None, limit: int | None = None) -> list[Decision]:
+        """The ledger as it stood at ``moment``: decisions made by then, newest first, outcomes set later blanked;
+        the newest ``limit`` only when given (in SQL)."""
         moment = _utc(moment, "moment")
         query = (
             select(decisions)
@@ -396,6 +403,8 @@ class Ledger:
         )
         if kind is not None:
             query = query.where(decisions.c.kind == kind)
+        if limit is not None:
+            query = query.limit(limit)
         with self.engine.connect() as conn:
             found = [Decision.from_row(row) for row in conn.execute(query).mappings()]
         return [
@@ -423,6 +432,16 @@ def ledger_url(settings: Settings) -> str:
     return getattr(settings, "ledger_url", None) or default_url(settings.home)
 
 
+_LEDGERS: dict[tuple[int, str, str], Ledger] = {}
+_LEDGERS_LOCK = threading.Lock()
+
+
 def ledger(settings: Settings) -> Ledger:
-    """The decision ledger the settings point at."""
-    return Ledger(ledger_url(settings), getattr(settings, "model", None) or "")
+    """The decision ledger the settings point at: one per store and model in a process (its engine and connection
+    pool reused by every call, e.g. each /v1/history request), never shared across a fork."""
+    key = (os.getpid(), ledger_url(settings), getattr(settings, "model", None) or "")
+    with _LEDGERS_LOCK:
+        found = _LEDGERS.get(key)
+        if found is None:
+            found = _LEDGERS[key] = Ledger(key[1], key[2])
+        return found

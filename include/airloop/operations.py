@@ -143,3 +143,45 @@ def _update_live(client: Any, name: str, default: RoutingConfig) -> Callable[...
     from airloop.experiments.live import update_live
 
     return functools.partial(update_live, client, name, default)
+
+
+def decided_promotion(settings: Settings, evaluation_key: str) -> Any:
+    """The decision history's row of the evaluation ``evaluation_key`` if it decided to promote this model's
+    challenger: a promotion acts on what the history recorded, not on what a task's XCom says.
+
+    Raises:
+        RegistryActionError: no such evaluation of this model, or it did not decide "promote".
+    """
+    from airloop.ledger import Kind, ledger
+
+    row = ledger(settings).get(evaluation_key)
+    name = settings.mlflow.model_name
+    if row is None or row.kind != Kind.EVALUATION or row.subject != name:
+        raise RegistryActionError(f"cannot promote: {name} has no evaluation {evaluation_key[:120]!r} in its history")
+    if row.payload.get("action") != "promote":
+        raise RegistryActionError(
+            f"cannot promote: evaluation {evaluation_key[:120]!r} decided {row.payload.get('action')!r}, not promote"
+        )
+    return row
+
+
+def promote_decided(
+    settings: Settings, evaluation_key: str, actor: str, approval: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """Promote the challenger an evaluation decided for, once: the versions it decided for must still be champion
+    and challenger (a cleared or re-run task of an old decision refuses), and when ``loop.require_approval`` is on,
+    ``approval`` must be Airflow's own record of an approver's "Approve" (the HITL detail of the approval task, never
+    an XCom); the history names the approver as who promoted.
+
+    Raises:
+        RegistryActionError: see ``decided_promotion``, or the registry holds other versions now.
+        NotAuthorized: approval is required and ``approval`` is not an approver's "Approve".
+    """
+    from airloop.experiments import lifecycle
+
+    row = decided_promotion(settings, evaluation_key)
+    person = security.approved_by(settings, approval)
+    expected = lifecycle.decided_versions(row.payload)
+    details = {"evaluation_key": evaluation_key, "reason": row.payload.get("reason"), "approval": approval or None}
+    who = f"approved by {person}" if person else actor
+    return lifecycle.promote(settings, who, details, key=f"promotion:{evaluation_key}", expected=expected)

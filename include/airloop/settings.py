@@ -249,9 +249,20 @@ class ServingSettings(BaseModel):
     max_request_bytes: int = Field(65_536, ge=1024)  # of any other request (feedback, routing, ...)
     batch_max_size: int = Field(64, ge=1)
     batch_max_wait_ms: float = Field(2.0, ge=0)
+    # Rate limit per (key, client address): tokens a second and burst; null = off (the demo's loopback).
+    rate_limit_per_s: float | None = Field(None, gt=0)
+    rate_limit_burst: int = Field(100, ge=1)
+    rate_limit_clients: int = Field(10_000, ge=1)  # buckets kept at most (least recently used dropped first)
+    # Records that may wait for one variant's model at once; a request past it gets 503 with Retry-After.
+    max_queued_records: int = Field(4096, ge=1)
     poll_interval_s: float = Field(10.0, gt=0)
     log_flush_interval_s: float = Field(1.0, gt=0)
     log_flush_rows: int = Field(5000, ge=1)
+    # While storage refuses the log: rows kept in memory at most (the oldest dropped past it, counted in /metrics) ...
+    log_buffer_rows: int = Field(100_000, ge=1)
+    # ... once the local spill folder (default <home>/log-spill) holds log_spill_bytes of parts it could not publish.
+    log_spill_dir: Path | None = None
+    log_spill_bytes: int = Field(1 << 30, ge=0)
 
     @property
     def url(self) -> str:

@@ -195,3 +195,34 @@ def test_the_retry_of_an_interrupted_promotion_still_finishes_it_with_its_decide
     done = lifecycle.promote(settings, "test", key="promotion:eval-1", expected={CHAMPION: "1", CHALLENGER: "2"})
 
     assert done["promoted"] == "2" and len(history.rows(settings, kind=Kind.PROMOTION)) == 1
+
+
+def test_a_promotion_acts_on_the_recorded_decision_and_on_airflows_record_of_an_approvers_answer(settings):
+    from airloop import operations
+    from airloop.ledger import ledger
+    from airloop.security import NotAuthorized
+
+    lifecycle.start(settings, "2", "test", {CHAMPION: 90, CHALLENGER: 10}, "ab")
+    book = ledger(settings)
+    decided = {"action": "promote", "reason": "better", "champion_version": "1", "challenger_version": "2"}
+    book.record(Kind.EVALUATION, "evaluation:exp:1", NAME, decided, "airflow:ab/1")
+    book.record(Kind.EVALUATION, "evaluation:exp:0", NAME, {**decided, "action": "continue"}, "airflow:ab/0")
+    strict = settings.model_copy(update={"loop": settings.loop.model_copy(update={"require_approval": True})})
+    answer = {"chosen_options": ["Approve"], "responded_by_user": {"id": "engineer", "name": "engineer"}}
+
+    with pytest.raises(RegistryActionError, match="has no evaluation 'evaluation:exp:forged'"):
+        operations.promote_decided(settings, "evaluation:exp:forged", "test")
+    with pytest.raises(RegistryActionError, match="decided 'continue', not promote"):
+        operations.promote_decided(settings, "evaluation:exp:0", "test")
+    with pytest.raises(NotAuthorized, match="needs an approval"):
+        operations.promote_decided(strict, "evaluation:exp:1", "test")  # e.g. `promote` forced without `approve`
+    scientist = {**answer, "responded_by_user": {"id": "scientist", "name": "scientist"}}
+    with pytest.raises(NotAuthorized):
+        operations.promote_decided(strict, "evaluation:exp:1", "test", scientist)
+    assert reg.aliases(connect(settings), NAME) == {Alias.CHAMPION: "1", Alias.CHALLENGER: "2"}
+
+    done = operations.promote_decided(strict, "evaluation:exp:1", "test", answer)
+
+    (row,) = history.rows(settings, kind=Kind.PROMOTION)
+    assert done["promoted"] == "2" and row.decided_by == "approved by engineer"
+    assert row.key == "promotion:evaluation:exp:1" and row.payload["approval"]["chosen_options"] == ["Approve"]

@@ -8,8 +8,8 @@ readmission_etl (403). The data scientist triggers readmission_ab_evaluate, whic
 `approve` in `awaiting_input`, and readmission_registry `route`, which fails naming the role it needs. Nothing is
 promoted while `approve` waits; the data scientist's answer through the REST API (PATCH
 .../taskInstances/approve/-1/hitlDetails) is refused (403) and the run keeps waiting; the ML engineer's is taken and
-only then `promote` runs: v2 becomes champion, v1 previous-champion, routing 100/0, and the promotion row of the
-decision history names the approver.
+only then does `approve` promote, reading who answered from Airflow's own HITL record (never an XCom): v2 becomes
+champion, v1 previous-champion, routing 100/0, and the promotion row of the decision history names the approver.
 """
 
 from __future__ import annotations
@@ -258,7 +258,7 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
         # Waiting for a person: evaluated "promote", nothing promoted yet.
         states = client.task_states(DAG_ID, run_id)
         assert states["evaluate"] == "success" and states["choose"] == "success", states
-        assert states["promote"] is None and states["reject"] == "skipped", states
+        assert states["promote"] == "skipped" and states["reject"] == "skipped", states
         assert client.run_state(DAG_ID, run_id) == "running"
         assert aliases() == {Alias.CHAMPION: "1", Alias.CHALLENGER: "2"}
         evaluations = history.rows(settings, kind=Kind.EVALUATION)
@@ -311,7 +311,7 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
             "evaluate": "success",
             "choose": "success",
             "approve": "success",
-            "promote": "success",
+            "promote": "skipped",  # the path without an approval
             "reject": "skipped",
         }, states
         approve = client.http.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve").json()

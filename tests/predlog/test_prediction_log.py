@@ -613,3 +613,51 @@ def test_window_returns_exactly_the_rows_made_inside_it(times, start, end):
         for part in storage.walk_files():  # every row sits in the folder of the hour it was made in
             rows = pq.read_table(storage.path(part), columns=["predicted_at"]).column(0).to_pylist()
             assert {partition_of(moment) for moment in rows} == {part.rsplit("/", 1)[0]}
+
+
+def test_while_storage_refuses_the_log_parts_spill_to_local_disk_and_are_published_once_when_it_is_back(tmp_path):
+    root, spill = tmp_path / "predictions", Storage.from_url(tmp_path / "spill")
+    root.write_text("a file where the log's folder should be")  # every write under it fails
+    writer = LogWriter(Storage.from_url(root), PREDICTIONS, interval_s=3600, spill=spill)
+    writer.append([prediction(f"r{i}", H10) for i in range(20)])
+
+    with pytest.raises(LogWriteError, match=r"20 rows wait in"):
+        writer.flush()
+    assert (writer.pending, writer.spilled, writer.failing) == (0, 20, True)  # memory freed, nothing lost
+    assert len(spill.walk_files()) == 1
+
+    root.unlink()
+    writer.append([prediction("later", H11)])
+    assert writer.flush() == 21
+    assert (writer.spilled, writer.failing, spill.walk_files()) == (0, False, [])
+    assert ids(load_predictions(Storage.from_url(root), *EVER)) == sorted(["later", *(f"r{i}" for i in range(20))])
+
+
+def test_a_part_published_but_not_yet_deleted_from_the_spill_is_published_again_under_its_name_not_twice(tmp_path):
+    root, spill = tmp_path / "predictions", Storage.from_url(tmp_path / "spill")
+    root.write_text("down")
+    first = LogWriter(Storage.from_url(root), PREDICTIONS, interval_s=3600, spill=spill)
+    first.append([prediction(f"r{i}", H10) for i in range(5)])
+    with pytest.raises(LogWriteError):
+        first.flush()
+    root.unlink()
+    (part,) = spill.walk_files()
+    storage = Storage.from_url(root)
+    storage.write_bytes(spill.read_bytes(*part.split("/")), *part.split("/"))  # published, then the process died
+
+    restarted = LogWriter(storage, PREDICTIONS, interval_s=3600, spill=spill)  # same spill folder after a restart
+    assert restarted.flush() == 5
+
+    assert ids(load_predictions(storage, *EVER)) == [f"r{i}" for i in range(5)]  # each once
+    assert spill.walk_files() == []
+
+
+def test_without_room_to_spill_rows_wait_in_memory_as_before(tmp_path):
+    root = tmp_path / "predictions"
+    root.write_text("down")
+    spill = Storage.from_url(tmp_path / "spill")
+    writer = LogWriter(Storage.from_url(root), PREDICTIONS, interval_s=3600, spill=spill, spill_max_bytes=0)
+    writer.append([prediction(f"r{i}", H10) for i in range(3)])
+    with pytest.raises(LogWriteError):
+        writer.flush()
+    assert (writer.pending, writer.spilled, spill.walk_files()) == (3, 0, [])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -100,3 +101,55 @@ def test_random_paths_and_files_under_a_static_mount_add_no_metric_series(regist
 def series(text: str) -> set[str]:
     """The endpoint labels of the request metrics in a /metrics page (each one a family of series)."""
     return set(re.findall(r'^airloop_request\w*\{[^}]*endpoint="([^"]*)"', text, flags=re.MULTILINE))
+
+
+def test_past_the_queue_bound_a_request_gets_503_with_retry_after_and_nothing_is_scored(registry, tmp_path):
+    settings = app_settings(tmp_path, registry, poll_interval_s=3600, max_queued_records=1)
+    records = [dict(r) for r in registry.records[:2]]
+    with TestClient(create_app(settings)) as client:
+        refused = client.post("/v1/predict", json={"records": records})
+        answered = client.post("/v1/predict", json={"records": records[:1]})
+        metrics = client.get("/metrics").text
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert "has its limit of 1 records waiting (serving.max_queued_records)" in refused.json()["detail"]
+    assert answered.status_code == 200
+    assert 'airloop_errors_total{kind="overloaded",model="readmission"} 1.0' in metrics
+
+
+def test_a_storage_outage_spills_the_log_says_degraded_and_loses_nothing_when_storage_is_back(registry, tmp_path):
+    from datetime import UTC, datetime
+
+    from airloop import predlog
+
+    settings = app_settings(tmp_path / "home", registry, poll_interval_s=3600, log_flush_interval_s=0.1)
+    folder = Path(settings.layout.predictions().url())
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("storage is down")  # every part under it fails
+    record = dict(registry.records[0])
+    with TestClient(create_app(settings)) as client:
+        ids = [client.post("/v1/predict", json={"records": [record]}).json()["predictions"][0]["request_id"]
+               for _ in range(30)]  # fmt: skip
+        ready = wait_for(lambda: (r := client.get("/ready").json())["status"] == "degraded" and r)
+        metrics = client.get("/metrics").text
+        assert "the readmission logs cannot be written to storage (predictions: " in ready["reason"]
+        assert re.search(
+            r"airloop_log_rows{log=\"predictions\",model=\"readmission\",state=\"spilled\"} [1-9]", metrics
+        )
+        assert 'airloop_log_failing{log="predictions",model="readmission"} 1.0' in metrics
+
+        folder.unlink()  # storage is back
+        wait_for(lambda: client.get("/ready").json()["status"] == "ready")
+    logged = predlog.load_predictions(
+        settings.layout.predictions(), datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC)
+    )
+    assert set(logged["request_id"]) == set(ids)  # nothing lost (each request scored by both variants) ...
+    assert not logged.duplicated(["request_id", "model_version"]).any()  # ... and nothing twice
+
+
+def wait_for(condition, timeout: float = 20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := condition():
+            return found
+        time.sleep(0.1)
+    raise AssertionError("timed out")

@@ -87,6 +87,15 @@ def start(
     return {"experiment": config.to_dict(), "history_id": row.id}
 
 
+def decided_versions(evaluation: Mapping[str, Any]) -> dict[str, str]:
+    """The versions an evaluation (its result or its history row's payload) decided for: alias -> version."""
+    found = {
+        Alias.CHAMPION.value: evaluation.get("champion_version"),
+        Alias.CHALLENGER.value: evaluation.get("challenger_version"),
+    }
+    return {alias: str(version) for alias, version in found.items() if version is not None}
+
+
 def _decided_for(before: Mapping[Any, str], expected: Mapping[str, str] | None, action: str, name: str) -> None:
     """Refuse ``action`` when the registry no longer holds the versions it was decided for (``expected``: alias ->
     version): a cleared or re-run task of an old decision must not move whatever is challenger now."""

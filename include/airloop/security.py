@@ -75,6 +75,7 @@ class Scope(StrEnum):
     PREDICT = "predict"  # POST /v1/predict: score records (and log them)
     FEEDBACK = "feedback"  # POST /v1/feedback: the observed outcome of a prediction, which the A/B test judges by
     HISTORY = "history"  # GET /v1/history: what served when, and every decision
+    CORRECTION = "correction"  # PUT /v1/feedback/{request_id}: replace a recorded outcome, audited (admin only)
     ROUTING = "routing"  # PUT /v1/routing
     RELOAD = "reload"  # POST /v1/reload
 

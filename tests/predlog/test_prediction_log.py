@@ -339,7 +339,7 @@ def test_variant_and_experiment_filters(storage):
     assert load_predictions(storage, *EVER, variant="nobody").empty
 
 
-def test_join_keeps_latest_outcome_per_request_and_unlabelled_rows(storage, tmp_path):
+def test_join_keeps_the_first_outcome_unless_an_audited_correction_replaces_it_and_unlabelled_rows(storage, tmp_path):
     shadowed = prediction("shadowed", H10)
     write(
         storage,
@@ -357,7 +357,8 @@ def test_join_keeps_latest_outcome_per_request_and_unlabelled_rows(storage, tmp_
         [
             FeedbackRow("labelled", 1, H11.timestamp()),
             FeedbackRow("relabelled", 1, H11.timestamp()),
-            FeedbackRow("relabelled", 0, H12.timestamp()),  # the correction wins
+            FeedbackRow("relabelled", 0, H12.timestamp(), "correction:7"),  # an audited correction replaces it
+            FeedbackRow("labelled", 0, H12.timestamp(), "feedback_key"),  # a second plain outcome changes nothing
             FeedbackRow("shadowed", 1, H11.timestamp()),
             FeedbackRow("never-predicted", 1, H11.timestamp()),
         ],

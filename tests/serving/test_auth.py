@@ -87,3 +87,32 @@ def test_the_service_refuses_to_start_with_a_request_id_key_anyone_could_know(re
     settings = app_settings(tmp_path, registry, request_id_key=key)
     with pytest.raises(SecurityMisconfigured, match=r"serving\.request_id_key is (not set|shorter than 16 characters)"):
         create_app(settings)
+
+
+def test_an_outcome_changes_only_through_the_audited_correction_with_the_admin_key(settings, body):
+    from airloop import predlog
+    from airloop.ledger import ledger
+
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/v1/predict", json=body, headers=PREDICT).json()["predictions"][0]
+        request_id = answer["request_id"]
+        assert (
+            client.post("/v1/feedback", json={"request_id": request_id, "outcome": 1}, headers=FEEDBACK).status_code
+            == 202
+        )
+        again = client.post("/v1/feedback", json={"request_id": request_id, "outcome": 0}, headers=FEEDBACK)
+        correction = {"outcome": 0, "reason": "the readmission was coded against the wrong encounter"}
+        by_feed = client.put(f"/v1/feedback/{request_id}", json=correction, headers=FEEDBACK)
+        unknown = client.put(f"/v1/feedback/{'0' * 40}", json=correction, headers=ADMIN)
+        corrected = client.put(f"/v1/models/readmission/feedback/{request_id}", json=correction, headers=ADMIN)
+    assert again.status_code == 409 and by_feed.status_code == 403 and unknown.status_code == 404
+    assert corrected.status_code == 200 and corrected.json()["corrected"] is True
+
+    row = ledger(settings).get(next(r.key for r in ledger(settings).rows(kind="feedback_correction")))
+    assert row.id == corrected.json()["history_id"] and row.decided_by == "api:api_key"
+    assert row.payload == {"request_id": request_id, **correction}
+    window = (datetime(2000, 1, 1, tzinfo=UTC), datetime.now(UTC))
+    predictions = predlog.load_predictions(settings.layout.predictions(), *window)
+    joined = predlog.join_outcomes(predictions, predlog.load_feedback(settings.layout.feedback(), *window))
+    mine = joined[joined["request_id"] == request_id]
+    assert set(mine["outcome"]) == {0} and set(mine["outcome_source"]) == {f"correction:{row.id}"}

@@ -124,7 +124,8 @@ def test_every_endpoint_documents_a_typed_answer_and_its_errors(document):
         ("POST", "/v1/reload"), ("GET", "/health"), ("GET", "/ready"), ("GET", "/metrics"), ("GET", "/v1/history"),
         ("POST", f"/v1/models/{NAME}/predict"), ("POST", f"/v1/models/{NAME}/feedback"), ("GET", f"/v1/models/{NAME}"),
         ("PUT", f"/v1/models/{NAME}/routing"), ("POST", f"/v1/models/{NAME}/reload"),
-        ("GET", f"/v1/models/{NAME}/history"),
+        ("GET", f"/v1/models/{NAME}/history"), ("PUT", "/v1/feedback/{request_id}"),
+        ("PUT", f"/v1/models/{NAME}/feedback/{{request_id}}"),
     }  # fmt: skip
     for key, operation in operations.items():
         for status, response in operation["responses"].items():

@@ -35,6 +35,7 @@ from airloop.predlog.reader import (
 )
 from airloop.predlog.request_ids import is_issued, new_request_id, new_request_ids
 from airloop.predlog.schema import (
+    CORRECTION,
     ERROR_SCHEMA,
     ERRORS,
     FEEDBACK,
@@ -57,6 +58,7 @@ from airloop.predlog.schema import (
 from airloop.predlog.writer import LogWriteError, LogWriter, error_log, feedback_log, prediction_log
 
 __all__ = [
+    "CORRECTION",
     "DEFAULT_BATCH_ROWS",
     "ERRORS",
     "ERROR_SCHEMA",

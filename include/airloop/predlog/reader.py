@@ -21,6 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from airloop.predlog.schema import (
+    CORRECTION,
     DAY_US,
     EPOCH,
     ERRORS,
@@ -142,18 +143,23 @@ def join_outcomes(predictions: pd.DataFrame, feedback: pd.DataFrame, *, labelled
     """``predictions`` with ``outcome``, ``received_at`` and ``outcome_source`` (who sent the outcome) joined by
     request id, in the predictions' order.
 
-    The latest feedback per request wins. Unlabelled predictions keep a null outcome unless ``labelled_only``. Both
-    rows of a shadowed request (served and shadow) get its outcome. Outcomes arrive after predictions, so read the
+    The first outcome of a request stands: a second one (another replica took it) changes nothing. Only a correction
+    (``source`` starting with ``CORRECTION``, written by the audited correction route with its history row) replaces
+    it, the latest correction winning. Unlabelled predictions keep a null outcome unless ``labelled_only``. Both rows
+    of a shadowed request (served and shadow) get its outcome. Outcomes arrive after predictions, so read the
     feedback from the predictions' start up to now, not just the predictions' window. ``predictions`` may be one
     chunk of ``read_predictions`` at a time.
     """
-    columns = ["request_id", "outcome", "received_at", *(["source"] if "source" in feedback else [])]
-    latest = (
-        feedback[columns]
-        .sort_values("received_at", kind="stable")
-        .drop_duplicates("request_id", keep="last")
-        .rename(columns={"source": "outcome_source"})
-    )
+    import pandas as pd
+
+    rows = feedback.rename(columns={"source": "outcome_source"})
+    if "outcome_source" not in rows:
+        rows = rows.assign(outcome_source=pd.Series(None, index=rows.index, dtype=object))
+    rows = rows[["request_id", "outcome", "received_at", "outcome_source"]].sort_values("received_at", kind="stable")
+    corrected = rows["outcome_source"].astype("string").str.startswith(CORRECTION).fillna(False).to_numpy(bool)
+    first = rows[~corrected].drop_duplicates("request_id", keep="first")
+    corrections = rows[corrected].drop_duplicates("request_id", keep="last")
+    latest = pd.concat([first[~first["request_id"].isin(corrections["request_id"])], corrections])
     how = "inner" if labelled_only else "left"
     joined = predictions.merge(latest, on="request_id", how=how, validate="many_to_one")
     joined["outcome"] = joined["outcome"].astype("Int8")

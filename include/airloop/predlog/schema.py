@@ -59,6 +59,11 @@ class PredictionRow(NamedTuple):
     latency_ms: float | None = None
 
 
+# The source prefix of an outcome the audited correction route wrote ("correction:<history id>"): the only outcome
+# that replaces the first one a request got.
+CORRECTION = "correction:"
+
+
 class FeedbackRow(NamedTuple):
     """One observed outcome posted for an earlier prediction."""
 

@@ -80,9 +80,10 @@ def _doc(spec: ModelSpec, text: str) -> str:
 class PromotionApproval(ApprovalOperator):
     """The approval of a model's promotion, which promotes once it is approved.
 
-    Who answered, and with which option, is read back from Airflow's own record of the answer (the HITL detail of
-    this very task instance, which only an assigned approver could write) when the task resumes, never from an XCom
-    that anyone with task rights can write; the decision promoted is the evaluation the history recorded."""
+    Who answered, and with which option, is Airflow's own record of the answer: the HITL detail of this very task
+    instance (which only an assigned approver could write), read by Airflow's trigger and handed to this task as the
+    trigger event when it resumes; never an XCom, which anyone with task rights can write. The decision promoted is
+    the evaluation the history recorded."""
 
     def __init__(self, *, model: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -94,12 +95,10 @@ class PromotionApproval(ApprovalOperator):
             return answered
         import json
 
-        from airflow.sdk.execution_time.hitl import get_hitl_detail_content_detail
-
         from airloop import operations
 
-        record = get_hitl_detail_content_detail(context["ti"].id)
-        approval = json.loads(record.model_dump_json())
+        fields = ("chosen_options", "responded_by_user", "responded_at")
+        approval = json.loads(json.dumps({k: event.get(k) for k in fields}, default=str))
         evaluation = context["ti"].xcom_pull(task_ids="evaluate") or {}
         actor = _actor(context["dag_run"])
         return operations.promote_decided(get_settings(self.model), str(evaluation.get("key")), actor, approval)

@@ -76,6 +76,7 @@ def test_corrupt_batch_is_quarantined_not_published(store, tmp_path):
     assert "expect_column_values_to_be_unique(encounter_id)" in reason
 
 
+@pytest.mark.security
 def test_a_path_param_outside_the_data_fails_extract_at_once_and_reads_nothing(store, tmp_path):
     """The attack of issue 20: a user who may trigger the ETL names Airflow's password file as the source."""
     from airloop.settings import get_settings

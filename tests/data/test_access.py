@@ -11,6 +11,8 @@ from airloop.data import access
 from airloop.data.access import SourceRefused
 from airloop.settings import Settings
 
+pytestmark = pytest.mark.security
+
 SECRET = "simple_auth_manager_passwords.json.generated"
 
 

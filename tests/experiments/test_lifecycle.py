@@ -171,6 +171,7 @@ def test_mlflow_failing_between_routing_and_aliases_leaves_them_consistent_and_a
     assert live(settings).weights == {CHAMPION: 90.0, CHALLENGER: 10.0}
 
 
+@pytest.mark.security
 def test_a_replayed_promotion_or_rejection_refuses_once_the_challenger_changed(settings):
     """Issue 20: clearing the promote task of an old evaluation must not promote whatever is challenger today."""
     lifecycle.start(settings, "2", "test", {CHAMPION: 90, CHALLENGER: 10}, "ab")
@@ -197,6 +198,7 @@ def test_the_retry_of_an_interrupted_promotion_still_finishes_it_with_its_decide
     assert done["promoted"] == "2" and len(history.rows(settings, kind=Kind.PROMOTION)) == 1
 
 
+@pytest.mark.security
 def test_a_promotion_acts_on_the_recorded_decision_and_on_airflows_record_of_an_approvers_answer(settings):
     from airloop import operations
     from airloop.ledger import ledger

@@ -14,6 +14,8 @@ from airloop.security import SecurityMisconfigured
 from serving.main import create_app
 from tests.serving.conftest import API_KEY, app_settings
 
+pytestmark = pytest.mark.security
+
 KEYS = {"predict_key": "k-predict-0123456789", "feedback_key": "k-feedback-0123456789", "history_key": "k-history-01"}
 PREDICT, FEEDBACK, HISTORY = ({"X-API-Key": KEYS[k]} for k in ("predict_key", "feedback_key", "history_key"))
 ADMIN = {"X-API-Key": API_KEY}

@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 from serving.main import create_app
 from tests.serving.conftest import API_KEY, NAME, app_settings, uvicorn_app
 
+pytestmark = pytest.mark.security
+
 WRITE_ENDPOINTS = [
     ("POST", "/v1/predict"),
     ("POST", "/v1/feedback"),

@@ -12,6 +12,8 @@ from serving.main import create_app
 from serving.ratelimit import TokenBuckets
 from tests.serving.conftest import app_settings
 
+pytestmark = pytest.mark.security
+
 
 class Clock:
     def __init__(self) -> None:

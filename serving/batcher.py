@@ -58,8 +58,9 @@ class MicroBatcher:
                 await self._task
 
     def has_room(self, records: int) -> bool:
-        """Whether ``records`` more may wait for the model (``max_queued``); a caller that finds none answers 503."""
-        return self.max_queued is None or self.queued + records <= self.max_queued
+        """Whether ``records`` more may wait for the model (``max_queued``; an empty queue takes any request, so a
+        limit below one request's size cannot refuse it forever); a caller that finds none answers 503."""
+        return self.max_queued is None or self.queued == 0 or self.queued + records <= self.max_queued
 
     async def submit(self, records: list[dict[str, Any]], model: Any = None) -> tuple[np.ndarray, Any, float]:
         """Queue records for ``model`` and wait for (probabilities, model info, milliseconds of the model call that

@@ -307,8 +307,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if state is not None:
                 state.metrics.errors.labels("rate_limited", "").inc()
 
+        def key_name(presented: bytes) -> str | None:
+            """Which configured key (of any hosted model) ``presented`` is: a setting's name, or None."""
+            found = {security.key_source(s, presented) for s in bound.values()} - {"open"}
+            return min(found) if found else None
+
         buckets = TokenBuckets(serving.rate_limit_per_s, serving.rate_limit_burst, serving.rate_limit_clients)
-        app.add_middleware(RateLimit, buckets=buckets, on_limited=count_limited)
+        app.add_middleware(RateLimit, buckets=buckets, key_name=key_name, on_limited=count_limited)
 
     def count_error(request: Request, kind: str) -> None:
         state = getattr(app.state, "airloop", None)

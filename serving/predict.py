@@ -123,7 +123,7 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
     experiment = state.holder.experiment
     entity_ids, assigned, per_variant = variant_records(state, body, models)
     order = [v for v in assigned.groups if assigned.groups[v]]
-    full = [v for v in order if not state.batchers[v].has_room(len(per_variant[v]))]
+    full = [v for v in order if not state.batchers[v].has_room(len(per_variant[v]))]  # an empty queue takes any
     if full:  # checked for every variant before any is queued: nothing of this request is scored, nothing logged
         limit = state.settings.serving.max_queued_records
         raise ApiError(

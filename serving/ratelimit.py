@@ -1,14 +1,14 @@
 """Rate limits: a token bucket per (key, client address), checked before a request is routed or its body read.
 
-A request over its bucket gets 429 with ``Retry-After`` (whole seconds until a token is back). The key is the
-``X-API-Key`` header's digest (never the key itself), so every holder of one key is limited per address, and callers
-without a key share the bucket of their address. At most ``max_clients`` buckets are kept (the least recently used
+A request over its bucket gets 429 with ``Retry-After`` (whole seconds until a token is back). The key part of a
+bucket is which configured key the ``X-API-Key`` header is (its setting's name, never the key), so every holder of one
+key is limited per address; a request without a key, or with a key that is none of them, takes its address's bucket
+(a new made-up key each time buys no new burst). At most ``max_clients`` buckets are kept (the least recently used
 goes first), so a scan from many addresses cannot grow memory. FastAPI-free.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -45,17 +45,23 @@ class TokenBuckets:
 class RateLimit:
     """The ASGI middleware: every HTTP request takes a token of its (key digest, client address) bucket first."""
 
-    def __init__(self, app: Any, buckets: TokenBuckets, on_limited: Callable[[], None] | None = None) -> None:
-        self.app, self.buckets, self.on_limited = app, buckets, on_limited
+    def __init__(
+        self,
+        app: Any,
+        buckets: TokenBuckets,
+        key_name: Callable[[bytes], str | None],
+        on_limited: Callable[[], None] | None = None,
+    ) -> None:
+        self.app, self.buckets, self.key_name, self.on_limited = app, buckets, key_name, on_limited
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         key = dict(scope.get("headers") or ()).get(b"x-api-key", b"")
-        digest = hashlib.sha256(key).hexdigest()[:16] if key else "-"
+        name = (self.key_name(key) if key else None) or "-"
         client = (scope.get("client") or ("?", 0))[0]
-        wait = self.buckets.take((digest, str(client)))
+        wait = self.buckets.take((name, str(client)))
         if wait <= 0:
             await self.app(scope, receive, send)
             return

@@ -59,7 +59,7 @@ def extract(settings: Settings, run_id: str, params: dict[str, Any] | None = Non
     Raises:
         SourceRefused: the params point the source outside ``data.access``; nothing is read.
     """
-    access.check(settings, params, user)
+    params = {**(params or {}), **access.check(settings, params, user)}  # read exactly what was checked
     data = data_settings(settings, params)
     frame = sources.load_raw(data, settings.spec)
     url = staging(settings, run_id).write_parquet(frame, RAW_FILE)

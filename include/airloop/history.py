@@ -109,7 +109,7 @@ def rows(
     settings: Settings, at: datetime | str | None = None, kind: str | None = None, limit: int | None = None
 ) -> list[Decision]:
     """Every decision, newest first (as the ledger stood at ``at`` when given), optionally of one kind."""
-    book = ledger(settings)
+    book, limit = ledger(settings), limit or None  # 0 or None: every row, as before
     return book.at(parse_time(at), kind=kind, limit=limit) if at is not None else book.rows(kind=kind, limit=limit)
 
 

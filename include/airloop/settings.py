@@ -237,7 +237,8 @@ class ServingSettings(BaseModel):
     feedback_key: str | None = None  # scope feedback: the system that knows the outcomes
     history_key: str | None = None  # scope history: who may read what served when and every decision
     # Scopes a request without a key is granted (e.g. [predict] behind a gateway that authenticates); [] = none.
-    open_scopes: list[Scope] = []
+    # Only the clients' scopes: an admin scope is never open.
+    open_scopes: list[Literal[Scope.PREDICT, Scope.FEEDBACK, Scope.HISTORY]] = []
     # Signs request ids so /v1/feedback recognises the ones it issued; the same on every replica (set it by env). The
     # service refuses to start without one (airloop.security.check_serving).
     request_id_key: str | None = None
@@ -262,7 +263,7 @@ class ServingSettings(BaseModel):
     log_buffer_rows: int = Field(100_000, ge=1)
     # ... once the local spill folder (default <home>/log-spill) holds log_spill_bytes of parts it could not publish.
     log_spill_dir: Path | None = None
-    log_spill_bytes: int = Field(1 << 30, ge=0)
+    log_spill_bytes: int = Field(256 << 20, ge=0)  # per log of each model (three logs a model)
 
     @property
     def url(self) -> str:

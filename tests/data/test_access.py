@@ -36,7 +36,9 @@ def refused(settings: Settings, params: dict, user: str | None = None) -> str:
 def test_files_below_the_incoming_folder_are_allowed_and_the_airflow_password_file_is_not(settings, tmp_path):
     inside = tmp_path / "incoming" / "batch.csv"
     inside.write_text("x\n")
+    (tmp_path / "incoming" / "link.csv").symlink_to(inside)  # a link inside: read where it really leads
     access.check(settings, {"source": "file", "path": str(inside)}, None)
+    assert access.check(settings, {"path": str(tmp_path / "incoming" / "link.csv")}, None) == {"path": str(inside)}
 
     secret = tmp_path / "airflow" / SECRET
     secret.parent.mkdir()
@@ -48,14 +50,20 @@ def test_files_below_the_incoming_folder_are_allowed_and_the_airflow_password_fi
 
 @pytest.mark.parametrize(
     "escape",
-    ["incoming/../airflow/" + SECRET, "incoming/link-out", "incoming/link-dir/" + SECRET, "relative/incoming/x.csv"],
+    [
+        "incoming/../airflow/" + SECRET,
+        "incoming/link-out",
+        "incoming/link-dir/" + SECRET,
+        "relative/incoming/x.csv",
+        "~/incoming/x.csv",
+    ],
 )
 def test_no_dot_dot_symlink_or_relative_path_leaves_the_allowed_folder(settings, tmp_path, escape):
     (tmp_path / "airflow").mkdir()
     (tmp_path / "airflow" / SECRET).write_text("{}")
     os.symlink(tmp_path / "airflow" / SECRET, tmp_path / "incoming" / "link-out")
     os.symlink(tmp_path / "airflow", tmp_path / "incoming" / "link-dir")
-    value = escape if escape.startswith("relative") else str(tmp_path / escape)
+    value = escape if escape.startswith(("relative", "~")) else str(tmp_path / escape)
     assert refused(settings, {"path": value}).startswith("param path:")
 
 
@@ -82,7 +90,9 @@ def test_s3_objects_only_below_an_allowed_prefix(settings):
 
 def test_tables_only_matching_an_allowed_pattern_and_never_a_system_schema(settings, tmp_path):
     access.check(settings, {"postgres_table": "staging.encounters"}, None)
-    access.check(settings, {"postgres_table": "enc_2026"}, None)  # public by default
+    assert access.check(settings, {"postgres_table": "public.enc_2026"}, None) == {"postgres_table": "public.enc_2026"}
+    # Unqualified, PostgreSQL would look in pg_catalog first: refused, whatever the patterns allow.
+    assert "must be schema.table" in refused(make(tmp_path, postgres_tables=["*"]), {"postgres_table": "pg_settings"})
     for table in ("public.connection", "pg_catalog.pg_authid", "information_schema.tables", 'x"; DROP TABLE y; --'):
         message = refused(settings, {"postgres_table": table})
         assert message.startswith("param postgres_table:") and table not in message, message

@@ -106,15 +106,28 @@ def series(text: str) -> set[str]:
 
 
 def test_past_the_queue_bound_a_request_gets_503_with_retry_after_and_nothing_is_scored(registry, tmp_path):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
     settings = app_settings(tmp_path, registry, poll_interval_s=3600, max_queued_records=1)
-    records = [dict(r) for r in registry.records[:2]]
+    body = {"records": [dict(registry.records[0])]}
     with TestClient(create_app(settings)) as client:
-        refused = client.post("/v1/predict", json={"records": records})
-        answered = client.post("/v1/predict", json={"records": records[:1]})
+        model = client.app.state.airloop.models["readmission"]
+        gate = threading.Event()
+        model.executor.submit(gate.wait)  # the model thread is busy: nothing gets scored until the gate opens
+        with ThreadPoolExecutor(2) as pool:
+            taken = pool.submit(client.post, "/v1/predict", json=body)  # dispatched, waits for the model thread
+            time.sleep(0.5)  # time to arrive and be taken by the dispatcher, which then waits for the model thread
+            assert model.batchers["champion"].queued == 0
+            queued = pool.submit(client.post, "/v1/predict", json=body)  # waits in the queue: it is full now
+            wait_for(lambda: model.batchers["champion"].queued == 1)
+            refused = client.post("/v1/predict", json=body)
+            gate.set()
+            answered = [taken.result(timeout=30), queued.result(timeout=30)]
         metrics = client.get("/metrics").text
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert "has its limit of 1 records waiting (serving.max_queued_records)" in refused.json()["detail"]
-    assert answered.status_code == 200
+    assert [a.status_code for a in answered] == [200, 200]
     assert 'airloop_errors_total{kind="overloaded",model="readmission"} 1.0' in metrics
 
 

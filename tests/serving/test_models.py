@@ -235,7 +235,7 @@ def test_the_docs_have_one_section_per_model_described_from_its_champion(client,
             if path.startswith(f"/v1/models/{name}")
             for op in ops.values()
         ]
-        assert len(operations) == 6 and all(op["tags"] == [name] for op in operations)
+        assert len(operations) == 7 and all(op["tags"] == [name] for op in operations)
     media = document["paths"][f"/v1/models/{TWIN}/predict"]["post"]["requestBody"]["content"]["application/json"]
     request = schemas[media["schema"]["$ref"].rsplit("/", 1)[1]]
     record = schemas[request["properties"]["records"]["items"]["$ref"].rsplit("/", 1)[1]]

@@ -57,10 +57,11 @@ def test_a_client_past_its_rate_gets_429_with_retry_after_and_another_key_is_not
     with TestClient(create_app(settings)) as client:
         first = [client.get("/health").status_code for _ in range(3)]
         limited = client.get("/health")
+        made_up = client.get("/health", headers={"X-API-Key": "made-up-1"})  # no key of ours: the address's bucket
         other = client.get("/health", headers={"X-API-Key": "k-predict-01"})  # another bucket: the key's
         metrics = client.get("/metrics", headers={"X-API-Key": "k-predict-01"}).text
     assert first == [200, 200, 200]
     assert limited.status_code == 429 and limited.headers["retry-after"] == "2"
     assert "too many requests" in limited.json()["detail"]
-    assert other.status_code == 200
-    assert 'airloop_errors_total{kind="rate_limited",model=""} 1.0' in metrics
+    assert made_up.status_code == 429 and other.status_code == 200
+    assert 'airloop_errors_total{kind="rate_limited",model=""} 2.0' in metrics

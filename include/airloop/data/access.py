@@ -50,15 +50,16 @@ def requested_locations(settings: Settings, params: Mapping[str, Any]) -> dict[s
     return {key: text for key, text in found.items() if text != configured[key]}
 
 
-def check(settings: Settings, params: Mapping[str, Any] | None, user: str | None) -> None:
-    """Refuse a run whose params point a source outside ``data.access``, or whose user may not point it elsewhere.
+def check(settings: Settings, params: Mapping[str, Any] | None, user: str | None) -> dict[str, str]:
+    """Refuse a run whose params point a source outside ``data.access``, or whose user may not point it elsewhere;
+    else the overrides as checked, for the run to read exactly that (a ``path`` with its symlinks resolved).
 
     Raises:
         SourceRefused: naming the param and the rule (``data.access.file_roots`` ...), not the refused value.
     """
     requested = requested_locations(settings, params or {})
     if not requested:
-        return
+        return {}
     access = settings.data.access
     if access.override_role is not None:
         role = security.role_of(settings, user)
@@ -68,28 +69,31 @@ def check(settings: Settings, params: Mapping[str, Any] | None, user: str | None
                 f"param {', '.join(sorted(requested))}: {who} may not point the source elsewhere than configured "
                 f"(data.access.override_role: {security.roles_from(access.override_role)})"
             )
+    checked = {}
     for key, value in requested.items():
         if len(value) > MAX_LENGTH[key]:
             raise SourceRefused(f"param {key}: longer than {MAX_LENGTH[key]} characters")
         if "\x00" in value:
             raise SourceRefused(f"param {key}: holds a NUL character")
-        RULES[key](settings, value)
+        checked[key] = RULES[key](settings, value)
+    return checked
 
 
-def _path(settings: Settings, value: str) -> None:
-    path = Path(value).expanduser()
+def _path(settings: Settings, value: str) -> str:
+    path = Path(value)
     if not path.is_absolute():
         raise SourceRefused("param path: must be an absolute path (data.access.file_roots)")
-    real = Path(os.path.realpath(path))  # symlinks and ".." resolved: where the read would really go
+    real = Path(os.path.realpath(path))  # symlinks and ".." resolved: where the read would really go, and will
     roots = settings.data.access.file_roots
     if not any(real.is_relative_to(Path(os.path.realpath(root))) for root in roots):
         raise SourceRefused(
             f"param path: not below an allowed folder (data.access.file_roots: {len(roots)} configured); "
             "an ml_engineer can add one"
         )
+    return str(real)
 
 
-def _s3_uri(settings: Settings, value: str) -> None:
+def _s3_uri(settings: Settings, value: str) -> str:
     if not value.startswith("s3://"):
         raise SourceRefused("param s3_uri: must be s3://bucket/key")
     bucket, _, key = value.removeprefix("s3://").partition("/")
@@ -101,13 +105,15 @@ def _s3_uri(settings: Settings, value: str) -> None:
         raise SourceRefused(
             f"param s3_uri: not below an allowed prefix (data.access.s3_prefixes: {len(prefixes)} configured)"
         )
+    return value
 
 
-def _postgres_table(settings: Settings, value: str) -> None:
+def _postgres_table(settings: Settings, value: str) -> str:
     match = _TABLE.match(value)
-    if match is None:
-        raise SourceRefused("param postgres_table: must be table or schema.table, letters, digits and _ only")
-    schema = match["schema"] or "public"
+    if match is None or match["schema"] is None:
+        # Qualified: an unqualified name is looked up in pg_catalog first, so it could read a system catalog.
+        raise SourceRefused("param postgres_table: must be schema.table, letters, digits and _ only")
+    schema = match["schema"]
     if schema.lower() in SYSTEM_SCHEMAS or schema.lower().startswith("pg_"):
         raise SourceRefused("param postgres_table: system schemas are never a source")
     name = f"{schema}.{match['table']}"
@@ -117,6 +123,7 @@ def _postgres_table(settings: Settings, value: str) -> None:
             f"param postgres_table: matches no allowed pattern (data.access.postgres_tables: {len(patterns)} "
             "configured)"
         )
+    return name
 
 
 RULES = {"path": _path, "s3_uri": _s3_uri, "postgres_table": _postgres_table}

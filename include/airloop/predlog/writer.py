@@ -222,16 +222,18 @@ class LogWriter(Generic[RowT]):
                 rows, self._rows = self._rows, []
             kept: list[RowT] = []
             for hour, (times, group) in sorted(self._by_hour(rows).items()):
-                table = None
+                table, parts = None, self._part_path(hour)
                 try:
                     table, group = self._table(times, group)
                     if table.num_rows:
                         if failure is not None:  # storage just refused: do not wait for it again per hour
                             raise failure
-                        self._write_part(hour, table)
+                        self._write_part(parts, table)
                 except Exception as error:  # storage down or a bug: spill the part, or keep the rows
                     failure = failure or error
-                    if table is None or not table.num_rows or not self._spill_part(hour, table):
+                    # Under the name the write tried: had it reached storage after all, publishing the spilled
+                    # part later replaces that object instead of adding a second copy.
+                    if table is None or not table.num_rows or not self._spill_part(parts, table):
                         kept.extend(group)
                 else:
                     written += table.num_rows
@@ -251,7 +253,7 @@ class LogWriter(Generic[RowT]):
             ) from failure
         return written
 
-    def _spill_part(self, hour: int, table: pa.Table) -> bool:
+    def _spill_part(self, parts: tuple[str, str, str], table: pa.Table) -> bool:
         """Keep one part storage refused in the local spill folder, if it fits; whether it did."""
         if self.spill is None:
             return False
@@ -260,7 +262,6 @@ class LogWriter(Generic[RowT]):
         if used + estimate > self.spill_max_bytes:
             return False
         try:
-            parts = self._part_path(hour)
             self.spill.write_table(self._stamped(table), *parts)
             size = os.path.getsize(self.spill.path(*parts))
         except Exception:  # a full or broken local disk: the rows stay in memory
@@ -278,28 +279,51 @@ class LogWriter(Generic[RowT]):
             return 0, None
         if not self._spilled_parts:
             self._adopt_spilled()
+        import pyarrow.parquet as pq
+
         written = 0
         for relative, (rows, _) in list(self._spilled_parts.items()):
             parts = relative.split("/")
             try:
-                import pyarrow.parquet as pq
-
                 table = pq.read_table(self.spill.path(*parts))
+            except FileNotFoundError:  # another process sharing the folder published it: nothing left to do
+                self._forget_spilled(relative, rows)
+                continue
+            except Exception:  # unreadable on local disk: it would block every later part, so it is set aside
+                log.exception("spilled part %s cannot be read; leaving it and going on", self.spill.url(*parts))
+                self._forget_spilled(relative, rows)
+                continue
+            try:
                 self.storage.write_table(table, *parts)
             except Exception as error:
                 return written, error
-            self.spill.delete(*parts)
-            with self._lock:
-                del self._spilled_parts[relative]
-                self.spilled -= rows
-                written += rows
+            try:
+                self.spill.delete(*parts)
+            except OSError:  # published: a part left behind is published again under its name, never twice
+                log.warning("could not delete the published spilled part %s", self.spill.url(*parts))
+            self._forget_spilled(relative, rows)
+            written += rows
         return written, None
+
+    def _spill_has_room(self) -> bool:
+        used = sum(size for _, size in self._spilled_parts.values())
+        return self.spill is not None and used < self.spill_max_bytes
+
+    def _forget_spilled(self, relative: str, rows: int) -> None:
+        with self._lock:
+            if self._spilled_parts.pop(relative, None) is not None:
+                self.spilled -= rows
 
     def _adopt_spilled(self) -> None:
         """Parts left in the spill folder by an earlier process (complete files only: writes there are atomic)."""
         import pyarrow.parquet as pq
 
-        for relative in sorted(self.spill.walk_files()):
+        try:
+            found = sorted(self.spill.walk_files())
+        except OSError:
+            log.exception("cannot list the spill folder %s", self.spill.url())
+            return
+        for relative in found:
             if not relative.endswith(".parquet"):
                 continue
             try:
@@ -320,14 +344,17 @@ class LogWriter(Generic[RowT]):
             try:
                 self.flush()
                 failures = 0
-            except LogWriteError as error:
+            except Exception as error:  # LogWriteError, or a local disk error: the thread must go on
                 failures += 1
                 if failures == 1:
                     log.exception("writing the %s log failed; will retry", self.log_format.name)
                 else:
                     log.warning("%s (attempt %d)", error, failures)
-                # Back off so a full buffer against a dead store does not spin; close() still flushes at once.
-                self._stop.wait(min(self.interval_s * 2**failures, 60.0))
+                # Back off so a dead store is not hammered. While the spill folder takes parts, a full buffer
+                # (append wakes us) ends the wait at once, so rows go to disk instead of being dropped from memory;
+                # once it takes none, only close() does.
+                waiter = self._wake if self._spill_has_room() else self._stop
+                waiter.wait(min(self.interval_s * 2**failures, 60.0))
 
     def _drop_oldest(self) -> None:
         """Keep the newest ``max_buffered_rows`` rows (buffer lock held; no logging here, it may be the event loop)."""
@@ -404,9 +431,9 @@ class LogWriter(Generic[RowT]):
     def _stamped(self, table: pa.Table) -> pa.Table:
         return table.replace_schema_metadata({**self.log_format.schema.metadata, WRITER_KEY: self.writer_id.encode()})
 
-    def _write_part(self, hour: int, table: pa.Table) -> None:
-        """Publish one complete part under the hour's folder (``Storage.write_table``: all or nothing)."""
-        self.storage.write_table(self._stamped(table), *self._part_path(hour))
+    def _write_part(self, parts: tuple[str, str, str], table: pa.Table) -> None:
+        """Publish one complete part at ``parts`` (``Storage.write_table``: all or nothing)."""
+        self.storage.write_table(self._stamped(table), *parts)
 
 
 # --- the configured logs -------------------------------------------------------------------------------------------

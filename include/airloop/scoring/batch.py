@@ -122,7 +122,7 @@ def _input(
             raise DatasetNotFound(f"dataset_version: {version!r} is not published at {store.url()}")
         # A dataset version never changes: the same version and model make the same output, whichever run asks.
         return source, store.url(version), version, {}, f"{DATASET}-{version}"
-    access.check(settings, params, user)
+    params = {**params, **access.check(settings, params, user)}  # read exactly what was checked
     overrides = {key: params[key] for key in access.LOCATION_PARAMS if _text(params, key)}
     data = settings.data.model_copy(update={"source": source, **overrides})
     # The same source may hold other rows tomorrow: each run is its own output.

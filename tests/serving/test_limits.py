@@ -8,6 +8,7 @@ import socket
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -81,22 +82,22 @@ def test_a_streamed_body_is_refused_as_soon_as_it_passes_the_limit(running, sett
     assert status == 413
 
 
-def test_a_body_within_the_limit_is_answered_as_before(registry, tmp_path):
-    with TestClient(create_app(app_settings(tmp_path, registry, poll_interval_s=3600))) as client:
-        answer = client.post("/v1/feedback", json={"request_id": "x" * 40, "outcome": 1})
-        assert answer.status_code == 404  # read, parsed, and judged: an id this service never issued
+def test_a_body_within_the_limit_is_answered_as_before(running):
+    with httpx.Client(base_url=running.url, timeout=10) as http:
+        answer = http.post("/v1/feedback", json={"request_id": "x" * 40, "outcome": 1})
+    assert answer.status_code == 404  # read, parsed, and judged: an id this service never issued
 
 
-def test_random_paths_and_files_under_a_static_mount_add_no_metric_series(registry, tmp_path):
-    with TestClient(create_app(app_settings(tmp_path, registry, poll_interval_s=3600))) as client:
-        client.get("/health"), client.get("/metrics")  # their own series exist before we count
-        before = series(client.get("/metrics").text)
+def test_random_paths_and_files_under_a_static_mount_add_no_metric_series(running):
+    with httpx.Client(base_url=running.url, timeout=10) as http:
+        http.get("/health"), http.get("/metrics")  # their own series exist before we count
+        before = series(http.get("/metrics").text)
         for i in range(300):
-            client.post(f"/docs-assets/x{i}")
-            client.get(f"/docs-assets/x{i}.js")
-            client.get(f"/no/such/path/{i}")
-            client.post(f"/v1/models/not-a-model-{i}/predict", json={})
-        after = series(client.get("/metrics").text)
+            http.post(f"/docs-assets/x{i}")
+            http.get(f"/docs-assets/x{i}.js")
+            http.get(f"/no/such/path/{i}")
+            http.post(f"/v1/models/not-a-model-{i}/predict", json={})
+        after = series(http.get("/metrics").text)
     assert after - before <= {"<unmatched>", "/docs-assets"}, sorted(after - before)
 
 

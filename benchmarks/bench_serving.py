@@ -344,6 +344,9 @@ def run(args: argparse.Namespace, home: Path) -> int:
         "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "include"), str(PROJECT_ROOT)]),
         "AIRLOOP_MODELS__FOLDER": str(models_folder),
         "AIRLOOP_SERVING__PREDICT_KEY": PREDICT_KEY,
+        # Rate limiting on, as in the Helm values, at a rate no scenario reaches: the cost of checking, not a refusal.
+        "AIRLOOP_SERVING__RATE_LIMIT_PER_S": "1000000",
+        "AIRLOOP_SERVING__RATE_LIMIT_BURST": "1000000",
         "AIRLOOP_SERVING__REQUEST_ID_KEY": secrets.token_urlsafe(24),
     }
     ports = {server: free_port() for server in SERVERS}

@@ -313,7 +313,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return min(found) if found else None
 
         buckets = TokenBuckets(serving.rate_limit_per_s, serving.rate_limit_burst, serving.rate_limit_clients)
-        app.add_middleware(RateLimit, buckets=buckets, key_name=key_name, on_limited=count_limited)
+        app.add_middleware(
+            RateLimit,
+            buckets=buckets,
+            key_name=key_name,
+            on_limited=count_limited,
+            hold_s=serving.rate_limit_hold_s,
+            held_per_client=serving.rate_limit_held_per_client,
+            held_max=serving.rate_limit_held,
+        )
 
     def count_error(request: Request, kind: str) -> None:
         state = getattr(app.state, "airloop", None)

@@ -83,7 +83,8 @@ def require_scope(scope: Scope, endpoint: str):
             if scope in serving.open_scopes:
                 request.state.key_source = "open"
                 return
-            where, needed = endpoint.replace("{name}", model.name), " or ".join(security.keys_granting(scope))
+            team = model.settings.security.team
+            where, needed = endpoint.replace("{name}", model.name), " or ".join(security.keys_granting(scope, team))
             raise ApiError(401, f"missing X-API-Key header: {where} needs a key with the {scope} scope ({needed})",
                            "unauthorized")  # fmt: skip
         # The header holds whatever octets the client sent (latin-1 text here): compared as bytes.
@@ -92,7 +93,7 @@ def require_scope(scope: Scope, endpoint: str):
         if not granted:
             raise ApiError(403, "invalid API key", "forbidden")
         if scope not in granted:
-            needed = " or ".join(security.keys_granting(scope))
+            needed = " or ".join(security.keys_granting(scope, model.settings.security.team))
             where = endpoint.replace("{name}", model.name)
             raise ApiError(403, f"this API key lacks the {scope} scope that {where} needs ({needed})", "forbidden")
         request.state.key_source = security.key_source(model.settings, presented)

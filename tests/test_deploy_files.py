@@ -466,3 +466,21 @@ def test_serving_has_least_privilege_and_records_history_where_the_dags_do() -> 
     assert policy["spec"]["podSelector"] == manifest("Deployment")["spec"]["selector"]
     assert policy["spec"]["ingress"][0]["ports"] == [{"port": 8000, "protocol": "TCP"}]
     assert env["serving"]["AIRLOOP_SERVING__RATE_LIMIT_PER_S"][0]["value"] == "50"
+
+
+def test_the_ingress_exposes_the_client_routes_of_the_app_and_no_admin_route(image_settings: Settings, monkeypatch):
+    """The Ingress path pattern admits each client route of every hosted model and none of the admin routes."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    from serving.main import create_app
+
+    ingress = manifest("Ingress")
+    (path,) = [p["path"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    routes = {(m, r.path) for r in create_app(image_settings).routes for m in getattr(r, "methods", None) or ()}
+    concrete = {(m, p.replace("{name}", "readmission").replace("{request_id}", "abc")) for m, p in routes}
+    exposed = {(m, p) for m, p in concrete if re.search(path, p)}
+    assert {p for _, p in exposed} == {
+        "/v1/predict", "/v1/feedback", "/v1/history",
+        "/v1/models/readmission/predict", "/v1/models/readmission/feedback", "/v1/models/readmission/history",
+    }  # fmt: skip
+    assert not any(m == "PUT" for m, _ in exposed)

@@ -195,3 +195,154 @@ def test_user_names_airflow_cannot_parse_are_refused_by_the_settings():
     for name in ("bob:admin", "a,b", " alice", ""):
         with pytest.raises(ValidationError, match=r"security\.users"):
             Settings(security={"users": {name: "admin"}})
+
+
+# --- teams ---------------------------------------------------------------------------------------------------------
+
+CREW = {**TEAM, "carol": "ml_engineer", "bob": "data_scientist", "dave": "data_scientist"}
+TEAMS = {
+    "care": {"members": {"scientist": "data_scientist", "carol": "ml_engineer", "dave": "ml_engineer"}},
+    "growth": {"members": {"bob": "ml_engineer"}, "predict_key": "k-growth-predict-01"},
+}
+
+
+def team_settings(team: str | None = "care", outside: str | None = "viewer", **security_values) -> Settings:
+    """Settings bound to a model of ``team``: carol is care's ml_engineer, dave holds ml_engineer in care but only
+    data_scientist in security.users, bob is growth's, the engineer is in no team."""
+    section = SecuritySettings(users=CREW, teams=TEAMS, team=team, outside_team_role=outside, **security_values)
+    return Settings(model="readmission").model_copy(update={"security": section})
+
+
+@pytest.mark.security
+@pytest.mark.parametrize(
+    ("user", "role"),
+    [
+        ("scientist", Role.DATA_SCIENTIST),
+        ("carol", Role.ML_ENGINEER),
+        ("dave", Role.DATA_SCIENTIST),  # the team's role, at most the one Airflow knows
+        ("admin", Role.ADMIN),  # admins act on every team's models
+        ("bob", Role.VIEWER),  # another team's ml_engineer: outside_team_role
+        ("engineer", Role.VIEWER),
+        ("viewer", Role.VIEWER),
+        ("mallory", None),  # not a user
+        (None, None),  # the loop's own run: security.unattributed_role
+    ],
+)
+def test_on_a_teams_model_each_user_has_the_role_the_team_gives_them(user, role):
+    assert security.role_on_model(team_settings(), user) is role
+
+
+@pytest.mark.security
+def test_a_model_of_no_team_keeps_everyones_role_and_an_outsider_may_be_hidden():
+    assert security.role_on_model(team_settings(team=None), "bob") is Role.DATA_SCIENTIST
+    hidden = team_settings(outside=None)
+    assert security.role_on_model(hidden, "bob") is None and not security.may_see(hidden, "bob")
+    assert security.may_see(hidden, "scientist") and security.may_see(hidden, "admin")
+
+
+@pytest.mark.security
+def test_another_teams_data_scientist_may_not_retrain_route_or_promote_and_is_told_why():
+    settings = team_settings()
+    with pytest.raises(NotAuthorized) as retrain:
+        security.authorize_run(settings, "bob", "retrain")
+    assert str(retrain.value) == (
+        "user 'bob' may not retrain model 'readmission': it has role viewer on team 'care''s model 'readmission' (not"
+        " a member; security.outside_team_role); retrain needs data_scientist or ml_engineer or admin"
+    )
+    for action in ("promote", "route"):
+        with pytest.raises(NotAuthorized, match="user 'bob' may not"):
+            security.authorize_registry_action(settings, action, "bob")
+    with pytest.raises(NotAuthorized, match="it has role data_scientist in team 'care'; promote needs ml_engineer"):
+        security.authorize_registry_action(settings, "promote", "dave")
+    security.authorize_run(settings, "scientist", "retrain")
+    assert security.authorize_registry_action(settings, "promote", "carol") is Role.ML_ENGINEER
+    # The loop's own runs (schedules, asset events, hand-offs) and dag.test() are not a person's.
+    security.authorize_run(settings, None, "retrain")
+    security.authorize_run(settings, "dag_test", "retrain")
+    with pytest.raises(NotAuthorized, match="user 'bob' may not show: it has no role"):
+        security.authorize_registry_action(team_settings(outside=None), "show", "bob")
+
+
+@pytest.mark.security
+def test_a_teams_promotions_are_approved_by_its_own_ml_engineers_and_the_admins():
+    assert [a["id"] for a in security.approvers(team_settings())] == ["admin", "carol"]
+    # bob holds ml_engineer in growth but signs in to Airflow as a data scientist: he may not approve there either.
+    assert [a["id"] for a in security.approvers(team_settings(team="growth"))] == ["admin"]
+    approval = {"chosen_options": ["Approve"], "responded_by_user": {"id": "engineer", "name": "engineer"}}
+    settings = team_settings().model_copy(
+        update={"loop": team_settings().loop.model_copy(update={"require_approval": True})}
+    )
+    with pytest.raises(NotAuthorized, match=r"one of \['admin', 'carol'\]"):
+        security.approved_by(settings, approval)
+
+
+@pytest.mark.security
+def test_a_teams_serving_keys_grant_on_its_models_only():
+    care, growth = team_settings(), team_settings(team="growth")
+    key = b"k-growth-predict-01"
+    assert security.key_scopes(growth, key) == {Scope.PREDICT}
+    assert security.key_source(growth, key) == "teams.growth.predict_key"
+    assert security.key_scopes(care, key) == frozenset() and security.key_source(care, key) == "open"
+
+
+@pytest.mark.security
+def test_a_team_the_settings_do_not_have_or_a_member_who_is_no_user_is_refused():
+    with pytest.raises(SecurityMisconfigured, match=r"team 'radiology' .* which security.teams does not have"):
+        security.role_on_model(team_settings(team="radiology"), "scientist")
+    with pytest.raises(
+        ValueError, match=r"security\.teams\.care\.members names \['zoe'\], who are not in security\.users"
+    ):
+        SecuritySettings(users=TEAM, teams={"care": {"members": {"zoe": "admin"}}})
+
+
+def test_the_shipped_specs_name_teams_the_shipped_settings_have():
+    from airloop.settings import get_settings
+
+    for name in get_settings().catalog.specs:
+        settings = get_settings(name)
+        assert settings.security.team in settings.security.teams, name
+        assert security.approvers(settings)
+
+
+@pytest.fixture
+def team_auth_manager(monkeypatch):
+    """airloop's TeamAuthManager over the shipped specs (readmission: team care, churn: team growth) and settings,
+    with bob added: a data scientist of growth only."""
+    from airloop import airflow_auth
+    from airloop.airflow_auth import TeamAuthManager
+    from airloop.settings import get_settings
+
+    monkeypatch.setenv("AIRLOOP_SECURITY__USERS", '{"bob": "data_scientist"}')
+    monkeypatch.setenv("AIRLOOP_SECURITY__TEAMS__GROWTH__MEMBERS", '{"bob": "data_scientist"}')
+    get_settings.cache_clear()
+    monkeypatch.setitem(airflow_auth._cache, "at", float("-inf"))
+    monkeypatch.setenv("AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS", security.airflow_users(get_settings()))
+    manager = TeamAuthManager()
+    yield manager, {user.username: user for user in manager.get_users()}
+    get_settings.cache_clear()
+    airflow_auth._cache["at"] = float("-inf")
+
+
+@pytest.mark.security
+def test_airflow_refuses_another_teams_data_scientist_on_a_models_dags(team_auth_manager):
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
+
+    manager, users = team_auth_manager
+
+    def may(user: str, method: str, dag_id: str, entity=DagAccessEntity.RUN) -> bool:
+        details = DagDetails(id=dag_id)
+        return manager.is_authorized_dag(method=method, access_entity=entity, details=details, user=users[user])
+
+    # Trigger, clear or write an XCom of readmission (team care): its data scientist may, growth's bob may not.
+    for entity in (DagAccessEntity.RUN, DagAccessEntity.TASK_INSTANCE, DagAccessEntity.XCOM):
+        assert may("scientist", "POST", "readmission_retrain", entity)
+        assert not may("bob", "POST", "readmission_retrain", entity)
+        assert not may("bob", "PUT", "readmission_registry", entity)
+    assert may("bob", "POST", "churn_retrain") and may("admin", "POST", "readmission_registry")
+    assert may("bob", "GET", "readmission_retrain")  # outside_team_role viewer: he sees it
+    assert not may("viewer", "POST", "churn_retrain")  # SimpleAuthManager's own answer stands
+    assert may("bob", "POST", "some_other_dag")  # not a model's DAG: SimpleAuthManager's answer
+    visible = manager.filter_authorized_dag_ids(
+        dag_ids={"readmission_etl", "churn_etl"}, user=users["bob"], method="PUT"
+    )
+    assert visible == {"churn_etl"}

@@ -70,6 +70,14 @@ def _actor(dag_run: Any) -> str:
     return f"airflow:{dag_run.dag_id}/{dag_run.run_id}"
 
 
+def _authorize(name: str, dag_run: Any, what: str) -> Any:
+    """The model's settings, once the user who triggered ``dag_run`` (if a person did) may ``what`` it: per team
+    (``airloop.security.authorize_run``). The first task of every DAG asks, so a refused run does nothing."""
+    settings = get_settings(name)
+    security.authorize_run(settings, dag_run.triggering_user_name, what)
+    return settings
+
+
 def _doc(spec: ModelSpec, text: str) -> str:
     stage, _, body = text.strip().partition("\n")
     about = f"**Model `{spec.name}`**" + (f": {spec.description}" if spec.description else "")
@@ -188,7 +196,8 @@ def etl(spec: ModelSpec, settings: Settings) -> DAG:
         def extract(run_id=None, params=None, dag_run=None) -> dict:
             from airloop import etl
 
-            return etl.extract(get_settings(name), run_id, params, dag_run.triggering_user_name)
+            settings = _authorize(name, dag_run, "extract data for")
+            return etl.extract(settings, run_id, params, dag_run.triggering_user_name)
 
         @task
         def validate_raw(raw: dict, run_id=None) -> dict:
@@ -288,7 +297,7 @@ def train(spec: ModelSpec, settings: Settings) -> DAG:
 
             from airloop.training import handoff, pipeline
 
-            settings = get_settings(name)
+            settings = _authorize(name, dag_run, "train")
             claimed = handoff.claim(settings, params.get("dataset_version"), run_id, _actor(dag_run))
             if not claimed["train"]:
                 raise AirflowSkipException(claimed["reason"])
@@ -356,7 +365,8 @@ def drift(spec: ModelSpec, settings: Settings) -> DAG:
             events = (triggering_asset_events or {}).get(dataset) or []
             published = events[-1].extra.get("version") if events else None
             try:
-                window = job.load_window(get_settings(name), run_id, dag_run.run_after, params, published)
+                settings = _authorize(name, dag_run, "check drift of")
+                window = job.load_window(settings, run_id, dag_run.run_after, params, published)
             except job.NoModelVersion as nothing_served:
                 raise AirflowSkipException(str(nothing_served)) from nothing_served
             if not window["rows"]:
@@ -461,10 +471,11 @@ def retrain(spec: ModelSpec, settings: Settings) -> DAG:
     )
     def build():
         @task
-        def build_dataset(run_id=None, params=None) -> dict:
+        def build_dataset(run_id=None, params=None, dag_run=None) -> dict:
             from airloop.training import retrain
 
-            return retrain.build(get_settings(name), run_id, params.get("policy"), params)
+            settings = _authorize(name, dag_run, "retrain")
+            return retrain.build(settings, run_id, params.get("policy"), params)
 
         @task
         def start_experiment(registered: dict, dataset: dict, params=None, dag_run=None) -> dict:
@@ -518,7 +529,8 @@ def ab_evaluate(spec: ModelSpec, settings: Settings) -> DAG:
         def evaluate(dag_run=None) -> dict:
             from airloop.experiments import evaluation
 
-            result = evaluation.evaluate(get_settings(name), _actor(dag_run), now=dag_run.run_after)
+            settings = _authorize(name, dag_run, "evaluate the A/B test of")
+            result = evaluation.evaluate(settings, _actor(dag_run), now=dag_run.run_after)
             return {**result, "evidence": evaluation.evidence(result)}
 
         @task.branch
@@ -661,7 +673,8 @@ def batch_score(spec: ModelSpec, settings: Settings) -> DAG:
         def resolve(params=None, run_id=None, dag_run=None) -> dict:
             from airloop.scoring import batch
 
-            return batch.resolve(get_settings(name), params, run_id, dag_run.triggering_user_name)
+            settings = _authorize(name, dag_run, "batch-score with")
+            return batch.resolve(settings, params, run_id, dag_run.triggering_user_name)
 
         @task(execution_timeout=timedelta(hours=2))
         def score(job: dict) -> dict:

@@ -14,13 +14,21 @@ the approvers only (Airflow answers anyone else 403), and ``<model>_registry`` c
 triggered the run before it moves an alias or the routing. The prediction service's admin endpoints take keys with
 scopes instead (``key_scopes``).
 
+Teams: a model whose spec names a ``team`` (``security.teams``) is acted on by that team's members, each with the
+role the team gives them (at most their role above), and by admins; anyone else has ``security.outside_team_role``
+on it (viewer, or none: not even seen). ``role_on_model`` is that role; every check above uses it, the first task of
+every model DAG refuses a run a person triggered without ``data_scientist`` on the model (``authorize_run``), a
+team's approvals go to its own approvers, its serving keys (``security.teams.<team>.*_key``) work for its models
+only, and ``airloop.airflow_auth.TeamAuthManager`` makes Airflow itself refuse an outsider's trigger, clear, mark or
+XCom write on the model's DAGs.
+
 Imported while DAG files are parsed: the standard library and airloop.errors only.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +39,8 @@ if TYPE_CHECKING:
 
 # SimpleAuthManager reads `[core] simple_auth_manager_users` as "name:role,name:role": no ":" or "," in a name.
 USER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]*$"
+# A team's name (``security.teams``, a spec's ``team``): lower case, as environment variables read it.
+TEAM_NAME_PATTERN = r"^[a-z][a-z0-9_-]{0,40}$"
 # The triggering user Airflow records for a run made by dag.test().
 DAG_TEST_USER = "dag_test"
 
@@ -124,6 +134,86 @@ def role_of(settings: Settings, user: str | None) -> Role | None:
     return None
 
 
+def team_of(settings: Settings) -> str | None:
+    """The team owning the model ``settings`` are bound to (its spec's ``team``), checked against ``security.teams``.
+
+    Raises:
+        SecurityMisconfigured: the spec names a team that ``security.teams`` does not have.
+    """
+    team = settings.security.team
+    if team is not None and team not in settings.security.teams:
+        raise SecurityMisconfigured(
+            f"model {settings.model!r} belongs to team {team!r} (its spec's `team`), which security.teams does not"
+            f" have: add the team and its members ({sorted(settings.security.teams) or 'no teams yet'})"
+        )
+    return team
+
+
+def role_on_model(settings: Settings, user: str | None) -> Role | None:
+    """What ``user`` may do with the model ``settings`` are bound to.
+
+    A model without a team: the user's role (``role_of``). A team's model: admins are admins; a member has the role
+    the team gives them, at most their role in ``security.users`` (what Airflow lets them do); anyone else has
+    ``security.outside_team_role`` (viewer, or none). A run no signed-in user triggered (the loop's own) keeps
+    ``security.unattributed_role``.
+
+    Raises:
+        SecurityMisconfigured: the model's team is not in ``security.teams``.
+    """
+    role = role_of(settings, user)
+    team = team_of(settings)
+    if team is None or role is None or role is Role.ADMIN or user not in settings.security.users:
+        return role
+    held = settings.security.teams[team].members.get(str(user))
+    if held is None:
+        outside = settings.security.outside_team_role
+        return None if outside is None else Role(outside)
+    return held if role.at_least(held) else role
+
+
+def _who_has(settings: Settings, user: str | None, role: Role | None) -> tuple[str, str]:
+    """("user 'bob'", "role data_scientist in team care") as a refusal names them."""
+    if user is None or (user == DAG_TEST_USER and user not in settings.security.users):
+        who = "a run no signed-in user triggered" + (" (dag.test())" if user else "")
+        setting = "security.unattributed_role"
+        return who, f"role {role.value} ({setting})" if role else f"no role ({setting}: null)"
+    who = f"user {user!r}"
+    if user not in settings.security.users:
+        return who, "no role (not in security.users)"
+    team = settings.security.team
+    if team is None or settings.security.users[user] is Role.ADMIN:
+        return who, f"role {role.value}" if role else "no role"
+    if user in settings.security.teams[team].members:
+        return who, f"role {role.value} in team {team!r}" if role else "no role"
+    outside = f"role {role.value}" if role else "no role"
+    return who, f"{outside} on team {team!r}'s model {settings.model!r} (not a member; security.outside_team_role)"
+
+
+def may_see(settings: Settings, user: str | None) -> bool:
+    """Whether ``user`` may see the model at all (its DAGs in Airflow, its monitor page): any role on it."""
+    return role_on_model(settings, user) is not None
+
+
+def authorize_run(settings: Settings, user: str | None, what: str, needed: Role = Role.DATA_SCIENTIST) -> None:
+    """Refuse a run a signed-in user triggered for a model they may not act on (``what``: "retrain", "extract"...).
+
+    The loop's own runs (a schedule, an asset event, a hand-off from another airloop run: no triggering user) pass;
+    a run triggered by a person needs ``needed`` on the model (``role_on_model``: per team).
+
+    Raises:
+        NotAuthorized: naming the user, the role they have on the model, and the role needed.
+    """
+    if user is None or (user == DAG_TEST_USER and user not in settings.security.users):
+        return
+    role = role_on_model(settings, user)
+    if role is not None and role.at_least(needed):
+        return
+    who, has = _who_has(settings, user, role)
+    raise NotAuthorized(
+        f"{who} may not {what} model {settings.model!r}: it has {has}; {what} needs {roles_from(needed)}"
+    )
+
+
 def approvers(settings: Settings) -> list[dict[str, str]]:
     """The users assigned to a promotion's approval: ``loop.approver_role`` and every role above it.
 
@@ -142,10 +232,14 @@ def approvers(settings: Settings) -> list[dict[str, str]]:
         ) from error
     if needed is Role.VIEWER:
         raise SecurityMisconfigured("loop.approver_role is viewer: viewers cannot answer an approval in Airflow")
-    names = [name for name, role in settings.security.users.items() if role.at_least(needed)]
+    names = [
+        name for name in settings.security.users if (role := role_on_model(settings, name)) and role.at_least(needed)
+    ]
     if not names:
+        team = f" in team {settings.security.team!r}" if settings.security.team else ""
         raise SecurityMisconfigured(
-            f"no user in security.users is {roles_from(needed)} (loop.approver_role): nobody could approve a promotion"
+            f"no user in security.users is {roles_from(needed)}{team} (loop.approver_role): nobody could approve a"
+            " promotion"
         )
     return [{"id": name, "name": name} for name in names]
 
@@ -160,16 +254,13 @@ def authorize_registry_action(settings: Settings, action: str, user: str | None)
     if action not in REGISTRY_ACTION_ROLES:
         raise ValueError(f"unknown registry action {action!r}; choose one of {tuple(REGISTRY_ACTION_ROLES)}")
     needed = REGISTRY_ACTION_ROLES[action]
-    role = role_of(settings, user)
-    if needed is None or (role is not None and role.at_least(needed)):
+    role = role_on_model(settings, user)
+    signed_in = user is not None and user in settings.security.users
+    if (role is not None and (needed is None or role.at_least(needed))) or (needed is None and not signed_in):
         return role
-    if user is None or (user == DAG_TEST_USER and user not in settings.security.users):
-        who = "a run no signed-in user triggered" + (" (dag.test())" if user else "")
-        setting = "security.unattributed_role"
-        has = f"role {role.value} ({setting})" if role else f"no role ({setting}: null)"
-    else:
-        who = f"user {user!r}"
-        has = f"role {role.value}" if role else "no role (not in security.users)"
+    who, has = _who_has(settings, user, role)
+    if needed is None:  # a signed-in user outside the model's team, which security.outside_team_role hides
+        raise NotAuthorized(f"{who} may not {action}: it has {has}")
     raise NotAuthorized(f"{who} may not {action}: it has {has}; {action} needs {roles_from(needed)}")
 
 
@@ -195,27 +286,41 @@ def approved_by(settings: Settings, approval: Mapping[str, Any] | None) -> str |
     return str(user.get("name") or user_id)
 
 
+def serving_keys(settings: Settings) -> Iterator[tuple[str, str, frozenset[Scope]]]:
+    """(name, key, scopes) of every key valid for the model ``settings`` are bound to: the platform's
+    (``serving.*_key``, named "api_key", ...) and its team's (``security.teams.<team>.*_key``, named
+    "teams.<team>.api_key", ...), which no other team's model takes."""
+    for field, scopes in SERVING_KEYS.items():
+        if expected := getattr(settings.serving, field):
+            yield field, expected, scopes
+    team = settings.security.team
+    if team is not None and team in settings.security.teams:
+        keys = settings.security.teams[team]
+        for field, scopes in SERVING_KEYS.items():
+            if expected := getattr(keys, field):
+                yield f"teams.{team}.{field}", expected, scopes
+
+
 def key_scopes(settings: Settings, presented: bytes) -> frozenset[Scope]:
-    """The scopes the serving key ``presented`` grants (none for an unknown key).
+    """The scopes the serving key ``presented`` grants on the model ``settings`` are bound to (none for an unknown
+    key, or another team's).
 
     Compared in constant time with every configured key, as bytes: the header holds whatever octets the client sent,
     and ``secrets.compare_digest`` refuses str with non-ASCII characters."""
     granted: set[Scope] = set()
-    for field, scopes in SERVING_KEYS.items():
-        expected = getattr(settings.serving, field)
-        if expected and secrets.compare_digest(presented, expected.encode()):
+    for _name, expected, scopes in serving_keys(settings):
+        if secrets.compare_digest(presented, expected.encode()):
             granted |= scopes
     return frozenset(granted)
 
 
 def key_source(settings: Settings, presented: bytes | None) -> str:
-    """The name of the setting whose key ``presented`` is ("feedback_key", ...), or "open" for a request without a
-    key that an open scope let in: what a feedback row records as its source."""
+    """The name of the key ``presented`` is ("feedback_key", "teams.care.feedback_key", ...), or "open" for a request
+    without a key that an open scope let in: what a feedback row records as its source."""
     if presented:
-        for field in SERVING_KEYS:
-            expected = getattr(settings.serving, field)
-            if expected and secrets.compare_digest(presented, expected.encode()):
-                return field
+        for name, expected, _scopes in serving_keys(settings):
+            if secrets.compare_digest(presented, expected.encode()):
+                return name
     return "open"
 
 
@@ -236,6 +341,9 @@ def check_serving(settings: Settings) -> None:
         )
 
 
-def keys_granting(scope: Scope) -> list[str]:
-    """The settings whose key grants ``scope`` (``serving.api_key``, ...), to say which key a request needs."""
-    return [f"serving.{field}" for field, scopes in SERVING_KEYS.items() if scope in scopes]
+def keys_granting(scope: Scope, team: str | None = None) -> list[str]:
+    """The settings whose key grants ``scope`` (``serving.api_key``, ...; also the team's with ``team``), to say which
+    key a request needs."""
+    fields = [field for field, scopes in SERVING_KEYS.items() if scope in scopes]
+    team_keys = [f"security.teams.{team}.{field}" for field in fields] if team else []
+    return [f"serving.{field}" for field in fields] + team_keys

@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from pydantic_settings.sources import InitSettingsSource
 
 from airloop.registry.contract import Alias
-from airloop.security import USER_NAME_PATTERN, Role, Scope
+from airloop.security import TEAM_NAME_PATTERN, USER_NAME_PATTERN, Role, Scope
 
 if TYPE_CHECKING:
     from airloop.spec import Catalog, ModelSpec
@@ -254,6 +254,12 @@ class ServingSettings(BaseModel):
     rate_limit_per_s: float | None = Field(None, gt=0)
     rate_limit_burst: int = Field(100, ge=1)
     rate_limit_clients: int = Field(10_000, ge=1)  # buckets kept at most (least recently used dropped first)
+    # A request past its limit is held this long before its 429 (a flood's connections then cost the worker sleeps,
+    # not CPU), for at most rate_limit_held_per_client requests of one bucket and rate_limit_held requests in all at
+    # once; the others get their 429 at once. 0 = answer every 429 at once.
+    rate_limit_hold_s: float = Field(1.0, ge=0, le=10)
+    rate_limit_held_per_client: int = Field(64, ge=0)
+    rate_limit_held: int = Field(256, ge=0)
     # Records that may wait for one variant's model at once; a request past it gets 503 with Retry-After.
     max_queued_records: int = Field(4096, ge=1)
     poll_interval_s: float = Field(10.0, gt=0)
@@ -271,6 +277,18 @@ class ServingSettings(BaseModel):
         return f"http://{self.host}:{self.port}"
 
 
+class TeamSettings(BaseModel):
+    """One team: its members' roles on the team's models, and serving keys valid for the team's models only (set
+    keys through the environment only, e.g. ``AIRLOOP_SECURITY__TEAMS__CARE__PREDICT_KEY``)."""
+
+    members: dict[Annotated[str, StringConstraints(pattern=USER_NAME_PATTERN)], Role] = {}
+    api_key: str | None = None
+    reload_key: str | None = None
+    predict_key: str | None = None
+    feedback_key: str | None = None
+    history_key: str | None = None
+
+
 class SecuritySettings(BaseModel):
     """Who may do what (airloop.security): Airflow users and their airloop roles; Airflow generates the passwords."""
 
@@ -282,6 +300,21 @@ class SecuritySettings(BaseModel):
     }
     # The role of a <model>_registry run no signed-in user triggered (dag.test(), an asset event); None = none.
     unattributed_role: Role | None = None
+    # Teams: a model whose spec names a ``team`` is acted on by that team's members, each with the role the team
+    # gives them (at most their role in ``users``, which is what Airflow knows), and by admins.
+    teams: dict[Annotated[str, StringConstraints(pattern=TEAM_NAME_PATTERN)], TeamSettings] = {}
+    # What a user outside a model's team may do with it: viewer = see it (DAGs, monitor page), None = not even that.
+    outside_team_role: Literal[Role.VIEWER] | None = Role.VIEWER
+    # The team owning the model these settings are bound to: set by the model's spec (``team``), not here.
+    team: Annotated[str, StringConstraints(pattern=TEAM_NAME_PATTERN)] | None = None
+
+    @model_validator(mode="after")
+    def _members_are_users(self) -> SecuritySettings:
+        for name, team in self.teams.items():
+            unknown = sorted(set(team.members) - set(self.users))
+            if unknown:
+                raise ValueError(f"security.teams.{name}.members names {unknown}, who are not in security.users")
+        return self
 
 
 class ModelsSettings(BaseModel):
@@ -315,7 +348,10 @@ class AirflowSettings(BaseModel):
 class Settings(BaseSettings):
     """Everything airloop reads from configuration."""
 
-    model_config = SettingsConfigDict(env_prefix="AIRLOOP_", env_nested_delimiter="__", extra="ignore")
+    # An environment variable set to "null" is None (e.g. AIRLOOP_SECURITY__OUTSIDE_TEAM_ROLE=null).
+    model_config = SettingsConfigDict(
+        env_prefix="AIRLOOP_", env_nested_delimiter="__", extra="ignore", env_parse_none_str="null"
+    )
     _given: dict[str, Any] = PrivateAttr(default_factory=dict)  # what the constructor was given, for for_model
 
     def __init__(self, **values: Any) -> None:
@@ -483,6 +519,7 @@ def spec_sections(spec: ModelSpec) -> dict[str, Any]:
         "loop": dict(spec.loop),
         "serving": dict(spec.serving),
         "batch": dict(spec.batch),
+        "security": {"team": spec.team},
     }
 
 

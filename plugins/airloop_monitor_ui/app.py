@@ -80,6 +80,19 @@ def permissions(settings: Settings, user: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+def visible(settings: Settings, user: str) -> None:
+    """Refuse (403) a model ``user`` may not see: another team's, with ``security.outside_team_role`` null.
+
+    Raises:
+        HTTPException: 403 naming the model and its team.
+    """
+    from airloop import security
+
+    if not security.may_see(settings, user):
+        team = settings.security.team
+        raise HTTPException(403, detail=f"model: {settings.model!r} belongs to team {team!r}; {user!r} is not in it")
+
+
 def finished_run_states() -> list[str]:
     """The states a DAG run ends in (Airflow's own list): where the page stops following a run it triggered."""
     from airflow.utils.state import State
@@ -99,13 +112,14 @@ def create_app(user_dependency: Callable[..., Any] | None = None) -> FastAPI:
     def page() -> HTMLResponse:
         return HTMLResponse(PAGE, headers={"Cache-Control": "no-store"})
 
-    @router.get("/api/models", summary="The models the monitor can show, and the broken spec files")
-    def models(settings: Annotated[Settings, Depends(platform_settings)]) -> dict[str, Any]:
-        return models_overview(settings)
+    @router.get("/api/models", summary="The models the monitor can show the signed-in user, and broken spec files")
+    def models(settings: Annotated[Settings, Depends(platform_settings)], user: Any = user_of) -> dict[str, Any]:
+        return models_overview(settings, user.get_name())
 
     @router.get("/api/state", summary="What the model monitor shows of one model (?model=<name>)")
     def state(settings: Annotated[Settings, Depends(model_settings)], user: Any = user_of) -> dict[str, Any]:
         name, spec = user.get_name(), settings.spec
+        visible(settings, name)
         return {
             **monitor_state(settings),
             "user": {
@@ -118,8 +132,13 @@ def create_app(user_dependency: Callable[..., Any] | None = None) -> FastAPI:
         }
 
     @router.get("/reports/{path:path}", response_class=HTMLResponse, summary="A published drift report's HTML page")
-    def drift_report(path: str, settings: Annotated[Settings, Depends(platform_settings)]) -> HTMLResponse:
-        page = report_page(settings, path.split("/"))
+    def drift_report(
+        path: str, settings: Annotated[Settings, Depends(platform_settings)], user: Any = user_of
+    ) -> HTMLResponse:
+        parts = path.split("/")
+        if parts[0] in settings.catalog.specs:
+            visible(settings.for_model(parts[0]), user.get_name())
+        page = report_page(settings, parts)
         if page is None:
             raise HTTPException(404, detail=f"report: no published drift report at {path!r}")
         return HTMLResponse(page, headers=REPORT_HEADERS)

@@ -409,6 +409,38 @@ def test_state_endpoint_takes_the_model_and_names_its_own_registry_dag_or_answer
     assert models.status_code == 200 and [m["name"] for m in models.json()["models"]] == [SECOND, "readmission"]
 
 
+@pytest.mark.security
+def test_a_user_outside_a_models_team_does_not_see_it_when_outsiders_are_hidden(registry, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from airloop.monitor.state import report_path
+    from airloop.settings import get_settings
+
+    monkeypatch.syspath_prepend(str(REPO / "plugins"))
+    from airloop_monitor_ui.app import create_app
+
+    monkeypatch.setenv("AIRLOOP_SECURITY__USERS", '{"bob": "data_scientist"}')  # in no team: both models are care's
+    monkeypatch.setenv("AIRLOOP_SECURITY__OUTSIDE_TEAM_ROLE", "null")
+    get_settings.cache_clear()
+    try:
+        settings = get_settings()
+        parts = report_path(settings, registry[1]["report_url"])
+        report = "/reports/" + "/".join(quote(p, safe="") for p in parts)
+        with TestClient(create_app(lambda: _SignedIn("bob"))) as client:
+            models, state, page = client.get("/api/models"), client.get("/api/state"), client.get(report)
+        with TestClient(create_app(lambda: _SignedIn("scientist"))) as client:
+            member = client.get("/api/models")
+    finally:
+        get_settings.cache_clear()
+    assert settings.security.outside_team_role is None
+    assert models.status_code == 200 and models.json()["models"] == [], models.text
+    assert state.status_code == 403, state.text
+    assert state.json()["detail"] == "model: 'readmission' belongs to team 'care'; 'bob' is not in it"
+    assert page.status_code == 403, page.text
+    assert [m["name"] for m in member.json()["models"]] == [SECOND, "readmission"]
+    assert {m["team"] for m in member.json()["models"]} == {"care"}
+
+
 @pytest.fixture(scope="module")
 def airflow_app(registry) -> Iterator[Any]:
     """Airflow's own API server app (``airflow.api_fastapi.app.create_app``, as ``airflow api-server`` builds it)

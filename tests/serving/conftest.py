@@ -166,7 +166,13 @@ def write_spec(folder: Path, name: str, extra: str = "") -> Path:
 OPEN_SCOPES = ["predict", "feedback", "history"]
 
 
-def app_settings(home: Path, registry: TrainedRegistry, mlflow: dict[str, Any] | None = None, **serving: Any):
+def app_settings(
+    home: Path,
+    registry: TrainedRegistry,
+    mlflow: dict[str, Any] | None = None,
+    security: dict[str, Any] | None = None,
+    **serving: Any,
+):
     """Settings for one app: the readmission model alone (whatever other specs the repository gains), its own home
     (prediction and feedback logs), the session registry unless ``mlflow`` says otherwise, the admin key set, the
     client scopes open (``OPEN_SCOPES``), and ``serving`` overrides."""
@@ -178,6 +184,7 @@ def app_settings(home: Path, registry: TrainedRegistry, mlflow: dict[str, Any] |
         home=home,
         mlflow=mlflow or {"tracking_uri": registry.tracking_uri, "registry_uri": registry.tracking_uri},
         serving={"api_key": API_KEY, "open_scopes": OPEN_SCOPES, **serving},
+        **({"security": security} if security else {}),
     )
 
 

@@ -21,9 +21,14 @@ PREDICT, FEEDBACK, HISTORY = ({"X-API-Key": KEYS[k]} for k in ("predict_key", "f
 ADMIN = {"X-API-Key": API_KEY}
 
 
+# Team keys (security.teams.<team>.*_key): readmission's spec names team care; growth's keys are another team's.
+TEAM_KEYS = {"care": {"predict_key": "k-care-predict-0123"}, "growth": {"predict_key": "k-growth-predict-01"}}
+
+
 @pytest.fixture(scope="module")
 def settings(registry, tmp_path_factory):
-    return app_settings(tmp_path_factory.mktemp("auth"), registry, open_scopes=[], poll_interval_s=3600, **KEYS)
+    home, teams = tmp_path_factory.mktemp("auth"), {"teams": TEAM_KEYS}
+    return app_settings(home, registry, security=teams, open_scopes=[], poll_interval_s=3600, **KEYS)
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +45,22 @@ def body(registry) -> dict[str, Any]:
 def test_scoring_needs_a_key_with_the_predict_scope(client, body):
     missing = client.post("/v1/predict", json=body)
     assert missing.status_code == 401
-    assert "needs a key with the predict scope (serving.api_key or serving.predict_key)" in missing.json()["detail"]
+    assert missing.json()["detail"] == (
+        "missing X-API-Key header: POST /v1/predict needs a key with the predict scope (serving.api_key or"
+        " serving.predict_key or security.teams.care.api_key or security.teams.care.predict_key)"
+    )
     assert client.post("/v1/predict", json=body, headers=FEEDBACK).status_code == 403
     assert client.post("/v1/predict", json=body, headers={"X-API-Key": "guess"}).status_code == 403
     assert client.post("/v1/predict", json=body, headers=PREDICT).status_code == 200
     assert client.post("/v1/models/readmission/predict", json=body, headers=ADMIN).status_code == 200
+
+
+def test_a_teams_key_works_for_its_own_models_only(client, body):
+    care, growth = ({"X-API-Key": TEAM_KEYS[team]["predict_key"]} for team in ("care", "growth"))
+    assert client.post("/v1/models/readmission/predict", json=body, headers=care).status_code == 200
+    other = client.post("/v1/models/readmission/predict", json=body, headers=growth)
+    assert (other.status_code, other.json()["detail"]) == (403, "invalid API key")
+    assert client.post("/v1/feedback", json={"request_id": "x" * 32, "outcome": 1}, headers=care).status_code == 403
 
 
 def test_the_caller_of_predict_cannot_send_outcomes_and_each_outcome_records_its_key(settings, registry, body):

@@ -65,3 +65,40 @@ def test_a_client_past_its_rate_gets_429_with_retry_after_and_another_key_is_not
     assert "too many requests" in limited.json()["detail"]
     assert made_up.status_code == 429 and other.status_code == 200
     assert 'airloop_errors_total{kind="rate_limited",model=""} 2.0' in metrics
+
+
+def test_refusals_are_held_before_their_429_within_per_client_and_total_bounds_and_the_rest_answered_at_once():
+    import asyncio
+
+    from serving.ratelimit import RateLimit
+
+    async def ok(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    buckets = TokenBuckets(0.001, 1, max_clients=10)  # one token each, none back during the test
+    limiter = RateLimit(ok, buckets, key_name=lambda _: None, hold_s=0.2, held_per_client=2, held_max=3)
+    answered: list[tuple[str, int]] = []
+
+    async def call(client: str) -> None:
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                answered.append((client, message["status"]))
+
+        await limiter({"type": "http", "headers": [], "client": (client, 1)}, None, send)
+
+    async def scenario() -> None:
+        await call("a")
+        await call("b")
+        tasks = [asyncio.create_task(call(c)) for c in ("a", "a", "a", "a", "b", "b")]
+        for _ in range(5):
+            await asyncio.sleep(0)
+        # a's first two refusals are held (its bound), b's first one (the total bound): the other three are answered
+        assert limiter.held == {("-", "a"): 2, ("-", "b"): 1} and limiter.held_total == 3
+        assert answered[2:] == [("a", 429), ("a", 429), ("b", 429)]
+        await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
+    assert answered[:2] == [("a", 200), ("b", 200)] and len(answered) == 8
+    assert {status for _, status in answered[2:]} == {429}
+    assert limiter.held == {} and limiter.held_total == 0

@@ -58,6 +58,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__CORE__PARALLELISM": str(settings.airflow.parallelism),
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(settings.airflow.parallelism),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": airflow_users(settings),
+            # SimpleAuthManager's roles, narrowed on a team's model's DAGs to its members (security.teams).
+            "AIRFLOW__CORE__AUTH_MANAGER": "airloop.airflow_auth.TeamAuthManager",
             # Every API call needs a token: never the auth-less "everyone is admin" mode, whatever the shell says.
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
             "AIRFLOW__API__HOST": settings.airflow.host,

@@ -62,7 +62,7 @@ def check(settings: Settings, params: Mapping[str, Any] | None, user: str | None
         return {}
     access = settings.data.access
     if access.override_role is not None:
-        role = security.role_of(settings, user)
+        role = security.role_on_model(settings, user)
         if role is None or not role.at_least(access.override_role):
             who = f"user {user!r}" if user else "a run no signed-in user triggered"
             raise SourceRefused(

@@ -70,12 +70,14 @@ def monitor_state(
     )
 
 
-def models_overview(settings: Settings) -> dict[str, Any]:
-    """The models the monitor can show: per valid spec its name, description, owner, tags and champion version (None
-    before one is registered, with the registry's error if it could not be read), and the broken spec files with
-    their errors. One registry call per model."""
+def models_overview(settings: Settings, user: str | None = None) -> dict[str, Any]:
+    """The models the monitor can show: per valid spec its name, description, owner, team, tags and champion version
+    (None before one is registered, with the registry's error if it could not be read), and the broken spec files
+    with their errors. One registry call per model. With ``user``: only the models that user may see
+    (``airloop.security.may_see``: another team's are hidden when ``security.outside_team_role`` is null)."""
     from mlflow.exceptions import MlflowException
 
+    from airloop import security
     from airloop.registry.aliases import model_state
     from airloop.registry.client import connect
     from airloop.registry.contract import Alias
@@ -85,10 +87,13 @@ def models_overview(settings: Settings) -> dict[str, Any]:
     client = connect(settings)  # one tracking store and registry for every model
     models = []
     for name, spec in sorted(found.specs.items()):
+        if user is not None and not security.may_see(settings.for_model(name), user):
+            continue
         entry: dict[str, Any] = {
             "name": name,
             "description": spec.description,
             "owner": spec.owner,
+            "team": spec.team,
             "tags": list(spec.tags),
             "default": name == settings.models.default,
             Alias.CHAMPION.value: None,

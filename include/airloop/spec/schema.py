@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from airloop.security import TEAM_NAME_PATTERN
+
 NAME_PATTERN = r"^[a-z][a-z0-9_]{0,40}$"
 #: The DAGs every model gets, ``<name>_<stage>`` (built by ``airloop.dag_factory``).
 STAGES = ("etl", "train", "drift", "retrain", "ab_evaluate", "registry", "batch_score")
@@ -305,6 +307,8 @@ class ModelSpec(_Strict):
     name: ModelName
     description: str = ""
     owner: str = ""
+    # The team that owns the model (``security.teams``): only its members, and admins, act on it.
+    team: Annotated[str, StringConstraints(pattern=TEAM_NAME_PATTERN)] | None = None
     tags: list[str] = []
     data: DataSpec
     quality: QualitySpec = QualitySpec()

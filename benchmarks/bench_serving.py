@@ -12,6 +12,15 @@ thread) drives each with the same records in the server's own request format: 1 
 1 and 100 records, a warm-up run and then a fixed-duration measured run per scenario. Before timing, both servers must
 give the same probabilities for the same records. Needs `wrk` on PATH (Debian: apt-get install wrk), except with
 --check-only (prepare, start both servers, check they agree, stop: no measurements, no results files).
+
+Then the rate_limit scenario, against airloop only (`mlflow models serve` has no rate limiting): airloop restarted
+alone with rate limiting at RATE_LIMIT_PER_S per bucket (burst RATE_LIMIT_BURST). A bucket is (which configured key
+the X-API-Key header is, client address) (serving/ratelimit.py), so two clients on 127.0.0.1 with different keys are
+two buckets: a "polite" client (the predict key, one connection paced by a wrk delay well under the rate) is measured
+alone, then again while an "abusive" client (the admin api_key, which also grants predict) runs wrk at full speed on
+ABUSIVE_CLIENTS connections; a wrk Lua response hook counts each client's responses per status and its 429s that
+carry Retry-After. `--only rate_limit` runs just this scenario (~40 s after the champion is trained) and writes it
+into the existing results files, leaving the other numbers as they are.
 """
 
 from __future__ import annotations
@@ -58,6 +67,15 @@ READY_TIMEOUT_S = 180
 TOLERANCE = 1e-9
 PACKAGES = ("mlflow", "scikit-learn", "fastapi", "uvicorn", "uvloop", "pydantic")
 SECOND_MODEL = "twin"  # the copy airloop hosts beside the measured model
+SCENARIOS = ("rate_limit",)  # what --only may pick
+# rate_limit: the limiter's settings, the polite client's pacing and the abusive client's connections.
+ADMIN_KEY = secrets.token_urlsafe(24)  # serving.api_key: every scope, predict included; the abusive client's
+RATE_LIMIT_PER_S = 200
+RATE_LIMIT_BURST = 40
+RATE_LIMIT_HOLD_S = 1.0  # a refused request waits this long before its 429 (serving.rate_limit_hold_s, the default)
+POLITE_DELAY_MS = 10  # one connection, 10 ms between a response and the next request: < 100 req/s, half the rate
+ABUSIVE_CLIENTS = 64
+ABUSIVE_HEAD_START_S = 1.0  # the abusive client runs this long before (and after) the polite client's window
 
 
 class BenchmarkFailed(RuntimeError):
@@ -193,8 +211,10 @@ def probabilities(server: str, url: str, body: str) -> list[float]:
     return [r[1] for r in rows]
 
 
-def run_wrk(url: str, bodies: Path, clients: int, duration: float, timeout: float) -> dict[str, Any]:
-    """One wrk run (one thread, ``clients`` keep-alive connections); its statistics."""
+def start_wrk(
+    script: Path, url: str, bodies: Path, key: str, clients: int, duration: float, timeout: float
+) -> subprocess.Popen[str]:
+    """Start one wrk run (one thread, ``clients`` keep-alive connections) of ``script`` sending ``key``."""
     command = [
         "wrk",
         "-t1",
@@ -202,17 +222,33 @@ def run_wrk(url: str, bodies: Path, clients: int, duration: float, timeout: floa
         f"-d{duration:g}s",
         f"--timeout={timeout:g}s",
         "-s",
-        str(WRK_SCRIPT),
+        str(script),
         url,
         "--",
         str(bodies),
-        PREDICT_KEY,
+        key,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=duration + timeout + 30)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
-    if done.returncode != 0 or line is None:
-        raise BenchmarkFailed(f"wrk failed ({done.returncode}): {done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wrk_outcome(process: subprocess.Popen[str], duration: float, timeout: float) -> dict[str, Any]:
+    """The statistics a wrk run started by ``start_wrk`` prints (its WRK_JSON line), once it has ended."""
+    try:
+        stdout, stderr = process.communicate(timeout=duration + timeout + 30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        raise BenchmarkFailed(f"wrk did not end: {stdout[-2000:]}{stderr[-2000:]}") from None
+    line = next((x for x in stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+    if process.returncode != 0 or line is None:
+        raise BenchmarkFailed(f"wrk failed ({process.returncode}): {stdout[-2000:]}{stderr[-2000:]}")
     return json.loads(line.removeprefix("WRK_JSON "))
+
+
+def run_wrk(url: str, bodies: Path, clients: int, duration: float, timeout: float) -> dict[str, Any]:
+    """One wrk run of benchmarks/wrk_post.lua with the predict key; its statistics."""
+    process = start_wrk(WRK_SCRIPT, url, bodies, PREDICT_KEY, clients, duration, timeout)
+    return wrk_outcome(process, duration, timeout)
 
 
 def scenario_result(raw: dict[str, Any], batch: int) -> dict[str, Any]:
@@ -281,6 +317,214 @@ def table(servers: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def rate_limit_scripts(home: Path) -> dict[str, Path]:
+    """The rate_limit scenario's wrk scripts in ``home``: "abusive" (as fast as wrk goes) and "polite" (paced)."""
+    scripts = {"abusive": WRK_SCRIPT, "polite": home / "wrk-paced.lua"}  # the polite client: wrk_post.lua, paced
+    paced = f"dofile({json.dumps(str(WRK_SCRIPT))})\nfunction delay()\n  return {POLITE_DELAY_MS}\nend\n"
+    scripts["polite"].write_text(paced)
+    return scripts
+
+
+def limited_result(raw: dict[str, Any]) -> dict[str, Any]:
+    """One client's run under rate limiting: req/s, responses per status, 429s with Retry-After, latency (ms)."""
+    seconds = raw["duration_us"] / 1e6
+    statuses = {k: raw["statuses"][k] for k in sorted(raw["statuses"], key=int)}
+    limited, errors, retry = statuses.get("429", 0), raw["errors"], raw["retry_after"]
+    return {
+        "requests": raw["requests"],
+        "req_per_s": round(raw["requests"] / seconds, 1),
+        "statuses": statuses,
+        "ok_per_s": round(statuses.get("200", 0) / seconds, 1),
+        "limited_429": limited,
+        "limited_share": round(limited / raw["requests"], 4) if raw["requests"] else 0.0,
+        "limited_with_retry_after": retry["count"],
+        "retry_after_s": [retry["min"], retry["max"]] if retry["count"] else None,
+        "p50_ms": round(raw["latency_us"]["p50"] / 1000, 2),
+        "p90_ms": round(raw["latency_us"]["p90"] / 1000, 2),
+        "p99_ms": round(raw["latency_us"]["p99"] / 1000, 2),
+        "max_ms": round(raw["latency_us"]["max"] / 1000, 2),
+        "socket_errors": errors["connect"] + errors["read"] + errors["write"] + errors["timeout"],
+    }
+
+
+def rate_limited_total(base_url: str) -> float:
+    """The service's own count of the requests its rate limit refused (airloop_errors_total, kind rate_limited)."""
+    status, raw = http("GET", f"{base_url}/metrics")
+    pattern = r'^airloop_errors_total\{kind="rate_limited",model=""\} (\S+)$'
+    found = re.search(pattern, raw.decode(), flags=re.MULTILINE) if status == 200 else None
+    return float(found.group(1)) if found else 0.0
+
+
+def measure_rate_limit(
+    home: Path, env: dict[str, str], command: Any, bodies: Path, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The rate_limit scenario: airloop alone, rate limited; the polite client alone, then beside the abusive one.
+
+    ``command(port)`` is airloop's command line; ``bodies`` single-record /v1/predict bodies."""
+    limited_env = {
+        **env,
+        "AIRLOOP_SERVING__API_KEY": ADMIN_KEY,
+        "AIRLOOP_SERVING__RATE_LIMIT_PER_S": str(RATE_LIMIT_PER_S),
+        "AIRLOOP_SERVING__RATE_LIMIT_BURST": str(RATE_LIMIT_BURST),
+        "AIRLOOP_SERVING__RATE_LIMIT_HOLD_S": str(RATE_LIMIT_HOLD_S),
+    }
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    url = f"{base}/v1/predict"
+    scripts = rate_limit_scripts(home)
+    probe = bodies.read_text().splitlines()[0]
+    attack_s = args.duration + 2 * ABUSIVE_HEAD_START_S
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+
+    def polite(duration: float) -> subprocess.Popen[str]:
+        return start_wrk(scripts["polite"], url, bodies, PREDICT_KEY, 1, duration, args.timeout)
+
+    running: list[subprocess.Popen[str]] = []
+    with serving("airloop (rate limited)", command(port), limited_env, f"{base}/ready", home / "airloop-limited.log"):
+        try:
+            drain(url, probe, args.timeout * 6)
+            wrk_outcome(polite(args.warmup), args.warmup, args.timeout)  # warm-up
+            time.sleep(0.5)
+            alone = limited_result(wrk_outcome(polite(args.duration), args.duration, args.timeout))
+            time.sleep(0.5)  # every bucket full again (burst / rate = 0.2 s)
+            abuser = start_wrk(scripts["abusive"], url, bodies, ADMIN_KEY, ABUSIVE_CLIENTS, attack_s, args.timeout)
+            running.append(abuser)
+            time.sleep(ABUSIVE_HEAD_START_S)
+            running.append(polite_under_attack := polite(args.duration))
+            attacked = limited_result(wrk_outcome(polite_under_attack, args.duration, args.timeout))
+            abusive = limited_result(wrk_outcome(abuser, attack_s, args.timeout))
+            drain(url, probe, args.timeout * 6)
+            counted = rate_limited_total(base)
+        finally:
+            for process in running:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+    phases = {"polite_alone": alone, "polite_under_attack": attacked, "abusive": abusive}
+    for phase, r in phases.items():
+        print(
+            f"rate_limit {phase:19} {r['req_per_s']:>8.1f} req/s  200 {r['statuses'].get('200', 0):>6}  "
+            f"429 {r['limited_429']:>6} ({r['limited_with_retry_after']} with Retry-After)  "
+            f"p50 {r['p50_ms']:>7.2f} ms  p99 {r['p99_ms']:>7.2f} ms",
+            flush=True,
+        )
+    seen_429 = sum(r["limited_429"] for r in phases.values())
+    summary = {
+        "abusive_429_share": abusive["limited_share"],
+        "abusive_200_per_s": abusive["ok_per_s"],
+        "polite_429s_alone": alone["limited_429"],
+        "polite_429s_under_attack": attacked["limited_429"],
+        "all_429s_with_retry_after": all(r["limited_with_retry_after"] == r["limited_429"] for r in phases.values()),
+        "polite_p50_ratio_under_attack": round(attacked["p50_ms"] / alone["p50_ms"], 2),
+        "polite_p99_ratio_under_attack": round(attacked["p99_ms"] / alone["p99_ms"], 2),
+        "clients_429_total": seen_429,
+        "server_rate_limited_total": counted,
+    }
+    return {
+        "server": "airloop",
+        "setup": {
+            "rate_limit_per_s": RATE_LIMIT_PER_S,
+            "rate_limit_burst": RATE_LIMIT_BURST,
+            "rate_limit_hold_s": RATE_LIMIT_HOLD_S,
+            "bucket": "(configured key the X-API-Key header is, client address): serving/ratelimit.py",
+            "records_per_request": 1,
+            "polite": {"key": "predict_key", "connections": 1, "delay_ms": POLITE_DELAY_MS},
+            "abusive": {"key": "api_key (admin, grants predict)", "connections": ABUSIVE_CLIENTS},
+            "warmup_s": args.warmup,
+            "polite_duration_s": args.duration,
+            "abusive_duration_s": attack_s,
+            "load_average_1m_at_start": round(load, 2),
+            "wall_s": round(time.perf_counter() - started, 1),
+            "notes": [
+                "airloop only: mlflow models serve has no rate limiting",
+                "airloop restarted alone with rate limiting at the rate above (mlflow stopped); one uvicorn worker",
+                "both clients on 127.0.0.1 with different keys, so two buckets; wrk -t1 each, keep-alive, "
+                "a Lua response hook counts statuses and 429s carrying Retry-After",
+                "polite: paced by a wrk delay() (closed loop, well under the rate); its latency excludes the delay",
+                f"abusive: full speed, starts {ABUSIVE_HEAD_START_S:g} s before the polite client's window and "
+                "ends after it",
+                "server_rate_limited_total may exceed clients_429_total by the abusive client's requests in flight "
+                "when wrk stops (it does not count their answers)",
+                "server and both wrk processes share this machine's CPUs: the latency ratio is noisy",
+            ],
+        },
+        **phases,
+        "summary": summary,
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def rate_limit_markdown(rate_limit: dict[str, Any]) -> list[str]:
+    """The rate_limit scenario's section of serving.md."""
+    setup, summary = rate_limit["setup"], rate_limit["summary"]
+    rows = [
+        ("polite", "predict_key", setup["polite"]["connections"], "alone", rate_limit["polite_alone"]),
+        ("polite", "predict_key", setup["polite"]["connections"], "under attack", rate_limit["polite_under_attack"]),
+        ("abusive", "api_key", setup["abusive"]["connections"], "attack", rate_limit["abusive"]),
+    ]
+    lines = [
+        "## Rate limiting (airloop only)",
+        "",
+        f"{rate_limit['when']}: airloop alone (`mlflow models serve` has no rate limiting), one worker, rate limit "
+        f"{setup['rate_limit_per_s']:g} req/s per bucket, burst {setup['rate_limit_burst']}, each refusal held "
+        f"{setup.get('rate_limit_hold_s', 0):g} s before its 429 (serving.rate_limit_hold_s); a bucket is "
+        "(configured key, client address), so two clients on 127.0.0.1 with different keys are two buckets. "
+        f"Polite: one connection, {setup['polite']['delay_ms']} ms between a response and the next request; "
+        f"abusive: wrk at full speed on {setup['abusive']['connections']} connections for "
+        f"{setup['abusive_duration_s']:g} s around the polite client's {setup['polite_duration_s']:g} s. Single-record "
+        f"requests; 1-minute load average {setup['load_average_1m_at_start']:g} at the start.",
+        "",
+        "| client | key | connections | phase | requests | req/s | 200 | 429 | 429 + Retry-After | p50 ms | p99 ms |",
+        "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for client, key, connections, phase, r in rows:
+        lines.append(
+            f"| {client} | {key} | {connections} | {phase} | {r['requests']} | {r['req_per_s']:.1f} | "
+            f"{r['statuses'].get('200', 0)} | {r['limited_429']} | {r['limited_with_retry_after']} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} |"
+        )
+    retry = rate_limit["abusive"]["retry_after_s"]
+    lines += [
+        "",
+        f"The abusive client got 429 on {summary['abusive_429_share']:.1%} of its requests "
+        f"({'all' if summary['all_429s_with_retry_after'] else 'NOT all'} with Retry-After"
+        f"{f', {retry[0]}-{retry[1]} s' if retry and retry[0] != retry[1] else f': {retry[0]} s' if retry else ''}) "
+        f"and 200 at {summary['abusive_200_per_s']:.1f} req/s; the polite client got "
+        f"{summary['polite_429s_alone']} 429s alone and {summary['polite_429s_under_attack']} under attack, and its "
+        f"p99 under attack was {summary['polite_p99_ratio_under_attack']:g}x its p99 alone (p50 "
+        f"{summary['polite_p50_ratio_under_attack']:g}x). The service counted "
+        f"{summary['server_rate_limited_total']:g} rate-limited requests, the clients {summary['clients_429_total']}. "
+        "The server and both wrk processes share the machine's CPUs: the latency ratios are noisy.",
+        "",
+    ]
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """serving.md from serving.json's contents (either part may be missing after a run of one scenario)."""
+    lines = ["# Serving benchmark: airloop vs `mlflow models serve`", ""]
+    if "servers" in result:
+        setup, targets = result["setup"], result["targets"]
+        lines += [
+            f"{result['when']}, {result['machine']['cpus']} CPUs ({result['machine']['cpu']}), one worker each, "
+            f"OMP_NUM_THREADS=1, {setup['load_generator']}, {setup['warmup_s']:g} s warm-up + "
+            f"{setup['duration_s']:g} s per scenario. airloop hosts {len(setup['airloop_hosted_models'])} models"
+            f" ({', '.join(setup['airloop_hosted_models'])}); the default one is measured.",
+            "",
+            table(result["servers"]),
+            "",
+            *(
+                f"- {name}: {t['measured']} (target {t['target']}): {'met' if t['met'] else 'NOT met'}"
+                for name, t in targets.items()
+            ),
+            "",
+        ]
+    if "rate_limit" in result:
+        lines += rate_limit_markdown(result["rate_limit"])
+    return "\n".join(lines)
+
+
 def machine() -> dict[str, Any]:
     """Where the numbers come from."""
     cpuinfo = Path("/proc/cpuinfo")
@@ -306,7 +550,14 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=10.0, help="wrk's per-request timeout in seconds")
     parser.add_argument("--keep-home", action="store_true", help="keep the throwaway home (logs, registry)")
     parser.add_argument("--check-only", action="store_true", help="start both servers, check they agree, stop")
+    parser.add_argument(
+        "--only",
+        choices=SCENARIOS,
+        help="run only this scenario (airloop alone) and write it into the existing results files",
+    )
     args = parser.parse_args()
+    if args.check_only and args.only:
+        parser.error("--check-only and --only exclude each other")
     if shutil.which("wrk") is None and not args.check_only:
         print("wrk is not on PATH (Debian/Ubuntu: apt-get install wrk)", file=sys.stderr)
         return 2
@@ -351,15 +602,19 @@ def run(args: argparse.Namespace, home: Path) -> int:
     }
     ports = {server: free_port() for server in SERVERS}
     champion = model_uri(settings.mlflow.model_name, alias=Alias.CHAMPION)
+
+    def airloop_command(port: int) -> list[str]:
+        return [
+            sys.executable, "-m", "uvicorn", "--factory", "serving.main:create_app", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "1", "--no-access-log", "--log-level", "warning",
+        ]  # fmt: skip
+
     commands = {
         "mlflow": [
             str(VENV_BIN / "mlflow"), "models", "serve", "-m", champion,
             "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ports["mlflow"]), "-w", "1",
         ],
-        "airloop": [
-            sys.executable, "-m", "uvicorn", "--factory", "serving.main:create_app", "--host", "127.0.0.1",
-            "--port", str(ports["airloop"]), "--workers", "1", "--no-access-log", "--log-level", "warning",
-        ],
+        "airloop": airloop_command(ports["airloop"]),
     }  # fmt: skip
     base = {server: f"http://127.0.0.1:{port}" for server, port in ports.items()}
     ready = {"mlflow": base["mlflow"] + "/ping", "airloop": base["airloop"] + "/ready"}
@@ -374,6 +629,14 @@ def run(args: argparse.Namespace, home: Path) -> int:
             chunks = [records[i : i + batch] for i in range(0, len(records), batch)]
             path.write_text("".join(encode[server](chunk) + "\n" for chunk in chunks))
             bodies[server][batch] = path
+
+    if args.only == "rate_limit":
+        rate_limit = measure_rate_limit(home, env, airloop_command, bodies["airloop"][1], args)
+        previous = RESULTS / "serving.json"
+        result = json.loads(previous.read_text()) if previous.is_file() else {}
+        result = with_rate_limit(result, rate_limit)
+        write_results(result)
+        return 0
 
     # Both servers stay up for the correctness check and the runs; the one not being measured is idle.
     logs = {server: home / f"{server}.log" for server in SERVERS}
@@ -398,6 +661,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
         if args.check_only:
             return 0
         measured = {server: measure(server, predict[server], bodies[server], args) for server in SERVERS}
+    rate_limit = measure_rate_limit(home, env, airloop_command, bodies["airloop"][1], args)
 
     mlflow_single, airloop_single = measured["mlflow"]["c32_b1"], measured["airloop"]["c32_b1"]
     throughput_ratio = airloop_single["req_per_s"] / mlflow_single["req_per_s"]
@@ -454,34 +718,31 @@ def run(args: argparse.Namespace, home: Path) -> int:
         },
         "targets": targets,
         "meets_targets": all(t["met"] for t in targets.values()),
+        "rate_limit": rate_limit,
         "machine": machine(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    RESULTS.mkdir(exist_ok=True)
-    markdown = "\n".join(
-        [
-            "# Serving benchmark: airloop vs `mlflow models serve`",
-            "",
-            f"{result['when']}, {result['machine']['cpus']} CPUs ({result['machine']['cpu']}), one worker each, "
-            f"OMP_NUM_THREADS=1, {result['setup']['load_generator']}, {args.warmup:g} s warm-up + "
-            f"{args.duration:g} s per scenario. airloop hosts {len(result['setup']['airloop_hosted_models'])} models"
-            f" ({', '.join(result['setup']['airloop_hosted_models'])}); the default one is measured.",
-            "",
-            table(measured),
-            "",
-            *(
-                f"- {name}: {t['measured']} (target {t['target']}): {'met' if t['met'] else 'NOT met'}"
-                for name, t in targets.items()
-            ),
-            "",
-        ]
-    )
-    (RESULTS / "serving.json").write_text(json.dumps(result, indent=2) + "\n")
-    (RESULTS / "serving.md").write_text(markdown)
-    print()
-    print(markdown)
-    print(f"written to {RESULTS / 'serving.json'} and {RESULTS / 'serving.md'}")
+    write_results(result)
     return 0
+
+
+def with_rate_limit(result: dict[str, Any], rate_limit: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with its "rate_limit" replaced by ``rate_limit``, placed before "machine" as a full run places it."""
+    rest = {k: v for k, v in result.items() if k != "rate_limit"}
+    keys = list(rest)
+    at = keys.index("machine") if "machine" in keys else len(keys)
+    return {**{k: rest[k] for k in keys[:at]}, "rate_limit": rate_limit, **{k: rest[k] for k in keys[at:]}}
+
+
+def write_results(result: dict[str, Any]) -> None:
+    """serving.json and serving.md (rendered from the JSON), printed too."""
+    RESULTS.mkdir(exist_ok=True)
+    text = markdown(result)
+    (RESULTS / "serving.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / "serving.md").write_text(text)
+    print()
+    print(text)
+    print(f"written to {RESULTS / 'serving.json'} and {RESULTS / 'serving.md'}")
 
 
 if __name__ == "__main__":

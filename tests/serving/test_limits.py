@@ -3,6 +3,8 @@ that exist only under a static mount or not at all adds no metric series."""
 
 from __future__ import annotations
 
+import gc
+import itertools
 import re
 import socket
 import time
@@ -24,7 +26,12 @@ WRITE_ENDPOINTS = [
     ("POST", "/v1/reload"),
     ("POST", f"/v1/models/{NAME}/feedback"),
     ("PUT", f"/v1/models/{NAME}/routing"),
+    ("PUT", f"/v1/feedback/{'a' * 32}"),
+    ("PUT", f"/v1/models/{NAME}/feedback/{'a' * 32}"),
 ]
+# What an 800 MB body may add to this process's peak resident memory (the service runs in it): a bound far below the
+# body, above what serving a request costs anyway.
+MEMORY_BOUND_BYTES = 64 * 2**20
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +89,35 @@ def test_a_streamed_body_is_refused_as_soon_as_it_passes_the_limit(running, sett
     assert status == 413
 
 
+def resident_bytes(field: str) -> int:
+    """VmRSS or VmHWM (the peak since the last reset) of this process, in bytes."""
+    text = Path("/proc/self/status").read_text()
+    return int(re.search(rf"^{field}:\s+(\d+) kB", text, flags=re.MULTILINE).group(1)) * 1024
+
+
+def test_an_800_mb_body_sent_as_fast_as_it_goes_to_every_write_endpoint_keeps_memory_within_the_bound(running):
+    """Each write endpoint gets 800 MB streamed at it without a declared length (chunked: the server cannot refuse it
+    up front); the peak resident memory of the process serving it grows by less than MEMORY_BOUND_BYTES."""
+    clear_refs = Path("/proc/self/clear_refs")
+    if not clear_refs.exists():
+        pytest.skip("no /proc/self/clear_refs on this kernel: the peak resident memory cannot be reset")
+    piece = b" " * 2**20
+    chunk = f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    grown = {}
+    for method, path in WRITE_ENDPOINTS:
+        gc.collect()
+        clear_refs.write_text("5")  # the peak (VmHWM) starts again from the current resident size
+        before = resident_bytes("VmRSS")
+        head = (
+            f"{method} {path} HTTP/1.1\r\nHost: test\r\nX-API-Key: {API_KEY}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        status, _ = raw_request(running.url, head, itertools.repeat(chunk, 800))
+        grown[f"{method} {path}"] = (status, resident_bytes("VmHWM") - before)
+    assert {status for status, _ in grown.values()} <= {413, 401, 200}, grown  # reload reads no body: answered
+    assert all(growth < MEMORY_BOUND_BYTES for _, growth in grown.values()), grown
+
+
 def test_a_body_within_the_limit_is_answered_as_before(running):
     with httpx.Client(base_url=running.url, timeout=10) as http:
         answer = http.post("/v1/feedback", json={"request_id": "x" * 40, "outcome": 1})
@@ -92,7 +128,7 @@ def test_random_paths_and_files_under_a_static_mount_add_no_metric_series(runnin
     with httpx.Client(base_url=running.url, timeout=10) as http:
         http.get("/health"), http.get("/metrics")  # their own series exist before we count
         before = series(http.get("/metrics").text)
-        for i in range(300):
+        for i in range(1250):  # 5,000 paths nobody routes
             http.post(f"/docs-assets/x{i}")
             http.get(f"/docs-assets/x{i}.js")
             http.get(f"/no/such/path/{i}")

@@ -333,11 +333,19 @@ def test_airflow_refuses_another_teams_data_scientist_on_a_models_dags(team_auth
         details = DagDetails(id=dag_id)
         return manager.is_authorized_dag(method=method, access_entity=entity, details=details, user=users[user])
 
-    # Trigger, clear or write an XCom of readmission (team care): its data scientist may, growth's bob may not.
-    for entity in (DagAccessEntity.RUN, DagAccessEntity.TASK_INSTANCE, DagAccessEntity.XCOM):
+    # Trigger or clear runs of readmission (team care): its data scientist may, growth's bob may not.
+    for entity in (DagAccessEntity.RUN, DagAccessEntity.TASK_INSTANCE):
         assert may("scientist", "POST", "readmission_retrain", entity)
         assert not may("bob", "POST", "readmission_retrain", entity)
         assert not may("bob", "PUT", "readmission_registry", entity)
+    # Nobody but an admin writes an XCom, on any DAG; everyone who sees a DAG reads them.
+    xcom = DagAccessEntity.XCOM
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        assert not may("scientist", method, "readmission_ab_evaluate", xcom) and not may(
+            "bob", method, "churn_etl", xcom
+        )
+        assert not may("scientist", method, "some_other_dag", xcom) and may("admin", method, "readmission_etl", xcom)
+    assert may("scientist", "GET", "readmission_ab_evaluate", xcom)
     assert may("bob", "POST", "churn_retrain") and may("admin", "POST", "readmission_registry")
     assert may("bob", "GET", "readmission_retrain")  # outside_team_role viewer: he sees it
     assert not may("viewer", "POST", "churn_retrain")  # SimpleAuthManager's own answer stands
@@ -346,3 +354,10 @@ def test_airflow_refuses_another_teams_data_scientist_on_a_models_dags(team_auth
         dag_ids={"readmission_etl", "churn_etl"}, user=users["bob"], method="PUT"
     )
     assert visible == {"churn_etl"}
+
+
+def test_airloops_standalone_keeps_a_simple_auth_manager_subclass_and_nothing_else():
+    from airloop.cli.airflow_standalone import SIMPLE, keeps
+
+    assert keeps("airloop.airflow_auth.TeamAuthManager") and keeps(SIMPLE)
+    assert not keeps("airloop.settings.Settings") and not keeps("no.such.Manager") and not keeps(None)

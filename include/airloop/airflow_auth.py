@@ -4,9 +4,9 @@ SimpleAuthManager gives a role the same rights on every DAG: a data scientist ma
 XComs of any model's runs. ``TeamAuthManager`` keeps every answer SimpleAuthManager gives and, for the DAGs of a model
 whose spec names a ``team`` (``<model>_etl`` ... ``<model>_batch_score``), also asks airloop: reading them needs a
 role on the model (``security.may_see``; none for an outsider when ``security.outside_team_role`` is null), and
-anything else (trigger, clear, mark, XCom writes, pause) needs ``data_scientist`` on it (``security.role_on_model``).
-Admins keep every right. The tasks check the triggering user too (``security.authorize_run``), for deployments with
-another auth manager.
+anything else (trigger, clear, mark, pause) needs ``data_scientist`` on it (``security.role_on_model``). On every
+DAG, only admins may write an XCom: no airloop workflow has a person write one. Admins keep every right. The tasks
+check the triggering user too (``security.authorize_run``), for deployments with another auth manager.
 
 Select it with ``AIRFLOW__CORE__AUTH_MANAGER=airloop.airflow_auth.TeamAuthManager`` (the demo and the Helm values
 do). It is imported by Airflow's API server only, never while DAG files are parsed.
@@ -60,6 +60,10 @@ class TeamAuthManager(SimpleAuthManager):
 
     def is_authorized_dag(self, *, method: Any, user: Any, access_entity: Any = None, details: Any = None) -> bool:
         allowed = super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)
+        if allowed and method != "GET" and access_entity is not None and access_entity.name == "XCOM":
+            # No airloop workflow has a person write an XCom; a forged one (an approval, a branch's choice, the
+            # evidence an approver reads) is only ever an attack. Admins keep the right, to repair a run by hand.
+            allowed = self._is_admin(user)
         if not allowed or details is None:
             return allowed
         try:

@@ -97,6 +97,19 @@ class PromotionApproval(ApprovalOperator):
         super().__init__(**kwargs)
         self.model = model
 
+    def execute(self, context: Any) -> Any:
+        """Ask only while the decision can still be carried out (a cleared task of an old decision fails here, before
+        anyone is asked), and ask about what the history recorded: the subject and evidence come from the
+        evaluation's history row, not from the ``evaluate`` XCom, which anyone with task rights can rewrite."""
+        from airloop import operations
+        from airloop.experiments import evaluation
+
+        result = context["ti"].xcom_pull(task_ids="evaluate") or {}
+        row = operations.promotable(get_settings(self.model), str(result.get("key")))
+        self.subject = f"Promote {self.model} v{row.payload.get('challenger_version')} to champion?"
+        self.body = evaluation.evidence(row.payload)
+        return super().execute(context)
+
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         answered = super().execute_complete(context=context, event=event)  # a Reject skips, a timeout fails
         if answered["chosen_options"] != [self.APPROVE]:
@@ -313,6 +326,9 @@ DRIFT_DOC = """drift
 Compares live traffic with the champion's reference profile (stored with the model version at training), every
 `monitoring.interval_minutes` and whenever `<name>_etl` publishes a dataset version.
 
+- **compact_logs**: the settled hours of the prediction, feedback and error logs become one file each
+  (`storage.log_compact_*`), so every later read of them is a handful of requests; a failure shows here and the
+  window is read all the same.
 - **load_window**: the prediction log rows the model version scored since the last completed verdict (a watermark in
   the decision ledger: no row counted twice or skipped after a failed run), or the newly published dataset version;
   turned into the model's features. An empty window, or no version under the alias yet, skips the rest.
@@ -357,6 +373,13 @@ def drift(spec: ModelSpec, settings: Settings) -> DAG:
     )
     def build():
         @task
+        def compact_logs(dag_run=None) -> dict:
+            from airloop.predlog.compact import compact_logs
+
+            return compact_logs(_authorize(name, dag_run, "compact the logs of"), dag_run.run_after)
+
+        # A failed compaction is shown, and the window is read all the same (from the parts it left).
+        @task(trigger_rule="all_done")
         def load_window(run_id=None, dag_run=None, params=None, triggering_asset_events=None) -> dict:
             from airflow.sdk.exceptions import AirflowSkipException
 
@@ -419,6 +442,7 @@ def drift(spec: ModelSpec, settings: Settings) -> DAG:
             return job.record_retrain(get_settings(name), decision)
 
         window = load_window()
+        compact_logs() >> window
         published = report(compare(window))
         decision = decide(window, published)
         alert(published, decision)
@@ -507,7 +531,6 @@ rate with intervals, and an always-valid sequential test on `loop.metric` that s
 
 Every look, promotion and rejection is a row of the model's decision history (`python -m airloop history`).
 """
-EVALUATION = "ti.xcom_pull(task_ids='evaluate')"
 
 
 def ab_evaluate(spec: ModelSpec, settings: Settings) -> DAG:
@@ -542,8 +565,7 @@ def ab_evaluate(spec: ModelSpec, settings: Settings) -> DAG:
         approve = PromotionApproval(
             model=name,
             task_id="approve",
-            subject=f"Promote {name} v{{{{ {EVALUATION}['challenger_version'] }}}} to champion?",
-            body="{{ " + EVALUATION + "['evidence'] }}",
+            subject=f"Promote {name} to champion?",  # with its version and evidence from the history when it asks
             assigned_users=security.approvers(settings),  # fixed when the DAG is parsed; Airflow checks each answer
             execution_timeout=None,  # a HITL task waits for a person; a time limit would be response_timeout
         )

@@ -165,6 +165,21 @@ def decided_promotion(settings: Settings, evaluation_key: str) -> Any:
     return row
 
 
+def promotable(settings: Settings, evaluation_key: str) -> Any:
+    """The history row of an evaluation that decided to promote, if promoting is still what it decided: the registry
+    holds the versions it was decided for and nobody carried it out yet. What a person is asked to approve comes from
+    this row, never from a task's XCom.
+
+    Raises:
+        RegistryActionError: see ``decided_promotion`` and ``lifecycle.check_promotable``.
+    """
+    from airloop.experiments import lifecycle
+
+    row = decided_promotion(settings, evaluation_key)
+    lifecycle.check_promotable(settings, f"promotion:{evaluation_key}", lifecycle.decided_versions(row.payload))
+    return row
+
+
 def promote_decided(
     settings: Settings, evaluation_key: str, actor: str, approval: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:

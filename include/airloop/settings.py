@@ -121,6 +121,12 @@ class StorageSettings(BaseModel):
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_conn_id: str | None = "airloop_storage"
+    # Log compaction (airloop.predlog.compact; <model>_drift's compact_logs task, hourly): the hours of the last
+    # lookback that ended settle_s ago or earlier become one file each; the parts a compacted file holds are deleted
+    # once it is grace_s old (a reader that listed them before it appeared still finds them).
+    log_compact_lookback_hours: int = Field(48, ge=1, le=24 * 60)
+    log_compact_settle_s: float = Field(300.0, ge=0)
+    log_compact_grace_s: float = Field(3600.0, ge=0)
 
 
 class QualitySettings(BaseModel):

@@ -236,11 +236,13 @@ class Storage:
             with self.fs.open_output_stream(path) as out:
                 out.write(data)
 
-        self._write_atomic(write, *parts)
+        self.write_atomic(write, *parts)
         return self.url(*parts)
 
-    def _write_atomic(self, write: Callable[[str], object], *parts: str) -> None:
-        # Local: write a hidden sibling, then rename over the target. Object stores: a PUT is already all-or-nothing.
+    def write_atomic(self, write: Callable[[str], object], *parts: str) -> None:
+        """Publish what ``write(path)`` writes at ``parts`` all at once: readers see the whole file or none.
+
+        Local: a hidden sibling, renamed over the target. Object stores: an upload is visible only once complete."""
         target = self.path(*parts)
         if not self.is_local:
             write(target)
@@ -287,7 +289,7 @@ class Storage:
         def write(path: str) -> None:
             pq.write_table(table, path, filesystem=self.fs, compression=compression)
 
-        self._write_atomic(write, *parts)
+        self.write_atomic(write, *parts)
         return self.url(*parts)
 
     def write_parquet(self, frame: pd.DataFrame, *parts: str) -> str:
@@ -299,7 +301,7 @@ class Storage:
         def write(path: str) -> None:
             frame.to_parquet(path, filesystem=self.fs, index=False, row_group_size=ROW_GROUP_ROWS)
 
-        self._write_atomic(write, *parts)
+        self.write_atomic(write, *parts)
         return self.url(*parts)
 
     # --- folders published all at once ---------------------------------------------------------------------------

@@ -46,6 +46,7 @@ def test_drift_dag_reports_records_and_triggers_the_retrain_once(env, monkeypatc
     states = run_dag("readmission_drift", {}, run_after=first_end)
 
     assert states == {
+        "compact_logs": "success",
         "load_window": "success",
         "compare": "success",
         "report": "success",

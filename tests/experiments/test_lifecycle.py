@@ -189,6 +189,37 @@ def test_a_replayed_promotion_or_rejection_refuses_once_the_challenger_changed(s
     assert done["promoted"] == "3"
 
 
+@pytest.mark.security
+def test_a_decision_carried_out_is_not_carried_out_again_once_a_rollback_restored_its_versions(settings):
+    """Issue 20: a rollback restores the very versions an old promotion was decided for (champion v1, challenger v2);
+    its task cleared and run again must not promote v2 again, unrecorded (its key already has a row)."""
+    lifecycle.start(settings, "2", "test", {CHAMPION: 90, CHALLENGER: 10}, "ab")
+    decided = {CHAMPION: "1", CHALLENGER: "2"}
+    done = lifecycle.promote(settings, "approved by engineer", key="promotion:eval-1", expected=decided)
+    lifecycle.rollback(settings, "engineer")
+    client = connect(settings)
+    before, rows, routing = reg.aliases(client, NAME), history.rows(settings), live(settings)
+    assert before == {Alias.CHAMPION: "1", Alias.CHALLENGER: "2"} and routing.weights == {
+        CHAMPION: 90.0,
+        CHALLENGER: 10.0,
+    }
+
+    carried_out = (
+        r"decided for readmission champion v1, challenger v2 and carried out already "
+        rf"\(history #{done['history_id']}, approved by engineer\)"
+    )
+    with pytest.raises(RegistryActionError, match=carried_out):
+        lifecycle.promote(settings, "approved by engineer", key="promotion:eval-1", expected=decided)
+    lifecycle.reject(settings, "test", "worse", key="rejection:eval-2", expected=decided)
+    client.set_registered_model_alias(NAME, Alias.CHALLENGER, "2")  # the same version made challenger again
+    with pytest.raises(RegistryActionError, match=r"cannot reject: .* carried out already"):
+        lifecycle.reject(settings, "test", "worse", key="rejection:eval-2", expected=decided)
+
+    assert reg.aliases(client, NAME) == before and live(settings).weights == {CHAMPION: 100.0, CHALLENGER: 0.0}
+    assert [r.kind for r in history.rows(settings)][:2] == [Kind.REJECTION, Kind.ROLLBACK]
+    assert len(history.rows(settings, kind=Kind.PROMOTION)) == 1 and len(history.rows(settings)) == len(rows) + 1
+
+
 def test_the_retry_of_an_interrupted_promotion_still_finishes_it_with_its_decided_versions(settings):
     lifecycle.start(settings, "2", "test", {CHAMPION: 90, CHALLENGER: 10}, "ab")
     reg.promote(connect(settings), NAME, "test")  # the first try moved the aliases, then stopped

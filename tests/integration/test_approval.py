@@ -10,11 +10,27 @@ promoted while `approve` waits; the data scientist's answer through the REST API
 .../taskInstances/approve/-1/hitlDetails) is refused (403) and the run keeps waiting; the ML engineer's is taken and
 only then does `approve` promote, reading who answered from Airflow's own HITL record (never an XCom): v2 becomes
 champion, v1 previous-champion, routing 100/0, and the promotion row of the decision history names the approver.
+
+In the same Airflow, the findings of issue 20 are replayed through the REST API as the users would, each refused:
+
+- the password-file attack: the data scientist triggers readmission_etl with `path` set to Airflow's generated
+  password file; `extract` fails at its first try naming the param and the rule (data.access.file_roots), no password
+  is in any task log of the run, and nothing was staged, quarantined or published;
+- a forged approval: while `approve` waits, the data scientist tries to write an XCom "Approve by engineer" on
+  `approve` and to rewrite `choose`'s branch record so that `promote`, the path without an approval, may run (403:
+  only admins write XComs under TeamAuthManager), then clears `promote`: it is skipped again, nothing moves, no
+  promotion is recorded;
+- another team's data scientist (in no team; readmission is team care's) may not trigger or unpause its DAGs (403
+  from airloop's TeamAuthManager), though he sees them;
+- a replayed approval: the data scientist clears the approved run's `approve`; it fails before asking anyone, naming
+  the versions the decision was made for: once after the engineer rolled v2 back (the registry holds champion v1,
+  challenger v2 again: the decision was carried out already), once after a newer version became challenger. Nothing
+  moves, one promotion row.
 """
 
 from __future__ import annotations
 
-import sys
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -34,6 +50,7 @@ ETL = "readmission_etl"
 MODEL = "readmission"
 ROWS_PER_ARM = 3500
 DRIFT = {"covariate_drift": 2.0, "concept_drift": 2.0}
+OUTSIDER = "outsider"  # a data scientist of no team: readmission belongs to team care
 AWAITING_INPUT = "awaiting_input"  # airflow.utils.state.TaskInstanceState.AWAITING_INPUT (Airflow 3.3)
 
 
@@ -130,6 +147,7 @@ def loop_settings(tmp_path):
             "plugins_folder": REPO / "plugins",
         },
         loop={"require_approval": True, "min_rows": 100},
+        security={"users": {OUTSIDER: "data_scientist"}},  # added to the shipped users; in neither team
     )
 
 
@@ -184,6 +202,7 @@ def airflow_environment(settings) -> dict[str, str]:
             "AIRLOOP_HOME": str(settings.home),
             "AIRLOOP_LOOP__REQUIRE_APPROVAL": "true",
             "AIRLOOP_LOOP__MIN_ROWS": "100",
+            "AIRLOOP_SECURITY__USERS": json.dumps({OUTSIDER: "data_scientist"}),
         }
     )
     return env
@@ -196,10 +215,39 @@ def log_tail(service, lines: int = 60) -> str:
         return f"(no log: {error})"
 
 
+def task_logs(settings, dag_id: str, run_id: str, task_id: str = "*", attempt: int | str = "*") -> str:
+    """The task logs of a run (every task and try, or one task, or one try of it), as Airflow wrote them under
+    AIRFLOW_HOME/logs."""
+    run = settings.airflow_home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}"
+    logs = sorted(run.glob(f"task_id={task_id}/attempt={attempt}.log"))
+    return "".join(path.read_text(errors="replace") for path in logs)
+
+
+def clear(person, dag_id: str, run_id: str, task_ids: list[str], **options):
+    """What the UI's "Clear" does for a person: POST .../clearTaskInstances (not a dry run, whatever the state)."""
+    body = {"dag_run_id": run_id, "task_ids": task_ids, "dry_run": False, "only_failed": False, **options}
+    return person.http.post(f"/api/v2/dags/{dag_id}/clearTaskInstances", json=body)
+
+
+def parked(airflow, run_id: str, ti_id: str) -> bool:
+    """Whether the scheduler has processed the exit of the worker that parked try ``ti_id`` of ``approve``."""
+    line = f"TaskInstance Finished: dag_id={DAG_ID}, task_id=approve, run_id={run_id}, map_index=-1, ti_id={ti_id},"
+    return line in airflow.log.read_text(errors="replace")
+
+
+@pytest.mark.security
 def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loop_settings, experiment):
     from airloop import history
-    from airloop.cli.demo import AirflowClient, generated_password, state_file, wait_until
+    from airloop.cli.demo import (
+        PASSWORD_FILE,
+        AirflowClient,
+        generated_password,
+        standalone_command,
+        state_file,
+        wait_until,
+    )
     from airloop.cli.supervisor import Supervisor, members
+    from airloop.data.store import dataset_store
     from airloop.experiments.live import get_live
     from airloop.experiments.routing import default_routing
     from airloop.ledger import Kind
@@ -216,12 +264,14 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
     began = time.monotonic()
     with Supervisor(state_file(settings), settings.logs_dir) as supervisor:
         airflow = supervisor.start(
-            "airflow-standalone", [str(Path(sys.executable).with_name("airflow")), "standalone"],
+            "airflow-standalone", standalone_command(),
             airflow_environment(settings),
         )  # fmt: skip
         groups = [airflow.group]
+        # A later model version (no alias yet) for the last replay, registered while Airflow starts.
+        (newer,) = register(settings, [fit(4000, seed=3, **DRIFT)])
         team = list(settings.security.users)
-        assert team == ["viewer", "scientist", "engineer", "admin"], team
+        assert team == ["viewer", "scientist", "engineer", "admin", OUTSIDER], team
         wait_until(
             lambda: all(generated_password(settings, name) for name in team), "the generated passwords", 240, airflow
         )
@@ -240,12 +290,29 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
         assert refused.status_code == 403, refused.text
         assert viewer.latest_run(ETL) is None
 
+        # Replay: another team's data scientist. Airflow's `user` role may trigger any DAG; airloop's auth manager
+        # (TeamAuthManager) refuses it on team care's model: no trigger, no unpause, but he sees it (a viewer there).
+        outsider = login(OUTSIDER)
+        for dag_id in (ETL, DAG_ID, REGISTRY):
+            run = outsider.http.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": {}})
+            assert run.status_code == 403, run.text
+        assert outsider.http.patch(f"/api/v2/dags/{ETL}", json={"is_paused": False}).status_code == 403
+        assert outsider.http.get(f"/api/v2/dags/{ETL}").status_code == 200
+        assert viewer.latest_run(ETL) is None
+
         # A data scientist triggers the evaluation, and a routing change that its run refuses (it needs an admin).
         scientist.unpause(DAG_ID)
         run_id = scientist.trigger(DAG_ID, {})
         scientist.unpause(REGISTRY)
         route_run = scientist.trigger(REGISTRY, {"action": "route", "weights": {"champion": 0, "challenger": 100}})
-        hitl = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve/-1/hitlDetails"
+        run_api = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}"
+        hitl = f"{run_api}/taskInstances/approve/-1/hitlDetails"
+
+        # Replay: the password-file attack. The data scientist (who may trigger the ETL) points its source at the
+        # file of passwords Airflow generated; checked once the run is over, below.
+        secret = settings.airflow_home / PASSWORD_FILE
+        scientist.unpause(ETL)
+        etl_run = scientist.trigger(ETL, {"source": "file", "path": str(secret)})
 
         def approve_waiting() -> bool:
             if client.run_state(DAG_ID, run_id) == "failed":
@@ -275,12 +342,52 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
         assert {u["id"] for u in request["assigned_users"]} == {"engineer", "admin"}, request["assigned_users"]
         assert request["subject"] == "Promote readmission v2 to champion?", request["subject"]
         assert "labelled" in request["body"] and f"| challenger | {ROWS_PER_ARM} |" in request["body"], request["body"]
+
+        # Replay: a forged approval. SimpleAuthManager lets Airflow's `user` role write any XCom of a run; airloop's
+        # auth manager lets admins only (403): the data scientist can neither write an "Approve" by engineer as
+        # approve's result nor rewrite choose's branch record so that `promote` (the path without an approval) counts
+        # as followed. Clearing `promote` then only skips it again. Nothing moves.
+        forged = {
+            "chosen_options": ["Approve"],
+            "params_input": {},
+            "responded_at": datetime.now(UTC).isoformat(),
+            "responded_by_user": {"id": "engineer", "name": "engineer"},
+        }
+        wrote = scientist.http.post(
+            f"{run_api}/taskInstances/approve/xcomEntries", json={"key": "return_value", "value": forged}
+        )
+        assert wrote.status_code == 403, wrote.text
+        followed = {"followed": ["approve", "promote"]}
+        branch = scientist.http.patch(
+            f"{run_api}/taskInstances/choose/xcomEntries/skipmixin_key", json={"value": followed}
+        )
+        assert branch.status_code == 403, branch.text
+        viewer_wrote = viewer.http.post(f"{run_api}/taskInstances/approve/xcomEntries", json={"key": "x", "value": 1})
+        assert viewer_wrote.status_code == 403, viewer_wrote.text  # a viewer writes nothing
+        assert clear(viewer, DAG_ID, run_id, ["promote"]).status_code == 403
+        cleared = clear(scientist, DAG_ID, run_id, ["promote"], reset_dag_runs=False)
+        assert cleared.status_code == 200, cleared.text
+        assert [ti["task_id"] for ti in cleared.json()["task_instances"]] == ["promote"], cleared.text
+
+        def promote_done() -> str | None:
+            state = client.task_states(DAG_ID, run_id).get("promote")
+            return state if state in ("success", "failed", "skipped", "upstream_failed") else None
+
+        forged_promote = wait_until(promote_done, "the cleared promote to run", 180, airflow)
+        assert forged_promote == "skipped", (
+            f"{client.task_states(DAG_ID, run_id)}\n{task_logs(settings, DAG_ID, run_id, 'promote')[-3000:]}"
+        )
+        assert aliases() == {Alias.CHAMPION: "1", Alias.CHALLENGER: "2"}
+        assert history.rows(settings, kind=Kind.PROMOTION) == []
+        assert client.task_states(DAG_ID, run_id)["approve"] == AWAITING_INPUT
+        assert not client.http.get(hitl).json()["response_received"]
+
         # Answer only once the scheduler has processed the exit of the worker that parked the task (about 5 s after
         # parking here). Airflow 3.3.2 races otherwise: an answer that resumes the task first gets it re-queued with
         # the same try number, the late "success" event of the parking worker then marks it up_for_retry, and the
         # retry asks again (the answer is lost). A person never answers that fast; a script could.
-        parked = f"TaskInstance Finished: dag_id={DAG_ID}, task_id=approve, run_id={run_id},"
-        wait_until(lambda: parked in airflow.log.read_text(errors="replace"), "the parked worker's exit", 120, airflow)
+        first_ask = client.http.get(f"{run_api}/taskInstances/approve").json()
+        wait_until(lambda: parked(airflow, run_id, first_ask["id"]), "the parked worker's exit", 120, airflow)
         assert client.task_states(DAG_ID, run_id)["approve"] == AWAITING_INPUT  # still waiting: nothing times out
         assert aliases() == {Alias.CHAMPION: "1", Alias.CHALLENGER: "2"}
 
@@ -306,21 +413,76 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
 
         state = wait_until(finished, f"{DAG_ID} run {run_id} to finish after the approval", 180, airflow)
         states = client.task_states(DAG_ID, run_id)
-        assert state == "success", f"{states}\n{log_tail(airflow)}"
         assert states == {
             "evaluate": "success",
             "choose": "success",
             "approve": "success",
-            "promote": "skipped",  # the path without an approval
+            "promote": "skipped",  # cleared by the forged replay above, skipped again
             "reject": "skipped",
-        }, states
-        approve = client.http.get(f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/approve").json()
+        }, f"{states}\n{log_tail(airflow)}"
+        assert state == "success", states
+        assert aliases() == {Alias.CHAMPION: "2", Alias.PREVIOUS: "1"}
+        approve = client.http.get(f"{run_api}/taskInstances/approve").json()
         assert approve["try_number"] == 1, approve  # approved at the first ask, not after a retry
         answered = client.http.get(hitl).json()
         assert answered["response_received"] and answered["chosen_options"] == ["Approve"], answered
         assert answered["responded_by_user"]["name"] == "engineer"
         again = engineer.http.patch(hitl, json={"chosen_options": ["Reject"], "params_input": {}})
         assert again.status_code == 409, again.text  # one answer only
+
+        approved_after = time.monotonic() - began
+        live = get_live(registry, MODEL, default_routing(settings))
+        assert live.weights == {Alias.CHAMPION.value: 100.0, Alias.CHALLENGER.value: 0.0}
+        assert live.experiment == f"{MODEL}-v2"
+
+        # Replays of the approved decision. Each time the data scientist clears the finished run's `approve`, it
+        # fails before asking anyone (no new approval request): the decision can no longer be carried out, and the
+        # refusal names the versions it was made for. Nothing moves.
+        def replay_approval(try_number: int) -> str:
+            """The log of the approve try that the data scientist's clear made."""
+            assert clear(viewer, DAG_ID, run_id, ["approve"]).status_code == 403
+            cleared = clear(scientist, DAG_ID, run_id, ["approve"])
+            assert cleared.status_code == 200, cleared.text
+            assert [ti["task_id"] for ti in cleared.json()["task_instances"]] == ["approve"], cleared.text
+
+            def refused() -> str | None:
+                ti = client.http.get(f"{run_api}/taskInstances/approve").json()
+                if ti["state"] in ("up_for_retry", AWAITING_INPUT):
+                    raise AssertionError(f"the replayed approve is {ti['state']}: it asked\n{log_tail(airflow)}")
+                return ti["state"] if ti["state"] in ("success", "failed") and ti["try_number"] == try_number else None
+
+            done = wait_until(refused, "the replayed approve to finish", 180, airflow)
+            logged = task_logs(settings, DAG_ID, run_id, "approve", try_number)
+            assert done == "failed", logged[-3000:]
+            return logged
+
+        # 1. The engineer rolls v2 back: the registry holds exactly the versions the decision was made for again.
+        rollback_run = engineer.trigger(REGISTRY, {"action": "rollback"})
+        rolled_back = wait_until(
+            lambda: (s := client.run_state(REGISTRY, rollback_run)) in ("success", "failed") and s,
+            f"{REGISTRY} run {rollback_run}", 120, airflow,
+        )  # fmt: skip
+        assert rolled_back == "success", client.task_states(REGISTRY, rollback_run)
+        assert aliases() == {Alias.CHAMPION: "1", Alias.CHALLENGER: "2"}
+        refusal = replay_approval(2)
+        carried_out = (
+            "RegistryActionError: cannot promote: it was decided for readmission champion v1, challenger v2 and "
+            "carried out already (history #"
+        )
+        assert carried_out in refusal, refusal[-3000:]
+        assert aliases() == {Alias.CHAMPION: "1", Alias.CHALLENGER: "2"}
+        assert len(history.rows(settings, kind=Kind.PROMOTION)) == 1
+
+        # 2. Training makes a newer version challenger.
+        registry.set_registered_model_alias(MODEL, Alias.CHALLENGER, newer)
+        refusal = replay_approval(3)
+        changed = (
+            "RegistryActionError: cannot promote: it was decided for readmission challenger v2, and the registry's "
+            f"challenger is now v{newer}"
+        )
+        assert changed in refusal, refusal[-3000:]
+        assert aliases() == {Alias.CHAMPION: "1", Alias.CHALLENGER: newer}
+        assert len(history.rows(settings, kind=Kind.PROMOTION)) == 1
 
         # The data scientist's routing change failed at once (no retry), naming who, their role and the role needed.
         routed = wait_until(
@@ -330,18 +492,43 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
         assert routed == "failed", client.task_states(REGISTRY, route_run)
         apply = client.http.get(f"/api/v2/dags/{REGISTRY}/dagRuns/{route_run}/taskInstances/apply").json()
         assert apply["state"] == "failed" and apply["try_number"] == 1, apply
-        task_logs = (settings.airflow_home / "logs" / f"dag_id={REGISTRY}").rglob("*.log")
-        logged = "".join(path.read_text(errors="replace") for path in task_logs)
-        assert "user 'scientist' may not route: it has role data_scientist; route needs admin" in logged, logged[-3000:]
+        logged = task_logs(settings, REGISTRY, route_run)
+        assert "user 'scientist' may not route: it has role data_scientist" in logged, logged[-3000:]
+        assert "route needs admin" in logged, logged[-3000:]
+
+        # The password-file attack failed at extract at once, naming the param and the rule, not the value; it read
+        # nothing: no password in any task log of the run, nothing staged, quarantined or published.
+        etl_state = wait_until(
+            lambda: (s := client.run_state(ETL, etl_run)) in ("success", "failed") and s, f"{ETL} run {etl_run}", 120,
+            airflow,
+        )  # fmt: skip
+        etl_states = client.task_states(ETL, etl_run)
+        assert etl_state == "failed" and etl_states.pop("extract") == "failed", etl_states
+        assert set(etl_states.values()) == {"upstream_failed"}, etl_states
+        extract = client.http.get(f"/api/v2/dags/{ETL}/dagRuns/{etl_run}/taskInstances/extract").json()
+        assert extract["try_number"] == 1, extract
+        etl_logged = task_logs(settings, ETL, etl_run)
+        rule = "SourceRefused: param path: not below an allowed folder (data.access.file_roots"
+        assert rule in etl_logged, etl_logged[-3000:]
+        assert PASSWORD_FILE not in etl_logged  # the refusal names the param and the rule, never the value
+        passwords = json.loads(secret.read_text())
+        assert set(passwords) == set(team), passwords.keys()
+        assert [name for name, password in passwords.items() if password in etl_logged] == []
+        assert settings.layout.staging(etl_run).walk_files() == []
+        assert settings.layout.quarantine(settings.data.dataset_name).published_dirs() == []
+        assert dataset_store(settings).versions() == []
         total = time.monotonic() - began
-        print(f"approval test: Airflow up and waiting after {waiting_since - began:.0f}s, done after {total:.0f}s")
+        print(
+            f"approval test: Airflow up and waiting after {waiting_since - began:.0f}s, promoted after "
+            f"{approved_after:.0f}s, replays done after {total:.0f}s"
+        )
 
     assert not any(members(groups).values()), members(groups)  # nothing of Airflow is left running
 
-    assert aliases() == {Alias.CHAMPION: "2", Alias.PREVIOUS: "1"}
-    live = get_live(registry, MODEL, default_routing(settings))
-    assert live.weights == {Alias.CHAMPION.value: 100.0, Alias.CHALLENGER.value: 0.0}
-    assert live.experiment == f"{MODEL}-v2"
+    assert aliases() == {Alias.CHAMPION: "1", Alias.CHALLENGER: newer}
+    live = get_live(registry, MODEL, default_routing(settings))  # the rollback restored the experiment
+    assert live.weights == {Alias.CHAMPION.value: 50.0, Alias.CHALLENGER.value: 50.0}
+    assert live.experiment == f"{MODEL}-v1-vs-v2"
     promotions = history.rows(settings, kind=Kind.PROMOTION)
     assert len(promotions) == 1, promotions
     promotion = promotions[0]
@@ -349,5 +536,7 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
     assert promotion.key == f"promotion:{look.key}" and promotion.payload["evaluation_key"] == look.key
     assert promotion.payload["approval"]["chosen_options"] == ["Approve"], promotion.payload
     assert promotion.payload["promoted"] == "2"
+    (rollback,) = history.rows(settings, kind=Kind.ROLLBACK)
+    assert rollback.decided_by == f"airflow:{REGISTRY}/{rollback_run} by engineer", rollback.decided_by
     routings = history.rows(settings, kind=Kind.ROUTING_CHANGED)
     assert not [r for r in routings if r.decided_by.endswith(" by scientist")], routings  # the refused route

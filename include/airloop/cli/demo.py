@@ -70,6 +70,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
             "AIRLOOP_HOME": str(settings.home),
             "AIRLOOP_CONFIG": str(config_file()),
+            # Absolute: Airflow's components do not all run in this working directory (the API server's auth manager
+            # reads the specs too, to know each DAG's model and team).
+            "AIRLOOP_MODELS__FOLDER": str(settings.models.folder),
             "GX_ANALYTICS_ENABLED": "False",
         }
     )
@@ -188,6 +191,11 @@ def wait_for_run(client: AirflowClient, dag_id: str, run_id: str, settings: Sett
     return state
 
 
+def standalone_command() -> list[str]:
+    """``airflow standalone``, keeping airloop's auth manager (``airloop.cli.airflow_standalone``)."""
+    return [sys.executable, "-m", "airloop.cli.airflow_standalone"]
+
+
 def start_mlflow(settings: Settings, supervisor: Supervisor) -> Service:
     """MLflow tracking server + UI on the embedded store (the same store the DAG tasks write to)."""
     settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
@@ -258,9 +266,8 @@ def run_loop(settings: Settings, supervisor: Supervisor, keep_running: bool) -> 
         lambda: httpx.get(f"{settings.mlflow.ui_url}/health", timeout=5).status_code == 200,
         "the MLflow server", 180, mlflow_server,
     )  # fmt: skip
-    airflow_bin = str(Path(sys.executable).with_name("airflow"))
     env = airflow_env(settings)
-    airflow = supervisor.start("airflow-standalone", [airflow_bin, "standalone"], env)
+    airflow = supervisor.start("airflow-standalone", standalone_command(), env)
     print(f"  Airflow standalone starting (log: {airflow.log})", flush=True)
     wait_until(lambda: admin_password(settings)[1], "the generated admin password", 240, airflow)
     user, password = admin_password(settings)

@@ -108,6 +108,40 @@ def _decided_for(before: Mapping[Any, str], expected: Mapping[str, str] | None, 
             )
 
 
+def _not_done_yet(
+    settings: Settings, key: str | None, expected: Mapping[str, str] | None, action: str, name: str
+) -> None:
+    """Refuse ``action`` when its decision (``key``) was carried out already although the registry holds a challenger
+    again: a rollback restored the very versions it was decided for, or the same version became challenger again. A
+    retry of an interrupted step never gets here (the step records its row last, after the challenger alias went)."""
+    from airloop.ledger import ledger
+
+    row = ledger(settings).get(key) if key is not None else None
+    if row is None:
+        return
+    versions = ", ".join(f"{alias} v{version}" for alias, version in (expected or {}).items())
+    raise RegistryActionError(
+        f"cannot {action}: it was decided for {name} {versions or '(no versions recorded)'} and carried out already "
+        f"(history #{row.id}, {row.decided_by}); a decision is made again for the versions of today, not replayed"
+    )
+
+
+def check_promotable(settings: Settings, key: str, expected: Mapping[str, str]) -> None:
+    """Refuse, before anyone is asked to approve it, a promotion ``promote`` would refuse: the registry holds other
+    versions than ``expected``, or the decision (``key``) was carried out already.
+
+    Raises:
+        RegistryActionError: naming the versions it was decided for and what the registry or the history holds.
+    """
+    client, _ = _client_and_default(settings)
+    name = settings.mlflow.model_name
+    before = reg.aliases(client, name)
+    if Alias.CHALLENGER not in before:
+        raise RegistryActionError(f"cannot promote: {name} has no challenger now (it was decided for {expected})")
+    _decided_for(before, expected, "promote", name)
+    _not_done_yet(settings, key, expected, "promote", name)
+
+
 def promote(
     settings: Settings,
     actor: str,
@@ -118,12 +152,14 @@ def promote(
     """challenger → champion with routing 100% to it; the routing before is kept for a rollback. One history row.
 
     ``expected`` (alias -> version): the versions the promotion was decided for; it refuses when the registry holds
-    others (a replayed task). ``key`` makes a retry of the same decision finish it or return what it did."""
+    others (a replayed task). ``key`` makes a retry of the same decision finish it or return what it did, and refuses
+    to carry the decision out a second time once a challenger is back (e.g. after a rollback)."""
     client, default = _client_and_default(settings)
     name = settings.mlflow.model_name
     before = reg.aliases(client, name)
     if Alias.CHALLENGER in before:
         _decided_for(before, expected, "promote", name)
+        _not_done_yet(settings, key, expected, "promote", name)
     else:
         done = _already_done(settings, key)
         if done is not None:
@@ -174,6 +210,7 @@ def reject(
     challenger = before.get(Alias.CHALLENGER)
     if challenger is not None:
         _decided_for(before, expected, "reject", name)
+        _not_done_yet(settings, key, expected, "reject", name)
     if challenger is None:
         done = _already_done(settings, key)
         if done is not None:

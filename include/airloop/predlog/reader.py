@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from airloop.predlog.compact import live_files
 from airloop.predlog.schema import (
     CORRECTION,
     DAY_US,
@@ -49,7 +50,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH_ROWS = 50_000
 _READ_THREADS = 4
 _DATE_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
-_PART = re.compile(r"hour=(\d{2})/(part-[^/]+\.parquet)")
+_PART = re.compile(r"(hour=(\d{2}))/((?:part|compact)-[^/]+\.parquet)")
 
 
 def read_predictions(
@@ -268,13 +269,19 @@ def _parts_in_window(storage: Storage, lo: int, hi: int) -> list[str]:
         day_us = (day - EPOCH.date()).days * DAY_US
         base = storage.path(name)
         selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
+        hours: dict[str, list[str]] = {}
         for info in storage.fs.get_file_info(selector):
             part = _PART.fullmatch(posixpath.relpath(info.path, base)) if info.type == pafs.FileType.File else None
-            if part is None or int(part[1]) > 23:
+            if part is None or int(part[2]) > 23:
                 continue
-            hour_us = day_us + int(part[1]) * HOUR_US
+            hour_us = day_us + int(part[2]) * HOUR_US
             if hour_us < hi and hour_us + HOUR_US > lo:
-                found.append((hour_us, part[2], info.path))
+                hours.setdefault(part[1], []).append(part[3])
+        for hour, names in hours.items():
+            # A compacted file stands for the files it holds (airloop.predlog.compact): read it or them, not both.
+            folder = posixpath.join(base, hour)
+            hour_us = day_us + int(hour.removeprefix("hour=")) * HOUR_US
+            found.extend((hour_us, n, posixpath.join(folder, n)) for n in live_files(storage, folder, names).live)
     return [path for _, _, path in sorted(found)]
 
 

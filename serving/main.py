@@ -99,12 +99,14 @@ def _start(model: ModelState) -> None:
         )
         batcher.start()
         model.batchers[variant] = batcher
+        model.metrics.batch_queued.labels(model.name, variant).set_function(lambda batcher=batcher: batcher.queued)
     model.predictions.start()
     model.feedback.start()
     model.errors.start()
 
 
 async def _stop(model: ModelState) -> None:
+    model.ledger_figures.close()
     for batcher in model.batchers.values():
         await batcher.stop()
     for writer in (model.predictions, model.feedback, model.errors):

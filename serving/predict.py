@@ -162,6 +162,7 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
     for variant, (probabilities, model, latency_ms) in zip(order, results, strict=True):
         if probabilities is None:
             continue
+        state.metrics.model_latency.labels(state.name, variant).observe(latency_ms / 1000)
         records = per_variant[variant]
         for j, (i, p) in enumerate(zip(assigned.groups[variant], probabilities.tolist(), strict=True)):
             served = assigned.is_served(i, variant)

@@ -380,7 +380,8 @@ def test_reload_key_may_reload_but_gets_403_naming_the_scope_on_routing(client, 
     assert reload.status_code == 200 and reload.json()["versions"] == VERSION
     assert route.status_code == 403
     assert route.json()["detail"] == (
-        "this API key lacks the routing scope that PUT /v1/routing needs (serving.api_key)"
+        "this API key lacks the routing scope that PUT /v1/routing needs"
+        " (serving.api_key or security.teams.care.api_key)"
     )
     assert client.get("/v1/models").json()["routing"]["weights"] == routing.weights
 

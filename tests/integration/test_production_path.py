@@ -403,7 +403,8 @@ def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_post
     assert drift_tasks["compare"] == "success", drift_tasks
     verdict = "SELECT payload::json ->> 'rows', outcome FROM decisions WHERE kind = %s"
     verdicts = stack.query("ledger", verdict, "drift_verdict")
-    assert verdicts == [(str(PREDICTIONS), "no_action")], verdicts
+    why = stack.query("ledger", "SELECT payload FROM decisions WHERE kind = %s", "drift_verdict")
+    assert verdicts == [(str(PREDICTIONS), "no_action")], (verdicts, str(why)[:3000])
     reports = stack.objects(DATA_BUCKET, f"{PREFIX}/reports/")
     assert any(k.endswith(".html") for k in reports) and any(k.endswith(".json") for k in reports), reports
 

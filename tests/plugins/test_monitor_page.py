@@ -782,7 +782,23 @@ def waiting_approval(airflow_app, served) -> dict[str, str]:
     )
     assert started.status_code == 200, started.text
     run_id = started.json()["dag_run_id"]
-    evaluation = {"action": "promote", "challenger_version": "2", "evidence": "v2: log loss 0.47 vs 0.52"}
+    # The decision as the evaluate task records it: approve asks about the history's row, not the task's XCom.
+    from airloop.ledger import Kind, ledger
+    from airloop.settings import get_settings
+
+    key = f"evaluation:test:approval:{run_id}"
+    decided = {
+        "action": "promote",
+        "reason": "v2: log loss 0.47 vs 0.52",
+        "champion_version": "1",
+        "challenger_version": "2",
+        "metric": "log_loss",
+        "experiment": "readmission-v1-vs-v2",
+        "mode": "ab",
+        "arms": {CHAMPION: {"labelled": 400, "log_loss": 0.52}, CHALLENGER: {"labelled": 400, "log_loss": 0.47}},
+    }
+    ledger(get_settings()).record(Kind.EVALUATION, key, "readmission", decided, f"airflow:{APPROVAL_DAG}/{run_id}")
+    evaluation = {**decided, "key": key}
     airflow_runs.mark_done(APPROVAL_DAG, run_id, {"evaluate": evaluation, "choose": ["approve"]})
     assert airflow_runs.run_task(dags[APPROVAL_DAG], run_id, "approve") == "awaiting_input"
     return {"run_id": run_id, "subject": "Promote readmission v2 to champion?"}

@@ -142,7 +142,7 @@ def test_compacted_files_that_overlap_without_one_holding_the_other_are_refused_
 
 
 def test_while_writers_write_and_compactions_run_every_read_returns_each_row_at_most_once(storage):
-    stop, reads, written = threading.Event(), [], []
+    stop, reads, written, compactions = threading.Event(), [], [], []
 
     def writer(index: int) -> None:
         log = LogWriter(storage, PREDICTIONS, interval_s=60, writer_id=f"replica{index}")
@@ -156,13 +156,14 @@ def test_while_writers_write_and_compactions_run_every_read_returns_each_row_at_
 
     def compactor() -> None:
         while not stop.is_set():
-            compact_hour(storage, PREDICTIONS, FOLDER, now=later(), grace_s=3600)
+            compactions.append(compact_hour(storage, PREDICTIONS, FOLDER, now=later(), grace_s=3600)["compacted"])
 
     threads = [threading.Thread(target=writer, args=(i,)) for i in range(2)] + [threading.Thread(target=compactor)]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 4
-    while time.monotonic() < deadline:
+    # Until several compactions merged files under the readers' feet (however slow this machine is right now).
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (len([c for c in compactions if c]) < 3 or len(reads) < 5):
         reads.append(read_ids(storage))
     stop.set()
     for thread in threads:

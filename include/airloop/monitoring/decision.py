@@ -135,8 +135,8 @@ def decide(facts: Mapping[str, Any], limits: Any) -> list[RuleHit]:
 
     Args:
         facts: what the comparison measured (``drift.compare`` builds it):
-            ``features``: {name: {"psi", "psi_threshold", "drifted", "null_rate_reference", "null_rate_current",
-            "other_reference", "other_current"}} (the ``other_*`` shares only for categorical features);
+            ``features``: {name: {"psi", "psi_threshold", "drifted", "significant", "null_rate_reference",
+            "null_rate_current", "other_reference", "other_current"}} (``other_*`` only for categorical features);
             ``drifted_share``: the weighted share of drifted features; ``importance``: {name: share} or None;
             ``prediction``: {"psi"} or None;
             ``calibration``: {"rows", "mean_probability", "observed_rate", "variance_sum"} or None;
@@ -150,8 +150,11 @@ def decide(facts: Mapping[str, Any], limits: Any) -> list[RuleHit]:
     shares = facts.get("importance")
     drifted = sorted(name for name, f in features.items() if f["drifted"])
 
-    # Importances unknown (a profile from before they were stored): every drifted feature matters.
-    mattering = drifted if shares is None else [n for n in drifted if shares.get(n, 0.0) >= limits.importance_floor]
+    # Importances unknown (a profile from before they were stored): every drifted feature matters. A feature alerts
+    # only when its shift is also beyond chance (its corrected test): on a small window, PSI alone is inflated by
+    # sampling noise, most for a categorical feature of many levels (about (levels - 1) / rows with nothing changed).
+    noticed = [n for n in drifted if features[n].get("significant", True)]
+    mattering = noticed if shares is None else [n for n in noticed if shares.get(n, 0.0) >= limits.importance_floor]
     if mattering:
         shown = ", ".join(
             f"{n} (PSI {features[n]['psi']:.2f}"

@@ -614,6 +614,7 @@ def _facts(
                 "psi": f.psi,
                 "psi_threshold": f.psi_threshold,
                 "drifted": f.drifted,
+                "significant": f.significant,
                 "null_rate_reference": f.null_rate_reference,
                 "null_rate_current": f.null_rate_current,
                 **(

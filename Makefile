@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 # pytest-xdist processes for `make test`; each test file runs whole in one of them (its module fixtures built once)
 TEST_WORKERS ?= 2
 
-.PHONY: venv test lint demo stop lock bench bench-train bench-serving bench-drift bench-loop bench-batch bench-parse clean
+.PHONY: venv test lint demo stop lock bench bench-train bench-serving bench-drift bench-loop bench-batch bench-parse bench-log clean
 
 venv: $(VENV)/.installed
 
@@ -40,7 +40,7 @@ stop:  ## stop the services of `make demo` from another terminal (also those a k
 clean:
 	rm -rf .airloop
 
-bench: bench-train bench-serving bench-drift bench-loop bench-batch bench-parse
+bench: bench-train bench-serving bench-drift bench-loop bench-batch bench-parse bench-log
 
 bench-train: venv  ## time readmission_train on 100k synthetic rows -> benchmarks/results/train.json
 	OMP_NUM_THREADS=2 $(PY) benchmarks/bench_train.py --rows 100000
@@ -60,3 +60,6 @@ bench-batch: venv  ## readmission_batch_score vs MLflow pyfunc predict on 1M row
 
 bench-parse: venv  ## DagBag parse time of the DAG factory with 1, 10, 50 specs vs the same DAGs as plain TaskFlow -> benchmarks/results/parse.json
 	$(PY) benchmarks/bench_parse.py
+
+bench-log: venv  ## a day of one replica's prediction log (local + moto S3) read before/after compaction: parts, requests, s -> benchmarks/results/log.json
+	$(PY) benchmarks/bench_log.py

@@ -196,6 +196,38 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class RequestTimeout:
+    """A request that is not over after ``timeout_s`` (a body sent a byte at a time, a stuck dependency) is ended, so it
+    cannot hold one of the server's limited connection slots (``--limit-concurrency``) forever: 503 with
+    ``Retry-After`` when nothing was answered yet, else its connection is dropped mid-answer."""
+
+    def __init__(self, app: Any, timeout_s: float, on_timeout: Callable[[], None]) -> None:
+        self.app, self.timeout_s, self.on_timeout = app, timeout_s, on_timeout
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await asyncio.wait_for(self.app(scope, receive, watched), self.timeout_s)
+        except TimeoutError:
+            self.on_timeout()
+            if started:
+                raise  # the status is sent already: the server closes the connection
+            body = json.dumps({"detail": f"request not completed within {self.timeout_s:g} s"}).encode()
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            extra = [(b"retry-after", b"1"), (b"connection", b"close")]
+            await send({"type": "http.response.start", "status": 503, "headers": [*headers, *extra]})
+            await send({"type": "http.response.body", "body": body})
+
+
 class MetricsMiddleware:
     """Counts requests and observes latency per route path (pure ASGI: no per-request task overhead)."""
 
@@ -302,6 +334,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # A body past its limit is refused before any route, dependency or metric label looks at it.
     app.add_middleware(BodyLimit, limit_of=body_limit, on_refused=count_refused)
     serving = settings.serving
+    if serving.request_timeout_s is not None:
+
+        def count_timeout() -> None:
+            state = getattr(app.state, "airloop", None)
+            if state is not None:
+                state.metrics.errors.labels("request_timeout", "").inc()
+
+        app.add_middleware(RequestTimeout, timeout_s=serving.request_timeout_s, on_timeout=count_timeout)
     if serving.rate_limit_per_s is not None:  # outermost: a limited client costs a dictionary lookup
 
         def count_limited() -> None:

@@ -264,6 +264,9 @@ class ServingSettings(BaseModel):
     # not CPU), for at most rate_limit_held_per_client requests of one bucket and rate_limit_held requests in all at
     # once; the others get their 429 at once. 0 = answer every 429 at once.
     rate_limit_hold_s: float = Field(1.0, ge=0, le=10)
+    # A request not over after this long is ended (503 + Retry-After if unanswered): a slow body or a stuck call
+    # cannot hold a connection slot for ever. null = no limit.
+    request_timeout_s: float | None = Field(30.0, gt=0)
     rate_limit_held_per_client: int = Field(64, ge=0)
     rate_limit_held: int = Field(256, ge=0)
     # Records that may wait for one variant's model at once; a request past it gets 503 with Retry-After.

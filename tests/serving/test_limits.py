@@ -205,3 +205,38 @@ def wait_for(condition, timeout: float = 20):
             return found
         time.sleep(0.1)
     raise AssertionError("timed out")
+
+
+def test_a_request_not_over_within_the_timeout_is_ended_with_503_and_retry_after_and_a_fast_one_is_untouched():
+    import asyncio
+
+    from serving.main import RequestTimeout
+
+    async def app(scope, receive, send) -> None:
+        await receive()  # waits for a body that a slow client never finishes sending
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    timeouts: list[int] = []
+    limited = RequestTimeout(app, timeout_s=0.05, on_timeout=lambda: timeouts.append(1))
+
+    async def call(receive) -> list[dict]:
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await limited({"type": "http", "path": "/v1/feedback", "headers": []}, receive, send)
+        return sent
+
+    async def never() -> dict:
+        await asyncio.Event().wait()
+        return {}
+
+    async def body() -> dict:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    slow, fast = asyncio.run(call(never)), asyncio.run(call(body))
+    assert slow[0]["status"] == 503 and (b"retry-after", b"1") in slow[0]["headers"]
+    assert b"not completed within 0.05 s" in slow[1]["body"] and timeouts == [1]
+    assert fast[0]["status"] == 200 and fast[1]["body"] == b"ok"

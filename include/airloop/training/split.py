@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
 
 
 @dataclass(frozen=True)
@@ -18,22 +19,10 @@ class Split:
 
 
 def _one_fold(y: np.ndarray, groups: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows of about ``fraction`` of the groups (one fold of ``round(1 / fraction)``) and the rest, stratified.
-
-    Systematic sampling over the groups ordered by their positive count, then their size, then a seeded random key:
-    every ``n``-th group from a seeded offset is held out, so the held part gets its share of groups of every
-    positive count and size (the class ratio and the row fraction follow), in O(rows log rows) (scikit-learn's
-    StratifiedGroupKFold is a Python loop over groups: 52 s for 50k rows)."""
     n_splits = max(2, round(1 / fraction))
-    rng = np.random.default_rng(seed)
-    names, inverse = np.unique(groups, return_inverse=True)
-    positives = np.bincount(inverse, weights=np.asarray(y, dtype=float), minlength=len(names))  # 0/1 target
-    sizes = np.bincount(inverse, minlength=len(names))
-    order = np.lexsort((rng.random(len(names)), sizes, positives))
-    held_groups = np.zeros(len(names), dtype=bool)
-    held_groups[order[rng.integers(n_splits) :: n_splits]] = True
-    held = held_groups[inverse]
-    return np.flatnonzero(~held), np.flatnonzero(held)
+    folds = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    rest, held = next(folds.split(np.zeros(len(y)), y, groups))
+    return rest, held
 
 
 def group_split(

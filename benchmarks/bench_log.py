@@ -231,6 +231,7 @@ def id_digest(ids: Any) -> str:
 def write_day(storage: Any, hours: int, parts_per_hour: int, rate: float, seed: int) -> dict[str, Any]:
     """``hours`` of traffic at ``rate`` predictions/s through a ``LogWriter``, ``parts_per_hour`` flushes an hour."""
     from airloop.predlog import PREDICTIONS, LogWriter, PredictionRow, new_request_ids
+    from airloop.registry.contract import Alias
 
     rng = random.Random(seed)
     records = make_records(seed)
@@ -256,7 +257,7 @@ def write_day(storage: Any, hours: int, parts_per_hour: int, rate: float, seed: 
                         request_id=ids[j],
                         predicted_at=hour_start + (j + 0.5) * 3600 / rows_per_hour,
                         experiment_id=None,
-                        variant="champion",
+                        variant=Alias.CHAMPION.value,
                         model_version="7",
                         entity_id=str(200_000_000 + hour * rows_per_hour + j),
                         probability=probability,

@@ -449,7 +449,7 @@ def test_promotion_waits_for_a_person_and_follows_the_approval_given_by_rest(loo
                 ti = client.http.get(f"{run_api}/taskInstances/approve").json()
                 if ti["state"] in ("up_for_retry", AWAITING_INPUT):
                     raise AssertionError(f"the replayed approve is {ti['state']}: it asked\n{log_tail(airflow)}")
-                return ti["state"] if ti["state"] in ("success", "failed") and ti["try_number"] == try_number else None
+                return ti["state"] if ti["state"] in ("success", "failed") and ti["try_number"] >= try_number else None
 
             done = wait_until(refused, "the replayed approve to finish", 180, airflow)
             logged = task_logs(settings, DAG_ID, run_id, "approve", try_number)

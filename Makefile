@@ -49,7 +49,7 @@ bench-serving: venv  ## airloop serving vs mlflow models serve under wrk -> benc
 	@command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
 	$(PY) benchmarks/bench_serving.py
 
-bench-drift: venv  ## airloop drift compare() vs Evidently DataDriftPreset, 100k x 50 -> benchmarks/results/drift.json
+bench-drift: venv  ## airloop drift compare() vs Evidently DataDriftPreset at 100k x 50, and compare() alone from 10k to 10M rows -> benchmarks/results/drift.json
 	$(PY) benchmarks/bench_drift.py
 
 bench-loop: venv  ## a drifted 100k batch to the new champion answering /v1/predict, by stage -> benchmarks/results/loop.json

@@ -1,6 +1,8 @@
-"""Drift report on 100,000 rows x 50 features: airloop's compare() on a stored profile vs Evidently's DataDriftPreset.
+"""Drift report on 100,000 rows x 50 features: airloop's compare() on a stored profile vs Evidently's DataDriftPreset,
+and compare() alone from 10,000 to 10,000,000 rows (is it linear in the rows?).
 
-Usage: python benchmarks/bench_drift.py [--rows 100000] [--seed 42] [--quick]  -> benchmarks/results/drift.{json,md}
+Usage: python benchmarks/bench_drift.py [--rows 100000] [--seed 42] [--quick | --sweep-only]
+       -> benchmarks/results/drift.{json,md}
 
 Synthetic reference and current frames (35 numeric, 15 categorical columns; a zero-inflated count, columns with
 missing values, a sparse category, and known shifts on some columns) are generated with numpy and written as Parquet
@@ -12,7 +14,14 @@ Each side runs in its own subprocess and times only the drift computation (not i
 the Parquet files, which are reported separately); its peak memory is the high-water mark of resident memory during
 the computation minus the resident memory after the frames were loaded. Evidently's per-column drift flags are
 compared with airloop's, with Evidently's default tests and with PSI at airloop's threshold (0.2) for every column.
-airloop alone is also timed at 10k, 100k and 1M rows; Evidently at 10k and 100k only (1M would take minutes).
+Both are also timed at 10k rows (Evidently at 1M would take minutes).
+
+The sweep times ``compare(profile, current)`` alone at 10k, 100k, 1M and 10M rows x the same 50 columns, each size in
+a fresh process that generates its current frame in memory (no Parquet: 10M rows would take minutes to write and
+read) with the same generator and seed; the profile is built from 100k reference rows at every size (a profile's
+size does not grow with the training rows). It reports the seconds per size, per million rows, and
+time(10M) / time(10k) / 1000, which is 1 for a linear cost (below 1: the fixed cost per call still shows at 10k).
+``--sweep-only`` runs just the sweep and merges it into the results files, keeping their head-to-head.
 The --quick mode is a small smoke run: it prints its results and writes no files.
 """
 
@@ -23,7 +32,6 @@ import gc
 import hashlib
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -33,14 +41,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hostinfo import machine
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
 PEER_REQUIREMENTS = Path(__file__).resolve().parent / "requirements-evidently.txt"
 PEER_VENV = PROJECT_ROOT / ".airloop" / "bench" / "venv-evidently"
 TARGET_SPEEDUP = 50.0  # Evidently time / airloop time at --rows
 TARGET_MEMORY_RATIO = 2.0  # airloop's peak extra memory / the current frame's memory_usage(deep=True)
-SCALING_ROWS = (10_000, 100_000, 1_000_000)
+SCALING_ROWS = (10_000, 100_000)  # both tools, Parquet read in worker processes (the sweep has airloop's scaling)
 EVIDENTLY_MAX_ROWS = 100_000  # Evidently at 1M rows would take several minutes per configuration
+SWEEP_ROWS = (10_000, 100_000, 1_000_000, 10_000_000)  # compare() alone
+SWEEP_REPEATS = {10_000: 9, 100_000: 7, 1_000_000: 5, 10_000_000: 3}
+SWEEP_PROFILE_ROWS = 100_000  # reference rows the sweep's profile is built from, at every size
+SWEEP_BYTES_PER_ROW = 1_000  # a sweep worker's peak resident memory per current row (50 columns: ~600), with headroom
 PSI_THRESHOLD = 0.2  # airloop's default feature threshold (DriftThresholds.psi)
 EVIDENTLY_DISTANCE_THRESHOLD = 0.1  # Evidently's default for Wasserstein (normed) and Jensen-Shannon distance
 
@@ -65,12 +79,14 @@ SHIFTS = {
 # ---------------------------------------------------------------------------------------------------------- data
 
 
-def make_frames(rows: int, seed: int) -> tuple[Any, Any, list[str], list[str]]:
-    """Reference and current frames (35 numeric, 15 categorical columns) with the known SHIFTS in the current one."""
+def make_frames(rows: int, seed: int, reference_rows: int | None = None) -> tuple[Any, Any, list[str], list[str]]:
+    """Reference and current frames (35 numeric, 15 categorical columns) with the known SHIFTS in the current one;
+    the reference has ``reference_rows`` rows (as many as the current one when None)."""
     import numpy as np
     import pyarrow as pa
 
     rng = np.random.default_rng(seed)
+    reference_rows = rows if reference_rows is None else reference_rows
     numeric: list[str] = []
     categorical: list[str] = []
     reference: dict[str, Any] = {}
@@ -83,12 +99,12 @@ def make_frames(rows: int, seed: int) -> tuple[Any, Any, list[str], list[str]]:
 
     def add_numeric(name: str, make: Any, make_current: Any = None) -> None:
         numeric.append(name)
-        reference[name] = make(rows)
+        reference[name] = make(reference_rows)
         current[name] = (make_current or make)(rows)
 
-    def strings(levels: list[str], shares: list[float], missing: float) -> Any:
-        codes = rng.choice(len(levels), size=rows, p=np.asarray(shares) / np.sum(shares)).astype("int32")
-        mask = rng.random(rows) < missing
+    def strings(levels: list[str], shares: list[float], missing: float, n: int) -> Any:
+        codes = rng.choice(len(levels), size=n, p=np.asarray(shares) / np.sum(shares)).astype("int32")
+        mask = rng.random(n) < missing
         return pa.DictionaryArray.from_arrays(pa.array(codes, mask=mask), pa.array(levels)).cast(pa.string())
 
     def add_categorical(
@@ -101,11 +117,12 @@ def make_frames(rows: int, seed: int) -> tuple[Any, Any, list[str], list[str]]:
         current_missing: float | None = None,
     ) -> None:
         categorical.append(name)
-        reference[name] = strings(levels, shares, missing)
+        reference[name] = strings(levels, shares, missing, reference_rows)
         current[name] = strings(
             current_levels or levels,
             current_shares or shares,
             missing if current_missing is None else current_missing,
+            rows,
         )
 
     # 26 steady numeric columns of assorted shapes.
@@ -367,6 +384,46 @@ def worker_evidently(data: Path, config: str, repeats: int) -> dict[str, Any]:
     }
 
 
+def worker_sweep(rows: int, seed: int, repeats: int) -> dict[str, Any]:
+    """Generate a current frame of ``rows`` rows in this process and time compare(stored profile, frame) alone."""
+    import pandas as pd
+
+    from airloop.monitoring.baseline import reference_profile
+    from airloop.monitoring.drift import compare
+
+    load = [round(x, 2) for x in os.getloadavg()]
+    started = time.perf_counter()
+    reference, current, numeric, categorical = make_frames(rows, seed, reference_rows=min(rows, SWEEP_PROFILE_ROWS))
+    generate_s = time.perf_counter() - started
+    started = time.perf_counter()
+    profile = json.loads(json.dumps(reference_profile(reference.to_pandas(), numeric, categorical)))
+    profile_s = time.perf_counter() - started
+    del reference
+    frame: pd.DataFrame = current.to_pandas()
+    del current
+    frame_bytes = int(frame.memory_usage(deep=True).sum())
+    times = []
+    with PeakMemory() as memory:
+        for _ in range(repeats):
+            started = time.perf_counter()
+            result = compare(profile, frame)
+            times.append(time.perf_counter() - started)
+    return {
+        "rows": rows,
+        "columns": {"numeric": len(numeric), "categorical": len(categorical)},
+        "load_average_at_start": load,
+        "generate_s": round(generate_s, 2),
+        "profile_build_s": round(profile_s, 3),
+        "frame_mib": round(frame_bytes / 1024**2, 1),
+        "compare_s": [round(t, 4) for t in times],
+        "compare_median_s": round(statistics.median(times), 4),
+        "compare_min_s": round(min(times), 4),
+        "memory": memory.report(),
+        "verdict": result.verdict,
+        "drifted_features": result.drifted_features,
+    }
+
+
 def _versions(names: tuple[str, ...]) -> dict[str, str]:
     from importlib.metadata import version
 
@@ -481,23 +538,48 @@ def slim(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if k != "features"}
 
 
-def machine() -> dict[str, Any]:
-    """CPU, memory, OS and load of this machine."""
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line for line in cpuinfo.read_text().splitlines() if "model name" in line] if cpuinfo.is_file() else []
-    meminfo = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()
-    return {
-        "cpu": names[0].split(":", 1)[1].strip() if names else platform.processor(),
-        "cpus": os.cpu_count(),
-        "memory_gib": round(int(meminfo[1]) / 1024**2, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 def markdown(result: dict[str, Any]) -> str:
-    """The results as a Markdown page."""
+    """The results as a Markdown page: the head-to-head (when run) and the sweep (when run)."""
+    lines = (
+        head_to_head_markdown(result) if "head_to_head" in result else ["# Drift benchmark: airloop `compare()`", ""]
+    )
+    if result.get("sweep"):
+        lines += sweep_markdown(result["sweep"])
+    return "\n".join(lines)
+
+
+def sweep_markdown(sweep: dict[str, Any]) -> list[str]:
+    """The sweep's section of the Markdown page."""
+    m = sweep["machine"]
+    lines = [
+        "## compare() alone from 10k to 10M rows (the sweep)",
+        "",
+        f"{sweep['when']}, {m['cpus']} CPUs ({m['cpu']}), {m['memory_gib']} GiB; command `{sweep['command']}`, "
+        f"{sweep['total_run_s']} s in all. {sweep['method']}",
+        "",
+        "| rows | columns | timed calls s | median s | s per 1M rows | x vs previous size | peak extra MiB "
+        "| frame MiB | load average at start |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    previous = None
+    for r in sweep["sizes"]:
+        if "skipped" in r:
+            lines.append(f"| {r['rows']:,} | skipped: {r['skipped']} | | | | | | | |")
+            continue
+        t = r["compare_median_s"]
+        growth = f"{t / previous[1]:.1f} (rows x{r['rows'] / previous[0]:g})" if previous else ""
+        previous = (r["rows"], t)
+        columns = f"{r['columns']['numeric']} numeric + {r['columns']['categorical']} categorical"
+        lines.append(
+            f"| {r['rows']:,} | {columns} | {r['compare_s']} | {t} | {t / r['rows'] * 1e6:.3f} | {growth} | "
+            f"{r['memory']['peak_extra_mib']} | {r['frame_mib']} | {r['load_average_at_start']} |"
+        )
+    lines += ["", *[f"- {k}: {v}" for k, v in sweep["linearity"].items()], ""]
+    return lines
+
+
+def head_to_head_markdown(result: dict[str, Any]) -> list[str]:
+    """The head-to-head's section of the Markdown page (with the notes)."""
     head = result["head_to_head"]
     a, e = head["airloop"], head["evidently_default"]
     p = head.get("evidently_psi")
@@ -600,7 +682,7 @@ def markdown(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "## Scaling (same generator and seed, each size in fresh processes)",
+        "## Both tools by size (same generator and seed, each size in fresh processes reading Parquet)",
         "",
         "| rows | airloop compare median s | per 1M rows s | x vs previous size | airloop peak extra MiB "
         "| current frame MiB | Evidently default s | ratio |",
@@ -618,7 +700,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"{f'{peer / t:.0f}x' if peer is not None else ''} |"
         )
     lines += ["", *[f"- {note}" for note in result["notes"]], ""]
-    return "\n".join(lines)
+    return lines
 
 
 def main() -> int:
@@ -626,6 +708,11 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000, help="rows per frame in the head-to-head run")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--quick", action="store_true", help="small smoke run; prints results, writes no files")
+    parser.add_argument(
+        "--sweep-only",
+        action="store_true",
+        help="only time compare() from 10k to 10M rows; merged into the results files (their head-to-head is kept)",
+    )
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -634,11 +721,95 @@ def main() -> int:
         tool, *rest = args.worker
         if tool == "airloop":
             found = worker_airloop(args.data, int(rest[0]))
+        elif tool == "sweep":
+            found = worker_sweep(int(rest[0]), int(rest[2]), int(rest[1]))
         else:
             found = worker_evidently(args.data, rest[0], int(rest[1]))
         args.out.write_text(json.dumps(found))
         return 0
-    return run(args)
+    return run_sweep_only(args) if args.sweep_only else run(args)
+
+
+def _available_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo, None where there is none."""
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.is_file():
+        return None
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def sweep(seed: int, quick: bool) -> dict[str, Any]:
+    """Time compare() alone at each of SWEEP_ROWS (a fresh process per size) and how its time grows with the rows."""
+    started = time.perf_counter()
+    info = machine()
+    sizes: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="airloop-bench-drift-sweep-") as tmp:
+        for n in (2_000, 20_000) if quick else SWEEP_ROWS:
+            available, need = _available_bytes(), n * SWEEP_BYTES_PER_ROW
+            if available is not None and need > available:
+                skipped = f"needs about {need / 1024**3:.1f} GiB, {available / 1024**3:.1f} GiB available"
+                print(f"sweep {n:,} rows skipped: {skipped}", flush=True)
+                sizes.append({"rows": n, "skipped": skipped})
+                continue
+            repeats = 3 if quick else SWEEP_REPEATS[n]
+            found = run_worker(Path(sys.executable), ["sweep", str(n), str(repeats), str(seed)], Path(tmp), 1200)
+            sizes.append(found)
+            print(f"sweep {n:,} rows: compare median {found['compare_median_s']} s {found['compare_s']}", flush=True)
+    timed = [r for r in sizes if "compare_median_s" in r]
+    linearity: dict[str, Any] = {}
+    if len(timed) >= 2:
+        small, large = timed[0], timed[-1]
+        factor = large["rows"] / small["rows"]
+        linearity[f"time({large['rows']:,}) / time({small['rows']:,}) / {factor:g} (1 = linear)"] = round(
+            large["compare_median_s"] / small["compare_median_s"] / factor, 3
+        )
+        if len(timed) >= 3:
+            before = timed[-2]
+            factor = large["rows"] / before["rows"]
+            linearity[
+                f"time({large['rows']:,}) / time({before['rows']:,}) / {factor:g} (the fixed cost per call amortised)"
+            ] = round(large["compare_median_s"] / before["compare_median_s"] / factor, 3)
+        linearity["seconds per 1M rows, by size"] = {
+            f"{r['rows']:,}": round(r["compare_median_s"] / r["rows"] * 1e6, 3) for r in timed
+        }
+    return {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": info,
+        "command": "python benchmarks/bench_drift.py --sweep-only" + (" --quick" if quick else ""),
+        "method": (
+            f"`compare(profile, current)` alone, no probabilities; each size in a fresh process that generates its "
+            f"current frame in memory (the head-to-head's generator, seed {seed}; no Parquet) and builds the profile "
+            f"from {SWEEP_PROFILE_ROWS:,} reference rows; the median of "
+            + ", ".join(f"{r} calls at {n:,}" for n, r in SWEEP_REPEATS.items())
+            + " rows. Peak "
+            "extra memory: the resident high-water mark during the calls above the RSS before them."
+        ),
+        "sizes": sizes,
+        "linearity": linearity,
+        "total_run_s": round(time.perf_counter() - started, 1),
+    }
+
+
+def run_sweep_only(args: argparse.Namespace) -> int:
+    """The sweep alone, merged into the results files (their head-to-head kept); printed only with --quick."""
+    found = sweep(args.seed, args.quick)
+    path = RESULTS / "drift.json"
+    result = json.loads(path.read_text()) if path.is_file() and not args.quick else {}
+    result["sweep"] = found
+    text, page = json.dumps(result, indent=2) + "\n", markdown(result)
+    if args.quick:
+        print(text)
+        print(page)
+        return 0
+    RESULTS.mkdir(exist_ok=True)
+    path.write_text(text)
+    (RESULTS / "drift.md").write_text(page)
+    print("\n".join(sweep_markdown(found)))
+    print(f"written to {path} and {RESULTS / 'drift.md'}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -753,6 +924,9 @@ def run(args: argparse.Namespace) -> int:
         ],
         "total_run_s": round(time.perf_counter() - started, 1),
     }
+    result["sweep"] = sweep(args.seed, args.quick)
+    result["sweep"]["command"] = "make bench-drift" + (" (--quick)" if args.quick else "")
+    result["total_run_s"] = round(time.perf_counter() - started, 1)
     text = json.dumps(result, indent=2) + "\n"
     page = markdown(result)
     if args.quick:

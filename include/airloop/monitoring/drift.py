@@ -4,7 +4,10 @@ Per feature: PSI on the profile's fixed bins (missing is a bin of its own), Jens
 whose p-values are corrected across features (Benjamini-Hochberg): Kolmogorov-Smirnov for numeric features (from
 the profile's CDF, no training rows needed), chi-square for categorical ones (bins with small expected counts
 pooled, so a sparse category seen in one window only is not an artefact p-value of 0). A feature is drifted on
-effect size (PSI at or above its threshold), never on a p-value alone. Everything is vectorised per feature.
+effect size (PSI at or above its threshold), never on a p-value alone. Everything is vectorised per feature, and
+the features' statistics take time linear in the window's rows: no column is sorted (``PointLookup`` counts a
+numeric column's values at its bins' edges and CDF points in one pass; categories are hashed). Only the ROC AUCs
+of the probabilities (estimated, realised) rank them: a few sorts of that one column, O(rows log rows).
 
 One more signal needs no labels: the ROC AUC the window's own probabilities imply (``airloop.monitoring.estimate``,
 CBPE) against the same estimate on the reference's test-set probabilities. A drop of more than
@@ -222,20 +225,157 @@ def js_distance(reference: np.ndarray, current: np.ndarray) -> float:
     return float(jensenshannon(p, q, base=2))
 
 
-def ks_distance(cdf_values: np.ndarray, cdf_probs: np.ndarray, current: np.ndarray) -> float:
-    """Kolmogorov-Smirnov distance between a reference CDF (step function at ``cdf_values``) and a sample.
+LOOKUP_CHUNK = 1 << 15  # rows per pass of the point lookup: its temporaries stay in the CPU's cache
+SEARCH_ROWS = 2_000  # fewer values than this: plain binary search (building the lookup's grid would cost more)
+CELLS_PER_POINT = 8  # grid cells per point of the lookup (at most MAX_CELLS)
+MAX_CELLS = 1 << 15
+MAX_STEPS = 2  # points a grid cell may hold; the values in a fuller cell are looked up by binary search
+_MAGNITUDE = np.int64(0x7FFF_FFFF_FFFF_FFFF)
 
-    Exact for that step function: between two reference points the reference CDF is constant and the sample's is
-    monotone, so the supremum is at an interval's ends, where the sample's CDF is the share of values at or below
-    (or strictly below) each reference point: the few reference points are looked up in the sorted sample.
+
+def _ordered_keys(values: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Integers in the order of the (non-NaN) float64 ``values``: the bits, with the magnitude flipped when negative.
+    Strictly increasing with the value except that -0.0 gets a key below 0.0's."""
+    bits = values.view(np.int64)
+    np.right_shift(bits, 63, out=out)
+    np.bitwise_and(out, _MAGNITUDE, out=out)
+    np.bitwise_xor(out, bits, out=out)
+    return out
+
+
+class PointLookup:
+    """Where each of many values falls among a few sorted points, in time linear in the values (no sort of them).
+
+    A value's place is ``2 * #{points < value}``, plus one when it equals a point. It is found in a grid of cells
+    over the points' range: the cell of a value is a monotone (non-decreasing) function of it, so the points in
+    earlier cells are all below the value and those in later cells all above; the cell's own few points (at most
+    ``MAX_STEPS``) are compared one by one. The grid is uniform in the value, or uniform in the float's bits
+    (roughly logarithmic, for heavy tails), whichever leaves fewer points in crowded cells; the values in a crowded
+    cell are looked up by binary search, as are all of fewer than ``SEARCH_ROWS`` values (still linear in the
+    values, log in the points). Exact: no rounding enters a comparison; the cells only decide where they start.
     """
-    sample = np.sort(np.asarray(current, dtype="float64"))
-    ref_values = np.asarray(cdf_values, dtype="float64")
-    at = np.searchsorted(sample, ref_values, side="right") / len(sample)  # share <= each reference point
-    below = np.searchsorted(sample, ref_values, side="left") / len(sample)  # share < each reference point
+
+    def __init__(self, points: np.ndarray) -> None:
+        # Sorted and distinct (-0.0 as 0.0, so that a point's key is never below an equal value's).
+        self.points = np.unique(np.asarray(points, dtype="float64")) + 0.0
+        self.mode: str | None = None  # the grid's, once built: "uniform" or "bits"
+
+    def _build(self) -> None:
+        """The grid: each cell's first point (``start``), how many steps its points need, the crowded cells."""
+        m = len(self.points)
+        self._sentinel = np.append(self.points, np.nan)  # a NaN past the last point: no comparison holds
+        self.cells = int(min(max(CELLS_PER_POINT * m, 16), MAX_CELLS))
+        self.low = float(self.points[0])
+        with np.errstate(over="ignore"):
+            span = float(self.points[-1] - self.points[0])  # 0 for one point, inf beyond the largest float
+        # A uniform grid needs a finite span and scale (not for points a few subnormals apart); else the bits' grid.
+        scale = self.cells / span if 0 < span < math.inf else 0.0
+        self.scale = scale if scale < math.inf else 0.0
+        keys = _ordered_keys(self.points, np.empty(m, dtype=np.int64))
+        self.key_low, self.key_high = int(keys[0]), int(keys[-1])
+        self.shift = ((self.key_high - self.key_low) // self.cells).bit_length()  # cells of 2**shift keys
+        best = None
+        for mode in ("uniform", "bits") if self.scale else ("bits",):
+            self.mode = mode
+            per_cell = np.bincount(self._cells(self.points, np.empty(m), np.empty(m, np.intp)), minlength=self.cells)
+            crowded = int(per_cell[per_cell > MAX_STEPS].sum())
+            if best is None or crowded < best[0]:
+                best = (crowded, mode, per_cell)
+            if crowded == 0:
+                break
+        _, self.mode, per_cell = best
+        self.start = np.concatenate([[0], np.cumsum(per_cell)[:-1]])  # points in earlier cells
+        self.steps = min(int(per_cell.max()), MAX_STEPS)
+        self.crowded = per_cell > MAX_STEPS if per_cell.max() > MAX_STEPS else None
+
+    def _cells(self, values: np.ndarray, scratch: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """The grid cell of each value (monotone in the value), into ``out``."""
+        if self.mode == "uniform":
+            np.subtract(values, self.low, out=scratch)
+            np.multiply(scratch, self.scale, out=scratch)
+            np.clip(scratch, 0, self.cells - 1, out=scratch)
+            np.copyto(out, scratch, casting="unsafe")
+            return out
+        keys = _ordered_keys(values, out)
+        np.clip(keys, self.key_low, self.key_high, out=keys)
+        np.subtract(keys, self.key_low, out=keys)  # in [0, 2**64): wraps in int64, exact read as unsigned
+        unsigned = keys.view(np.uint64)
+        np.right_shift(unsigned, self.shift, out=unsigned)
+        np.minimum(keys, self.cells - 1, out=keys)
+        return out
+
+    def histogram(self, values: np.ndarray) -> np.ndarray:
+        """How many ``values`` (float64, no NaN) hold each place: ``counts[2 * i + 1]`` equal ``points[i]``,
+        ``counts[2 * i]`` lie strictly between ``points[i - 1]`` and ``points[i]`` (the last: above all points)."""
+        values = np.ascontiguousarray(values, dtype="float64")
+        m = len(self.points)
+        if len(values) < SEARCH_ROWS or m == 0:
+            place = np.searchsorted(self.points, values, side="left") + np.searchsorted(self.points, values, "right")
+            return np.bincount(place, minlength=2 * m + 1)
+        if self.mode is None:
+            self._build()
+        total = np.zeros(2 * m + 1, dtype=np.int64)
+        size = min(LOOKUP_CHUNK, len(values))
+        scratch, found = np.empty(size), np.empty(size)
+        cell, place = np.empty(size, dtype=np.intp), np.empty(size, dtype=np.intp)
+        flag = np.empty(size, dtype=bool)
+        for begin in range(0, len(values), LOOKUP_CHUNK):
+            v = values[begin : begin + LOOKUP_CHUNK]
+            k = len(v)
+            with np.errstate(over="ignore"):  # a value far from the points: inf, in the last cell
+                c = self._cells(v, scratch[:k], cell[:k])
+            i, got, b = place[:k], found[:k], flag[:k]
+            np.take(self.start, c, out=i, mode="clip")  # mode="clip": "raise" would buffer ``out``
+            for _ in range(self.steps):
+                np.take(self._sentinel, i, out=got, mode="clip")
+                np.less(got, v, out=b)
+                i += b
+            if self.crowded is not None:
+                np.take(self.crowded, c, out=b, mode="clip")
+                if b.any():
+                    i[b] = np.searchsorted(self.points, v[b], side="left")
+            np.take(self._sentinel, i, out=got, mode="clip")
+            np.equal(got, v, out=b)
+            i *= 2
+            i += b
+            total += np.bincount(i, minlength=2 * m + 1)
+        return total
+
+    def below_and_upto(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For each point, how many ``values`` (float64, no NaN) are below it and how many at or below it."""
+        cumulative = np.cumsum(self.histogram(values))
+        return cumulative[0:-1:2], cumulative[1::2]
+
+
+def _ks_at_points(cdf_probs: np.ndarray, below: np.ndarray, upto: np.ndarray, n: int) -> float:
+    """The KS distance from a sample's counts below and at or below each reference point (see ``ks_distance``)."""
     ref_at = np.asarray(cdf_probs, dtype="float64")
     ref_before = np.concatenate([[0.0], ref_at[:-1]])  # the reference CDF just below each point
-    return float(max(np.max(np.abs(ref_at - at)), np.max(np.abs(ref_before - below))))
+    return float(max(np.max(np.abs(ref_at - upto / n)), np.max(np.abs(ref_before - below / n))))
+
+
+def ks_distance(cdf_values: np.ndarray, cdf_probs: np.ndarray, current: np.ndarray) -> float:
+    """Kolmogorov-Smirnov distance between the profile's reference CDF and a sample, in time linear in the sample.
+
+    The reference CDF is the step function ``G`` stored in the profile: ``G(x) = cdf_probs[i]`` from
+    ``cdf_values[i]`` up to the next point, 0 below the first. The distance is ``sup_x |G(x) - F(x)|`` with ``F`` the
+    sample's empirical CDF. Between two points ``G`` is constant and ``F`` monotone, so the supremum is at an
+    interval's ends: it is the largest of ``|G(x_i) - F(x_i)|`` and ``|G(x_i-) - F(x_i-)|`` over the points ``x_i``
+    (``F(x_i-)`` the share of the sample strictly below ``x_i``), exactly. The sample is not sorted: its values are
+    counted below and at each point (``PointLookup``), O(rows) for the few points (at most ``CDF_POINTS``).
+
+    Against the two-sample KS of the raw training rows: when the profile stored every distinct training value (at
+    most ``CDF_POINTS`` of them), ``G`` is the training rows' empirical CDF and the distance is that KS statistic
+    exactly. Otherwise ``cdf_values`` are quantiles at probabilities ``k / CDF_POINTS``, the training CDF lies in
+    ``[G, G + 1 / CDF_POINTS)`` everywhere, and the distance is within ``1 / CDF_POINTS`` of that statistic (either
+    side). NaN in ``current`` is ignored.
+    """
+    sample = np.asarray(current, dtype="float64")
+    sample = sample[~np.isnan(sample)]
+    lookup = PointLookup(np.asarray(cdf_values, dtype="float64"))
+    below, upto = lookup.below_and_upto(sample)
+    where = np.searchsorted(lookup.points, np.asarray(cdf_values, dtype="float64"))
+    return _ks_at_points(cdf_probs, below[where], upto[where], len(sample))
 
 
 KS_LIMITING_N = 2_000  # from this effective size on, the limiting distribution (scipy's exact one costs 5 ms a call)
@@ -311,9 +451,51 @@ def bin_labels(profile: Mapping[str, Any]) -> list[str]:
 
 def numeric_counts(profile: Mapping[str, Any], values: np.ndarray) -> np.ndarray:
     """Counts of ``values`` in a numeric feature's profile bins (NaN counted as missing, the last bin)."""
+    return _numeric_pass(profile, values, with_cdf=False)[0]
+
+
+def _numeric_pass(
+    profile: Mapping[str, Any], values: np.ndarray, with_cdf: bool
+) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray] | None]:
+    """One pass over a numeric feature's values, linear in the rows: the counts in the profile's bins (as
+    ``numeric_counts``), how many values are present, and (``with_cdf`` and a profile with a CDF) how many present
+    values lie below and at or below each CDF point, for ``ks_distance``'s statistic.
+
+    The bins' edges (minimum, cuts, maximum) and the CDF points are looked up together (``PointLookup``): a bin's
+    count is a difference of counts below (or at or below) its edges."""
+    values = np.asarray(values, dtype="float64")
     missing = np.isnan(values)
-    counts = np.bincount(numeric_bin_index(profile, values[~missing]), minlength=len(profile["cuts"]) + 3)
-    return np.append(counts, missing.sum()).astype("float64")
+    n_missing = int(missing.sum())
+    present = values[~missing] if n_missing else values
+    n = len(present)
+    cuts = np.asarray(profile["cuts"], dtype="float64")
+    low, high = profile["min"], profile["max"]
+    cdf = profile.get("cdf") if with_cdf else None
+    cdf_values = np.asarray(cdf["values"], dtype="float64") if cdf else np.empty(0)
+    counts = None
+    if low is None or (len(cuts) and not low <= cuts[0] <= cuts[-1] <= high):
+        # No values in training (one inner bin), or cuts outside [min, max] that edge counts cannot express.
+        inner = np.bincount(numeric_bin_index(profile, present), minlength=len(cuts) + 3)
+        counts = np.append(inner, n_missing).astype("float64")
+        if cdf is None:
+            return counts, n, None
+        lookup = PointLookup(cdf_values)
+    else:
+        lookup = PointLookup(np.concatenate([[low, high], cuts, cdf_values]))
+    below, upto = lookup.below_and_upto(present)
+
+    def at(x: Any) -> np.ndarray:
+        return np.searchsorted(lookup.points, np.asarray(x, dtype="float64"))
+
+    if counts is None:
+        # [< min], [min, c1), ..., [ck, max], [> max]: differences of the counts below min, below each cut, at or
+        # below max, and of all present values.
+        edges = np.concatenate([[0], below[at([low])], below[at(cuts)], upto[at([high])], [n]])
+        counts = np.append(np.diff(edges), n_missing).astype("float64")
+    if cdf is None:
+        return counts, n, None
+    where = at(cdf_values)
+    return counts, n, (below[where], upto[where])
 
 
 def categorical_counts(profile: Mapping[str, Any], values: pd.Series) -> np.ndarray:
@@ -380,12 +562,11 @@ def _feature_drift(
 
 
 def _numeric_drift(name: str, kind: str, profile: Mapping[str, Any], values: np.ndarray) -> dict[str, Any]:
-    counts = numeric_counts(profile, values)
-    present = values[~np.isnan(values)]
+    counts, present, at_cdf = _numeric_pass(profile, values, with_cdf=True)
     n_reference = round(profile.get("count", 0) * (1 - profile["shares"][-1]))
-    if "cdf" in profile and len(present) and n_reference:
-        distance = ks_distance(profile["cdf"]["values"], profile["cdf"]["probs"], present)
-        extra = ("ks", distance, ks_p_value(distance, n_reference, len(present)))
+    if at_cdf is not None and present and n_reference:
+        distance = _ks_at_points(profile["cdf"]["probs"], *at_cdf, present)
+        extra = ("ks", distance, ks_p_value(distance, n_reference, present))
     else:
         extra = ("ks", None, None)
     return _feature_drift(name, kind, profile, counts, extra)
@@ -413,7 +594,7 @@ def _performance(profile: Mapping[str, Any], probabilities: np.ndarray, outcomes
     y, p = outcomes[labelled], probabilities[labelled]
     if not np.isin(y, (0.0, 1.0)).all():
         raise WindowInvalid(f"outcomes must be 0, 1 or missing, got values {np.unique(y)[:5].tolist()}")
-    both = len(np.unique(y)) == 2
+    both = 0 < y.sum() < len(y)  # both outcomes present (y is 0/1): no np.unique, which sorts
     reference = profile.get("test_metrics") or {}
     return PerformanceDrift(
         labelled_rows=int(labelled.sum()),

@@ -39,7 +39,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import random
 import shutil
 import statistics
@@ -54,6 +53,8 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+from hostinfo import machine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -500,24 +501,6 @@ def ratios(out: dict[str, Any]) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------- report
 
 
-def machine() -> dict[str, Any]:
-    """CPU, memory, OS, load and package versions of this machine."""
-    from importlib.metadata import version
-
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line for line in cpuinfo.read_text().splitlines() if "model name" in line] if cpuinfo.is_file() else []
-    meminfo = Path("/proc/meminfo").read_text().split("\n", 1)[0].split()
-    return {
-        "cpu": names[0].split(":", 1)[1].strip() if names else platform.processor(),
-        "cpus": os.cpu_count(),
-        "memory_gib": round(int(meminfo[1]) / 1024**2, 1),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "packages": {p: version(p) for p in PACKAGES},
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
 def targets(backends: dict[str, Any]) -> dict[str, Any]:
     """The issue's targets, on the day's window after compaction, as run (the scale is part of the verdict)."""
     found = {}
@@ -675,7 +658,7 @@ def main() -> int:
     from airloop.storage import S3Options, Storage
 
     started = time.perf_counter()
-    info = machine()
+    info = machine(PACKAGES)
     print(f"load average at start: {info['load_average_at_start']}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="airloop-bench-log-"))
     backends: dict[str, Any] = {}

@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -42,9 +41,10 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
+
+from hostinfo import machine
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -525,20 +525,10 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> dict[str, Any]:
-    """Where the numbers come from."""
-    cpuinfo = Path("/proc/cpuinfo")
-    names = [line for line in cpuinfo.read_text().splitlines() if "model name" in line] if cpuinfo.is_file() else []
-    cpu = names[0].split(":", 1)[1].strip() if names else platform.processor()
+def machine_with_wrk() -> dict[str, Any]:
+    """Where the numbers come from: the host (``hostinfo.machine``) and the load generator's version."""
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n", 1)[0].strip()
-    return {
-        "cpus": os.cpu_count(),
-        "cpu": cpu,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "wrk": wrk_version,
-        "packages": {d: dist_version(d) for d in PACKAGES},
-    }
+    return {**machine(PACKAGES), "wrk": wrk_version}
 
 
 def main() -> int:
@@ -719,7 +709,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
         "targets": targets,
         "meets_targets": all(t["met"] for t in targets.values()),
         "rate_limit": rate_limit,
-        "machine": machine(),
+        "machine": machine_with_wrk(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_results(result)

@@ -791,19 +791,24 @@ def build_all(catalog: Catalog | None = None, models: Iterable[str] | None = Non
     not the seven DAGs of every model."""
     from airflow.sdk import get_parsing_context
 
-    catalog = catalog or get_settings().catalog
+    base = get_settings()
+    catalog = catalog or base.catalog
     wanted = set(models) if models is not None else None
     running = get_parsing_context().dag_id
     out: dict[str, DAG] = {}
+
+    def settings_of(name: str) -> Settings:  # the default model's are the base settings: not read twice
+        return base if base.model == name else get_settings(name)
+
     for name, spec in sorted(catalog.specs.items()):
         if wanted is not None and name not in wanted:
             continue
         if running is None:
-            out.update(dags_of(spec, get_settings(name)))
+            out.update(dags_of(spec, settings_of(name)))
             continue
         for stage in STAGES:
             if spec.dag_id(stage) == running:
-                out[running] = BUILDERS[stage](spec, get_settings(name))
+                out[running] = BUILDERS[stage](spec, settings_of(name))
     if catalog.errors and running in (None, BROKEN_DAG_ID):
         errors = [str(error) for error in catalog.errors.values()]
         for error in errors:

@@ -43,8 +43,13 @@ class DemoError(RuntimeError):
 
 def airflow_env(settings: Settings) -> dict[str, str]:
     """Environment for Airflow processes: repo dags/ and plugins/, SQLite under the runtime folder, no examples, the
-    users of ``security.users`` with their roles (SimpleAuthManager generates their passwords)."""
+    users of ``security.users`` with their roles (SimpleAuthManager generates their passwords). The Airflow home gets
+    airloop's ``airflow_local_settings.py`` (``airloop.airflow_preload``): each parse of the DAG file then pays for
+    reading the specs and building the DAGs, not for defining airloop's settings classes again."""
+    from airloop.airflow_preload import write_local_settings
     from airloop.security import airflow_users
+
+    write_local_settings(settings.airflow_home)
 
     env = os.environ.copy()
     # standalone starts its components as `airflow ...` subprocesses: the venv's bin must come first on PATH.

@@ -37,8 +37,8 @@ from airloop.jsonable import plain
 from airloop.monitoring.baseline import MISSING, load_profile
 from airloop.monitoring.decision import RULES, RuleHit, decide, importance_shares, importance_weighted_score
 from airloop.monitoring.estimate import calibration, estimate
-from airloop.monitoring.multivariate import MultivariateDrift, domain_classifier, watched_columns
-from airloop.monitoring.segments import segment_rules, window_segments
+from airloop.monitoring.multivariate import SAMPLE_ROWS, MultivariateDrift, domain_classifier, watched_columns
+from airloop.monitoring.segments import segment_bins, segment_rules, window_segments
 
 SCHEMA_VERSION = 3  # 2: performance_estimate and max_estimated_auc_drop; 3: alert and retrain rules
 PSI_EPSILON = 1e-4
@@ -561,19 +561,61 @@ def _feature_drift(
     }
 
 
+@dataclass
+class FeatureCounts:
+    """What a window's statistics of one feature need, additive over any split of its rows: the counts in the
+    profile's bins (missing last) and, for a numeric feature, how many values are present and how many lie below and
+    at or below each of the profile's CDF points (None without a CDF)."""
+
+    counts: np.ndarray
+    present: int = 0
+    below: np.ndarray | None = None
+    upto: np.ndarray | None = None
+
+    def __add__(self, other: FeatureCounts) -> FeatureCounts:
+        def add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None or b is None else a + b
+
+        return FeatureCounts(
+            self.counts + other.counts, self.present + other.present, add(self.below, other.below),
+            add(self.upto, other.upto),
+        )  # fmt: skip
+
+    @classmethod
+    def of(cls, profile: Mapping[str, Any], window: pd.DataFrame, name: str) -> FeatureCounts:
+        """One feature's counts over ``window``'s column ``name`` (its type checked)."""
+        if profile["kind"] == "numeric":
+            counts, present, at_cdf = _numeric_pass(profile, _numeric_values(window, name), with_cdf=True)
+            below, upto = at_cdf if at_cdf is not None else (None, None)
+            return cls(counts, present, below, upto)
+        return cls(categorical_counts(profile, _categorical_values(window, name)))
+
+    @classmethod
+    def empty(cls, profile: Mapping[str, Any]) -> FeatureCounts:
+        """The counts of no rows."""
+        counts = np.zeros(len(profile["shares"]), dtype="float64")
+        cdf = profile.get("cdf") if profile["kind"] == "numeric" else None
+        zeros = np.zeros(len(cdf["values"]), dtype=np.int64) if cdf else None
+        return cls(counts, 0, zeros, None if zeros is None else zeros.copy())
+
+
 def _numeric_drift(name: str, kind: str, profile: Mapping[str, Any], values: np.ndarray) -> dict[str, Any]:
     counts, present, at_cdf = _numeric_pass(profile, values, with_cdf=True)
+    below, upto = at_cdf if at_cdf is not None else (None, None)
+    return _numeric_drift_of(name, kind, profile, FeatureCounts(counts, present, below, upto))
+
+
+def _numeric_drift_of(name: str, kind: str, profile: Mapping[str, Any], found: FeatureCounts) -> dict[str, Any]:
     n_reference = round(profile.get("count", 0) * (1 - profile["shares"][-1]))
-    if at_cdf is not None and present and n_reference:
-        distance = _ks_at_points(profile["cdf"]["probs"], *at_cdf, present)
-        extra = ("ks", distance, ks_p_value(distance, n_reference, present))
+    if found.below is not None and found.upto is not None and found.present and n_reference:
+        distance = _ks_at_points(profile["cdf"]["probs"], found.below, found.upto, found.present)
+        extra = ("ks", distance, ks_p_value(distance, n_reference, found.present))
     else:
         extra = ("ks", None, None)
-    return _feature_drift(name, kind, profile, counts, extra)
+    return _feature_drift(name, kind, profile, found.counts, extra)
 
 
-def _categorical_drift(name: str, profile: Mapping[str, Any], values: pd.Series) -> dict[str, Any]:
-    counts = categorical_counts(profile, values)
+def _categorical_drift_of(name: str, profile: Mapping[str, Any], counts: np.ndarray) -> dict[str, Any]:
     reference_counts = np.asarray(profile["shares"], dtype="float64") * profile.get("count", 0)
     statistic, p_value = chi_square(reference_counts, counts) if reference_counts.sum() else (None, None)
     return _feature_drift(name, "categorical", profile, counts, ("chi_square", statistic, p_value))
@@ -664,6 +706,9 @@ def compare(
 ) -> DriftResult:
     """Compare a window of model features (and its predicted probabilities and outcomes) with a reference profile.
 
+    The same as ``compare_summary`` of the window's ``summarize``: a window too large for one process is summarised
+    in parts that ``merge_summaries`` joins, with the same result.
+
     Args:
         profile: the model version's reference profile (``baseline/baseline_stats.json`` as parsed JSON).
         window: model features of the window's records (``features_from_frame``), one row per prediction.
@@ -679,22 +724,131 @@ def compare(
         EmptyWindow: the window has no rows.
         WindowInvalid: columns missing or of the wrong type, probabilities or outcomes malformed.
     """
-    limits = thresholds or DriftThresholds()
+    summary = summarize(profile, window, probabilities, outcomes, segments)
+    return compare_summary(profile, summary, thresholds, reference_sample, segments)
+
+
+@dataclass
+class WindowSummary:
+    """Everything ``compare_summary`` reads of a window, mergeable over any split of its rows (``merge_summaries``).
+
+    The features, which are most of a window's columns, are reduced to counts (``FeatureCounts``). The few per-row
+    values that ranking statistics need are kept: the probabilities, outcomes and each segment feature's bin (an
+    index into ``bin_labels``). ``sample`` is a uniform sample of at most ``sample_rows`` of the window's feature
+    rows, for the multivariate check."""
+
+    rows: int
+    features: dict[str, FeatureCounts]
+    probabilities: np.ndarray | None = None
+    outcomes: np.ndarray | None = None
+    segments: dict[str, np.ndarray] = field(default_factory=dict)
+    sample: pd.DataFrame | None = None
+
+
+def summarize(
+    profile: Mapping[str, Any],
+    window: pd.DataFrame,
+    probabilities: Sequence[float] | np.ndarray | pd.Series | None = None,
+    outcomes: Sequence[float] | np.ndarray | pd.Series | None = None,
+    segments: Sequence[str] = (),
+    sample_rows: int = SAMPLE_ROWS,
+    seed: int = 0,
+) -> WindowSummary:
+    """A window's (or a part of a window's) ``WindowSummary`` against a reference profile (arguments as ``compare``);
+    a part with no rows has zero counts. Raises ``WindowInvalid`` as ``compare`` does."""
     reference = load_profile(profile)
     if not isinstance(window, pd.DataFrame):
         raise WindowInvalid(f"the window is a {type(window).__name__}, not a DataFrame of model features")
     rows = len(window)
+    if outcomes is not None and probabilities is None:
+        raise WindowInvalid("outcomes were given without the probabilities they are scored against")
     if rows == 0:
-        raise EmptyWindow(f"the window has no rows (columns {list(window.columns)[:8]}): nothing to compare")
+        empty = {name: FeatureCounts.empty(feature) for name, feature in reference["features"].items()}
+        none = np.empty(0, dtype="float64")
+        return WindowSummary(
+            0, empty, None if probabilities is None else none, None if outcomes is None else none,
+            {n: np.empty(0, dtype=np.int16) for n in segments if n in reference["features"]},
+        )  # fmt: skip
     absent = [c for c in reference["features"] if c not in window.columns]
     if absent:
         raise WindowInvalid(f"the window lacks profiled feature columns {absent}; it has {list(window.columns)[:12]}")
+    features = {name: FeatureCounts.of(feature, window, name) for name, feature in reference["features"].items()}
+    scores = observed = None
+    if probabilities is not None:
+        scores = _array(probabilities, rows, "probabilities")
+        if np.any((scores < 0) | (scores > 1)):
+            raise WindowInvalid(f"probabilities outside [0, 1]: {scores[(scores < 0) | (scores > 1)][:5].tolist()}")
+        observed = None if outcomes is None else _array(outcomes, rows, "outcomes")
+    bins = {name: segment_bins(reference["features"][name], window[name]) for name in segments_of(reference, segments)}
+    columns = list(reference["features"])
+    sample = window[columns] if rows <= sample_rows else window[columns].sample(sample_rows, random_state=seed)
+    return WindowSummary(rows, features, scores, observed, bins, sample)
+
+
+def segments_of(reference: Mapping[str, Any], segments: Sequence[str]) -> list[str]:
+    """The named segment features that the profile has."""
+    return [name for name in dict.fromkeys(segments) if name in reference["features"]]
+
+
+def merge_summaries(parts: Sequence[WindowSummary], sample_rows: int = SAMPLE_ROWS, seed: int = 0) -> WindowSummary:
+    """The summary of the rows of ``parts`` together, in their order: what ``summarize`` of the concatenated window
+    gives (the sample aside: a uniform sample of the union, drawn without replacement from the parts' samples in
+    proportion to their rows, so it is a uniform sample of the whole window as the parts' own are of each part)."""
+    if not parts:
+        raise EmptyWindow("no part of the window was summarised: nothing to compare")
+    rows = sum(part.rows for part in parts)
+    features = {name: sum((p.features[name] for p in parts[1:]), parts[0].features[name]) for name in parts[0].features}
+    scored = [p.probabilities is not None for p in parts if p.rows]
+    probabilities = outcomes = None
+    if any(scored):
+        if not all(scored):
+            raise WindowInvalid("some parts of the window have probabilities and others none")
+        probabilities = np.concatenate([p.probabilities for p in parts if p.probabilities is not None])
+        if any(p.outcomes is not None for p in parts):
+            nan = np.full
+            outcomes = np.concatenate(
+                [p.outcomes if p.outcomes is not None else nan(p.rows, np.nan) for p in parts if p.rows]
+            )
+    segments = {name: np.concatenate([p.segments[name] for p in parts]) for name in parts[0].segments}
+    samples = [p.sample for p in parts if p.sample is not None and len(p.sample)]
+    sample = None
+    if samples:
+        sizes = np.array([p.rows for p in parts if p.sample is not None and len(p.sample)], dtype=np.int64)
+        wanted = min(sample_rows, int(sizes.sum()))
+        rng = np.random.default_rng(seed)
+        taken = rng.multivariate_hypergeometric(sizes, wanted)
+        sample = pd.concat(
+            [
+                s if k == len(s) else s.sample(int(k), random_state=seed)
+                for s, k in zip(samples, taken, strict=True)
+                if k
+            ]
+        )
+    return WindowSummary(rows, features, probabilities, outcomes, segments, sample)
+
+
+def compare_summary(
+    profile: Mapping[str, Any],
+    summary: WindowSummary,
+    thresholds: DriftThresholds | None = None,
+    reference_sample: pd.DataFrame | None = None,
+    segments: Sequence[str] = (),
+) -> DriftResult:
+    """Compare a window's summary with a reference profile (``compare`` of the whole window, arguments as there)."""
+    limits = thresholds or DriftThresholds()
+    reference = load_profile(profile)
+    rows = summary.rows
+    if rows == 0:
+        raise EmptyWindow("the window has no rows: nothing to compare")
+    absent = [c for c in reference["features"] if c not in summary.features]
+    if absent:
+        raise WindowInvalid(f"the window lacks profiled feature columns {absent}")
     found = {}
     for name, feature in reference["features"].items():
         if feature["kind"] == "numeric":
-            found[name] = _numeric_drift(name, "numeric", feature, _numeric_values(window, name))
+            found[name] = _numeric_drift_of(name, "numeric", feature, summary.features[name])
         else:
-            found[name] = _categorical_drift(name, feature, _categorical_values(window, name))
+            found[name] = _categorical_drift_of(name, feature, summary.features[name].counts)
     names = [n for n, f in found.items() if f["p_value"] is not None]
     adjusted = dict(zip(names, stats.false_discovery_control([found[n]["p_value"] for n in names]), strict=True))
     features = {
@@ -708,12 +862,8 @@ def compare(
         for name, f in found.items()
     }
     prediction = performance = performance_estimate = scores_and_outcomes = None
-    if outcomes is not None and probabilities is None:
-        raise WindowInvalid("outcomes were given without the probabilities they are scored against")
-    if probabilities is not None:
-        scores = _array(probabilities, rows, "probabilities")
-        if np.any((scores < 0) | (scores > 1)):
-            raise WindowInvalid(f"probabilities outside [0, 1]: {scores[(scores < 0) | (scores > 1)][:5].tolist()}")
+    scores = summary.probabilities
+    if scores is not None:
         if reference.get("prediction") is not None:
             f = _numeric_drift("probability", "prediction", reference["prediction"], scores)
             # One test of its own, outside the features' Benjamini-Hochberg family.
@@ -724,7 +874,7 @@ def compare(
                 drifted=f["psi"] >= limits.prediction_psi,
                 significant=f["p_value"] is not None and f["p_value"] < limits.alpha,
             )
-        observed = None if outcomes is None else _array(outcomes, rows, "outcomes")
+        observed = summary.outcomes
         if observed is not None:
             performance = _performance(reference, scores, observed)
             scores_and_outcomes = (scores, observed)
@@ -738,9 +888,9 @@ def compare(
     if facts["realised"] is not None and counts.get("positives") and counts.get("negatives"):
         facts["realised"]["reference_counts"] = (int(counts["positives"]), int(counts["negatives"]))
     multivariate = None
-    if reference_sample is not None and rows >= limits.min_rows:
+    if reference_sample is not None and summary.sample is not None and rows >= limits.min_rows:
         multivariate = domain_classifier(
-            reference_sample, window, watched_columns(list(features), shares, limits.importance_floor)
+            reference_sample, summary.sample, watched_columns(list(features), shares, limits.importance_floor)
         )
     if multivariate is not None:
         facts["multivariate"] = {
@@ -750,9 +900,8 @@ def compare(
         }
     by_segment = window_segments(
         reference,
-        window,
-        segments,
-        None if probabilities is None else scores,
+        {name: summary.segments[name] for name in segments_of(reference, segments) if name in summary.segments},
+        scores,
         None if scores_and_outcomes is None else scores_and_outcomes[1],
     )
     hits = decide(facts, limits) + segment_rules(by_segment, limits) if rows >= limits.min_rows else []

@@ -74,28 +74,46 @@ def reference_segments(
     return found
 
 
+def segment_bins(profile: Mapping[str, Any], values: pd.Series) -> np.ndarray:
+    """Each row's segment of one feature (``segment_labels``) as the index of its label in the feature's
+    ``bin_labels``: the profile bin, the missing bin last; for a categorical feature its category, then "other"."""
+    from airloop.monitoring.drift import numeric_bin_index
+
+    if profile["kind"] == "numeric":
+        array = values.to_numpy(dtype="float64", na_value=np.nan)
+        index = np.full(len(array), len(profile["shares"]) - 1, dtype=np.int16)  # missing unless a value says otherwise
+        present = ~np.isnan(array)
+        index[present] = numeric_bin_index(profile, array[present])
+        return index
+    categories = profile["categories"]
+    text = values.astype("object")
+    codes = pd.Index(categories, dtype=object).get_indexer(text.to_numpy())
+    codes = np.where(codes < 0, len(categories), codes).astype(np.int16)
+    codes[(text.isna() | text.eq(MISSING)).to_numpy()] = len(categories) + 1
+    return codes
+
+
 def window_segments(
     profile: Mapping[str, Any],
-    window: pd.DataFrame,
-    names: Sequence[str],
+    bins: Mapping[str, np.ndarray],
     probabilities: np.ndarray | None,
     outcomes: np.ndarray | None,
 ) -> dict[str, dict[str, Any]]:
-    """Per segment of each named feature: rows and share (vs training), estimated ROC AUC, and on the labelled rows
-    the realised ROC AUC and observed vs predicted rate, beside the test set's figures."""
+    """Per segment of each feature in ``bins`` (each row's ``segment_bins``): rows and share (vs training),
+    estimated ROC AUC, and on the labelled rows the realised ROC AUC and observed vs predicted rate, beside the test
+    set's figures. Segments are listed in the order the window's rows first show them."""
     from airloop.monitoring.drift import bin_labels
 
     reference = profile.get("segments") or {}
     found: dict[str, dict[str, Any]] = {}
-    for name in names:
-        feature = profile["features"].get(name)
-        if feature is None or name not in window.columns:
-            continue
-        labels = segment_labels(feature, window[name])
-        training_share = dict(zip(bin_labels(feature), feature["shares"], strict=True))
+    for name, codes in bins.items():
+        feature = profile["features"][name]
+        labels = bin_labels(feature)
+        training_share = dict(zip(labels, feature["shares"], strict=True))
         per: dict[str, Any] = {}
-        for segment in dict.fromkeys(labels):
-            rows = labels == segment
+        for code in dict.fromkeys(codes.tolist()):
+            segment = labels[code]
+            rows = codes == code
             entry: dict[str, Any] = {
                 "rows": int(rows.sum()),
                 "share": float(rows.mean()),

@@ -1,0 +1,122 @@
+"""A window summarised in parts and merged gives the verdict of the whole window (``summarize``, ``merge_summaries``,
+``compare_summary``): what lets the drift DAG profile a large window in mapped tasks, one log partition each."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from itertools import pairwise
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from airloop.jsonable import plain
+from airloop.monitoring.baseline import reference_profile
+from airloop.monitoring.drift import (
+    EmptyWindow,
+    WindowSummary,
+    compare,
+    compare_summary,
+    merge_summaries,
+    summarize,
+)
+from airloop.monitoring.multivariate import reference_sample
+from airloop.usecases.readmission import synthetic
+from airloop.usecases.readmission import transform as tf
+
+NUMERIC = list(tf.NUMERIC_FEATURES)
+CATEGORICAL = list(tf.CATEGORICAL_FEATURES)
+SEGMENTS = ["age", "race", "gender", "number_inpatient"]
+
+
+def _features(n: int, seed: int, covariate_drift: float = 0.0) -> pd.DataFrame:
+    raw = synthetic.generate(n, seed=seed, covariate_drift=covariate_drift)
+    return tf.features_from_frame(tf.prepare(raw), tf.default_spec())
+
+
+@pytest.fixture(scope="module")
+def training() -> pd.DataFrame:
+    return _features(6_000, seed=1)
+
+
+@pytest.fixture(scope="module")
+def profile(training) -> dict:
+    proba = np.random.default_rng(5).beta(2, 6, size=2_000)
+    built = reference_profile(training, NUMERIC, CATEGORICAL, proba, test_metrics={"roc_auc": 0.68, "log_loss": 0.33})
+    return json.loads(json.dumps(built))
+
+
+@pytest.fixture(scope="module")
+def window() -> pd.DataFrame:
+    """3,000 rows, the later half drifted: parts differ from each other as a log's hours do."""
+    return pd.concat([_features(1_500, seed=2), _features(1_500, seed=3, covariate_drift=0.8)], ignore_index=True)
+
+
+def _scored(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    probabilities = rng.beta(2, 6, size=rows)
+    outcomes = (rng.random(rows) < probabilities).astype(float)
+    outcomes[rng.random(rows) < 0.4] = np.nan  # outcomes not arrived yet
+    return probabilities, outcomes
+
+
+def _same(a, b) -> bool:
+    return json.dumps(plain(asdict(a)), sort_keys=True) == json.dumps(plain(asdict(b)), sort_keys=True)
+
+
+@pytest.mark.property
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    rows=st.integers(1, 3_000),
+    cuts=st.lists(st.integers(0, 3_000), max_size=6),
+    with_outcomes=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_merged_parts_give_the_whole_windows_result(profile, window, rows, cuts, with_outcomes, seed) -> None:
+    """Any split, empty parts included, without multivariate sample: bit for bit the same result."""
+    frame = window.sample(rows, random_state=seed).reset_index(drop=True)
+    probabilities, outcomes = _scored(rows, seed)
+    outcomes = outcomes if with_outcomes else None
+    bounds = [0, *sorted(min(c, rows) for c in cuts), rows]
+    parts = [
+        summarize(profile, frame.iloc[a:b], probabilities[a:b], None if outcomes is None else outcomes[a:b], SEGMENTS)
+        for a, b in pairwise(bounds)
+    ]
+    whole = compare(profile, frame, probabilities=probabilities, outcomes=outcomes, segments=SEGMENTS)
+    merged = compare_summary(profile, merge_summaries(parts), segments=SEGMENTS)
+    assert _same(whole, merged)
+
+
+def test_a_window_within_the_sample_bound_gets_the_same_multivariate_check(profile, training, window) -> None:
+    frame = window.iloc[1_000:2_600].reset_index(drop=True)  # 1,600 rows: every row is in the sample
+    probabilities, outcomes = _scored(len(frame), 7)
+    sample = reference_sample(training)
+    whole = compare(profile, frame, None, probabilities, outcomes, sample, SEGMENTS)
+    parts = [summarize(profile, frame.iloc[a : a + 400], probabilities[a : a + 400], outcomes[a : a + 400], SEGMENTS)
+             for a in range(0, 1_600, 400)]  # fmt: skip
+    merged = compare_summary(profile, merge_summaries(parts), None, sample, SEGMENTS)
+    assert whole.multivariate is not None and _same(whole, merged)
+
+
+def test_the_merged_sample_is_bounded_and_drawn_from_every_part_by_its_rows(profile, window) -> None:
+    sizes = [2_400, 400, 200]
+    starts = np.cumsum([0, *sizes])
+    parts = [summarize(profile, window.iloc[a:b], sample_rows=500) for a, b in pairwise(starts)]
+    drawn = [merge_summaries(parts, sample_rows=500, seed=s).sample for s in range(40)]
+    assert all(len(d) == 500 and d.index.is_unique for d in drawn)
+    share = np.mean([(d.index < sizes[0]).mean() for d in drawn])
+    assert share == pytest.approx(sizes[0] / sum(sizes), abs=0.02)  # 0.8 of the rows, 0.8 of the sample
+    small = merge_summaries([summarize(profile, window.iloc[:30]), summarize(profile, window.iloc[30:50])])
+    assert list(small.sample.index) == list(range(50))  # fewer rows than the bound: every row, in order
+
+
+def test_an_empty_window_has_nothing_to_compare(profile, window) -> None:
+    empty = summarize(profile, window.iloc[:0], np.empty(0), np.empty(0), SEGMENTS)
+    assert isinstance(empty, WindowSummary) and empty.rows == 0
+    with pytest.raises(EmptyWindow):
+        compare_summary(profile, merge_summaries([empty, empty]))
+    with pytest.raises(EmptyWindow):
+        merge_summaries([])

@@ -329,9 +329,12 @@ Compares live traffic with the champion's reference profile (stored with the mod
 - **compact_logs**: the settled hours of the prediction, feedback and error logs become one file each
   (`storage.log_compact_*`), so every later read of them is a handful of requests; a failure shows here and the
   window is read all the same.
-- **load_window**: the prediction log rows the model version scored since the last completed verdict (a watermark in
-  the decision ledger: no row counted twice or skipped after a failed run), or the newly published dataset version;
-  turned into the model's features. An empty window, or no version under the alias yet, skips the rest.
+- **plan_window → profile_part (mapped) → load_window**: the prediction log rows the model version scored since the
+  last completed verdict (a watermark in the decision ledger: no row counted twice or skipped after a failed run), or
+  the newly published dataset version. The window is cut into parts of `monitoring.window_part_hours` of log, one
+  mapped task each (on any worker): each makes the model's features of its rows and stages only their summary
+  (counts per feature bin and CDF point, probabilities, outcomes, a bounded sample); `load_window` counts the rows.
+  An empty window, or no version under the alias yet, skips the rest.
 - **compare**: PSI, KS / chi-square, Jensen-Shannon per feature (missing is a bin of its own), prediction drift,
   realised ROC AUC / log loss where outcomes have arrived; verdict `no_drift | drift | insufficient_data`.
 - **report**: JSON + self-contained HTML to the artifact store, logged to the MLflow experiment
@@ -345,7 +348,8 @@ Params: `variant` (champion | challenger), `window_start` / `window_end` (ISO), 
 
 
 def drift(spec: ModelSpec, settings: Settings) -> DAG:
-    """``<name>_drift``: load_window → compare → report → decide → alert / trigger the retrain."""
+    """``<name>_drift``: plan_window → profile_part (mapped) → load_window → compare → report → decide → alert /
+    trigger the retrain."""
     name, dataset = spec.name, Asset(name=spec.asset_name)
     retrain_dag_id = settings.monitoring.retrain_dag_id or spec.dag_id("retrain")
 
@@ -380,7 +384,7 @@ def drift(spec: ModelSpec, settings: Settings) -> DAG:
 
         # A failed compaction is shown, and the window is read all the same (from the parts it left).
         @task(trigger_rule="all_done")
-        def load_window(run_id=None, dag_run=None, params=None, triggering_asset_events=None) -> dict:
+        def plan_window(dag_run=None, params=None, triggering_asset_events=None) -> list:
             from airflow.sdk.exceptions import AirflowSkipException
 
             from airloop.monitoring import job
@@ -389,9 +393,26 @@ def drift(spec: ModelSpec, settings: Settings) -> DAG:
             published = events[-1].extra.get("version") if events else None
             try:
                 settings = _authorize(name, dag_run, "check drift of")
-                window = job.load_window(settings, run_id, dag_run.run_after, params, published)
+                return job.plan_window(settings, dag_run.run_after, params, published)
             except job.NoModelVersion as nothing_served:
                 raise AirflowSkipException(str(nothing_served)) from nothing_served
+
+        @task(map_index_template="{{ part_span }}")
+        def profile_part(part: dict, run_id=None) -> dict:
+            from airflow.sdk import get_current_context
+
+            from airloop.monitoring import job
+
+            get_current_context()["part_span"] = f"{part['start']} .. {part['end']}"  # the name in the UI
+            return job.profile_part(get_settings(name), run_id, part)
+
+        @task
+        def load_window(parts: list, profiled: list) -> dict:
+            from airflow.sdk.exceptions import AirflowSkipException
+
+            from airloop.monitoring import job
+
+            window = job.gather_window(parts, list(profiled))
             if not window["rows"]:
                 raise AirflowSkipException(f"no rows in {window['source']} {window['start']} .. {window['end']}")
             return window
@@ -441,8 +462,9 @@ def drift(spec: ModelSpec, settings: Settings) -> DAG:
 
             return job.record_retrain(get_settings(name), decision)
 
-        window = load_window()
-        compact_logs() >> window
+        parts = plan_window()
+        compact_logs() >> parts
+        window = load_window(parts, profile_part.expand(part=parts))
         published = report(compare(window))
         decision = decide(window, published)
         alert(published, decision)

@@ -41,10 +41,14 @@ def load_dag(dag_id: str):
 
 
 def run_dag(dag_id: str, conf: dict | None = None, run_after=None) -> dict[str, str]:
-    """Run a DAG once with dag.test() (due at ``run_after``, default now) and return {task_id: final state}."""
+    """Run a DAG once with dag.test() (due at ``run_after``, default now) and return {task_id: final state}; a mapped
+    task's instances as ``task_id[map_index]``."""
     dag = load_dag(dag_id)
     run = dag.test(run_conf=conf or {}, run_after=run_after)
-    return {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    return {
+        ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]": str(ti.state)
+        for ti in run.get_task_instances()
+    }
 
 
 def delete_runs(dag_id: str) -> None:

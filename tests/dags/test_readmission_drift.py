@@ -38,15 +38,23 @@ def test_drift_dag_reports_records_and_triggers_the_retrain_once(env, monkeypatc
     settings, client, version = env
     delete_runs("readmission_retrain")
     registered = datetime.fromtimestamp(client.get_model_version("readmission", version).creation_timestamp / 1000, UTC)
+    registered = registered.replace(minute=30, second=0, microsecond=0)  # window_start: hours cut each window in two
     first_end = registered + timedelta(hours=1)
+    # One hour of log per part: each window below is profiled by two mapped tasks, their summaries merged.
+    from airloop.settings import get_settings
+
+    monkeypatch.setattr(get_settings("readmission").monitoring, "window_part_hours", 1)  # what the tasks read
     log_traffic(
         settings, version, seed=21, covariate=0.0, start=registered + timedelta(minutes=1), span=timedelta(minutes=30)
     )
 
-    states = run_dag("readmission_drift", {}, run_after=first_end)
+    states = run_dag("readmission_drift", {"window_start": registered.isoformat()}, run_after=first_end)
 
     assert states == {
         "compact_logs": "success",
+        "plan_window": "success",
+        "profile_part[0]": "success",
+        "profile_part[1]": "success",
         "load_window": "success",
         "compare": "success",
         "report": "success",

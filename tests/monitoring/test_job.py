@@ -82,7 +82,7 @@ def report_pages(settings) -> list[str]:
 IDLE = ("readmission_retrain", True, 0)
 
 
-def test_an_empty_window_stages_nothing_and_records_no_verdict(env, fresh):
+def test_an_empty_window_stages_no_row_and_records_no_verdict(env, fresh):
     from airloop.monitoring import job
 
     _, version, registered = env
@@ -96,7 +96,9 @@ def test_an_empty_window_stages_nothing_and_records_no_verdict(env, fresh):
     assert window["rows"] == 0 and window["labelled_rows"] == 0
     assert window["source"] == job.PREDICTION_LOG and window["model_version"] == version
     assert window["start"] == start.isoformat() and window["end"] == end.isoformat()
-    assert not fresh.layout.staging("empty-run").exists(job.WINDOW_FILE)
+    staging = fresh.layout.staging("empty-run")
+    assert staging.read_json(job.PART_COUNTS.format(0))["rows"] == 0
+    assert not staging.exists(job.PART_ROWS.format(0)) and not staging.exists(job.PART_SAMPLE.format(0))
     assert verdict_rows(fresh) == []
     assert job.watermark(fresh, f"{MODEL}/v{version}", job.PREDICTION_LOG) is None
 
@@ -344,12 +346,12 @@ def test_a_version_without_a_profile_asks_for_a_retrain_before_anything_is_writt
     try:
         with pytest.raises(ProfileUnavailable, match="retrain"):
             job.load_window(fresh, "no-profile", end, {"variant": "challenger"})
-        assert not fresh.layout.staging("no-profile").exists(job.WINDOW_FILE)
+        assert fresh.layout.staging("no-profile").listdir() == []
 
         # A window staged for a version whose profile is gone (here: the bare run's) is not compared either.
         log_traffic(fresh, version, 6, 0.0, end - timedelta(minutes=30), timedelta(minutes=10), rows=300)
         window = job.load_window(fresh, "staged", end, {"window_start": (end - timedelta(hours=1)).isoformat()})
-        assert window["rows"] == 300 and fresh.layout.staging("staged").exists(job.WINDOW_FILE)
+        assert window["rows"] == 300 and fresh.layout.staging("staged").exists(job.PART_COUNTS.format(0))
         window = {**window, "model_version": old.version, "variant": "challenger", "run_id": bare.info.run_id}
         with pytest.raises(ProfileUnavailable, match="retrain"):
             job.compare_window(fresh, "staged", window)

@@ -785,6 +785,61 @@ def summarize(
     return WindowSummary(rows, features, scores, observed, bins, sample)
 
 
+def summary_parts(summary: WindowSummary) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """A summary as plain data to store: its counts (JSON), its per-row values and its sample (two frames);
+    ``summary_from_parts`` reads them back."""
+    counts = {
+        "rows": summary.rows,
+        "scored": summary.probabilities is not None,
+        "labelled": summary.outcomes is not None,
+        "segments": list(summary.segments),
+        "features": {
+            name: {
+                "counts": f.counts.tolist(),
+                "present": f.present,
+                "below": None if f.below is None else f.below.tolist(),
+                "upto": None if f.upto is None else f.upto.tolist(),
+            }
+            for name, f in summary.features.items()
+        },
+    }
+    per_row = pd.DataFrame({f"segment:{name}": codes for name, codes in summary.segments.items()})
+    if summary.probabilities is not None:
+        per_row["probability"] = summary.probabilities
+    if summary.outcomes is not None:
+        per_row["outcome"] = summary.outcomes
+    per_row.index = pd.RangeIndex(summary.rows)
+    return counts, per_row, summary.sample if summary.sample is not None else pd.DataFrame()
+
+
+def summary_from_parts(counts: Mapping[str, Any], per_row: pd.DataFrame, sample: pd.DataFrame) -> WindowSummary:
+    """The summary ``summary_parts`` stored."""
+
+    def array(values: list | None, dtype: str) -> np.ndarray | None:
+        return None if values is None else np.asarray(values, dtype=dtype)
+
+    features = {
+        name: FeatureCounts(array(f["counts"], "float64"), int(f["present"]), array(f["below"], "int64"),
+                            array(f["upto"], "int64"))
+        for name, f in counts["features"].items()
+    }  # fmt: skip
+
+    def column(name: str) -> np.ndarray:  # a part with no rows may have stored no frame
+        return per_row[name].to_numpy(dtype="float64") if name in per_row else np.empty(0, dtype="float64")
+
+    return WindowSummary(
+        rows=int(counts["rows"]),
+        features=features,
+        probabilities=column("probability") if counts["scored"] else None,
+        outcomes=column("outcome") if counts["labelled"] else None,
+        segments={
+            n: per_row[f"segment:{n}"].to_numpy(dtype=np.int16) if f"segment:{n}" in per_row else np.empty(0, np.int16)
+            for n in counts["segments"]
+        },
+        sample=sample if len(sample.columns) else None,
+    )
+
+
 def segments_of(reference: Mapping[str, Any], segments: Sequence[str]) -> list[str]:
     """The named segment features that the profile has."""
     return [name for name in dict.fromkeys(segments) if name in reference["features"]]

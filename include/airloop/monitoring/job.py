@@ -19,10 +19,12 @@ run id.
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -33,7 +35,7 @@ from airloop.errors import FinalError
 from airloop.ledger import Kind, Resolution, ledger, run_id_for
 from airloop.monitoring import report as rep
 from airloop.monitoring.baseline import load_profile
-from airloop.monitoring.drift import DriftThresholds, compare
+from airloop.monitoring.drift import DriftThresholds
 from airloop.registry.contract import Alias
 from airloop.settings import Settings
 from airloop.times import parse_time
@@ -41,10 +43,11 @@ from airloop.times import parse_time
 log = logging.getLogger(__name__)
 
 PREDICTION_LOG = "prediction_log"
-WINDOW_FILE = "drift_window.parquet"
+# A window part's summary in the run's staging folder (``profile_part``): counts, per-row values, sample.
+PART_COUNTS = "drift_part-{}.json"
+PART_ROWS = "drift_part-{}-rows.parquet"
+PART_SAMPLE = "drift_part-{}-sample.parquet"
 REPORT_FILE = "drift_report.json"
-PROBABILITY = "__probability"
-OUTCOME = "__outcome"
 PROFILE_ARTIFACT = "baseline/baseline_stats.json"
 THRESHOLD_KEYS = (
     "psi",
@@ -89,6 +92,7 @@ class Window:
     rows: int
     labelled_rows: int
     run_id: str  # MLflow run of the model version (where its profile is)
+    parts: int = 1  # how many parts profile_part summarised (plan_window)
 
     @property
     def subject(self) -> str:
@@ -206,46 +210,39 @@ def _features(model: Any, raw: pd.DataFrame, columns: list[str]) -> pd.DataFrame
     return step.transform(inputs) if step is not None else inputs.copy()
 
 
-def load_window(
+def plan_window(
     settings: Settings,
-    run_id: str,
     run_after: datetime | str,
     params: Mapping[str, Any] | None = None,
     dataset_version: str | None = None,
-) -> dict[str, Any]:
-    """Read the window, make the model's features of it, stage them with probabilities and outcomes.
+) -> list[dict[str, Any]]:
+    """Which rows the run looks at, in parts that separate tasks profile (``profile_part``): the window's bounds and
+    its parts' ``[start, end)``, each ``monitoring.window_part_hours`` of log on the hour grid (longer when that makes
+    more than ``monitoring.max_window_parts``); a published dataset is one part.
 
     Args:
         settings: airloop settings.
-        run_id: the drift DAG run (names the staging folder).
         run_after: when the run was due: the window's end unless ``params["window_end"]`` says otherwise.
         params: ``variant`` (alias, default champion), ``window_start``, ``window_end``, ``dataset_version``.
         dataset_version: a published version to compare instead of the prediction log (the Asset event's).
 
     Returns:
-        The ``Window`` as a dict; ``rows`` is 0 when there is nothing to compare (nothing is staged then).
+        One dict per part: ``window`` (the ``Window``, its rows not counted yet), ``index``, ``start``, ``end``.
     """
     from airloop.data.store import dataset_store
-    from airloop.training import model_io
 
     params = dict(params or {})
-    spec = settings.spec
-    input_columns, target = spec.data.input_columns, spec.data.target.name
     alias = params.get("variant") or Alias.CHAMPION.value
     version = _model_version(settings, alias)
     name = settings.mlflow.model_name
     _profile(settings, version.run_id)  # fail now, before reading anything, if the version cannot be monitored
-    model = model_io.load_sklearn_model(f"models:/{name}/{version.version}")
     dataset_version = params.get("dataset_version") or dataset_version
     end = _parse_time(params.get("window_end") or run_after, "window_end")
     if dataset_version:
         source = f"dataset:{dataset_version}"
-        frame = dataset_store(settings).load(dataset_version)
         start = _parse_time(dataset_store(settings).metadata(dataset_version)["created_at"], "dataset created_at")
         start = min(start, end - timedelta(seconds=1))
-        raw = frame[[c for c in frame.columns if c in input_columns]].copy()
-        outcomes = frame[target].to_numpy(dtype=float) if target in frame else None
-        probabilities = None
+        bounds = [(start, end)]
     else:
         source = PREDICTION_LOG
         subject = f"{name}/v{version.version}"
@@ -254,20 +251,7 @@ def load_window(
         start = start or _window_start(settings, subject, end, registered)
         if start >= end:
             raise NothingToMonitor(f"the window must end after it starts: {start.isoformat()} .. {end.isoformat()}")
-        predictions = predlog.load_predictions(
-            settings.layout.predictions(),
-            start,
-            end,
-            columns=["request_id", "model_version", "probability", "record"],
-        )
-        predictions = predictions[predictions["model_version"] == str(version.version)]
-        if len(predictions):
-            # Outcomes arrive late (the spec's target.delay_days): take every one received by now, not only in it.
-            feedback = predlog.load_feedback(settings.layout.feedback(), start, max(end, datetime.now(UTC)))
-            predictions = predlog.join_outcomes(predictions, feedback)
-        raw = predlog.raw_records(predictions).copy()
-        probabilities = predictions["probability"].to_numpy(dtype=float)
-        outcomes = predictions["outcome"].to_numpy(dtype=float, na_value=np.nan) if "outcome" in predictions else None
+        bounds = window_parts(start, end, settings.monitoring.window_part_hours, settings.monitoring.max_window_parts)
     window = Window(
         model_name=name,
         model_version=str(version.version),
@@ -275,42 +259,135 @@ def load_window(
         source=source,
         start=start.isoformat(),
         end=end.isoformat(),
-        rows=len(raw),
-        labelled_rows=0 if outcomes is None else int(np.isfinite(outcomes).sum()),
+        rows=0,
+        labelled_rows=0,
         run_id=version.run_id,
+        parts=len(bounds),
     )
-    if not len(raw):
-        log.info("no rows scored by %s in %s .. %s (%s): nothing to compare", window.subject, start, end, source)
-        return asdict(window)
-    staged = _features(model, raw, input_columns)
+    return [
+        {"window": asdict(window), "index": i, "start": a.isoformat(), "end": b.isoformat()}
+        for i, (a, b) in enumerate(bounds)
+    ]
+
+
+def window_parts(start: datetime, end: datetime, hours: int, most: int) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut at whole hours into parts of ``hours`` hours (``most`` parts at most: then longer ones),
+    the first and last clipped to the window."""
+    first = start.replace(minute=0, second=0, microsecond=0)
+    span_h = math.ceil((end - first) / timedelta(hours=1))
+    step = max(hours, math.ceil(span_h / most))
+    cuts = [first + timedelta(hours=h) for h in range(step, span_h, step)]
+    edges = [start, *(c for c in cuts if start < c < end), end]
+    return list(pairwise(edges))
+
+
+def profile_part(settings: Settings, run_id: str, part: Mapping[str, Any]) -> dict[str, Any]:
+    """Read one part of the window, make the model's features of it and store its ``WindowSummary`` (counts per
+    feature, probabilities, outcomes, a bounded sample) in the run's staging folder: never the rows themselves.
+
+    Returns:
+        ``{"index", "rows", "labelled_rows"}`` of the part.
+    """
+    from airloop.data.store import dataset_store
+    from airloop.monitoring.drift import summarize, summary_parts
+    from airloop.training import model_io
+
+    w = Window(**part["window"])
+    spec = settings.spec
+    input_columns, target = spec.data.input_columns, spec.data.target.name
+    start, end = _parse_time(part["start"], "part start"), _parse_time(part["end"], "part end")
+    profile = _profile(settings, w.run_id)
+    model = model_io.load_sklearn_model(f"models:/{w.model_name}/{w.model_version}")
+    if w.source != PREDICTION_LOG:
+        frame = dataset_store(settings).load(w.source.removeprefix("dataset:"))
+        raw = frame[[c for c in frame.columns if c in input_columns]].copy()
+        outcomes = frame[target].to_numpy(dtype=float) if target in frame else None
+        probabilities = None
+    else:
+        predictions = predlog.load_predictions(
+            settings.layout.predictions(), start, end, columns=["request_id", "model_version", "probability", "record"]
+        )
+        predictions = predictions[predictions["model_version"] == w.model_version]
+        if len(predictions):
+            # Outcomes arrive late (the spec's target.delay_days): take every one received by now, not only in it.
+            # Outcomes arrive after their predictions, in this part or any time after it (up to the window's end
+            # or now, whichever is later, as for the whole window).
+            until = max(_parse_time(w.end, "window end"), datetime.now(UTC))
+            feedback = predlog.load_feedback(settings.layout.feedback(), start, until)
+            predictions = predlog.join_outcomes(predictions, feedback)
+        raw = predlog.raw_records(predictions).copy()
+        probabilities = predictions["probability"].to_numpy(dtype=float)
+        outcomes = predictions["outcome"].to_numpy(dtype=float, na_value=np.nan) if "outcome" in predictions else None
+    staged = _features(model, raw, input_columns) if len(raw) else raw
     if probabilities is None:  # a dataset: score it with the model, as serving would
-        probabilities = model.predict_proba(raw[input_columns])[:, 1]
-    staged[PROBABILITY] = probabilities
-    staged[OUTCOME] = np.nan if outcomes is None else outcomes
-    settings.layout.staging(run_id).write_parquet(staged.reset_index(drop=True), WINDOW_FILE)
-    log.info("window %s: %d rows (%d labelled) of %s staged", window.key, window.rows, window.labelled_rows, source)
-    return asdict(window)
+        probabilities = model.predict_proba(raw[input_columns])[:, 1] if len(raw) else np.empty(0)
+    summary = summarize(profile, staged, probabilities, outcomes, settings.monitoring.segments)
+    counts, per_row, sample = summary_parts(summary)
+    staging = settings.layout.staging(run_id)
+    index = int(part["index"])
+    # The counts last: a part is profiled once its counts file is there (a retried task writes the same files).
+    if summary.rows and len(per_row.columns):
+        staging.write_parquet(per_row, PART_ROWS.format(index))
+    if len(sample):
+        staging.write_parquet(sample.reset_index(drop=True), PART_SAMPLE.format(index))
+    staging.write_json(counts, PART_COUNTS.format(index))
+    labelled = 0 if summary.outcomes is None else int(np.isfinite(summary.outcomes).sum())
+    log.info("window %s part %d (%s .. %s): %d rows, %d labelled", w.key, index, start, end, summary.rows, labelled)
+    return {"index": index, "rows": summary.rows, "labelled_rows": labelled}
+
+
+def gather_window(parts: list[Mapping[str, Any]], profiled: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """The ``Window`` of ``plan_window``'s parts with the rows ``profile_part`` counted in each."""
+    window = dict(parts[0]["window"])
+    done = {int(p["index"]) for p in profiled}
+    if done != set(range(window["parts"])):
+        raise NothingToMonitor(f"parts {sorted(set(range(window['parts'])) - done)} of the window were not profiled")
+    window["rows"] = sum(int(p["rows"]) for p in profiled)
+    window["labelled_rows"] = sum(int(p["labelled_rows"]) for p in profiled)
+    w = Window(**window)
+    if not w.rows:
+        log.info("no rows scored by %s in %s .. %s (%s): nothing to compare", w.subject, w.start, w.end, w.source)
+    return window
+
+
+def load_window(
+    settings: Settings,
+    run_id: str,
+    run_after: datetime | str,
+    params: Mapping[str, Any] | None = None,
+    dataset_version: str | None = None,
+) -> dict[str, Any]:
+    """``plan_window``, ``profile_part`` for each part and ``gather_window`` in one process: the window, its parts'
+    summaries staged for ``compare_window``; ``rows`` is 0 when there is nothing to compare."""
+    parts = plan_window(settings, run_after, params, dataset_version)
+    return gather_window(parts, [profile_part(settings, run_id, part) for part in parts])
 
 
 def compare_window(
     settings: Settings, run_id: str, window: Mapping[str, Any], override: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Compare the staged window with the version's profile; stage the report JSON; return its summary."""
+    """Merge the window's staged part summaries, compare them with the version's profile; stage the report JSON;
+    return its summary."""
+    from airloop.monitoring.drift import compare_summary, merge_summaries, summary_from_parts
+
     w = Window(**window)
     limits = thresholds(settings, override)
     profile = _profile(settings, w.run_id)
     staging = settings.layout.staging(run_id)
-    frame = staging.read_parquet(WINDOW_FILE)
-    probabilities = frame.pop(PROBABILITY).to_numpy(dtype=float)
-    outcomes = frame.pop(OUTCOME).to_numpy(dtype=float)
-    result = compare(
-        profile,
-        frame,
-        limits,
-        probabilities=probabilities,
-        outcomes=outcomes if np.isfinite(outcomes).any() else None,
-        reference_sample=_reference_sample(settings, w.run_id),
-        segments=settings.monitoring.segments,
+
+    def read(index: int):
+        rows, sample = PART_ROWS.format(index), PART_SAMPLE.format(index)
+        return summary_from_parts(
+            staging.read_json(PART_COUNTS.format(index)),
+            staging.read_parquet(rows) if staging.exists(rows) else pd.DataFrame(),
+            staging.read_parquet(sample) if staging.exists(sample) else pd.DataFrame(),
+        )
+
+    merged = merge_summaries([read(i) for i in range(w.parts)])
+    if merged.outcomes is not None and not np.isfinite(merged.outcomes).any():
+        merged.outcomes = None  # no outcome has arrived: no realised performance
+    result = compare_summary(
+        profile, merged, limits, _reference_sample(settings, w.run_id), settings.monitoring.segments
     )
     end = _parse_time(w.end, "window end")
     context = rep.ReportContext(

@@ -24,6 +24,7 @@ computed on the raw records (``raw_records``) or on the transformed features.
 
 from airloop.predlog.reader import (
     DEFAULT_BATCH_ROWS,
+    is_correction,
     join_outcomes,
     load_errors,
     load_feedback,
@@ -32,6 +33,7 @@ from airloop.predlog.reader import (
     read_errors,
     read_feedback,
     read_predictions,
+    standing_outcomes,
 )
 from airloop.predlog.request_ids import is_issued, new_request_id, new_request_ids
 from airloop.predlog.schema import (
@@ -81,6 +83,7 @@ __all__ = [
     "PredictionRow",
     "error_log",
     "feedback_log",
+    "is_correction",
     "is_issued",
     "join_outcomes",
     "load_errors",
@@ -94,4 +97,5 @@ __all__ = [
     "read_errors",
     "read_feedback",
     "read_predictions",
+    "standing_outcomes",
 ]

@@ -43,6 +43,7 @@ from airloop.predlog.schema import (
 )
 
 if TYPE_CHECKING:
+    from airloop.predlog.reader import LogFile
     from airloop.settings import Settings
     from airloop.storage import Storage
 
@@ -65,12 +66,22 @@ def is_log_file(name: str) -> bool:
 
 
 def sources_of(storage: Storage, path: str) -> frozenset[str] | None:
-    """The file names a compacted file holds, from its metadata; None when it cannot be read (damaged, gone)."""
+    """The file names the compacted file at ``path`` holds (see ``held_by``)."""
+    from airloop.predlog.reader import LogFile
+
+    return held_by(LogFile(storage, pafs.FileInfo(path)))
+
+
+def held_by(file: LogFile) -> frozenset[str] | None:
+    """The file names a compacted file holds, from its footer; None (with a warning) when it is damaged or gone, or
+    its metadata lists none."""
+    schema = file.readable_schema("compacted log file")
+    if schema is None:
+        return None
     try:
-        metadata = pq.read_schema(path, filesystem=storage.fs).metadata or {}
-        return frozenset(json.loads(metadata[SOURCES_KEY]))
-    except (OSError, KeyError, ValueError, pa.ArrowInvalid) as error:
-        log.warning("skipping compacted log file %s: %s", storage.url_of(path), error)
+        return frozenset(json.loads((schema.metadata or {})[SOURCES_KEY]))
+    except (KeyError, ValueError) as error:
+        log.warning("skipping compacted log file %s: no readable %s: %s", file.url, SOURCES_KEY.decode(), error)
         return None
 
 
@@ -84,17 +95,28 @@ class Folder:
 
 
 def live_files(storage: Storage, folder: str, names: Iterable[str]) -> Folder:
-    """Which of ``names`` (files of the hour folder ``folder``) a reader reads: every part and compacted file that no
-    live compacted file holds.
+    """Which of ``names`` (files of the hour folder ``folder``) a reader reads (see ``choose_live``), reading what
+    each compacted file among them holds.
 
     Raises:
         CompactionConflict: two compacted files overlap without one holding all the other's sources.
     """
     names = sorted(n for n in names if is_log_file(n))
-    compacted = [n for n in names if n.startswith(COMPACT_PREFIX)]
-    if not compacted:
+    held = {n: sources_of(storage, posixpath.join(folder, n)) for n in names if n.startswith(COMPACT_PREFIX)}
+    return choose_live(storage.url_of(folder), names, held)
+
+
+def choose_live(where: str, names: Iterable[str], held: Mapping[str, frozenset[str] | None]) -> Folder:
+    """Which of ``names`` (files of the hour folder at the URL ``where``) a reader reads: every part and compacted
+    file that no live compacted file holds, given what each compacted file among them holds (``held``: None when it
+    cannot be read, so it is not read either).
+
+    Raises:
+        CompactionConflict: two compacted files overlap without one holding all the other's sources.
+    """
+    names = sorted(n for n in names if is_log_file(n))
+    if not held:
         return Folder(names)
-    held = {n: sources_of(storage, posixpath.join(folder, n)) for n in compacted}
     readable = {n: s for n, s in held.items() if s is not None}
     # A compacted file is superseded when another lists it, or holds every one of its sources (two compactions that
     # raced: the later one saw more).
@@ -109,9 +131,7 @@ def live_files(storage: Storage, folder: str, names: Iterable[str]) -> Folder:
     for n, s in alive.items():
         for source in s:
             if source in covered and covered[source] != n:
-                raise CompactionConflict(
-                    f"{storage.url_of(folder)}: compacted files {covered[source]} and {n} both hold {source}"
-                )
+                raise CompactionConflict(f"{where}: compacted files {covered[source]} and {n} both hold {source}")
             covered[source] = n
     for n in superseded:
         holder = next((m for m, t in alive.items() if n in t or readable[n] <= t), None)
@@ -132,6 +152,8 @@ def compact_hour(
 ) -> dict[str, Any]:
     """Merge the live files of one hour folder (``date=…/hour=…`` below the log's root) into one compacted file, and
     delete the files compacted files held for longer than ``grace_s``. Returns what it did."""
+    from airloop.predlog.reader import LogFile
+
     path = storage.path(folder)
     listing = {
         posixpath.basename(info.path): info
@@ -145,7 +167,7 @@ def compact_hour(
         return {**result, "compacted": None}
     tables, sources = [], set()
     for name in state.live:
-        table = _read(storage, log_format, posixpath.join(path, name))
+        table = _read(log_format, LogFile(storage, listing[name]))
         if table is None:
             continue  # damaged or not ours: left where it is, as readers skip it
         tables.append(table)
@@ -228,19 +250,17 @@ def _delete_held(
     return deleted
 
 
-def _read(storage: Storage, log_format: LogFormat, path: str) -> pa.Table | None:
+def _read(log_format: LogFormat, file: LogFile) -> pa.Table | None:
     from airloop.predlog.reader import _damaged, _is_part_of
 
     try:
-        with storage.fs.open_input_file(path) as source:
-            parquet = pq.ParquetFile(source)
-            if not _is_part_of(log_format, parquet.schema_arrow.metadata, storage.url_of(path)):
-                return None
-            return parquet.read()
+        if not _is_part_of(log_format, file.schema.metadata, file.url):
+            return None
+        return file.read()
     except Exception as error:
         if not _damaged(error):
             raise
-        log.warning("not compacting damaged %s log file %s: %s", log_format.name, storage.url_of(path), error)
+        log.warning("not compacting damaged %s log file %s: %s", log_format.name, file.url, error)
         return None
 
 

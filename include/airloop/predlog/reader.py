@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import posixpath
 import re
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -18,9 +19,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from airloop.predlog.compact import live_files
+from airloop.predlog.compact import COMPACT_PREFIX, choose_live, held_by
 from airloop.predlog.schema import (
     CORRECTION,
     DAY_US,
@@ -44,6 +44,7 @@ from airloop.storage import Storage
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow.dataset as ds
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,12 @@ DEFAULT_BATCH_ROWS = 50_000
 _READ_THREADS = 4
 _DATE_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 _PART = re.compile(r"(hour=(\d{2}))/((?:part|compact)-[^/]+\.parquet)")
+# Footers one read keeps from reading them to reading the rows. A parsed footer takes ~64 KiB plus ~4x its size in
+# the file (measured: 90 KB for a part's 7 KB footer, 1 MB for a compacted hour's 280 KB), so the thousands of parts
+# of uncompacted hours would hold gigabytes: past this estimate the others read theirs again with their rows.
+_KEPT_FOOTERS_BYTES = 128 * 2**20
+_FOOTER_FIXED_BYTES = 64 * 2**10
+_GONE = ("NO_SUCH_KEY", "RESOURCE_NOT_FOUND")  # S3's answer to a GET of an object removed since it was listed
 
 
 def read_predictions(
@@ -151,26 +158,119 @@ def join_outcomes(predictions: pd.DataFrame, feedback: pd.DataFrame, *, labelled
     feedback from the predictions' start up to now, not just the predictions' window. ``predictions`` may be one
     chunk of ``read_predictions`` at a time.
     """
+    how = "inner" if labelled_only else "left"
+    joined = predictions.merge(standing_outcomes(feedback), on="request_id", how=how, validate="many_to_one")
+    joined["outcome"] = joined["outcome"].astype("Int8")
+    return joined
+
+
+def standing_outcomes(feedback: pd.DataFrame) -> pd.DataFrame:
+    """The outcome that stands per request among ``feedback``: the latest correction, else the first outcome
+    (``join_outcomes``' rule), with ``request_id``, ``outcome``, ``received_at`` and ``outcome_source``."""
     import pandas as pd
 
     rows = feedback.rename(columns={"source": "outcome_source"})
     if "outcome_source" not in rows:
         rows = rows.assign(outcome_source=pd.Series(None, index=rows.index, dtype=object))
     rows = rows[["request_id", "outcome", "received_at", "outcome_source"]].sort_values("received_at", kind="stable")
-    corrected = rows["outcome_source"].astype("string").str.startswith(CORRECTION).fillna(False).to_numpy(bool)
+    corrected = is_correction(rows["outcome_source"])
     first = rows[~corrected].drop_duplicates("request_id", keep="first")
     corrections = rows[corrected].drop_duplicates("request_id", keep="last")
-    latest = pd.concat([first[~first["request_id"].isin(corrections["request_id"])], corrections])
-    how = "inner" if labelled_only else "left"
-    joined = predictions.merge(latest, on="request_id", how=how, validate="many_to_one")
-    joined["outcome"] = joined["outcome"].astype("Int8")
-    return joined
+    return pd.concat([first[~first["request_id"].isin(corrections["request_id"])], corrections])
+
+
+def is_correction(sources: pd.Series) -> Any:
+    """Per outcome source, whether it is a correction's (a boolean array)."""
+    return sources.astype("string").str.startswith(CORRECTION).fillna(False).to_numpy(bool)
 
 
 def raw_records(predictions: pd.DataFrame) -> pd.DataFrame:
     """The raw input records of ``predictions``: one column per record field, named as the client sent it."""
     fields = [c for c in predictions.columns if c.startswith(RECORD_PREFIX)]
     return predictions[fields].rename(columns=lambda c: c[len(RECORD_PREFIX) :])
+
+
+class LogFile:
+    """One Parquet file of a log, as a listing found it. Readers and the compactor open log files only here.
+
+    Its footer is read once, on first use, without asking the file's size (a HEAD on S3): the listing gave it. That
+    one footer answers everything asked of the file (a part of this log? its record type? which files does a
+    compacted file hold?) and then reads its rows, the column chunks fetched together (one ranged GET where they
+    are adjacent). ``forget_footer`` lets it go to save memory; the next use reads it again.
+    """
+
+    def __init__(self, storage: Storage, listed: pafs.FileInfo) -> None:
+        self.path = listed.path
+        self.url = storage.url_of(listed.path)
+        self._fs = storage.fs
+        self._size = listed.size  # None when not from a listing: opening then asks for it
+        self._fragment: ds.ParquetFileFragment | None = None
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.path)
+
+    @property
+    def schema(self) -> pa.Schema:
+        """Its Arrow schema, with the log's key-value metadata."""
+        return self._footer().physical_schema
+
+    @property
+    def footer_size(self) -> int:
+        """Bytes of its footer in the file."""
+        return self._footer().metadata.serialized_size
+
+    def readable_schema(self, what: str) -> pa.Schema | None:
+        """``schema``, or None with a warning naming the file (``what`` it is) when it is damaged or gone."""
+        try:
+            return self.schema
+        except Exception as error:
+            if not _damaged(error):
+                raise
+            log.warning("skipping damaged %s %s: %s", what, self.url, error)
+            return None
+
+    def read(self, columns: Sequence[str] | None = None) -> pa.Table:
+        """Its rows: ``columns``, those of them it has (all by default). Lets the footer go: a file is read once."""
+        fragment, self._fragment = self._footer(), None
+        present = None if columns is None else [c for c in columns if c in fragment.physical_schema.names]
+        return fragment.to_table(columns=present)
+
+    def forget_footer(self) -> None:
+        self._fragment = None
+
+    def _footer(self) -> ds.ParquetFileFragment:
+        if self._fragment is None:
+            import pyarrow.dataset as ds  # imports pandas: not when airloop.predlog is imported
+
+            # pyarrow 25's Python API passes a known size to the filesystem only through a dataset fragment
+            # (FileSystem.open_input_file takes a path, and S3 asks for the size); the fragment keeps the parsed
+            # footer for its scan, which pre-buffers (coalesces the column chunks' ranges) by default.
+            fragment = ds.ParquetFileFormat().make_fragment(self.path, filesystem=self._fs, file_size=self._size)
+            fragment.ensure_complete_metadata()
+            self._fragment = fragment
+        return self._fragment
+
+
+class _FooterBudget:
+    """Which footers one read keeps from reading them to reading the rows: as many as ``limit`` bytes allow."""
+
+    def __init__(self, limit: int) -> None:
+        self._left = limit
+        self._kept: set[str] = set()
+        self._lock = threading.Lock()
+
+    def keep(self, file: LogFile) -> None:
+        """Keep ``file``'s footer, just read, if it fits; else let it go."""
+        cost = _FOOTER_FIXED_BYTES + 4 * file.footer_size
+        with self._lock:
+            if file.path in self._kept:
+                return
+            if cost <= self._left:
+                self._left -= cost
+                self._kept.add(file.path)
+                return
+        file.forget_footer()
 
 
 def _read(
@@ -215,10 +315,11 @@ def _stream(
     needed: list[str],
     batch_rows: int,
 ) -> Iterator[pd.DataFrame]:
-    paths = _parts_in_window(storage, lo, hi)
+    footers = _FooterBudget(_KEPT_FOOTERS_BYTES)
+    files = _files_in_window(storage, lo, hi, footers)
     record = pa.struct([])
     if RECORD in needed:  # one pass over the footers so every chunk has the same record columns and types
-        paths, record = _record_type(storage, log_format, paths)
+        files, record = _record_type(log_format, files, footers)
     schema = log_format.with_record(record)
     target = pa.schema([schema.field(n) for n in needed])
     first, stop = pa.scalar(lo, TIMESTAMP), pa.scalar(hi, TIMESTAMP)
@@ -233,7 +334,7 @@ def _stream(
 
     pending: list[pa.Table] = []
     size = 0
-    for table in _prefetch(lambda path: _read_part(storage, log_format, path, needed), paths):
+    for table in _prefetch(lambda file: _read_part(log_format, file, needed), files):
         if table is None:
             continue
         table = keep(_conform(table, target))
@@ -250,12 +351,13 @@ def _stream(
         yield _frame(pa.concat_tables(pending), wanted)
 
 
-def _parts_in_window(storage: Storage, lo: int, hi: int) -> list[str]:
-    """Paths of the complete parts whose hour overlaps ``[lo, hi)``, in hour order; other files are ignored."""
+def _files_in_window(storage: Storage, lo: int, hi: int, footers: _FooterBudget) -> list[LogFile]:
+    """The files to read for ``[lo, hi)``: the live files of the hour folders overlapping it, in hour order; other
+    files are ignored."""
     if hi <= lo:
         return []
     first, last = _day(lo), _day(hi - 1)
-    found: list[tuple[int, str, str]] = []
+    folders: list[tuple[int, str, dict[str, pafs.FileInfo]]] = []
     for name in storage.listdir():
         match = _DATE_DIR.fullmatch(name)
         if not match:
@@ -269,62 +371,77 @@ def _parts_in_window(storage: Storage, lo: int, hi: int) -> list[str]:
         day_us = (day - EPOCH.date()).days * DAY_US
         base = storage.path(name)
         selector = pafs.FileSelector(base, recursive=True, allow_not_found=True)
-        hours: dict[str, list[str]] = {}
+        hours: dict[str, dict[str, pafs.FileInfo]] = {}
         for info in storage.fs.get_file_info(selector):
             part = _PART.fullmatch(posixpath.relpath(info.path, base)) if info.type == pafs.FileType.File else None
             if part is None or int(part[2]) > 23:
                 continue
             hour_us = day_us + int(part[2]) * HOUR_US
             if hour_us < hi and hour_us + HOUR_US > lo:
-                hours.setdefault(part[1], []).append(part[3])
-        for hour, names in hours.items():
-            # A compacted file stands for the files it holds (airloop.predlog.compact): read it or them, not both.
-            folder = posixpath.join(base, hour)
-            hour_us = day_us + int(hour.removeprefix("hour=")) * HOUR_US
-            found.extend((hour_us, n, posixpath.join(folder, n)) for n in live_files(storage, folder, names).live)
-    return [path for _, _, path in sorted(found)]
+                hours.setdefault(part[1], {})[part[3]] = info
+        for hour, listed in hours.items():
+            folders.append((day_us + int(hour.removeprefix("hour=")) * HOUR_US, posixpath.join(base, hour), listed))
+    if not folders:
+        return []
+    folders.sort(key=lambda folder: folder[0])
+    with ThreadPoolExecutor(min(_READ_THREADS, len(folders))) as pool:  # the compacted files' footers, a few at once
+        live = pool.map(lambda folder: _live_files(storage, folder[1], folder[2], footers), folders)
+        return [file for files in live for file in files]
+
+
+def _live_files(
+    storage: Storage, folder: str, listed: Mapping[str, pafs.FileInfo], footers: _FooterBudget
+) -> list[LogFile]:
+    """The files of one hour folder to read, by name: a compacted file stands for the files it holds
+    (airloop.predlog.compact), so read it or them, not both. Only the compacted files' footers are read here."""
+    files = {name: LogFile(storage, info) for name, info in listed.items()}
+    held = {name: held_by(file) for name, file in files.items() if name.startswith(COMPACT_PREFIX)}
+    live = [files[name] for name in choose_live(storage.url_of(folder), files, held).live]
+    for file in live:
+        if file.name in held:
+            footers.keep(file)
+    return live
 
 
 def _day(us: int) -> date:
     return (EPOCH + timedelta(microseconds=us)).date()
 
 
-def _record_type(storage: Storage, log_format: LogFormat, paths: list[str]) -> tuple[list[str], pa.StructType]:
-    """The readable parts among ``paths`` and the union of their record fields."""
+def _record_type(
+    log_format: LogFormat, files: list[LogFile], footers: _FooterBudget
+) -> tuple[list[LogFile], pa.StructType]:
+    """The readable parts among ``files`` and the union of their record fields; their footers are kept for reading
+    the rows as far as ``footers`` allows."""
 
-    def schema_of(path: str) -> pa.Schema | None:
-        try:
-            schema = pq.read_schema(path, filesystem=storage.fs)
-        except Exception as error:
-            if not _damaged(error):
-                raise
-            log.warning("skipping damaged %s log part %s: %s", log_format.name, storage.url_of(path), error)
+    def schema_of(file: LogFile) -> pa.Schema | None:
+        schema = file.readable_schema(f"{log_format.name} log part")
+        if schema is None or not _is_part_of(log_format, schema.metadata, file.url):
+            file.forget_footer()
             return None
-        return schema if _is_part_of(log_format, schema.metadata, storage.url_of(path)) else None
+        footers.keep(file)
+        return schema
 
-    if not paths:
+    if not files:
         return [], pa.struct([])
-    with ThreadPoolExecutor(min(_READ_THREADS, len(paths))) as pool:
-        schemas = list(pool.map(schema_of, paths))
-    readable = [(p, s) for p, s in zip(paths, schemas, strict=True) if s is not None]
+    with ThreadPoolExecutor(min(_READ_THREADS, len(files))) as pool:
+        schemas = list(pool.map(schema_of, files))
+    readable = [(f, s) for f, s in zip(files, schemas, strict=True) if s is not None]
     types = [s.field(RECORD).type for _, s in readable if RECORD in s.names]
     where = f"{len(readable)} {log_format.name} log parts"
-    return [p for p, _ in readable], merge_record_types(types, where)
+    return [f for f, _ in readable], merge_record_types(types, where)
 
 
-def _read_part(storage: Storage, log_format: LogFormat, path: str, columns: list[str]) -> pa.Table | None:
+def _read_part(log_format: LogFormat, file: LogFile, columns: list[str]) -> pa.Table | None:
     """One part's ``columns`` (those it has); None when it is damaged or not a part of this log."""
-    url = storage.url_of(path)
     try:
-        with storage.fs.open_input_file(path) as source:
-            parquet = pq.ParquetFile(source)
-            if not _is_part_of(log_format, parquet.schema_arrow.metadata, url):
-                return None
-            return parquet.read(columns=[c for c in columns if c in parquet.schema_arrow.names])
+        if not _is_part_of(log_format, file.schema.metadata, file.url):
+            file.forget_footer()
+            return None
+        return file.read(columns)
     except Exception as error:
         if not _damaged(error):
             raise
-        log.warning("skipping damaged %s log part %s: %s", log_format.name, url, error)
+        log.warning("skipping damaged %s log part %s: %s", log_format.name, file.url, error)
         return None
 
 
@@ -333,7 +450,9 @@ def _damaged(error: Exception) -> bool:
     if isinstance(error, FileNotFoundError | pa.ArrowInvalid):
         return True  # truncated, not Parquet, or removed between listing and reading
     if isinstance(error, OSError):  # Arrow's decoding errors carry no errno; network and permission errors do
-        return error.errno is None and "AWS Error" not in str(error)
+        if "AWS Error" in str(error):  # opened with the listed size, a removed object shows at the first GET
+            return any(code in str(error) for code in _GONE)
+        return error.errno is None
     return False
 
 
@@ -387,15 +506,15 @@ def _concat(chunks: Iterator[pd.DataFrame], log_format: LogFormat, columns: Sequ
     return _frame(log_format.schema.empty_table(), _columns(log_format, columns))
 
 
-def _prefetch(read: Callable[[str], pa.Table | None], paths: list[str]) -> Iterator[pa.Table | None]:
-    """``read(path)`` for each path in order, a few ahead in threads (object stores answer slowly, not serially)."""
-    if not paths:
+def _prefetch(read: Callable[[LogFile], pa.Table | None], files: list[LogFile]) -> Iterator[pa.Table | None]:
+    """``read(file)`` for each file in order, a few ahead in threads (object stores answer slowly, not serially)."""
+    if not files:
         return
-    pool = ThreadPoolExecutor(min(_READ_THREADS, len(paths)))
+    pool = ThreadPoolExecutor(min(_READ_THREADS, len(files)))
     ahead: deque[Future[pa.Table | None]] = deque()
     try:
-        for path in paths:
-            ahead.append(pool.submit(read, path))
+        for file in files:
+            ahead.append(pool.submit(read, file))
             if len(ahead) > 2 * _READ_THREADS:
                 yield ahead.popleft().result()
         while ahead:

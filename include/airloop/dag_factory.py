@@ -331,8 +331,9 @@ Compares live traffic with the champion's reference profile (stored with the mod
   window is read all the same.
 - **plan_window → profile_part (mapped) → load_window**: the prediction log rows the model version scored since the
   last completed verdict (a watermark in the decision ledger: no row counted twice or skipped after a failed run), or
-  the newly published dataset version. The window is cut into parts of `monitoring.window_part_hours` of log, one
-  mapped task each (on any worker): each makes the model's features of its rows and stages only their summary
+  the newly published dataset version. The window is cut at whole hours into parts of at most
+  `monitoring.window_part_mb` of log, one mapped task each (on any worker): each makes the model's features of its
+  rows and stages only their summary
   (counts per feature bin and CDF point, probabilities, outcomes, a bounded sample); `load_window` counts the rows.
   An empty window, or no version under the alias yet, skips the rest.
 - **compare**: PSI, KS / chi-square, Jensen-Shannon per feature (missing is a bin of its own), prediction drift,

@@ -198,7 +198,7 @@ class MonitoringSettings(BaseModel):
     min_labelled_rows: int = Field(200, ge=1)
     multivariate_auc: float = Field(0.6, ge=0.5, lt=1)
     segments: list[str] = []  # model features whose bins are segments (set per model in its spec)
-    window_part_hours: int = Field(6, ge=1)
+    window_part_mb: float = Field(128.0, gt=0)
     max_window_parts: int = Field(64, ge=1, le=1024)
     retrain_dag_id: str = ""  # <model>_retrain (from its spec)
     cooldown_hours: float = Field(24.0, ge=0)

@@ -38,12 +38,12 @@ def test_drift_dag_reports_records_and_triggers_the_retrain_once(env, monkeypatc
     settings, client, version = env
     delete_runs("readmission_retrain")
     registered = datetime.fromtimestamp(client.get_model_version("readmission", version).creation_timestamp / 1000, UTC)
-    registered = registered.replace(minute=30, second=0, microsecond=0)  # window_start: hours cut each window in two
+    registered = registered.replace(minute=30, second=0, microsecond=0)  # each window's rows: :31 to :01
     first_end = registered + timedelta(hours=1)
-    # One hour of log per part: each window below is profiled by two mapped tasks, their summaries merged.
+    # Every hour of log a part of its own: each window below (two hours of log) is profiled by two mapped tasks.
     from airloop.settings import get_settings
 
-    monkeypatch.setattr(get_settings("readmission").monitoring, "window_part_hours", 1)  # what the tasks read
+    monkeypatch.setattr(get_settings("readmission").monitoring, "window_part_mb", 1e-6)  # what the tasks read
     log_traffic(
         settings, version, seed=21, covariate=0.0, start=registered + timedelta(minutes=1), span=timedelta(minutes=30)
     )

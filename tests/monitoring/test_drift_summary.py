@@ -77,6 +77,7 @@ def _same(a, b) -> bool:
 )
 def test_merged_parts_give_the_whole_windows_result(profile, window, rows, cuts, with_outcomes, seed) -> None:
     """Any split, empty parts included, without multivariate sample: bit for bit the same result."""
+    rows = min(rows, len(window))  # the transform drops some generated encounters
     frame = window.sample(rows, random_state=seed).reset_index(drop=True)
     probabilities, outcomes = _scored(rows, seed)
     outcomes = outcomes if with_outcomes else None
@@ -120,3 +121,36 @@ def test_an_empty_window_has_nothing_to_compare(profile, window) -> None:
         compare_summary(profile, merge_summaries([empty, empty]))
     with pytest.raises(EmptyWindow):
         merge_summaries([])
+
+
+@pytest.mark.property
+@settings(max_examples=200, deadline=None)
+@given(
+    offset_min=st.integers(0, 59),
+    span_h=st.integers(1, 200),
+    sizes=st.dictionaries(st.integers(-3, 205), st.integers(0, 500), max_size=60),
+    part_bytes=st.integers(1, 2_000),
+    most=st.integers(1, 20),
+)
+def test_window_parts_cover_the_window_on_the_hour_grid_within_the_budget(offset_min, span_h, sizes, part_bytes, most):
+    from datetime import UTC, datetime, timedelta
+
+    from airloop.monitoring.job import window_parts
+
+    grid = datetime(2026, 3, 1, tzinfo=UTC)
+    start = grid + timedelta(minutes=offset_min)
+    end = start + timedelta(hours=span_h)
+    by_hour = {grid + timedelta(hours=h): size for h, size in sizes.items()}
+    parts = window_parts(start, end, by_hour, part_bytes, most)
+    assert parts[0][0] == start and parts[-1][1] == end and len(parts) <= most
+    assert all(a < b and (b == end or b.minute == 0) for a, b in parts)
+    assert all(b == c for (_, b), (c, _) in pairwise(parts))  # contiguous: no row in two parts or none
+    inside = {h: v for h, v in by_hour.items() if h + timedelta(hours=1) > start and h < end}
+    # The budget: part_bytes, or the share of the window that keeps the parts within `most`.
+    budget = max(part_bytes, -(-sum(inside.values()) // most))
+    if len(inside) < most:  # no more parts than hours: every part within the budget, or one hour alone over it
+        for a, b in parts:
+            held = [v for h, v in inside.items() if a <= h < b or (h < a < h + timedelta(hours=1))]
+            assert sum(held) <= budget or len([v for v in held if v]) == 1
+    if sum(inside.values()) <= part_bytes:
+        assert parts == [(start, end)]  # a sparse window, however long: one part

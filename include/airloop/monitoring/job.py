@@ -217,8 +217,8 @@ def plan_window(
     dataset_version: str | None = None,
 ) -> list[dict[str, Any]]:
     """Which rows the run looks at, in parts that separate tasks profile (``profile_part``): the window's bounds and
-    its parts' ``[start, end)``, each ``monitoring.window_part_hours`` of log on the hour grid (longer when that makes
-    more than ``monitoring.max_window_parts``); a published dataset is one part.
+    its parts' ``[start, end)``, whole hours of log of at most ``monitoring.window_part_mb`` each (larger when that
+    makes more than ``monitoring.max_window_parts``), from one listing of the log; a published dataset is one part.
 
     Args:
         settings: airloop settings.
@@ -251,7 +251,9 @@ def plan_window(
         start = start or _window_start(settings, subject, end, registered)
         if start >= end:
             raise NothingToMonitor(f"the window must end after it starts: {start.isoformat()} .. {end.isoformat()}")
-        bounds = window_parts(start, end, settings.monitoring.window_part_hours, settings.monitoring.max_window_parts)
+        sizes = predlog.hour_sizes(settings.layout.predictions(), start, end)
+        part_bytes = int(settings.monitoring.window_part_mb * 2**20)
+        bounds = window_parts(start, end, sizes, part_bytes, settings.monitoring.max_window_parts)
     window = Window(
         model_name=name,
         model_version=str(version.version),
@@ -270,15 +272,24 @@ def plan_window(
     ]
 
 
-def window_parts(start: datetime, end: datetime, hours: int, most: int) -> list[tuple[datetime, datetime]]:
-    """``[start, end)`` cut at whole hours into parts of ``hours`` hours (``most`` parts at most: then longer ones),
-    the first and last clipped to the window."""
-    first = start.replace(minute=0, second=0, microsecond=0)
-    span_h = math.ceil((end - first) / timedelta(hours=1))
-    step = max(hours, math.ceil(span_h / most))
-    cuts = [first + timedelta(hours=h) for h in range(step, span_h, step)]
-    edges = [start, *(c for c in cuts if start < c < end), end]
-    return list(pairwise(edges))
+def window_parts(
+    start: datetime, end: datetime, sizes: Mapping[datetime, int], part_bytes: int, most: int
+) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` cut at whole hours into parts of at most ``part_bytes`` of log each (``sizes``: the bytes of
+    each hour, by its start), consecutive hours together: a sparse window is one part, a busy one many. At most
+    ``most`` parts: beyond that, parts are larger. An hour larger than the budget is a part of its own."""
+    hours = sorted((hour, size) for hour, size in sizes.items() if hour + timedelta(hours=1) > start and hour < end)
+    budget = max(part_bytes, math.ceil(sum(size for _, size in hours) / most))
+    while True:  # at most log2(total / budget) rounds: a budget of the whole window makes one part
+        cuts, held = [], 0
+        for hour, size in hours:
+            if held and held + size > budget and start < hour < end:
+                cuts.append(hour)
+                held = 0
+            held += size
+        if len(cuts) < most:
+            return list(pairwise([start, *cuts, end]))
+        budget *= 2
 
 
 def profile_part(settings: Settings, run_id: str, part: Mapping[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,7 @@ computed on the raw records (``raw_records``) or on the transformed features.
 
 from airloop.predlog.reader import (
     DEFAULT_BATCH_ROWS,
+    hour_sizes,
     is_correction,
     join_outcomes,
     load_errors,
@@ -83,6 +84,7 @@ __all__ = [
     "PredictionRow",
     "error_log",
     "feedback_log",
+    "hour_sizes",
     "is_correction",
     "is_issued",
     "join_outcomes",

@@ -351,9 +351,31 @@ def _stream(
         yield _frame(pa.concat_tables(pending), wanted)
 
 
+def hour_sizes(storage: Storage, start: datetime, end: datetime) -> dict[datetime, int]:
+    """The bytes stored in each hour folder of the log that overlaps ``[start, end)``, by the hour's start (UTC), from
+    one listing and no file read: what a reader of those hours reads at most (a compacted file and the parts it holds
+    are both counted until the parts are deleted)."""
+    lo, hi = to_us(start, "start"), to_us(end, "end")
+    return {
+        EPOCH + timedelta(microseconds=hour_us): sum(info.size or 0 for info in listed.values())
+        for hour_us, _, listed in _listed_hours(storage, lo, hi)
+    }
+
+
 def _files_in_window(storage: Storage, lo: int, hi: int, footers: _FooterBudget) -> list[LogFile]:
     """The files to read for ``[lo, hi)``: the live files of the hour folders overlapping it, in hour order; other
     files are ignored."""
+    folders = _listed_hours(storage, lo, hi)
+    if not folders:
+        return []
+    with ThreadPoolExecutor(min(_READ_THREADS, len(folders))) as pool:  # the compacted files' footers, a few at once
+        live = pool.map(lambda folder: _live_files(storage, folder[1], folder[2], footers), folders)
+        return [file for files in live for file in files]
+
+
+def _listed_hours(storage: Storage, lo: int, hi: int) -> list[tuple[int, str, dict[str, pafs.FileInfo]]]:
+    """The hour folders overlapping ``[lo, hi)`` in hour order: (hour start in µs, folder path, its log files by
+    name with what the listing said of them)."""
     if hi <= lo:
         return []
     first, last = _day(lo), _day(hi - 1)
@@ -381,12 +403,8 @@ def _files_in_window(storage: Storage, lo: int, hi: int, footers: _FooterBudget)
                 hours.setdefault(part[1], {})[part[3]] = info
         for hour, listed in hours.items():
             folders.append((day_us + int(hour.removeprefix("hour=")) * HOUR_US, posixpath.join(base, hour), listed))
-    if not folders:
-        return []
     folders.sort(key=lambda folder: folder[0])
-    with ThreadPoolExecutor(min(_READ_THREADS, len(folders))) as pool:  # the compacted files' footers, a few at once
-        live = pool.map(lambda folder: _live_files(storage, folder[1], folder[2], footers), folders)
-        return [file for files in live for file in files]
+    return folders
 
 
 def _live_files(

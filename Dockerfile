@@ -87,7 +87,9 @@ COPY --chown=50000:0 requirements.txt /opt/airloop/requirements.txt
 COPY --chown=50000:0 --from=wheel /wheels /opt/airloop/wheels
 RUN pip install --no-cache-dir -c /opt/airloop/requirements.txt \
         "apache-airflow[amazon,postgres]==3.3.2" \
+        apache-airflow-providers-celery \
         boto3 \
+        celery \
         fastapi \
         fastapi-offline \
         great-expectations \

@@ -37,6 +37,8 @@ AIRFLOW_CHART_SECRET_KEYS = {
     "fernetKeySecretName": "fernet-key",
     "apiSecretKeySecretName": "api-secret-key",
     "jwtSecretName": "jwt-secret",
+    "brokerUrlSecretName": "connection",
+    "passwordSecretName": "password",  # redis.passwordSecretName
 }
 SENSITIVE_NAME = re.compile(r"pass(word|wd)?|secret|token|api_?key|access_?key|fernet|ledger__url|^airflow_conn_", re.I)
 URL_WITH_PASSWORD = re.compile(r"[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@", re.I)
@@ -210,7 +212,7 @@ def referenced_secrets() -> dict[str, set[str]]:
                 refs.setdefault(node["name"], set()).update(keys)
     airflow = airflow_values()
     for value_key, secret_key in AIRFLOW_CHART_SECRET_KEYS.items():
-        name = airflow.get(value_key) or airflow.get("data", {}).get(value_key)
+        name = airflow.get(value_key) or airflow.get("data", {}).get(value_key) or airflow["redis"].get(value_key)
         assert name, f"airflow.yaml names no secret for {value_key}: the chart would generate or template one"
         refs.setdefault(name, set()).add(secret_key)
     return refs
@@ -401,6 +403,11 @@ def test_airflow_values_use_celery_external_postgres_and_s3_logs_without_volumes
     assert airflow["executor"] == "CeleryExecutor"
     assert "# executor: KubernetesExecutor" in (VALUES / "airflow.yaml").read_text()
     assert airflow["postgresql"]["enabled"] is False
+    # The broker is the chart's Redis with a password and URL from secrets; the result backend the metadata database
+    # (no resultBackendSecretName: the chart derives it), as tests/integration/test_production_path.py runs it.
+    assert airflow["redis"]["enabled"] is True and airflow["redis"]["passwordSecretName"]
+    assert airflow["data"]["brokerUrlSecretName"] and "resultBackendSecretName" not in airflow["data"]
+    assert airflow["workers"]["replicas"] >= 2
     logging = airflow["config"]["logging"]
     assert logging["remote_logging"] == "True"
     assert logging["remote_base_log_folder"].startswith("s3://")

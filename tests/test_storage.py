@@ -200,6 +200,24 @@ def test_sync_dir_uploads_changed_files_and_drops_removed_ones(storage, tmp_path
     assert sorted(storage.manifest("docs")["files"]) == ["index.html", "static/style.css"]
 
 
+def test_unpruned_sync_keeps_what_other_machines_published_and_fetch_dir_copies_it_back(storage, tmp_path):
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    for site, page in ((mine, "a.html"), (theirs, "b.html")):
+        (site / "pages").mkdir(parents=True)
+        (site / "pages" / page).write_text(page)
+        (site / "index.html").write_text(f"index of {page}")
+    storage.sync_dir(theirs, "docs", prune=False)
+    storage.sync_dir(mine, "docs", prune=False)
+
+    assert storage.walk_files("docs") == [MANIFEST, "index.html", "pages/a.html", "pages/b.html"]
+    assert sorted(storage.manifest("docs")["files"]) == ["index.html", "pages/a.html", "pages/b.html"]
+    assert storage.read_text("docs", "index.html") == "index of a.html"  # the last build's index
+    assert storage.fetch_dir(mine, "docs") == ["pages/b.html"]  # only what this copy lacks
+    assert (mine / "pages" / "b.html").read_text() == "b.html"
+    assert (mine / "index.html").read_text() == "index of a.html"
+    assert storage.fetch_dir(tmp_path / "new", "docs") == ["index.html", "pages/a.html", "pages/b.html"]
+
+
 # --- layout and settings ---------------------------------------------------------------------------------------------
 
 
@@ -210,6 +228,7 @@ def test_layout_puts_every_location_below_the_one_root(tmp_path):
         "datasets": layout.datasets("readmission"),
         "quarantine": layout.quarantine("readmission"),
         "data_docs": layout.data_docs(),
+        "validation_results": layout.validation_results(),
         "reports": layout.reports(),
         "baselines": layout.baselines(),
         "predictions": layout.predictions(),
@@ -221,6 +240,7 @@ def test_layout_puts_every_location_below_the_one_root(tmp_path):
         "datasets": "datasets/readmission",
         "quarantine": "quarantine/readmission",
         "data_docs": "data_docs",
+        "validation_results": "validations",
         "reports": "reports",
         "baselines": "baselines",
         "predictions": "predictions",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pendulum
@@ -818,6 +819,13 @@ def build_all(catalog: Catalog | None = None, models: Iterable[str] | None = Non
     catalog = catalog or base.catalog
     wanted = set(models) if models is not None else None
     running = get_parsing_context().dag_id
+    if not catalog.folder.is_dir():  # else silence: a worker would only say its task's DAG is missing, and retry
+        log.error(
+            "models.folder %s is not a folder, so no model has DAGs (a relative one is resolved against the working"
+            " directory, here %s: set AIRLOOP_MODELS__FOLDER to an absolute path, as the images do)",
+            catalog.folder,
+            Path.cwd(),
+        )
     out: dict[str, DAG] = {}
 
     def settings_of(name: str) -> Settings:  # the default model's are the base settings: not read twice

@@ -1,17 +1,18 @@
 """The runtime root as a URL: a local folder (the embedded default) or ``s3://bucket/prefix``.
 
-Datasets, quarantine, Data Docs, reports and the prediction/feedback logs all live under one ``Storage``. Callers
-address files by relative parts (``storage.write_bytes(data, "datasets", "<name>", v, "data.parquet")``) and
-never build paths or branch on the scheme themselves. ``Storage.fs`` is a ``pyarrow.fs.FileSystem``, so Parquet reads
-and writes go straight through it on either backend.
+Datasets, quarantine, Data Docs (and the validation results they show), reports and the prediction/feedback logs all
+live under one ``Storage``. Callers address files by relative parts (``storage.write_bytes(data, "datasets", "<name>",
+v, "data.parquet")``) and never build paths or branch on the scheme themselves. ``Storage.fs`` is a
+``pyarrow.fs.FileSystem``, so Parquet reads and writes go straight through it on either backend.
 
 Atomicity: a single object is written to a temporary name and renamed on a local disk; on S3 a PUT is already
 all-or-nothing, so it is written in place. Publishing several files together is ``publishing``/``publish_dir`` (local:
 temp folder then rename; object stores: the objects first, then a ``_MANIFEST.json`` last that readers trust), and
 ``is_published`` is how a reader asks whether such a folder is complete.
 
-``RuntimeLayout`` is the one owner of where things live below the root: datasets, quarantine, Data Docs, reports,
-baselines, the prediction and feedback logs and per-run staging folders. Nobody else joins those names.
+``RuntimeLayout`` is the one owner of where things live below the root: datasets, quarantine, Data Docs, validation
+results, reports, baselines, the prediction and feedback logs and per-run staging folders. Nobody else joins those
+names.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ ROW_GROUP_ROWS = 65_536
 DATASETS = "datasets"
 QUARANTINE = "quarantine"
 DATA_DOCS = "data_docs"
+VALIDATIONS = "validations"
 REPORTS = "reports"
 BASELINES = "baselines"
 PREDICTIONS = "predictions"
@@ -368,11 +370,13 @@ class Storage:
                 folder.write_bytes(data, *name.split("/"))
         return self.url(*parts)
 
-    def sync_dir(self, source: Path, *parts: str) -> str:
+    def sync_dir(self, source: Path, *parts: str, prune: bool = True) -> str:
         """Mirror the local folder ``source`` at ``parts``: changed files, then the manifest, then stale files go.
 
         Each file is replaced atomically and the manifest (with sizes and SHA-256) always describes complete files,
-        so repeated syncs (a Data Docs site after each build) upload only what changed. Returns the folder's URL.
+        so repeated syncs (a Data Docs site after each build) upload only what changed. With ``prune=False`` nothing
+        is deleted and the manifest keeps the files ``source`` lacks: a folder that several machines publish into,
+        each from its own copy (a Data Docs site built by every worker). Returns the folder's URL.
         """
         if not source.is_dir():
             raise FileNotFoundError(f"{source} is not a folder")
@@ -386,10 +390,25 @@ class Storage:
             files[name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             if old.get(name) != files[name]:
                 self.write_bytes(data, *parts, *name.split("/"))
-        self.write_json(_manifest_document(files), *parts, MANIFEST)
-        for name in sorted(set(old) - set(files)):
+        self.write_json(_manifest_document(files if prune else {**old, **files}), *parts, MANIFEST)
+        for name in sorted(set(old) - set(files) if prune else ()):
             self.delete(*parts, *name.split("/"))
         return self.url(*parts)
+
+    def fetch_dir(self, target: Path, *parts: str) -> list[str]:
+        """Copy the files below ``parts`` that the local folder ``target`` lacks into it; their names, sorted.
+
+        The way back of an unpruned ``sync_dir``: ``target`` is one machine's working copy of a folder that several
+        machines publish into. A file ``target`` already has is left as it is; each one copied appears whole."""
+        have = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}  # none when absent
+        fetched = [name for name in self.walk_files(*parts) if name != MANIFEST and name not in have]
+        for name in fetched:
+            path = target / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+            partial.write_bytes(self.read_bytes(*parts, *name.split("/")))
+            partial.replace(path)
+        return fetched
 
     def _sizes(self) -> dict[str, dict[str, int]]:
         selector = pafs.FileSelector(self.root, recursive=True, allow_not_found=True)
@@ -420,6 +439,10 @@ class RuntimeLayout:
     def data_docs(self) -> Storage:
         """The Great Expectations Data Docs site (copied here when the root is not local)."""
         return self.root.child(DATA_DOCS)
+
+    def validation_results(self) -> Storage:
+        """Great Expectations validation results of every machine, the source the Data Docs site is built from."""
+        return self.root.child(VALIDATIONS)
 
     def reports(self) -> Storage:
         """Drift and experiment reports of every model (each report's folder starts with its model's name)."""

@@ -1,23 +1,30 @@
-"""The production path on real parts: PostgreSQL and S3 behind every store, Airflow as separate processes.
+"""The production path on real parts: PostgreSQL and S3 behind every store, Airflow as separate processes, its tasks
+run by two Celery workers that share no local path.
 
-One PostgreSQL server (Debian's package) holds three databases: Airflow's metadata, MLflow's backend store and
-airloop's decision ledger. One S3 server (moto in server mode) holds two buckets: the runtime root (datasets,
-quarantine, Data Docs, reports, the prediction and feedback logs) and MLflow's artifacts. Airflow runs as
-``api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` processes with the LocalExecutor on that PostgreSQL;
-MLflow as ``mlflow server`` on PostgreSQL + S3; the prediction service against that MLflow. Nothing is configured but
-environment variables, as a deployment would do it. The tasks reach S3 with the credentials of the Airflow connection
-``airloop_storage`` (no AWS_* variable in Airflow's environment); MLflow's server and the service with the standard
-AWS chain.
+One PostgreSQL server (Debian's package) holds three databases: Airflow's metadata (also Celery's result backend),
+MLflow's backend store and airloop's decision ledger. One S3 server (moto in server mode) holds three buckets: the
+runtime root (datasets, staging, quarantine, Data Docs and validation results, reports, the prediction and feedback
+logs), MLflow's artifacts and Airflow's task logs (remote logging). One Redis server (Debian's package) is the Celery
+broker. Airflow runs as ``api-server``, ``scheduler``, ``dag-processor`` and ``triggerer`` processes with the
+CeleryExecutor, and two ``airflow celery worker`` processes, each in a folder of its own (working directory, HOME,
+AIRFLOW_HOME, AIRLOOP_HOME, TMPDIR) under a name of its own (``worker-a``, ``worker-b``: Airflow records it as the task
+instance's hostname), as two pods would: nothing a task writes to a local disk is seen by a task on the other worker,
+so every hand-off between tasks has to go through S3, PostgreSQL or MLflow (helm-values/airflow.yaml deploys this
+shape). MLflow runs as ``mlflow server`` on PostgreSQL + S3; two prediction service replicas (each in a folder of its
+own too) against that MLflow. Nothing is configured but environment variables, as a deployment would do it. The tasks
+reach S3 with the credentials of the Airflow connection ``airloop_storage`` (no AWS_* variable in Airflow's
+environment); MLflow's server and the service with the standard AWS chain.
 
 Faults, on the same deployment: S3 unplugged during an ETL run (retries, then a failure naming the bucket); then,
 while the cleared run re-runs, PostgreSQL restarted under it (it recovers or fails cleanly and is cleared again);
 either way nothing is published, registered or trained twice.
 
-The walk: a token from the Airflow API; ``readmission_etl`` triggered through REST API v2 and polled to success; it
-hands the version to ``readmission_train``, which registers the champion; the service loads it (artifacts from S3),
-scores encounters and its prediction log lands in the bucket; ``readmission_drift`` runs on that log. Asserted on
-objects in the buckets and rows in the databases, not only on run states; and no task log holds the S3 secret or the
-database password.
+The walk: a token from the Airflow API; ``readmission_etl`` triggered through REST API v2 and polled to success, its
+tasks spread over both workers; it hands the version to ``readmission_train``, which registers the champion; two
+service replicas load it (artifacts from S3), score encounters and their prediction logs land in the bucket;
+``readmission_drift`` runs on that log. Asserted on objects in the buckets and rows in the databases, not only on run
+states: every validation's Data Docs page is in the bucket and the site's index lists them all, whichever worker built
+it; and no task log (in the bucket or on a worker's disk) holds the S3 secret or the database password.
 """
 
 from __future__ import annotations
@@ -34,12 +41,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import httpx
 import pytest
 
+from tests.integration import worker_host
 from tests.pg_server import PostgresServer, free_port
+from tests.redis_server import RedisServer
 from tests.s3_server import REGION, S3Server
 from tests.specs import READMISSION
 from tests.tcp_proxy import TcpProxy
@@ -48,7 +57,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-DATA_BUCKET, ARTIFACT_BUCKET = "airloop-runtime", "airloop-mlflow"
+DATA_BUCKET, ARTIFACT_BUCKET, LOG_BUCKET = "airloop-runtime", "airloop-mlflow", "airloop-logs"
+WORKERS = ("worker-a", "worker-b")  # Celery workers, one task at a time each
+REPLICAS = ("serving-a", "serving-b")  # prediction service replicas, each logging to S3 on its own
+CONTROL = ("api-server", "scheduler", "dag-processor", "triggerer")
 PREFIX = "prod"
 DATABASES = ("airflow", "mlflow", "ledger")
 ROWS = 3000
@@ -85,14 +97,41 @@ class Stack:
     env: dict[str, str]
     pg: PostgresServer
     s3: S3Server
+    redis: RedisServer
     db_password: str
     s3_secret: str
     airflow_url: str
     mlflow_url: str
-    serving_url: str
+    serving_urls: dict[str, str]
     api_key: str
     proxy: TcpProxy
     logs: dict[str, Path] = field(default_factory=dict)
+    supervisor: Any = None
+    # How each process was started (command, environment, working directory), to start it again after a crash.
+    launches: dict[str, tuple[list[str], dict[str, str], Path | None]] = field(default_factory=dict)
+
+    def start(self, name: str, command: list[str], env: dict[str, str], cwd: Path | None = None) -> Any:
+        """Start a process under the supervisor, logging to ``logs[name]``; its service."""
+        self.launches[name] = (command, env, cwd)
+        service = self.supervisor.start(name, command, env, cwd)
+        self.logs[name] = service.log
+        return service
+
+    def pod_env(self, name: str, env: dict[str, str]) -> tuple[dict[str, str], Path]:
+        """``env`` with every local path (HOME, AIRFLOW_HOME, AIRLOOP_HOME, TMPDIR) in a folder of its own, which is
+        also the working directory: what a process sees in a pod of its own."""
+        folder = self.root / name
+        paths = {"HOME": "home", "AIRFLOW_HOME": "airflow", "AIRLOOP_HOME": "scratch", "TMPDIR": "tmp"}
+        for sub in paths.values():
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {**env, **{variable: str(folder / sub) for variable, sub in paths.items()}}, folder
+
+    def worker_env(self, name: str) -> tuple[dict[str, str], Path]:
+        """A Celery worker's environment (its own paths, its name as Airflow's hostname) and working directory."""
+        env, folder = self.pod_env(name, self.env)
+        env["AIRFLOW__CORE__HOSTNAME_CALLABLE"] = f"{worker_host.__name__}.{worker_host.hostname.__name__}"
+        env[worker_host.VARIABLE] = name
+        return env, folder
 
     def aws_env(self) -> dict[str, str]:
         """S3 credentials as the standard AWS chain reads them (for MLflow's server and the prediction service)."""
@@ -156,6 +195,10 @@ class Airflow:
         """The run's task instances as they are now."""
         return self.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")["task_instances"]
 
+    def hosts(self, dag_id: str, run_id: str) -> dict[str, str]:
+        """Where each task of the run ran: the hostname Airflow recorded (the worker's name), by task id."""
+        return {t["task_id"]: t["hostname"] for t in self.ended_or_now(dag_id, run_id) if t["hostname"]}
+
     def finished(self, dag_id: str, run_id: str, supervise: bool = False) -> dict[str, str]:
         """Wait for the run to succeed; its task states (the test fails with them when it failed)."""
         state, tasks = self.ended(dag_id, run_id, supervise)
@@ -181,24 +224,25 @@ def _databases(pg: PostgresServer) -> None:
 
 
 @pytest.fixture(scope="module")
-def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
+def stack(postgres_server, s3_server, redis_server, tmp_path_factory) -> Iterator[Stack]:
     from airloop.cli.supervisor import Supervisor
 
     root = Path(tmp_path_factory.mktemp("production"))
     _databases(postgres_server)
-    for bucket in (DATA_BUCKET, ARTIFACT_BUCKET):
+    for bucket in (DATA_BUCKET, ARTIFACT_BUCKET, LOG_BUCKET):
         s3_server.client().create_bucket(Bucket=bucket)
     stack = Stack(
         root=root,
         env={},
         pg=postgres_server,
         s3=s3_server,
+        redis=redis_server,
         # The server trusts loopback connections, so any password connects; these are the values a leak would show.
         db_password=f"pg-{secrets.token_hex(8)}",
         s3_secret=f"s3-{secrets.token_hex(12)}",
         airflow_url=f"http://127.0.0.1:{free_port()}",
         mlflow_url=f"http://127.0.0.1:{free_port()}",
-        serving_url=f"http://127.0.0.1:{free_port()}",
+        serving_urls={name: f"http://127.0.0.1:{free_port()}" for name in REPLICAS},
         api_key=secrets.token_hex(16),
         # airloop's S3 traffic goes through a proxy the fault test can unplug (MLflow's artifacts do not).
         proxy=TcpProxy(urlparse(s3_server.endpoint_url).hostname, urlparse(s3_server.endpoint_url).port).start(),
@@ -220,11 +264,31 @@ def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
                     "extra": {"endpoint_url": stack.proxy.url, "region_name": REGION},
                 }
             ),
-            # Airflow: metadata on PostgreSQL, LocalExecutor, the repo's DAGs, a token-protected API.
+            # Airflow: metadata on PostgreSQL, the CeleryExecutor (Redis as the broker; the result backend is derived
+            # from the metadata database, as with the chart), the repo's DAGs, a token-protected API.
             "AIRFLOW_HOME": str(root / "airflow"),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": stack.database_url("airflow"),
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            "AIRFLOW__CORE__PARALLELISM": "2",
+            "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+            "AIRFLOW__CELERY__BROKER_URL": redis_server.url(),
+            # An idle worker waits on Redis for 30 s before it asks again (kombu: 1 s), so it keeps its place at the
+            # head of Redis's queue of waiting clients: the next task goes to it, not to the worker that just became
+            # free, and the tasks of one run alternate between the workers instead of clustering on one.
+            "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__POLLING_INTERVAL": "30",
+            "AIRFLOW__CORE__PARALLELISM": str(len(WORKERS)),
+            # Task logs on S3 (remote logging), as the workers share no disk with the API server; straight to the
+            # S3 server, not through the proxy the fault test unplugs.
+            "AIRFLOW__LOGGING__REMOTE_LOGGING": "True",
+            "AIRFLOW__LOGGING__REMOTE_BASE_LOG_FOLDER": f"s3://{LOG_BUCKET}/airflow",
+            "AIRFLOW__LOGGING__REMOTE_LOG_CONN_ID": "airloop_logs",
+            "AIRFLOW__LOGGING__DELETE_LOCAL_LOGS": "True",
+            "AIRFLOW_CONN_AIRLOOP_LOGS": json.dumps(
+                {
+                    "conn_type": "aws",
+                    "login": "airloop-production",
+                    "password": stack.s3_secret,
+                    "extra": {"endpoint_url": s3_server.endpoint_url, "region_name": REGION},
+                }
+            ),
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
@@ -236,14 +300,17 @@ def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            # airloop: every store remote; the local home is scratch only.
+            # airloop: the config and model specs at absolute paths, as the image's ENV sets them (a worker's working
+            # directory is its own); every store remote; the local home is scratch only.
+            "AIRLOOP_CONFIG": str(REPO / "config" / "airloop.yaml"),
+            "AIRLOOP_MODELS__FOLDER": str(REPO / "models"),
             "AIRLOOP_HOME": str(root / "scratch"),
             "AIRLOOP_STORAGE__URL": f"s3://{DATA_BUCKET}/{PREFIX}",
             "AIRLOOP_STORAGE__S3_ENDPOINT_URL": stack.proxy.url,
             "AIRLOOP_STORAGE__S3_REGION": REGION,
             "AIRLOOP_LEDGER__URL": stack.database_url("ledger"),
             "AIRLOOP_MLFLOW__TRACKING_URI": stack.mlflow_url,
-            "AIRLOOP_SERVING__PORT": stack.serving_url.rsplit(":", 1)[1],
+            "AIRLOOP_SERVING__PORT": stack.serving_urls[REPLICAS[0]].rsplit(":", 1)[1],
             "AIRLOOP_SERVING__API_KEY": stack.api_key,
             "AIRLOOP_SERVING__REQUEST_ID_KEY": secrets.token_hex(16),
             "AIRLOOP_SERVING__POLL_INTERVAL_S": "2",
@@ -261,6 +328,7 @@ def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
     )
     assert migrate.returncode == 0, migrate.stdout[-3000:] + migrate.stderr[-3000:]
     with Supervisor(root / "processes.json", root / "logs") as supervisor:
+        stack.supervisor = supervisor
         mlflow_port = stack.mlflow_url.rsplit(":", 1)[1]
         mlflow_command = [
             str(BIN / "mlflow"), "server",
@@ -268,10 +336,16 @@ def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
             "--artifacts-destination", f"s3://{ARTIFACT_BUCKET}/artifacts",
             "--serve-artifacts", "--host", "127.0.0.1", "--port", mlflow_port, "--workers", "1",
         ]  # fmt: skip
-        services = {"mlflow": supervisor.start("mlflow", mlflow_command, mlflow_env)}
-        for component in ("api-server", "scheduler", "dag-processor", "triggerer"):
-            services[component] = supervisor.start(component, [str(BIN / "airflow"), component], env)
-        stack.logs = {name: service.log for name, service in services.items()}
+        stack.start("mlflow", mlflow_command, mlflow_env)
+        for component in CONTROL:
+            stack.start(component, [str(BIN / "airflow"), component], env)
+        for name in WORKERS:
+            # One task at a time each; no log server (two on one machine would share its port): logs are on S3.
+            command = [
+                str(BIN / "airflow"), "celery", "worker",
+                "--concurrency", "1", "--celery-hostname", name, "--skip-serve-logs",
+            ]  # fmt: skip
+            stack.start(name, command, *stack.worker_env(name))
         logs = list(stack.logs.values())
         wait_for(lambda: httpx.get(f"{stack.mlflow_url}/health", timeout=5).status_code == 200, "MLflow", 180, logs)
         wait_for(
@@ -286,7 +360,6 @@ def stack(postgres_server, s3_server, tmp_path_factory) -> Iterator[Stack]:
             60,
             logs,
         )
-        stack.supervisor = supervisor  # type: ignore[attr-defined]
         try:
             yield stack
         finally:
@@ -299,18 +372,18 @@ def _fernet_key() -> str:
     return Fernet.generate_key().decode()
 
 
-def start_serving(stack: Stack) -> Any:
+def start_serving(stack: Stack, name: str) -> Any:
+    """Start the serving replica ``name`` (its own port and local paths)."""
+    port = stack.serving_urls[name].rsplit(":", 1)[1]
     command = [
         sys.executable, "-m", "uvicorn", "--factory", "serving.main:create_app",
-        "--host", "127.0.0.1", "--port", stack.env["AIRLOOP_SERVING__PORT"], "--workers", "1", "--no-access-log",
+        "--host", "127.0.0.1", "--port", port, "--workers", "1", "--no-access-log",
     ]  # fmt: skip
     # Nothing is flushed before shutdown: what reaches the bucket is what SIGTERM's graceful shutdown wrote.
     # The service is no Airflow task: its S3 credentials come from the standard AWS chain (here its environment).
     env = {**stack.env, **stack.aws_env(), "AIRLOOP_SERVING__LOG_FLUSH_INTERVAL_S": "3600"}
-    env["AIRLOOP_SERVING__LOG_FLUSH_ROWS"] = "100000"
-    service = stack.supervisor.start("serving", command, env)  # type: ignore[attr-defined]
-    stack.logs["serving"] = service.log
-    return service
+    env.update({"AIRLOOP_SERVING__LOG_FLUSH_ROWS": "100000", "AIRLOOP_SERVING__PORT": port})
+    return stack.start(name, command, *stack.pod_env(name, env))
 
 
 def remote_storage(stack: Stack) -> dict[str, Any]:
@@ -336,11 +409,24 @@ def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_post
             list(stack.logs.values()),
         )
         airflow.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
+    for name in WORKERS:  # started with the stack, so ready by now as a rule (a task would wait for them in Redis)
+        wait_for(
+            lambda n=name: f"@{n} ready." in stack.logs[n].read_text(errors="replace"),
+            name,
+            120,
+            list(stack.logs.values()),
+        )
 
     # ETL through the REST API: the batch is published to S3 and handed to training exactly once.
     etl_run = airflow.trigger("readmission_etl", {"rows": ROWS, "seed": 11})
     etl_tasks = airflow.finished("readmission_etl", etl_run)
     assert set(etl_tasks.values()) <= {"success", "skipped"}, etl_tasks
+    # One run, both workers: each stage found what the one before wrote on the other machine (staging on S3).
+    etl_hosts = airflow.hosts("readmission_etl", etl_run)
+    assert set(etl_hosts.values()) == set(WORKERS), etl_hosts
+    # The workers' results went through Celery's result backend: the metadata database on PostgreSQL.
+    ((done,),) = stack.query("airflow", "SELECT count(*) FROM celery_taskmeta WHERE status = 'SUCCESS'")
+    assert done >= len(etl_hosts), done
     datasets = stack.objects(DATA_BUCKET, f"{PREFIX}/datasets/")
     manifests = [k for k in datasets if k.endswith("/_MANIFEST.json")]
     assert len(manifests) == 1, datasets
@@ -355,6 +441,21 @@ def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_post
     )
     train_tasks = airflow.finished("readmission_train", train_run)
     assert train_tasks["register"] == "success", train_tasks
+    train_hosts = airflow.hosts("readmission_train", train_run)
+    assert set(train_hosts.values()) == set(WORKERS), train_hosts
+
+    # Data Docs, built by whichever worker validated: each validation's result and page are in the bucket, and the
+    # site's index (written last by one worker) lists the validations of both.
+    results = [k for k in stack.objects(DATA_BUCKET, f"{PREFIX}/validations/readmission_") if k.endswith(".json")]
+    assert len(results) == 3, results  # raw and features in the ETL run, features again in training
+    site = stack.objects(DATA_BUCKET, f"{PREFIX}/data_docs/")
+    index = unquote(
+        stack.s3.client().get_object(Bucket=DATA_BUCKET, Key=f"{PREFIX}/data_docs/index.html")["Body"].read().decode()
+    )
+    for key in results:
+        page = "validations/" + key.removeprefix(f"{PREFIX}/validations/").removesuffix(".json") + ".html"
+        assert f"{PREFIX}/data_docs/{page}" in site, (page, site)
+        assert page in index, (page, {**etl_hosts, **train_hosts})
 
     # The registry on PostgreSQL, the model's files in the artifact bucket.
     alias = "SELECT version FROM registered_model_aliases WHERE name = %s AND alias = %s"
@@ -368,30 +469,39 @@ def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_post
     runs = stack.query("airflow", "SELECT dag_id, state FROM dag_run WHERE dag_id LIKE 'readmission_%%'")
     assert ("readmission_etl", "success") in runs and ("readmission_train", "success") in runs, runs
 
-    # The service loads the champion through the MLflow server (artifacts from S3) and logs to S3.
-    service = start_serving(stack)
+    # Two replicas load the champion through the MLflow server (artifacts from S3) and log to S3, each on its own.
+    services = {name: start_serving(stack, name) for name in REPLICAS}
     logs = list(stack.logs.values())
-    wait_for(lambda: httpx.get(f"{stack.serving_url}/ready", timeout=5).status_code == 200, "serving ready", 180, logs)
+    for name, url in stack.serving_urls.items():
+        wait_for(lambda u=url: httpx.get(f"{u}/ready", timeout=5).status_code == 200, f"{name} ready", 180, logs)
     frame = prepare(generate(PREDICTIONS, seed=12))
     records = model_inputs(READMISSION, frame).to_dict("records")
     answered = []
-    with httpx.Client(base_url=stack.serving_url, timeout=30, headers={"X-API-Key": stack.api_key}) as http:
-        for start in range(0, PREDICTIONS, 20):
-            chunk = [{**r, "entity_id": str(i)} for i, r in enumerate(records[start : start + 20], start)]
-            response = http.post("/v1/predict", json={"records": chunk})
-            assert response.status_code == 200, response.text
-            assert {p["model_version"] for p in response.json()["predictions"]} == {"1"}
-            answered += [p["request_id"] for p in response.json()["predictions"]]
-    assert stack.objects(DATA_BUCKET, f"{PREFIX}/predictions/") == []  # all still buffered in the replica
+    headers = {"X-API-Key": stack.api_key}
+    clients = [httpx.Client(base_url=url, timeout=30, headers=headers) for url in stack.serving_urls.values()]
+    for number, start in enumerate(range(0, PREDICTIONS, 20)):  # the chunks alternate, as a load balancer would
+        chunk = [{**r, "entity_id": str(i)} for i, r in enumerate(records[start : start + 20], start)]
+        response = clients[number % len(clients)].post("/v1/predict", json={"records": chunk})
+        assert response.status_code == 200, response.text
+        assert {p["model_version"] for p in response.json()["predictions"]} == {"1"}
+        answered += [p["request_id"] for p in response.json()["predictions"]]
+    for client in clients:
+        client.close()
+    assert stack.objects(DATA_BUCKET, f"{PREFIX}/predictions/") == []  # all still buffered in the replicas
 
-    # SIGTERM (what Kubernetes sends) loses nothing: the shutdown flushes every buffered row to the bucket.
-    os.killpg(service.group, signal.SIGTERM)
-    code = service.process.wait(timeout=60)
-    # uvicorn shuts down gracefully, then re-raises the signal it caught: the exit status says "terminated by SIGTERM".
-    assert code in (0, -signal.SIGTERM), f"serving exited with {code}:\n{tail(service.log, 15)}"
-    assert "Application shutdown complete." in service.log.read_text(), tail(service.log, 15)
+    # SIGTERM (what Kubernetes sends) loses nothing: each replica's shutdown flushes every buffered row to the bucket.
+    for service in services.values():
+        os.killpg(service.group, signal.SIGTERM)
+    for name, service in services.items():
+        code = service.process.wait(timeout=60)
+        # uvicorn shuts down gracefully, then re-raises the signal it caught: the exit status says "terminated by
+        # SIGTERM".
+        assert code in (0, -signal.SIGTERM), f"{name} exited with {code}:\n{tail(service.log, 15)}"
+        assert "Application shutdown complete." in service.log.read_text(), tail(service.log, 15)
     parts = [k for k in stack.objects(DATA_BUCKET, f"{PREFIX}/predictions/") if k.endswith(".parquet")]
     assert parts and all("/date=" in k and "/hour=" in k and "/part-" in k for k in parts), parts
+    writers = {k.rsplit("/part-", 1)[1].rsplit("-", 1)[0] for k in parts}  # part-<writer id>-<uuid>.parquet
+    assert len(writers) == len(REPLICAS), parts
     for name, value in stack.aws_env().items():
         monkeypatch.setenv(name, value)
     logged = load_predictions(Settings(**remote_storage(stack)).layout.predictions(), *EVER, columns=["request_id"])
@@ -408,13 +518,17 @@ def test_etl_by_rest_trains_serves_from_s3_logs_to_s3_and_monitors_drift_on_post
     reports = stack.objects(DATA_BUCKET, f"{PREFIX}/reports/")
     assert any(k.endswith(".html") for k in reports) and any(k.endswith(".json") for k in reports), reports
 
-    # No secret in any task log or service log.
-    logged = [*(stack.root / "airflow" / "logs").rglob("*"), *stack.logs.values()]
+    # No secret in any task log (in the log bucket, or left on a worker's disk) or service log.
+    task_logs = stack.objects(LOG_BUCKET)
+    assert any(f"dag_id=readmission_etl/run_id={etl_run}/" in k for k in task_logs), task_logs[:20]
+    secrets_ = (stack.s3_secret, stack.db_password)
     leaks = [
-        str(path)
-        for path in logged
-        if path.is_file() and any(s in path.read_text(errors="replace") for s in (stack.s3_secret, stack.db_password))
+        key
+        for key in task_logs
+        if any(s in stack.s3.client().get_object(Bucket=LOG_BUCKET, Key=key)["Body"].read().decode() for s in secrets_)
     ]
+    logged = [*stack.root.glob("*/logs/**/*"), *stack.root.glob("*/airflow/logs/**/*"), *stack.logs.values()]
+    leaks += [str(p) for p in logged if p.is_file() and any(s in p.read_text(errors="replace") for s in secrets_)]
     assert not leaks, f"secrets written to {leaks}"
     assert source.startswith(("models:/", "mlflow-artifacts:/")), source  # served by the MLflow server from S3
 
@@ -482,12 +596,9 @@ def restart_crashed(stack: Stack, settle_s: float = 5) -> list[str]:
     """Start again every Airflow or MLflow process that exited (a crashed pod is restarted); their names."""
     time.sleep(settle_s)  # give a process that lost its database a moment to exit
     restarted = []
-    latest = {s.name: s for s in stack.supervisor.services}  # type: ignore[attr-defined]  # a restart is appended
+    latest = {s.name: s for s in stack.supervisor.services}  # a restart is appended
     for service in latest.values():
-        if service.name != "serving" and service.process.poll() is not None:
-            command, env = service.process.args, stack.env
-            if service.name == "mlflow":
-                env = {**stack.env, **stack.aws_env(), "MLFLOW_S3_ENDPOINT_URL": stack.s3.endpoint_url}
-            stack.logs[service.name] = stack.supervisor.start(service.name, command, env).log  # type: ignore[attr-defined]
+        if not service.name.startswith("serving") and service.process.poll() is not None:
+            stack.start(service.name, *stack.launches[service.name])
             restarted.append(service.name)
     return restarted

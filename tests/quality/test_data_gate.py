@@ -71,3 +71,21 @@ def test_features_failure_quarantines_the_staged_encounters(settings):
     assert caught.value.report.docs_url.startswith("file://")
     assert quarantine.read_parquet(name, etl.PREPARED_FILE).equals(encounters)
     assert not staging.exists(etl.PREPARED_FILE)
+
+
+def test_data_docs_on_s3_keep_every_machines_validations(s3_settings, tmp_path, monkeypatch):
+    """Two workers (each its own home, so its own GE project) validate against one bucket: the site there keeps both
+    validation pages, and its index, built by whichever published last, lists both."""
+    pages = {}
+    for worker, run_id in (("worker-a", "run-a"), ("worker-b", "run-b")):
+        settings = Settings(home=tmp_path / worker)
+        staging = settings.layout.staging(run_id)
+        staging.write_parquet(generate(600, seed=len(pages)), "raw.parquet")
+        pages[run_id] = data_gate.check(settings, staging, "raw.parquet", "raw", run_id).docs_url
+
+    docs = s3_settings.layout.data_docs()
+    for run_id, page in pages.items():
+        assert page.startswith(docs.url("validations", "readmission_raw", run_id)), page
+        assert docs.is_file(*page.removeprefix(docs.url() + "/").split("/")), f"{run_id}'s page is gone"
+    index = docs.read_text("index.html")
+    assert all(f"validations/readmission_raw/{run_id}/" in index for run_id in pages), "index misses a validation"

@@ -215,8 +215,11 @@ class Supervisor:
         for sig, handler in self._previous_handlers.items():
             signal.signal(sig, handler)
 
-    def start(self, name: str, command: Sequence[str], env: Mapping[str, str] | None = None) -> Service:
-        """Start ``command`` in a session of its own, output to ``logs_dir/<name>.log``, and record it."""
+    def start(
+        self, name: str, command: Sequence[str], env: Mapping[str, str] | None = None, cwd: Path | None = None
+    ) -> Service:
+        """Start ``command`` in a session of its own (in ``cwd``, else this working directory), output to
+        ``logs_dir/<name>.log``, and record it."""
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         log = self.logs_dir / f"{name}.log"
         # A stop signal waits until the new group is recorded: otherwise it could be left behind unrecorded.
@@ -226,6 +229,7 @@ class Supervisor:
                 process = subprocess.Popen(
                     list(command),
                     env=None if env is None else dict(env),
+                    cwd=cwd,
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,

@@ -20,8 +20,10 @@ log = logging.getLogger(__name__)
 
 
 def validator(settings: Settings) -> Validator:
-    """The Great Expectations project of these settings, publishing Data Docs to the runtime storage."""
-    return Validator(settings.gx_dir, docs=settings.layout.data_docs())
+    """The Great Expectations project of these settings (this machine's copy), publishing Data Docs and keeping its
+    validation results on the runtime storage."""
+    layout = settings.layout
+    return Validator(settings.gx_dir, docs=layout.data_docs(), results=layout.validation_results())
 
 
 def data_docs_index(settings: Settings) -> str:

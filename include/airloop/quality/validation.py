@@ -1,7 +1,10 @@
 """Run a suite on a frame with Great Expectations, build Data Docs, and turn failures into readable evidence.
 
-The GE project (suites, results, the Data Docs site) is a local folder because GE's file context needs one; when the
-runtime storage is not local, the site is copied there after each build and reports carry that URL.
+The GE project (suites, results, the Data Docs site) is a local folder because GE's file context needs one. When the
+runtime storage is not local, that folder is only this machine's working copy of what every machine (each Celery
+worker has its own) keeps there: before a validation the results and site pages other machines published are fetched,
+so the index GE builds lists theirs too; after it, this machine's result and site are published without removing
+anything the others published. Reports carry the site's URL on the storage.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ DATASOURCE = "airloop"
 BATCH_DEFINITION = "whole_frame"
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
 DOCS_ACTION = "update_data_docs"
+SITE = "local_site"  # the Data Docs site of a new file project
 FINGERPRINT = "airloop_fingerprint"  # suite meta: what the stored suite, definition and checkpoint were written from
 
 
@@ -140,13 +144,15 @@ class Validator:
     """A file-backed Great Expectations project under ``root``; the Data Docs site is also copied to ``docs``.
 
     ``docs`` is where the site is published when it is not a local folder (an ``s3://`` runtime root); reports then
-    link there instead of to the local file.
+    link there instead of to the local file. ``results`` is where every machine keeps its validation results beside
+    such a site (the site is built from them); unused when ``docs`` is local.
     """
 
-    def __init__(self, root: Path, docs: Storage | None = None) -> None:
+    def __init__(self, root: Path, docs: Storage | None = None, results: Storage | None = None) -> None:
         quiet_great_expectations()
         root.mkdir(parents=True, exist_ok=True)
         self.docs = docs
+        self.results = results if docs is not None and not docs.is_local else None
         self.context = gx.get_context(mode="file", project_root_dir=str(root))
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self.context.variables.save()
@@ -160,8 +166,11 @@ class Validator:
     ) -> ValidationReport:
         """Validate ``frame`` against the suite, store the result, rebuild Data Docs and report what failed."""
         checkpoint = self._checkpoint(suite_name, expectations)
+        self._fetch_shared()
         outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=RunIdentifier(run_name=run_name))
         ((key, result),) = outcome.run_results.items()
+        if self.results is not None:  # before the site: a page on the storage always has its result there
+            self.results.sync_dir(self._local_results, prune=False)
         failures = [_evidence_failure(r.to_json_dict(), frame) for r in result.results if not r.success]
         docs = self.context.get_docs_sites_urls(resource_identifier=key)
         report = ValidationReport(
@@ -219,13 +228,34 @@ class Validator:
             )
         )
 
+    @property
+    def _local_results(self) -> Path:
+        """The folder of this project's validation results store."""
+        return Path(self.context.validation_results_store.store_backend.full_base_directory)
+
+    @property
+    def _local_site(self) -> Path:
+        """The folder of this project's Data Docs site (also before its first build)."""
+        backend = self.context.variables.data_docs_sites[SITE]["store_backend"]
+        return Path(self.context.root_directory) / backend["base_directory"]
+
+    def _fetch_shared(self) -> None:
+        """Copy the results and site pages other machines published into this project: GE's index lists a validation
+        only when both its result and its page are in the project (and removes a page whose result is missing)."""
+        if self.results is None or self.docs is None:
+            return
+        self.results.fetch_dir(self._local_results)
+        self.docs.fetch_dir(self._local_site)
+
     def _publish_docs(self, page_url: str | None) -> str | None:
-        """Copy the built site to ``docs`` unless that is local; returns the URL of this validation's page."""
+        """Copy the built site to ``docs`` unless that is local; returns the URL of this validation's page.
+
+        Nothing is pruned: pages this machine never built are other machines' validations, not stale files."""
         if page_url is None or self.docs is None or self.docs.is_local:
             return page_url
         site = Path(url2pathname(urlparse(self.context.get_docs_sites_urls()[0]["site_url"]).path)).parent
         page = Path(url2pathname(urlparse(page_url).path))
-        self.docs.sync_dir(site)
+        self.docs.sync_dir(site, prune=False)
         return self.docs.url(*page.relative_to(site).parts)
 
 

@@ -13,6 +13,7 @@ import os
 import secrets
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -126,10 +127,25 @@ class AirflowClient:
     def pause(self, dag_id: str) -> None:
         self.http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": True}).raise_for_status()
 
-    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
-        response = self.http.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf or {}})
-        response.raise_for_status()
-        return response.json()["dag_run_id"]
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, attempts: int = 5) -> str:
+        """Start a run under a run id chosen here, so that a retry after a 5xx or a lost answer (the embedded SQLite
+        can be busy while the scheduler starts the demo's other runs) starts no second run: 409 means it exists."""
+        run_id = f"demo__{uuid.uuid4().hex[:16]}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": conf or {}}
+        for attempt in range(1, attempts + 1):
+            try:
+                response = self.http.post(f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+            except httpx.TransportError:
+                if attempt == attempts:
+                    raise
+            else:
+                if response.status_code == 409 and attempt > 1:
+                    return run_id  # an earlier attempt started it
+                if response.status_code < 500 or attempt == attempts:
+                    response.raise_for_status()
+                    return response.json()["dag_run_id"]
+            time.sleep(2 * attempt)
+        raise AssertionError("unreachable")
 
     def run_exists(self, dag_id: str, run_id: str) -> bool:
         return self.http.get(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}").status_code == 200

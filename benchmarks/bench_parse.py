@@ -17,8 +17,9 @@ every size.
 
 Both sides run with the Airflow home airloop's deployments give Airflow: its ``config/airflow_local_settings.py``
 (``airloop.airflow_preload``) imports airloop's settings and spec classes once as each Airflow process starts, as
-the DAG processor does before it forks a parse. Those imports happen before the timed part and are not repeated by
-a parse; the factory's parse still reads its spec files and settings and builds every DAG. The same parses without
+the DAG processor does before it forks a parse, and parses the defaults and spec files once into caches keyed by
+each file's version. That happens before the timed part; the factory's parse still reads its spec files, checks
+them against those caches, builds its settings and builds every DAG. The same parses without
 that file ("cold": every parse defines airloop's classes again) are reported beside them.
 
 A second peer, at one model: the seven hand-written readmission DAG files of the last release before the factory

@@ -1,4 +1,5 @@
-"""airloop's ``airflow_local_settings.py``: Airflow's processes import airloop's parse-time classes once, read no value.
+"""airloop's ``airflow_local_settings.py``: Airflow's processes import airloop's parse-time classes once and parse the
+defaults and spec files once into caches keyed by each file's version, keeping no settings object.
 
 Each check runs in a fresh interpreter, as an Airflow process starts: what is in ``sys.modules`` after ``import
 airflow`` is what the DAG processor's forked parses inherit.
@@ -19,33 +20,70 @@ from airloop.airflow_preload import LOCAL_SETTINGS, write_local_settings
 ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
-import json, sys
+import json, os, pathlib, sys
 import airflow.settings
+changed = os.environ.get("PROBE_REWRITE")
+if changed:  # a spec edited after the process started: a parse must read it as it is now
+    path = pathlib.Path(changed)
+    path.write_text(path.read_text().replace("description:", "description: edited", 1))
 preloaded = sorted(m for m in ("airloop.settings", "airloop.spec.schema", "airloop.dag_defaults") if m in sys.modules)
 loader = sys.modules.get("airloop.spec.loader")
 print(json.dumps({
     "preloaded": preloaded,
     "settings_read": sys.modules["airloop.settings"].get_settings.cache_info().currsize if preloaded else 0,
     "specs_parsed": loader._cached.cache_info().currsize if loader else 0,
+    "yaml_parsed": sys.modules["airloop.settings"]._parsed_yaml.cache_info().currsize if preloaded else 0,
+    "description": loader.find(pathlib.Path(os.environ["AIRLOOP_MODELS__FOLDER"]), "churn").description
+    if preloaded else None,
 }))
 """
 
 
-def _start_airflow(airflow_home: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env |= {"AIRFLOW_HOME": str(airflow_home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+def _models(folder: Path, spec_text: str | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "churn.yaml").write_text(spec_text or (ROOT / "models" / "churn.yaml").read_text())
+    return folder
+
+
+def _env(airflow_home: Path, models: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AIRLOOP"))}
+    env |= {"AIRFLOW_HOME": str(airflow_home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", **extra}
+    return env | {"AIRLOOP_MODELS__FOLDER": str(models), "AIRLOOP_MODELS__DEFAULT": "churn"}
+
+
+def _start_airflow(airflow_home: Path, models: Path | None = None, **extra: str) -> dict:
+    env = _env(airflow_home, models or _models(airflow_home / "models"), **extra)
     done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_an_airflow_process_imports_airloops_classes_at_start_and_reads_no_setting(tmp_path: Path) -> None:
+def test_an_airflow_process_parses_airloops_files_once_at_start_and_keeps_no_settings(tmp_path: Path) -> None:
     assert _start_airflow(tmp_path / "cold")["preloaded"] == []
     write_local_settings(tmp_path / "deployed")
     started = _start_airflow(tmp_path / "deployed")
     assert started["preloaded"] == ["airloop.dag_defaults", "airloop.settings", "airloop.spec.schema"]
-    # Nothing read: a parse forked from this process reads the settings and spec files as they are at that moment.
-    assert started["settings_read"] == 0 and started["specs_parsed"] == 0
+    # The defaults file and the spec are parsed ahead; no settings object is kept that a parse would not re-check.
+    assert started["yaml_parsed"] == 1 and started["specs_parsed"] == 1 and started["settings_read"] == 0
+
+
+def test_a_spec_edited_after_the_process_started_is_read_as_it_is_now(tmp_path: Path) -> None:
+    write_local_settings(tmp_path)
+    models = _models(tmp_path / "models")
+    started = _start_airflow(tmp_path, models, PROBE_REWRITE=str(models / "churn.yaml"))
+    assert started["description"].startswith("edited")
+
+
+def test_broken_files_do_not_stop_an_airflow_process_from_starting(tmp_path: Path) -> None:
+    write_local_settings(tmp_path)
+    broken = _models(tmp_path / "models", "name: churn\ndata: [not, a, mapping\n")
+    config = tmp_path / "airloop.yaml"
+    config.write_text("models: {folder: [}\n")
+    probe = "import airflow.settings, sys; print('airloop.settings' in sys.modules)"
+    for extra in ({}, {"AIRLOOP_CONFIG": str(config)}):
+        env = _env(tmp_path, broken, **extra)
+        done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and done.stdout.strip().endswith("True"), done.stderr[-2000:]
 
 
 def test_the_preload_imports_no_airflow_module() -> None:

@@ -7,20 +7,37 @@ again (pydantic models: about two thirds of a one-model parse, see ``make bench-
 ``airflow_local_settings`` in each of its processes as it starts (``airflow.settings.import_local_settings``): the
 one that airloop's deployments put there imports this module, and with it those classes, once per process.
 
-Only class definitions are imported here, never a value: no settings are read and no spec file is opened, so a parse
-still reads the specs as they are on disk at that moment. Nothing here imports Airflow either (this runs while
+It also parses the defaults file and every spec file once (``warm``), into airloop's caches that are keyed by each
+file's version (the YAML by path, size and modification time; a spec by its text): a parse still reads the files as
+they are on disk at that moment and reuses the parent's work only for a file that has not changed. Nothing is kept
+that a parse would not check (no settings object), and nothing that goes wrong here stops an Airflow process from
+starting: a broken file is reported by the parse that reads it. Nothing here imports Airflow either (this runs while
 ``import airflow`` itself is under way).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import airloop.dag_defaults
 import airloop.registry.contract
 import airloop.security
 import airloop.settings
-import airloop.spec  # noqa: F401
+import airloop.spec
+
+log = logging.getLogger(__name__)
+
+
+def warm() -> None:
+    """Parse the defaults file and the models folder's specs into their version-keyed caches; never raises."""
+    try:
+        airloop.settings.Settings().catalog  # noqa: B018 - reads airloop.yaml, the default spec, then every spec
+    except Exception as error:  # an Airflow process must start whatever the files hold; the parse says what is wrong
+        log.debug("airloop preload: settings and specs not read ahead (%s: %s)", type(error).__name__, error)
+
+
+warm()
 
 LOCAL_SETTINGS = '''"""Written by airloop (airloop.airflow_preload): airloop's parse-time classes, imported once."""
 

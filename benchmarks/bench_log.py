@@ -498,6 +498,24 @@ def ratios(out: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
+BACKEND_ORDER = ["local", "s3", "s3-full-rate"]
+
+
+def earlier_backends(ran: set[str]) -> dict[str, Any]:
+    """The backends of the committed results that this run did not run (``--backends local`` keeps the S3 runs and
+    the reverse), each with the time of the run that measured it."""
+    path = RESULTS / "log.json"
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    family = {name.split("-")[0] for name in ran}
+    return {
+        name: {**entry, "when": entry.get("when", old["when"])}
+        for name, entry in old["backends"].items()
+        if name.split("-")[0] not in family and name in BACKEND_ORDER
+    }
+
+
 # ----------------------------------------------------------------------------------------------------------- report
 
 
@@ -609,7 +627,10 @@ def markdown(result: dict[str, Any]) -> str:
         )
     lines += ["", "Load average (1, 5, 15 min) at each backend's start and end:", ""]
     for name, b in result["backends"].items():
-        lines.append(f"- {name}: {b['load_average_at_start']} -> {b['load_average_at_end']}")
+        lines.append(
+            f"- {name} (run {b.get('when', result['when'])}): {b['load_average_at_start']} -> "
+            f"{b['load_average_at_end']}"
+        )
     lines += ["", "## Checks (the benchmark fails unless every one holds)", ""]
     for name, b in result["backends"].items():
         for label, c in b["checks"].items():
@@ -695,10 +716,15 @@ def main() -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    for entry in backends.values():
+        entry["when"] = now
+    kept = {} if args.quick else earlier_backends(set(backends))
+    backends = {name: (kept | backends)[name] for name in sorted(kept | backends, key=BACKEND_ORDER.index)}
     result = {
         "benchmark": "prediction log: a day of one replica written through LogWriter, read before and after "
         "compaction (local disk and moto S3)",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "when": now,
         "quick": args.quick,
         "machine": info,
         "setup": {
@@ -725,6 +751,10 @@ def main() -> int:
         ],
         "total_run_s": round(time.perf_counter() - started, 1),
     }
+    for name, entry in kept.items():
+        result["notes"].append(
+            f"{name}: kept from the run of {entry['when']} (this run had --backends {' '.join(args.backends)})."
+        )
     if "s3" in backends and backends["s3"]["write"]["parts_per_hour"] != backends.get("local", {}).get("write", {}).get(
         "parts_per_hour"
     ):

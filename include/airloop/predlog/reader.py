@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH_ROWS = 50_000
+# What the load_* functions ask of the stream: one chunk, converted to pandas once by Arrow (no pandas concat).
+_WHOLE_WINDOW = 2**62
 _READ_THREADS = 4
 _DATE_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 _PART = re.compile(r"(hour=(\d{2}))/((?:part|compact)-[^/]+\.parquet)")
@@ -123,7 +125,8 @@ def read_errors(
 
 def load_errors(storage: Storage, start: datetime, end: datetime, *, experiment_id: str | None = None) -> pd.DataFrame:
     """Every failed model call of ``[start, end)`` in one DataFrame."""
-    return _concat(read_errors(storage, start, end, experiment_id=experiment_id), ERRORS, None)
+    chunks = read_errors(storage, start, end, experiment_id=experiment_id, batch_rows=_WHOLE_WINDOW)
+    return _concat(chunks, ERRORS, None)
 
 
 def load_predictions(
@@ -136,7 +139,9 @@ def load_predictions(
     columns: Sequence[str] | None = None,
 ) -> pd.DataFrame:
     """Every prediction of ``[start, end)`` in one DataFrame, for small windows and tests (see ``read_predictions``)."""
-    chunks = read_predictions(storage, start, end, variant=variant, experiment_id=experiment_id, columns=columns)
+    chunks = read_predictions(
+        storage, start, end, variant=variant, experiment_id=experiment_id, columns=columns, batch_rows=_WHOLE_WINDOW
+    )
     return _concat(chunks, PREDICTIONS, columns)
 
 
@@ -144,7 +149,7 @@ def load_feedback(
     storage: Storage, start: datetime, end: datetime, *, columns: Sequence[str] | None = None
 ) -> pd.DataFrame:
     """Every outcome received in ``[start, end)`` in one DataFrame."""
-    return _concat(read_feedback(storage, start, end, columns=columns), FEEDBACK, columns)
+    return _concat(read_feedback(storage, start, end, columns=columns, batch_rows=_WHOLE_WINDOW), FEEDBACK, columns)
 
 
 def join_outcomes(predictions: pd.DataFrame, feedback: pd.DataFrame, *, labelled_only: bool = False) -> pd.DataFrame:
@@ -327,6 +332,10 @@ def _stream(
     def keep(table: pa.Table) -> pa.Table:
         # Plain kernels, not an Expression: Table.filter(Expression) builds an Acero plan, ~2 ms per small part.
         times = table.column(log_format.time_column)
+        if not equal and times.null_count == 0 and len(times):
+            bounds = pc.min_max(times)  # a file wholly inside the window (most of a long one) is kept without a copy
+            if bounds["min"].value >= lo and bounds["max"].value < hi:
+                return table
         mask = pc.and_(pc.greater_equal(times, first), pc.less(times, stop))
         for name, value in equal.items():
             mask = pc.and_(mask, pc.equal(table.column(name), value))

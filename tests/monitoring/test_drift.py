@@ -26,8 +26,8 @@ from airloop.monitoring.drift import (
     psi,
 )
 from airloop.monitoring.estimate import estimate
-from airloop.usecases.readmission import synthetic
 from airloop.usecases.readmission import transform as tf
+from tests.monitoring.frames import synthetic_features
 from tests.specs import READMISSION
 
 NUMERIC = list(tf.NUMERIC_FEATURES)
@@ -46,15 +46,10 @@ MOVED = {
 PRIMARY = {"age", "number_inpatient", "insulin", "service_utilization"}
 
 
-def _features(n: int, seed: int, covariate_drift: float = 0.0) -> pd.DataFrame:
-    raw = synthetic.generate(n, seed=seed, covariate_drift=covariate_drift)
-    return tf.features_from_frame(tf.prepare(raw), tf.default_spec())
-
-
 @pytest.fixture(scope="module")
 def reference() -> pd.DataFrame:
     """Model features of 10,000 synthetic training rows."""
-    return _features(10_000, seed=1)
+    return synthetic_features(10_000, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +166,7 @@ def test_chi_square_pools_sparse_bins_instead_of_reporting_an_artefact_p_value()
 
 @pytest.mark.parametrize("seed", [2, 3, 4])
 def test_undrifted_windows_are_no_drift(profile, reference_proba, seed):
-    window = _features(3_000, seed=seed)
+    window = synthetic_features(3_000, seed=seed)
     proba = np.random.default_rng(seed).beta(2, 6, size=len(window))
 
     result = compare(profile, window, probabilities=proba)
@@ -183,7 +178,7 @@ def test_undrifted_windows_are_no_drift(profile, reference_proba, seed):
 
 
 def test_covariate_drift_is_flagged_on_the_features_it_moves_and_not_on_the_others(profile):
-    window = _features(4_000, seed=7, covariate_drift=1.5)
+    window = synthetic_features(4_000, seed=7, covariate_drift=1.5)
 
     result = compare(profile, window, DriftThresholds(drifted_share=0.05))
 
@@ -196,7 +191,7 @@ def test_covariate_drift_is_flagged_on_the_features_it_moves_and_not_on_the_othe
 
 
 def test_two_random_halves_of_one_period_are_no_drift_even_with_a_sparse_category_in_one_half():
-    frame = _features(6_000, seed=21)
+    frame = synthetic_features(6_000, seed=21)
     frame.loc[frame.index[:3], "medical_specialty"] = "Dermatology"  # only in the first rows
     halves = np.random.default_rng(0).permutation(len(frame)) < len(frame) // 2
     first, second = frame.loc[~halves], frame.loc[halves]
@@ -210,7 +205,7 @@ def test_two_random_halves_of_one_period_are_no_drift_even_with_a_sparse_categor
 
 
 def test_a_change_in_how_often_a_field_is_missing_is_drift(profile):
-    window = _features(3_000, seed=8)
+    window = synthetic_features(3_000, seed=8)
     gone = np.random.default_rng(0).random(len(window)) < 0.3
     window.loc[gone, "num_lab_procedures"] = np.nan
     window.loc[gone, "race"] = "missing"
@@ -223,7 +218,7 @@ def test_a_change_in_how_often_a_field_is_missing_is_drift(profile):
 
 
 def test_values_above_the_training_maximum_show_as_drift(profile):
-    window = _features(3_000, seed=8)
+    window = synthetic_features(3_000, seed=8)
     window["num_medications"] = window["num_medications"] + 100
 
     result = compare(profile, window)
@@ -234,7 +229,7 @@ def test_values_above_the_training_maximum_show_as_drift(profile):
 
 
 def test_a_mostly_zero_count_that_stops_being_zero_is_drift(profile):
-    window = _features(3_000, seed=8)
+    window = synthetic_features(3_000, seed=8)
     assert profile["features"]["number_emergency"]["shares"][1] > 0.9  # the bin of 0 alone
     window["number_emergency"] = np.where(np.arange(len(window)) % 4 == 0, 2.0, window["number_emergency"])
 
@@ -244,14 +239,14 @@ def test_a_mostly_zero_count_that_stops_being_zero_is_drift(profile):
 
 
 def test_categorical_dtype_windows_are_read_like_strings(profile):
-    window = _features(1_000, seed=2)
+    window = synthetic_features(1_000, seed=2)
     as_category = window.astype({name: "category" for name in CATEGORICAL})
 
     assert compare(profile, as_category).to_dict() == compare(profile, window).to_dict()
 
 
 def test_prediction_drift_alone_alerts_without_retraining_and_realised_performance_is_reported(profile):
-    window = _features(2_000, seed=9)
+    window = synthetic_features(2_000, seed=9)
     rng = np.random.default_rng(9)
     proba = rng.beta(6, 2, size=len(window))
     outcomes = (rng.random(len(window)) < proba).astype(float)
@@ -271,7 +266,7 @@ def test_prediction_drift_alone_alerts_without_retraining_and_realised_performan
 
 
 def test_a_drop_of_the_estimated_auc_beyond_its_interval_alone_retrains_naming_it(profile, reference_proba):
-    window = _features(2_000, seed=10)
+    window = synthetic_features(2_000, seed=10)
     # The same mean risk, squeezed together: rows the model can barely tell apart, no outcome needed to see it.
     proba = np.random.default_rng(10).beta(24, 72, size=len(window))
     quiet_predictions = DriftThresholds(prediction_psi=50.0)  # isolate the new signal from prediction drift
@@ -294,7 +289,7 @@ def test_a_drop_of_the_estimated_auc_beyond_its_interval_alone_retrains_naming_i
 
 
 def test_the_estimate_is_reported_beside_the_realised_figures_of_the_labelled_rows(profile):
-    window = _features(2_000, seed=11)
+    window = synthetic_features(2_000, seed=11)
     rng = np.random.default_rng(11)
     proba = rng.beta(2, 6, size=len(window))
     outcomes = (rng.random(len(window)) < proba).astype(float)
@@ -317,7 +312,7 @@ def test_the_estimate_is_reported_beside_the_realised_figures_of_the_labelled_ro
 
 
 def test_per_feature_override_and_weights_change_what_counts(profile):
-    window = _features(3_000, seed=7, covariate_drift=1.5)
+    window = synthetic_features(3_000, seed=7, covariate_drift=1.5)
     others = [name for name in [*NUMERIC, *CATEGORICAL] if name != "age"]
 
     relaxed = compare(profile, window, DriftThresholds(psi_overrides={"age": 5.0}))
@@ -332,7 +327,7 @@ def test_per_feature_override_and_weights_change_what_counts(profile):
 
 
 def test_below_the_minimum_row_count_there_is_no_verdict(profile):
-    result = compare(profile, _features(300, seed=2, covariate_drift=2.0))
+    result = compare(profile, synthetic_features(300, seed=2, covariate_drift=2.0))
 
     assert result.verdict == "insufficient_data"
     assert "fewer than the 500" in result.reason
@@ -340,7 +335,7 @@ def test_below_the_minimum_row_count_there_is_no_verdict(profile):
 
 
 def test_result_is_strict_json_with_a_schema_version(profile):
-    window = _features(1_000, seed=2)
+    window = synthetic_features(1_000, seed=2)
     window.loc[:, "age"] = np.nan  # KS undefined: None, not NaN
 
     data = json.loads(json.dumps(compare(profile, window).to_dict(), allow_nan=False))
@@ -356,7 +351,7 @@ def test_result_is_strict_json_with_a_schema_version(profile):
 @settings(max_examples=10, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1))
 def test_verdict_is_invariant_to_row_order(profile, seed):
-    window = _features(800, seed=12, covariate_drift=1.0)
+    window = synthetic_features(800, seed=12, covariate_drift=1.0)
     proba = np.random.default_rng(12).beta(2, 5, size=len(window))
     order = np.random.default_rng(seed).permutation(len(window))
 

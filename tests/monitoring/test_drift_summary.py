@@ -24,22 +24,17 @@ from airloop.monitoring.drift import (
     summarize,
 )
 from airloop.monitoring.multivariate import reference_sample
-from airloop.usecases.readmission import synthetic
 from airloop.usecases.readmission import transform as tf
+from tests.monitoring.frames import synthetic_features
 
 NUMERIC = list(tf.NUMERIC_FEATURES)
 CATEGORICAL = list(tf.CATEGORICAL_FEATURES)
 SEGMENTS = ["age", "race", "gender", "number_inpatient"]
 
 
-def _features(n: int, seed: int, covariate_drift: float = 0.0) -> pd.DataFrame:
-    raw = synthetic.generate(n, seed=seed, covariate_drift=covariate_drift)
-    return tf.features_from_frame(tf.prepare(raw), tf.default_spec())
-
-
 @pytest.fixture(scope="module")
 def training() -> pd.DataFrame:
-    return _features(6_000, seed=1)
+    return synthetic_features(6_000, seed=1)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +47,9 @@ def profile(training) -> dict:
 @pytest.fixture(scope="module")
 def window() -> pd.DataFrame:
     """About 1,600 rows, the later half drifted: parts differ from each other as a log's hours do."""
-    return pd.concat([_features(800, seed=2), _features(800, seed=3, covariate_drift=0.8)], ignore_index=True)
+    return pd.concat(
+        [synthetic_features(800, seed=2), synthetic_features(800, seed=3, covariate_drift=0.8)], ignore_index=True
+    )
 
 
 def _scored(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -94,44 +94,55 @@ def _interval(mean: float, variance: float, z: float, low: float = -math.inf, hi
     return max(low, mean - half), min(high, mean + half)
 
 
-def level_figures(y: np.ndarray, p: np.ndarray, flagged: np.ndarray, level: float = 0.95) -> dict[str, Any]:
-    """ROC AUC, recall, calibration gap, positive rate and alert rate of one set of labelled rows, with intervals."""
+def level_figures(y: np.ndarray, p: np.ndarray, flagged: np.ndarray | None, level: float = 0.95) -> dict[str, Any]:
+    """ROC AUC, recall, calibration gap, positive rate and alert rate of one set of labelled rows, with intervals
+    (recall and alert rate None when ``flagged``, the records the model's class marks positive, is not known)."""
     n = len(y)
     positives = int(y.sum())
     arm = sequential.arm_stats(y, p, level)
     z = float(stats.norm.ppf(0.5 + level / 2))
-    flagged_positives = int(flagged[y == 1].sum())
     gap = (p - y).astype(float)
     gap_mean = float(gap.mean()) if n else None
-    return {
+    found: dict[str, Any] = {
         "rows": n,
         "positives": positives,
         "roc_auc": arm.roc_auc,
         "roc_auc_ci": arm.roc_auc_ci,
-        "recall": flagged_positives / positives if positives else None,
-        "recall_ci": sequential.wilson(flagged_positives, positives, level),
+        "recall": None,
+        "recall_ci": None,
         "calibration_gap": gap_mean,
         "calibration_gap_ci": _interval(gap_mean, float(gap.var(ddof=1)) / n, z, -1.0, 1.0) if n > 1 else None,
         "positive_rate": arm.positive_rate,
         "positive_rate_ci": arm.positive_rate_ci,
-        "alert_rate": float(flagged.mean()) if n else None,
-        "alert_rate_ci": sequential.wilson(int(flagged.sum()), n, level),
+        "alert_rate": None,
+        "alert_rate_ci": None,
     }
+    if flagged is not None:
+        caught = int(flagged[y == 1].sum())
+        found.update(
+            recall=caught / positives if positives else None,
+            recall_ci=sequential.wilson(caught, positives, level),
+            alert_rate=float(flagged.mean()) if n else None,
+            alert_rate_ci=sequential.wilson(int(flagged.sum()), n, level),
+        )
+    return found
 
 
 def figures(
-    groups: Mapping[str, np.ndarray], y: np.ndarray, p: np.ndarray, flagged: np.ndarray, level: float = 0.95
+    groups: Mapping[str, np.ndarray], y: np.ndarray, p: np.ndarray, flagged: np.ndarray | None, level: float = 0.95
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """``{group: {level: level_figures}}`` of one model on labelled rows, levels largest first. ``flagged``: the
-    records the model's class marks positive (probability at or above its operating threshold)."""
-    y, p, flagged = np.asarray(y, dtype=float), np.asarray(p, dtype=float), np.asarray(flagged, dtype=bool)
+    records the model's class marks positive (probability at or above its operating threshold), None if unknown."""
+    y, p = np.asarray(y, dtype=float), np.asarray(p, dtype=float)
+    flags = None if flagged is None else np.asarray(flagged, dtype=bool)
     found: dict[str, dict[str, dict[str, Any]]] = {}
     for name, labelled in groups.items():
         names, counts = np.unique(labelled.astype(str), return_counts=True)
         order = names[np.argsort(-counts, kind="stable")]
-        found[name] = {
-            str(v): level_figures(y[labelled == v], p[labelled == v], flagged[labelled == v], level) for v in order
-        }
+        found[name] = {}
+        for v in order:
+            mask = labelled == v
+            found[name][str(v)] = level_figures(y[mask], p[mask], None if flags is None else flags[mask], level)
     return found
 
 

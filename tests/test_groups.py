@@ -58,8 +58,8 @@ def test_flat_metric_names_are_bounded_and_mlflow_safe():
     found = {"age_band": {"[70-80)": {"rows": 10, "roc_auc": 0.7, "recall": None}}}
 
     assert groups.flat_metrics(found) == {
-        "test_group.age_band.70-80.rows": 10.0,
-        "test_group.age_band.70-80.roc_auc": 0.7,
+        "group.age_band.70-80.rows": 10.0,
+        "group.age_band.70-80.roc_auc": 0.7,
     }
     assert len(groups.metric_name("g", "x" * 500, "roc_auc")) < 60
 

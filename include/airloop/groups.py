@@ -146,7 +146,11 @@ def figures(
     return found
 
 
-def metric_name(group: str, level: str, stat: str, prefix: str = "test_group") -> str:
+#: The prefix of the flat per-group metrics on a training run (apart from its pooled ``test_*`` metrics).
+METRIC_PREFIX = "group"
+
+
+def metric_name(group: str, level: str, stat: str, prefix: str = METRIC_PREFIX) -> str:
     """A flat MLflow metric name for one figure, bounded in length and made of characters MLflow accepts."""
     safe = _METRIC_UNSAFE.sub("_", level).strip("_")[:32] or "blank"
     return f"{prefix}.{group}.{safe}.{stat}"
@@ -155,7 +159,19 @@ def metric_name(group: str, level: str, stat: str, prefix: str = "test_group") -
 FLAT_STATS = ("rows", "roc_auc", "recall", "calibration_gap", "positive_rate", "alert_rate")
 
 
-def flat_metrics(found: Mapping[str, Mapping[str, Mapping[str, Any]]], prefix: str = "test_group") -> dict[str, float]:
+def from_metrics(metrics: Mapping[str, float], prefix: str = METRIC_PREFIX) -> dict[str, dict[str, dict[str, float]]]:
+    """The flat per-group metrics of a run read back as ``{group: {level: {stat: value}}}`` (levels as named in the
+    metric, i.e. made MLflow-safe)."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for key, value in sorted(metrics.items()):
+        parts = key.split(".")
+        if len(parts) < 4 or parts[0] != prefix or parts[-1] not in FLAT_STATS:
+            continue
+        found.setdefault(parts[1], {}).setdefault(".".join(parts[2:-1]), {})[parts[-1]] = value
+    return found
+
+
+def flat_metrics(found: Mapping[str, Mapping[str, Mapping[str, Any]]], prefix: str = METRIC_PREFIX) -> dict[str, float]:
     """The figures as flat MLflow metrics (``<prefix>.<group>.<level>.<stat>``; undefined ones left out)."""
     return {
         metric_name(group, level, stat, prefix): float(figs[stat])

@@ -43,6 +43,9 @@ class LoadedModel:
     pipeline: Any
     compiled: Any | None
     record: type[BaseModel]
+    # How the threshold was chosen ({"kind": "f1" | "recall" | "alert_rate", "target", "threshold"}): said with each
+    # answer, so a client knows what predicted_class means.
+    operating_point: dict[str, Any] = field(default_factory=dict)
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -75,7 +78,8 @@ def load_version(client: Any, name: str, alias: str, version: str) -> LoadedMode
     columns = [(spec.name, getattr(spec.type, "name", str(spec.type))) for spec in signature.inputs]
     features = feature_step(pipeline)
     domains = features.input_domains() if features is not None else {}
-    threshold = version_record(client, name, version).threshold
+    chosen = version_record(client, name, version)
+    threshold = chosen.threshold
     return LoadedModel(
         alias,
         str(version),
@@ -86,6 +90,7 @@ def load_version(client: Any, name: str, alias: str, version: str) -> LoadedMode
         pipeline,
         compile_pipeline(pipeline),
         record_model(columns, domains),
+        chosen.operating_point_view(),
     )
 
 

@@ -174,6 +174,7 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
                     "probability": p,
                     "variant": variant,
                     "model_version": model.version,
+                    "operating_point": model.operating_point,
                 }
             rows.append(
                 PredictionRow(

@@ -252,6 +252,7 @@ def model_view(model: ModelState) -> dict[str, Any]:
                 "version": m.version,
                 "run_id": m.run_id,
                 "threshold": m.threshold,
+                "operating_point": m.operating_point,
                 "loaded_at": m.loaded_at,
                 "fast_path": m.compiled is not None,
             }

@@ -91,6 +91,16 @@ def request_model(record: type[BaseModel], max_records: int) -> type[BaseModel]:
     )
 
 
+class OperatingPoint(BaseModel):
+    """How the version's threshold was chosen on its validation rows."""
+
+    kind: Literal["f1", "recall", "alert_rate"] = Field(
+        description="f1: F1-optimal; recall: catches `target` of the positives; alert_rate: flags at most `target`"
+    )
+    target: float | None = Field(description="the recall or alert rate asked for (None for f1)")
+    threshold: float = Field(description="probability at or above which predicted_class is 1")
+
+
 class Prediction(BaseModel):
     """One record's answer."""
 
@@ -99,6 +109,7 @@ class Prediction(BaseModel):
     probability: float
     variant: str
     model_version: str
+    operating_point: OperatingPoint | None = Field(None, description="the operating point predicted_class is at")
 
 
 class PredictResponse(BaseModel):
@@ -164,6 +175,7 @@ class LoadedVersion(BaseModel):
     version: str
     run_id: str | None
     threshold: float = Field(description="probability at or above which predicted_class is 1")
+    operating_point: OperatingPoint | None = Field(None, description="how the threshold was chosen")
     loaded_at: float = Field(description="Unix time the version was loaded")
     fast_path: bool = Field(description="scored by the compiled pipeline instead of scikit-learn")
 

@@ -49,6 +49,8 @@ PAGE = """<!doctype html>
 <div id="status" class="muted">loading...</div>
 <div id="approval"></div>
 <div class="grid" id="versions"></div>
+<div class="card"><h2>Judged per group <span class="muted">(test set of each version's training run)</span></h2>
+  <div id="groups"></div></div>
 <div class="row2">
   <div class="card"><h2>Live routing and the A/B evaluation</h2>
     <div id="routing"></div><div id="evaluation"></div></div>
@@ -107,6 +109,30 @@ function versionCard(alias, v) {
     <tr><th>dataset</th><td>${esc(v.dataset_version)}</td></tr>
     <tr><th>test metrics</th><td>${metrics || "-"}</td></tr>
     <tr><th>last decision</th><td>${when}</td></tr></table></div>`;
+}
+
+function renderGroups(versions) {
+  const aliases = ["champion", "challenger"].filter((a) => versions[a] && versions[a].run && versions[a].run.groups);
+  const figures = Object.fromEntries(aliases.map((a) => [a, versions[a].run.groups]));
+  const rows = [];
+  const stats = ["rows", "roc_auc", "recall", "calibration_gap", "alert_rate"];
+  const groupNames = [...new Set(aliases.flatMap((a) => Object.keys(figures[a])))];
+  for (const g of groupNames) {
+    const levels = [...new Set(aliases.flatMap((a) => Object.keys(figures[a][g] || {})))];
+    for (const l of levels) {
+      const cells = aliases.map((a) => stats.map((s) => {
+        const x = ((figures[a][g] || {})[l] || {})[s];
+        return `<td>${x === undefined ? "-" : s === "rows" ? esc(x) : num(x)}</td>`;
+      }).join("")).join("");
+      rows.push(`<tr data-group="${esc(g)}"><td>${esc(g)}</td><td>${esc(l)}</td>${cells}</tr>`);
+    }
+  }
+  const head = aliases.map((a) => stats.map((s) => `<th>${esc(a)} ${esc(s)}</th>`).join("")).join("");
+  const worst = state.evaluation && state.evaluation.worst_group;
+  $("groups").innerHTML = !rows.length ? `<p class="muted">no per-group figures (the spec names no
+    evaluation.groups, or the versions were trained before them)</p>` :
+    `<table><tr><th>group</th><th>level</th>${head}</tr>${rows.join("")}</table>` +
+    (worst ? `<p>A/B: worst group of the challenger: ${esc(worst)}</p>` : "");
 }
 
 function renderRouting(r, e) {
@@ -282,6 +308,7 @@ async function load() {
   $("model").textContent = state.model;
   $("status").textContent = `signed in as ${state.user.name}; MLflow UI: ${state.mlflow_ui}`;
   $("versions").innerHTML = Object.entries(state.versions).map(([a, v]) => versionCard(a, v)).join("");
+  renderGroups(state.versions);
   renderRouting(state.routing, state.evaluation);
   renderDrift(state.drift);
   $("dag").textContent = state.user.registry_dag;

@@ -247,3 +247,87 @@ def test_each_look_says_how_many_outcomes_each_arm_got_from_which_source(setting
     }
     # Rows joined from a log written before outcomes carried their source.
     assert evaluation.look(settings, rows, "1", "2", paired=False)["outcome_sources"][CHALLENGER] == {"unknown": 100}
+
+
+# ---------------------------------------------------------------- judged per group, on real rows
+
+
+@pytest.fixture(scope="module")
+def real_scores(real_sample):
+    """Half of the 3,000-row sample's patients: the champion (gradient boosting) and a retrain of the same config
+    with another seed, each trained on the other half, scoring these encounters."""
+    from airloop.data.records import prepare
+    from airloop.data.sources import read_csv_bytes
+    from airloop.training import features
+    from airloop.training.split import group_split
+    from tests.specs import READMISSION as spec
+
+    frame = prepare(spec, read_csv_bytes(real_sample, spec)).reset_index(drop=True)
+    parts = group_split(frame, spec.data.target.name, spec.data.entity, 0.5, 0.1, 42)
+    train, test = frame.iloc[parts.train], frame.iloc[parts.test]
+    x, y = features.model_inputs(spec, train), features.target(spec, train).to_numpy()
+    params = {"learning_rate": 0.1, "max_leaf_nodes": 15, "max_iter": 200, "l2_regularization": 1.0}
+    x_test = features.model_inputs(spec, test)
+    scores = {
+        seed: features.make_pipeline(spec, "hist_gradient_boosting", params, seed).fit(x, y).predict_proba(x_test)[:, 1]
+        for seed in (42, 1)
+    }
+    return x_test, features.target(spec, test).to_numpy(), scores[42], scores[1]
+
+
+def ab_rows(x: pd.DataFrame, y: np.ndarray, champion: np.ndarray, challenger: np.ndarray) -> pd.DataFrame:
+    """An A/B test scoring every request by both variants (each answered by one), as the prediction log has it:
+    the raw record of each request in ``record.*`` columns, the class at a threshold of 0.12."""
+    served = np.random.default_rng(0).random(len(y)) < 0.5
+    records = x.reset_index(drop=True).add_prefix("record.")
+    frames = [
+        pd.DataFrame(
+            {
+                "request_id": [f"r{i}" for i in range(len(y))],
+                "variant": alias,
+                "model_version": VERSIONS[alias],
+                "probability": p,
+                "predicted_class": (p >= 0.12).astype(int),
+                "shadow": ~served if alias == CHALLENGER else served,
+                "latency_ms": 2.0,
+                "outcome": y,
+            }
+        ).join(records)
+        for alias, p in ((CHAMPION, champion), (CHALLENGER, challenger))
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_a_challenger_that_wins_overall_but_loses_an_age_band_is_not_promoted_and_the_band_is_named(
+    settings, real_scores
+):
+    x, y, champion, _ = real_scores
+    band = np.isin(x["age"].to_numpy(), ["[60-70)", "[70-80)"])
+    challenger = np.clip(champion + 0.2 * y, 0, 1)  # better on average: it has seen more of the outcome ...
+    reversed_scores = np.empty(band.sum())
+    reversed_scores[np.argsort(champion[band])] = np.sort(champion[band])[::-1]
+    challenger[band] = reversed_scores  # ... and ranks the patients aged 60-80 backwards
+
+    result = evaluation.look(settings, ab_rows(x, y, champion, challenger), "1", "2", paired=False)
+
+    assert result["paired"] and result["difference"]["estimate"] > 0  # the pooled metric favours the challenger
+    assert result["action"] == "reject"
+    assert "group gap: age_band=60-80: roc_auc" in result["reason"]
+    assert result["groups"]["worst"]["level"] == "60-80" and result["groups"]["worst"]["gap"] < -0.2
+    assert "Worst group of the challenger: age_band=60-80" in evaluation.evidence(result)
+
+
+def test_a_retrained_challenger_gets_figures_per_arm_and_group_and_no_group_guardrail(settings, real_scores):
+    x, y, champion, retrained = real_scores
+
+    result = evaluation.look(settings, ab_rows(x, y, champion, retrained), "1", "2", paired=False)
+
+    assert not [f for f in result["guardrails_failed"] if f.startswith("group gap")]
+    judged = [g for g in result["groups"]["gaps"] if g["judged"]]
+    assert len(judged) >= 4 and any(g["gap"] != 0 for g in judged)
+    for alias in (CHAMPION, CHALLENGER):
+        figures = result["groups"]["arms"][alias]
+        assert set(figures) == {"age_band", "gender", "race", "admission_type_id"}
+        answered = result["arms"][alias]["labelled"]
+        assert sum(level["rows"] for level in figures["gender"].values()) == answered
+        assert all(level["recall"] is None or 0 <= level["recall"] <= 1 for level in figures["age_band"].values())

@@ -132,6 +132,7 @@ def _prepare_registry(settings) -> dict[str, Any]:
     for version, auc in (("1", 0.71), ("2", 0.74)):
         with mlflow.start_run() as run:
             mlflow.log_metrics({"test_roc_auc": auc, "validation_roc_auc": auc - 0.01})
+            mlflow.log_metrics({"group.age_band.60-80.roc_auc": auc - 0.02, "group.age_band.60-80.rows": 400})
             info = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
         mlflow.register_model(info.model_uri, name)
         record = VersionRecord(
@@ -291,6 +292,7 @@ def test_monitor_state_shows_aliases_runs_routing_evaluation_drift_and_history(r
     assert champion["run"]["id"] == prepared["runs"][0]
     assert champion["run"]["url"].startswith(settings.mlflow.ui_url) and champion["run"]["id"] in champion["run"]["url"]
     assert champion["run"]["test_metrics"] == {"roc_auc": pytest.approx(0.71)}
+    assert challenger["run"]["groups"] == {"age_band": {"60-80": {"roc_auc": pytest.approx(0.72), "rows": 400}}}
     assert champion["dataset_version"] == "2026-11-21T00-00-00Z"
     assert challenger["last_decision"]["kind"] == "experiment_started"
     assert state["routing"]["weights"] == {CHAMPION: 90.0, CHALLENGER: 10.0}

@@ -31,6 +31,9 @@ from tests.specs import READMISSION
 NAME = "readmission"
 CHAMPION_VERSION, CHALLENGER_VERSION = "1", "2"
 THRESHOLDS = {CHAMPION_VERSION: 0.3, CHALLENGER_VERSION: 0.2}
+# The champion's threshold was chosen as F1-optimal (no operating point recorded: a version older than them); the
+# challenger's catches 80% of readmissions.
+OPERATING_POINTS = {CHALLENGER_VERSION: '{"kind": "recall", "target": 0.8}'}
 API_KEY = "test-admin-key"
 MLFLOW = Path(sys.executable).with_name("mlflow")
 
@@ -103,7 +106,7 @@ def _train_and_register(home: Path) -> TrainedRegistry:
                 skops_trusted_types=features.skops_trusted_types(pipeline),
                 pip_requirements=features.pip_requirements(),
             )
-        tags = VersionRecord(threshold=THRESHOLDS[version]).to_tags()
+        tags = VersionRecord(threshold=THRESHOLDS[version], operating_point=OPERATING_POINTS.get(version, "")).to_tags()
         registered = mlflow.register_model(info.model_uri, NAME, tags=tags)
         assert str(registered.version) == version
     client.set_registered_model_alias(NAME, Alias.CHAMPION, CHAMPION_VERSION)

@@ -38,6 +38,11 @@ MAX_RECORDS = 16
 MAX_BODY = 64 * 1024
 KEY = {"X-API-Key": API_KEY}
 VERSION = {"champion": CHAMPION_VERSION, "challenger": CHALLENGER_VERSION}
+# What the service says of each version's operating point (tests/serving/conftest.py registers them).
+OPERATING_POINTS = {
+    CHAMPION_VERSION: {"kind": "f1", "target": None, "threshold": THRESHOLDS[CHAMPION_VERSION]},
+    CHALLENGER_VERSION: {"kind": "recall", "target": 0.8, "threshold": THRESHOLDS[CHALLENGER_VERSION]},
+}
 BOTH = set(VERSION)
 
 
@@ -129,6 +134,9 @@ def test_models_lists_loaded_aliases_versions_and_routing(client, routing):
         alias: THRESHOLDS[version] for alias, version in VERSION.items()
     }
     assert all(m["fast_path"] and m["run_id"] for m in body["models"].values())
+    assert {alias: m["operating_point"] for alias, m in body["models"].items()} == {
+        alias: OPERATING_POINTS[version] for alias, version in VERSION.items()
+    }
     assert body["routing"] == {"experiment": routing.experiment, "mode": routing.mode, "weights": routing.weights}
     assert body["registry_error"] is None
 
@@ -159,6 +167,7 @@ def test_each_record_is_answered_by_its_routed_variant_with_that_models_probabil
         assert (prediction["variant"], prediction["model_version"]) == (variant, version), entity
         assert prediction["probability"] == pytest.approx(expected[version][i], abs=1e-9)
         assert prediction["predicted_class"] == int(prediction["probability"] >= THRESHOLDS[version])
+        assert prediction["operating_point"] == OPERATING_POINTS[version]  # which threshold the class is at
     assert len({p["request_id"] for p in predictions}) == len(records)
     # The variants really are different models.
     assert expected[CHAMPION_VERSION] != pytest.approx(expected[CHALLENGER_VERSION], abs=1e-3)

@@ -16,6 +16,10 @@ figures stay those of the requests each answered). The decision:
   ``loop.max_error_rate``; or its p95 scoring latency is over ``loop.max_latency_ratio`` times the champion's (and
   over it by ``loop.min_latency_gap_ms``). The operational guardrails need ``loop.min_rows`` scoring attempts, not
   labels: a broken or slow challenger is stopped before its outcomes arrive;
+- **reject** as well when the challenger is worse than the champion for a group of the spec's ``evaluation.groups``
+  (``airloop.groups``: per group, the difference's whole interval below ``-evaluation.tolerance``, paired when both
+  variants scored the same requests); the reason names the group and the figures. Each look reports every group's
+  figures per arm (``groups``) and the worst group's gap;
 - **continue** otherwise, saying how many more labelled rows it needs (also with no labelled rows at all).
 
 Each look is one ledger row (kind ``evaluation``) with every number; promote and reject act through
@@ -53,7 +57,16 @@ def _started(settings: Settings, experiment: str, challenger: str) -> datetime:
     return datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
 
 
-PREDICTION_COLUMNS = ["request_id", "variant", "model_version", "entity_id", "probability", "shadow", "latency_ms"]
+PREDICTION_COLUMNS = [
+    "request_id",
+    "variant",
+    "model_version",
+    "entity_id",
+    "probability",
+    "predicted_class",
+    "shadow",
+    "latency_ms",
+]
 HALT = "halt"  # a sample ratio mismatch: neither promote nor reject until a person looks
 
 
@@ -61,9 +74,10 @@ def scored_rows(settings: Settings, experiment: str, start: datetime, end: datet
     """Every prediction of ``experiment`` made in ``[start, end)``, labelled or not."""
     from airloop import predlog
 
-    return predlog.load_predictions(
-        settings.layout.predictions(), start, end, experiment_id=experiment, columns=PREDICTION_COLUMNS
-    )
+    # The raw records only when the spec judges per group: they are most of a prediction's bytes.
+    columns = PREDICTION_COLUMNS + ([predlog.RECORD] if settings.spec.evaluation.groups else [])
+    storage = settings.layout.predictions()
+    return predlog.load_predictions(storage, start, end, experiment_id=experiment, columns=columns)
 
 
 def with_outcomes(settings: Settings, predictions: pd.DataFrame, start: datetime, end: datetime) -> pd.DataFrame:
@@ -204,7 +218,8 @@ def look(
         }
     decision = sequential.decide(diff, min_effect=cfg.min_effect, alpha=cfg.alpha, min_rows=cfg.min_rows)
     action, reason = decision.action, decision.reason
-    failed = guardrails(settings, arms, ops or {})
+    by_group = group_look(settings, answered, both, champion, challenger, use_pairs)
+    failed = guardrails(settings, arms, ops or {}) + by_group.pop("failures", [])
     if failed:
         action = "reject"
         reason = "guardrail: the challenger's " + "; ".join(failed)
@@ -220,11 +235,62 @@ def look(
         "arms": {k: v.to_dict() for k, v in arms.items()},
         "operations": ops or {},
         "guardrails_failed": failed,
+        "groups": by_group,
         "difference": None if diff is None else {"estimate": diff.estimate, "variance": diff.variance},
         "sequential": decision.to_dict(),
         "rows_needed": decision.rows_needed if action == "continue" else None,
         "alpha": cfg.alpha,
         "min_effect": cfg.min_effect,
+    }
+
+
+def group_look(
+    settings: Settings, answered: pd.DataFrame, both: pd.DataFrame, champion: str, challenger: str, paired: bool
+) -> dict[str, Any]:
+    """Per arm and per group of the spec's ``evaluation.groups``: the figures of ``airloop.groups``, the challenger's
+    gap to the champion per group (paired on ``both`` when the look is paired), the worst group, and ``failures``:
+    the groups the challenger is worse for, as guardrail sentences (pure; empty without groups or raw records)."""
+    from airloop import groups
+    from airloop.predlog import raw_records
+
+    spec = settings.spec
+    cfg = spec.evaluation
+    if not cfg.groups or not len(answered):
+        return {}
+    markers = spec.data.missing_markers
+    arms: dict[str, tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]] = {}
+    figures = {}
+    for alias, version in ((Alias.CHAMPION.value, champion), (Alias.CHALLENGER.value, challenger)):
+        arm = answered[answered["model_version"] == version]
+        labels = groups.labels(cfg, raw_records(arm), markers)
+        if not labels:
+            return {}
+        y, p = arm["outcome"].to_numpy(dtype=float), arm["probability"].to_numpy(dtype=float)
+        flagged = arm["predicted_class"].to_numpy(dtype=float) == 1 if "predicted_class" in arm else None
+        arms[alias] = (labels, y, p)
+        figures[alias] = groups.figures(labels, y, p, flagged, cfg.level)
+    if paired and len(both):
+        records = both[[c for c in both.columns if c.startswith("record.") and c.endswith("_a")]]
+        labels = groups.labels(cfg, raw_records(records.rename(columns=lambda c: c[:-2])), markers)
+        gaps = groups.compare(
+            cfg,
+            labels,
+            both["outcome_a"].to_numpy(dtype=float),
+            both["probability_a"].to_numpy(dtype=float),
+            both["probability_b"].to_numpy(dtype=float),
+        )
+    else:
+        gaps = groups.compare_arms(cfg, arms[Alias.CHAMPION.value], arms[Alias.CHALLENGER.value])
+    worst = groups.worst(gaps)
+    return {
+        "metric": cfg.metric,
+        "tolerance": cfg.tolerance,
+        "min_rows": cfg.min_rows,
+        "paired": bool(paired and len(both)),
+        "arms": figures,
+        "gaps": [g.to_dict() for g in gaps],
+        "worst": worst.to_dict() if worst else None,
+        "failures": [f"group gap: {g.sentence()}" for g in groups.refusals(gaps)],
     }
 
 
@@ -323,6 +389,9 @@ def evidence(result: dict[str, Any]) -> str:
             rate, p95 = op.get("error_rate"), op.get("latency_p95_ms")
             shown = "-" if rate is None else f"{rate:.2%}"
             lines.append(f"| {name} | {op.get('scored')} | {op.get('failed')} | {shown} | {_num(p95)} |")
+    worst = (result.get("groups") or {}).get("worst")
+    if worst:
+        lines += ["", f"Worst group of the challenger: {worst['text']}"]
     sequential_part = result.get("sequential") or {}
     lines += ["", f"Always-valid interval of the improvement: {sequential_part.get('interval')}"]
     for check in (result.get("srm") or {}).values():

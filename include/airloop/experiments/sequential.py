@@ -335,6 +335,16 @@ def _auc(y: np.ndarray, p: np.ndarray) -> tuple[float, float, int]:
 # --- one arm, and the difference between two ---
 
 
+def wilson(successes: float, n: int, level: float = 0.95) -> tuple[float, float] | None:
+    """The Wilson score interval of a proportion ``successes / n`` at ``level`` (None when ``n`` is 0)."""
+    if n <= 0:
+        return None
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    centre = (successes + z * z / 2) / (n + z * z)
+    half = z / (n + z * z) * math.sqrt(max(successes * (n - successes) / n, 0.0) + z * z / 4)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def arm_stats(y: Any, p: Any, level: float = 0.95) -> ArmStats:
     """Realised metrics of one variant's labelled rows with fixed-sample intervals at ``level`` (None if undefined).
 
@@ -362,8 +372,6 @@ def arm_stats(y: Any, p: Any, level: float = 0.95) -> ArmStats:
 
     positives = float(y.sum())
     rate = positives / n
-    centre = (positives + z * z / 2) / (n + z * z)
-    half = z / (n + z * z) * math.sqrt(positives * (n - positives) / n + z * z / 4)
     losses = {m: row_losses(m, y, p) for m in ("log_loss", "brier")}
     means = {m: float(v.mean()) for m, v in losses.items()}
     spreads = {m: float(v.var(ddof=1)) / n if n > 1 else math.nan for m, v in losses.items()}
@@ -374,7 +382,7 @@ def arm_stats(y: Any, p: Any, level: float = 0.95) -> ArmStats:
     return ArmStats(
         labelled=n,
         positive_rate=rate,
-        positive_rate_ci=(max(0.0, centre - half), min(1.0, centre + half)),
+        positive_rate_ci=wilson(positives, n, level),
         mean_probability=float(p.mean()),
         roc_auc=roc_auc,
         roc_auc_ci=roc_auc_ci,

@@ -127,6 +127,7 @@ def _version(settings: Settings, client: Any, version: str | None, by_id: dict[i
         return None
     from mlflow.exceptions import MlflowException
 
+    from airloop.groups import from_metrics
     from airloop.registry.client import ui_link
     from airloop.registry.contract import Tag, VersionRecord
 
@@ -148,6 +149,8 @@ def _version(settings: Settings, client: Any, version: str | None, by_id: dict[i
                     for k, v in sorted(found.data.metrics.items())
                     if k.startswith(TEST_METRIC_PREFIX)
                 },
+                # Its test-set figures per group of the spec's evaluation.groups (airloop.groups).
+                "groups": from_metrics(found.data.metrics),
             }
     last = by_id.get(int(model_version.tags[Tag.HISTORY_ID])) if model_version.tags.get(Tag.HISTORY_ID) else None
     return {
@@ -189,6 +192,7 @@ def _evaluation(row: Decision, experiment: str) -> dict[str, Any]:
         "alpha": payload.get("alpha"),
         "min_effect": payload.get("min_effect"),
         "guardrails_failed": payload.get("guardrails_failed") or [],
+        "worst_group": ((payload.get("groups") or {}).get("worst") or {}).get("text"),
         "paired": payload.get("paired"),
         "variance_reduction": payload.get("variance_reduction"),
         "srm": [c["sentence"] for c in (payload.get("srm") or {}).values() if c],

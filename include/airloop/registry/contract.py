@@ -47,6 +47,8 @@ class Tag(StrEnum):
     GIT_COMMIT = "airloop.git_commit"
     CONFIG_HASH = "airloop.config_hash"
     THRESHOLD = "airloop.threshold"
+    #: How the threshold was chosen (JSON ``{"kind": "f1" | "recall" | "alert_rate", "target": ...}``).
+    OPERATING_POINT = "airloop.operating_point"
     DECISION = "airloop.decision"
     DECISION_REASON = "airloop.decision_reason"
     DECIDED_BY = "airloop.decided_by"
@@ -93,6 +95,12 @@ class VersionRecord:
     metric: str = ""
     candidate_score: float | None = None
     champion_score: float | None = None
+    operating_point: str = ""  # JSON {"kind", "target"}; empty on versions registered before operating points
+
+    def operating_point_view(self) -> dict[str, Any]:
+        """The version's operating point: its kind, target and threshold (F1-optimal when not recorded)."""
+        chosen = json.loads(self.operating_point) if self.operating_point else {}
+        return {"kind": chosen.get("kind", "f1"), "target": chosen.get("target"), "threshold": self.threshold}
 
     def to_tags(self) -> dict[str, str]:
         """The record as MLflow tags (scores with 6 decimals, None as an empty string)."""

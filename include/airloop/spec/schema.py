@@ -301,6 +301,62 @@ class TrainingSpec(_Strict):
     importance_rows: int | None = Field(None, ge=100)
 
 
+class GroupSpec(_Strict):
+    """A group of records the model is judged on one by one: the values of a raw ``column``, or named ``bands`` of
+    them (e.g. ten-year age buckets merged into wider bands). Values no band lists, and values outside the column's
+    value set, are "other"; a missing value is "missing"."""
+
+    column: str
+    name: Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,40}$")] | None = None  # default column
+    bands: dict[str, list[Scalar]] | None = None
+
+    @property
+    def label(self) -> str:
+        """The group's name in reports, metrics and reasons."""
+        return self.name or self.column
+
+
+class OperatingPointSpec(_Strict):
+    """How a version's threshold (probability at or above which its class is 1) is chosen on the validation rows:
+    ``f1`` (F1-optimal), ``recall`` (the highest threshold that catches ``target`` of the positives) or ``alert_rate``
+    (the lowest threshold that flags at most ``target`` of the records)."""
+
+    kind: Literal["f1", "recall", "alert_rate"] = "f1"
+    target: float | None = Field(None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _target_when_needed(self) -> OperatingPointSpec:
+        if self.kind == "f1" and self.target is not None:
+            raise ValueError("`target` is for kind `recall` or `alert_rate`, not `f1`")
+        if self.kind != "f1" and self.target is None:
+            raise ValueError(f"kind `{self.kind}` needs a `target` between 0 and 1")
+        return self
+
+
+class EvaluationSpec(_Strict):
+    """How a version is judged beyond one pooled metric: per group of records, and at which operating point.
+
+    The gate and the A/B evaluation refuse a candidate worse than the champion in any group with at least
+    ``min_rows`` labelled rows by more than ``tolerance`` on ``metric`` beyond doubt: the difference's whole interval
+    (Bonferroni over the groups judged, at ``level``) below ``-tolerance`` (``airloop.groups``)."""
+
+    groups: list[GroupSpec] = []
+    metric: Literal["roc_auc", "log_loss", "brier"] = "roc_auc"
+    tolerance: float = Field(0.02, ge=0, le=1)
+    min_rows: int = Field(200, ge=20)
+    level: float = Field(0.95, gt=0.5, lt=1)
+    operating_point: OperatingPointSpec = OperatingPointSpec()
+
+    @field_validator("groups")
+    @classmethod
+    def _unique_labels(cls, groups: list[GroupSpec]) -> list[GroupSpec]:
+        labels = [g.label for g in groups]
+        twice = sorted({label for label in labels if labels.count(label) > 1})
+        if twice:
+            raise ValueError(f"groups {twice} are listed twice (give each a distinct `name`)")
+        return groups
+
+
 class ModelSpec(_Strict):
     """One model: its data, quality, features, training and per-model overrides of the platform defaults."""
 
@@ -314,6 +370,7 @@ class ModelSpec(_Strict):
     quality: QualitySpec = QualitySpec()
     features: FeaturesSpec
     training: TrainingSpec = TrainingSpec()
+    evaluation: EvaluationSpec = EvaluationSpec()
     # Per-model overrides of the platform sections of config/airloop.yaml (same keys; checked against them).
     monitoring: dict[str, Any] = {}
     loop: dict[str, Any] = {}
@@ -328,6 +385,23 @@ class ModelSpec(_Strict):
                 raise ValueError(f"`features` reads {column!r}, which is not one of `data.columns`")
             if column == self.data.target.column:
                 raise ValueError(f"`features` reads the target column {column!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _groups_are_columns(self) -> ModelSpec:
+        """``evaluation.groups`` name raw columns (never the target), and bands list values the column can hold."""
+        for group in self.evaluation.groups:
+            if group.column not in self.data.raw_columns:
+                raise ValueError(f"`evaluation.groups` names {group.column!r}, which is not one of `data.columns`")
+            if group.column == self.data.target.column:
+                raise ValueError(f"`evaluation.groups` names the target column {group.column!r}")
+            values = self.data.column(group.column).values
+            for band, members in (group.bands or {}).items():
+                unknown = [v for v in members if values is not None and v not in values]
+                if unknown:
+                    raise ValueError(
+                        f"`evaluation.groups` band {band!r} of {group.column!r} lists {unknown}, not among its `values`"
+                    )
         return self
 
     @model_validator(mode="after")

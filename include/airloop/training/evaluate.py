@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,42 @@ def best_threshold(y: np.ndarray, proba: np.ndarray) -> float:
     precision, recall, thresholds = metrics.precision_recall_curve(y, proba)
     f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
     return float(thresholds[int(np.argmax(f1[:-1]))]) if len(thresholds) else 0.5
+
+
+def recall_threshold(y: np.ndarray, proba: np.ndarray, target: float) -> float:
+    """The highest threshold whose recall is at least ``target``: the score of the ``ceil(target * positives)``-th
+    highest-scored positive (0.5 without positives)."""
+    scores = np.sort(np.asarray(proba, dtype=float)[np.asarray(y) == 1])[::-1]
+    if not len(scores):
+        return 0.5
+    needed = max(1, math.ceil(target * len(scores) - 1e-9))
+    return float(scores[needed - 1])
+
+
+def alert_rate_threshold(proba: np.ndarray, target: float) -> float:
+    """The lowest threshold (among the scores) that flags at most ``target`` of the records: just above the score of
+    the first record that would exceed the rate (above every score when even the highest ties exceed it)."""
+    scores = np.sort(np.asarray(proba, dtype=float))[::-1]
+    allowed = math.floor(target * len(scores) + 1e-9)
+    if allowed >= len(scores):
+        return float(scores[-1]) if len(scores) else 0.5
+    first_out = scores[allowed]
+    above = scores[scores > first_out]
+    return float(above.min()) if len(above) else float(np.nextafter(first_out, np.inf))
+
+
+def operating_threshold(y: np.ndarray, proba: np.ndarray, kind: str = "f1", target: float | None = None) -> float:
+    """The version's threshold at its operating point (``evaluation.operating_point``), chosen on validation rows:
+    ``f1`` (F1-optimal), ``recall`` (catch ``target`` of the positives) or ``alert_rate`` (flag at most ``target``)."""
+    if kind == "f1":
+        return best_threshold(y, proba)
+    if target is None:
+        raise ValueError(f"operating point {kind!r} needs a target")
+    if kind == "recall":
+        return recall_threshold(y, proba, target)
+    if kind == "alert_rate":
+        return alert_rate_threshold(proba, target)
+    raise ValueError(f"unknown operating point {kind!r}: f1, recall or alert_rate")
 
 
 def score(y: np.ndarray, proba: np.ndarray, threshold: float) -> dict[str, float]:

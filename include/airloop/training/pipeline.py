@@ -21,6 +21,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.models import infer_signature
 
+from airloop import groups
 from airloop.data.store import DatasetNotFound, DatasetStore, dataset_store
 from airloop.errors import QualityGateFailed
 from airloop.experiments.live import current, running
@@ -46,6 +47,9 @@ def config_hash(settings: Settings) -> str:
     """Hash of everything that shapes a model besides the data: same data + same hash = same model version."""
     spec = settings.spec
     shape = {"data": spec.data.model_dump(mode="json"), "features": spec.features.model_dump(mode="json")}
+    point = spec.evaluation.operating_point
+    if point.kind != "f1":  # it moves the threshold; the default is left out so earlier versions keep their hash
+        shape["operating_point"] = point.model_dump(mode="json")
     payload = json.dumps([settings.training.model_dump(exclude={"margin"}), shape], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -210,11 +214,16 @@ def train(
                         best = (scores[cfg.metric], pipeline, kind, dict(params), proba)
         assert best is not None, "no candidates configured"
         _, model, kind, params, val_proba = best
-        threshold = evaluate.best_threshold(y_val, val_proba)
+        point = settings.spec.evaluation.operating_point
+        threshold = evaluate.operating_threshold(y_val, val_proba, point.kind, point.target)
+        operating_point = {"kind": point.kind, "target": point.target, "threshold": threshold}
         test_proba = model.predict_proba(x_test)[:, 1]
         test_scores = evaluate.score(y_test, test_proba, threshold)
-        mlflow.log_params({"best_kind": kind, **{f"best_{k}": v for k, v in params.items()}})
+        mlflow.log_params(
+            {"best_kind": kind, **{f"best_{k}": v for k, v in params.items()}, "operating_point": point.kind}
+        )
         mlflow.log_metrics({f"test_{k}": v for k, v in test_scores.items()})
+        _log_group_figures(settings, x_test, y_test, test_proba, operating_point)
         importance = _importance(model, x_test, y_test, cfg)
         profile = features.reference_profile_of(
             model, x_train, test_proba, test_scores, importance, y_test, x_test, settings.monitoring.segments
@@ -235,7 +244,7 @@ def train(
             pyfunc_predict_fn="predict_proba",
             pip_requirements=features.pip_requirements(),
             skops_trusted_types=features.skops_trusted_types(model),
-            metadata={"threshold": threshold, "dataset_version": version},
+            metadata={"threshold": threshold, "operating_point": operating_point, "dataset_version": version},
         )
         log.info("best %s %s: test %s", kind, params, test_scores)
     return {
@@ -243,8 +252,33 @@ def train(
         "model_uri": info.model_uri,
         "kind": kind,
         "threshold": threshold,
+        "operating_point": operating_point,
         "test_metrics": test_scores,
     }
+
+
+GROUPS_ARTIFACT = "evaluation/groups.json"
+GROUP_GATE_ARTIFACT = "evaluation/group_gate.json"
+
+
+def group_labels(settings: Settings, x: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Each record's level of every group the spec names (``evaluation.groups``)."""
+    spec = settings.spec
+    return groups.labels(spec.evaluation, x, spec.data.missing_markers)
+
+
+def _log_group_figures(
+    settings: Settings, x_test: pd.DataFrame, y_test: np.ndarray, proba: np.ndarray, operating_point: dict[str, Any]
+) -> None:
+    """The model's figures per group on the test rows: a JSON artifact and flat metrics, kept with the version."""
+    evaluation = settings.spec.evaluation
+    if not evaluation.groups:
+        return
+    found = groups.figures(
+        group_labels(settings, x_test), y_test, proba, proba >= operating_point["threshold"], evaluation.level
+    )
+    mlflow.log_dict({"level": evaluation.level, "operating_point": operating_point, "groups": found}, GROUPS_ARTIFACT)
+    mlflow.log_metrics(groups.flat_metrics(found))
 
 
 def _log_reference_sample(model: Any, x_train: pd.DataFrame, seed: int) -> None:
@@ -302,15 +336,20 @@ def register(
         }
     cfg = settings.training
     x_test, y_test = _parts(settings, dataset["version"], split_info)["test"]
-    candidate_score = evaluate.score(y_test, _proba(trained["model_uri"], x_test), trained["threshold"])[cfg.metric]
+    candidate_proba = _proba(trained["model_uri"], x_test)
+    candidate_score = evaluate.score(y_test, candidate_proba, trained["threshold"])[cfg.metric]
     champion_version = reg.alias_version(client, name, Alias.CHAMPION)
     champion_score = None
+    gaps: list[groups.GroupGap] = []
     if champion_version is not None:
         threshold = reg.version_record(client, name, champion_version).threshold
         champion_proba = _proba(model_uri(name, champion_version), x_test)
         champion_score = evaluate.score(y_test, champion_proba, threshold)[cfg.metric]
+        labels = group_labels(settings, x_test)
+        gaps = groups.compare(settings.spec.evaluation, labels, y_test, champion_proba, candidate_proba)
+        _log_group_gate(client, trained["run_id"], champion_version, gaps)
     found, live = current(settings)
-    decision = decide(cfg.metric, candidate_score, champion_score, cfg.margin, running(found, live))
+    decision = decide(cfg.metric, candidate_score, champion_score, cfg.margin, running(found, live), gaps)
     # Tags go in with the registration itself, so a retry always finds this version by dataset + config.
     version = mlflow.register_model(
         trained["model_uri"], name, tags=_decision_tags(dataset, trained, decision, actor, settings)
@@ -330,6 +369,24 @@ def register(
         "champion_score": champion_score,
         "aliases": _alias_view(client, name),
     }
+
+
+def _log_group_gate(client: MlflowClient, run_id: str, champion: str, gaps: list[groups.GroupGap]) -> None:
+    """The candidate's per-group comparison with the champion, on its training run (so with the version)."""
+    if not gaps:
+        return
+    worst = groups.worst(gaps)
+    client.log_dict(
+        run_id,
+        {
+            "champion_version": champion,
+            "worst": worst.to_dict() if worst else None,
+            "gaps": [g.to_dict() for g in gaps],
+        },
+        GROUP_GATE_ARTIFACT,
+    )
+    if worst is not None and worst.gap is not None:
+        client.log_metric(run_id, "gate_worst_group_gap", worst.gap)
 
 
 def _history(settings: Settings, version: str, decision: str, reason: str, dataset: dict[str, Any], actor: str) -> None:
@@ -364,6 +421,7 @@ def _decision_tags(
         git_commit=git_commit(),
         config_hash=config_hash(settings),
         threshold=trained["threshold"],
+        operating_point=_operating_point_tag(trained),
         decision=decision.outcome,
         decision_reason=decision.reason,
         decided_by=actor,
@@ -373,3 +431,8 @@ def _decision_tags(
         champion_score=decision.champion_score,
     )
     return record.to_tags()
+
+
+def _operating_point_tag(trained: dict[str, Any]) -> str:
+    point = trained.get("operating_point") or {"kind": "f1", "target": None}
+    return json.dumps({"kind": point["kind"], "target": point.get("target")}, sort_keys=True)

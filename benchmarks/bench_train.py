@@ -1,6 +1,6 @@
 """Readmission's training at a search budget against today's fixed trials, on the same rows and the same split.
 
-Usage: python benchmarks/bench_train.py [--rows 100000] [--trials 16] [--minutes 10]  -> benchmarks/results/train.json
+Usage: python benchmarks/bench_train.py [--rows 100000] [--trials 16] [--minutes 5]  -> benchmarks/results/train.json
 
 Two datasets: ``--rows`` synthetic rows of readmission's calibrated generator, and the early half of the published
 ``diabetic_data.csv`` (``../shared/data/diabetic_data_early.csv``; that part is skipped, saying why, when the file
@@ -113,7 +113,7 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--trials", type=int, default=16, help="search budget: trials per kind")
-    parser.add_argument("--minutes", type=float, default=10.0, help="search budget: minutes per kind")
+    parser.add_argument("--minutes", type=float, default=5.0, help="search budget: minutes per kind")
     parser.add_argument("--output", type=Path, default=RESULTS / "train.json")
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="airloop-bench-train-"))

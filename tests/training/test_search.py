@@ -253,22 +253,22 @@ def test_a_search_on_real_fits_repeats_its_trials_and_best_with_the_same_seed(ch
     space = {
         "hist_gradient_boosting": {
             "learning_rate": {"low": 0.05, "high": 0.3, "log": True},
-            "max_iter": {"choices": [20, 40]},
+            "max_iter": {"choices": [10, 20]},
         },
         "logistic_regression": {"C": {"low": 0.001, "high": 10.0, "log": True}},
     }
-    budget = {"budget": 5, "space": space, "startup_trials": 2, "folds": 3}
+    budget = {"budget": 4, "space": space, "startup_trials": 2, "folds": 2}
 
     def trials_of(seed):
         seen = []
         best = list(search.candidates(spec, {}, budget, seed, "roc_auc", train, validation, on_trial=seen.append))
         return [(t.kind, t.params, t.state, t.folds) for t in seen], [(c.kind, c.params) for c in best]
 
-    first, again, other = trials_of(4), trials_of(4), trials_of(5)
+    first, again = trials_of(4), trials_of(4)
 
     assert first == again
-    assert [kind for kind, *_ in first[0]] == ["hist_gradient_boosting"] * 5 + ["logistic_regression"] * 5
-    assert [params for _, params, *_ in first[0]] != [params for _, params, *_ in other[0]]
+    assert [kind for kind, *_ in first[0]] == ["hist_gradient_boosting"] * 4 + ["logistic_regression"] * 4
+    assert len({str(params) for _, params, *_ in first[0]}) == 8  # drawn, not repeated
 
 
 def test_the_best_of_a_search_is_refitted_on_all_training_rows_and_scored_on_validation(churn_parts):

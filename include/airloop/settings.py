@@ -166,7 +166,7 @@ class TrainingSettings(BaseModel):
         "logistic_regression": [{"C": 1.0}],
     }
     importance_rows: int = Field(2000, ge=100)
-    # A random search instead of fixed candidates: {budget, space: {kind: {param: {low, high, log, integer, choices}}}}
+    # A search instead of fixed candidates (airloop.spec.schema.SearchSpec): {budget, minutes, space, folds, ...}
     search: dict[str, Any] | None = None
 
 

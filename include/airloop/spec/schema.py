@@ -281,11 +281,30 @@ class SearchParam(_Strict):
         return self
 
 
-class SearchSpec(_Strict):
-    """A random search: ``budget`` trials per kind drawn from ``space`` (seeded by the training seed)."""
+#: Trials per kind of a search that gives neither ``budget`` nor ``minutes``.
+DEFAULT_SEARCH_TRIALS = 4
 
-    budget: int = Field(4, ge=1, le=200)
+
+class SearchSpec(_Strict):
+    """A search per kind of ``space``: Optuna's TPE sampler (seeded by the training seed) draws the trials, each
+    scored on ``folds`` group folds of the training rows and pruned (``pruner``) when its first folds lag; a kind
+    stops after ``budget`` trials or ``minutes`` of wall time, whichever comes first (4 trials when neither is
+    given); with ``warm_start`` the champion's parameters are its kind's first trial."""
+
+    budget: int | None = Field(None, ge=1, le=1000)  # trials per kind (the champion's warm start counts as one)
+    minutes: float | None = Field(None, gt=0, le=24 * 60)  # wall time per kind; a trial started is finished
     space: dict[Literal["hist_gradient_boosting", "logistic_regression"], dict[str, SearchParam]]
+    folds: int = Field(3, ge=2, le=10)  # group folds (by the entity) of the training rows, reported one by one
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    startup_trials: int = Field(5, ge=0, le=1000)  # TPE's random draws before it models the space; no pruning before
+    warm_start: bool = True  # the champion's parameters first, when its kind is searched
+
+    @property
+    def max_trials(self) -> int | None:
+        """Trials per kind: ``budget``; else 4 without ``minutes``; else no count limit (the clock stops it)."""
+        if self.budget is not None:
+            return self.budget
+        return None if self.minutes is not None else DEFAULT_SEARCH_TRIALS
 
 
 class TrainingSpec(_Strict):

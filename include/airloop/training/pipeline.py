@@ -32,9 +32,8 @@ from airloop.registry.client import connect, describe_model, model_uri
 from airloop.registry.contract import Alias, Outcome, Tag, VersionRecord
 from airloop.settings import Settings
 from airloop.storage import Storage
-from airloop.training import evaluate, features, model_io
+from airloop.training import evaluate, features, model_io, search
 from airloop.training.model_gate import Decision, decide
-from airloop.training.search import trials
 from airloop.training.split import group_split
 
 log = logging.getLogger(__name__)
@@ -199,29 +198,32 @@ def train(
                 "rows_test": len(y_test),
             }
         )
-        best: tuple[float, Any, str, dict[str, Any], np.ndarray] | None = None
-        for kind, grid in trials(cfg.candidates, cfg.search, cfg.seed).items():
-            for i, params in enumerate(grid):
-                with mlflow.start_run(run_name=f"{kind}-{i}", nested=True):
-                    pipeline = features.make_pipeline(settings.spec, kind, dict(params), cfg.seed)
-                    pipeline.fit(x_train, y_train)
-                    proba = pipeline.predict_proba(x_val)[:, 1]
-                    scores = evaluate.score(y_val, proba, evaluate.best_threshold(y_val, proba))
-                    mlflow.log_params({"kind": kind, **params})
-                    mlflow.log_metrics({f"validation_{k}": v for k, v in scores.items()})
-                    log.info("trial %s %s: validation %s=%.4f", kind, params, cfg.metric, scores[cfg.metric])
-                    if best is None or _better(cfg.metric, scores[cfg.metric], best[0]):
-                        best = (scores[cfg.metric], pipeline, kind, dict(params), proba)
+        warm = search.champion_params(client, settings.mlflow.model_name) if cfg.search else None
+        best: search.Candidate | None = None
+        for found in search.candidates(
+            settings.spec,
+            cfg.candidates,
+            cfg.search,
+            cfg.seed,
+            cfg.metric,
+            (x_train, y_train),
+            (x_val, y_val),
+            warm=warm,
+            on_trial=search.log_trial,
+        ):
+            search.log_candidate(found, cfg.metric)
+            score = found.validation_scores[cfg.metric]
+            if best is None or _better(cfg.metric, score, best.validation_scores[cfg.metric]):
+                best = found
         assert best is not None, "no candidates configured"
-        _, model, kind, params, val_proba = best
+        model, kind, params, val_proba = best.model, best.kind, best.params, best.validation_proba
         point = settings.spec.evaluation.operating_point
         threshold = evaluate.operating_threshold(y_val, val_proba, point.kind, point.target)
         operating_point = {"kind": point.kind, "target": point.target, "threshold": threshold}
         test_proba = model.predict_proba(x_test)[:, 1]
         test_scores = evaluate.score(y_test, test_proba, threshold)
-        mlflow.log_params(
-            {"best_kind": kind, **{f"best_{k}": v for k, v in params.items()}, "operating_point": point.kind}
-        )
+        mlflow.log_params({**search.best_params_record(kind, params), "operating_point": point.kind})
+        mlflow.log_metrics({f"validation_{k}": v for k, v in best.validation_scores.items()})
         mlflow.log_metrics({f"test_{k}": v for k, v in test_scores.items()})
         _log_group_figures(settings, x_test, y_test, test_proba, operating_point)
         importance = _importance(model, x_test, y_test, cfg)

@@ -37,3 +37,10 @@ def group_split(
     inner = validation_size / (1 - test_size)
     train_pos, val_pos = _one_fold(y[rest], groups[rest], inner, seed + 1)
     return Split(train=np.sort(rest[train_pos]), validation=np.sort(rest[val_pos]), test=np.sort(test))
+
+
+def group_folds(y: np.ndarray, groups: np.ndarray, n_folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``n_folds`` (fit, score) row positions by ``groups``, stratified on ``y``: each row is scored in exactly one
+    fold and no group is on both sides of any fold."""
+    folds = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return [(np.sort(fit), np.sort(held)) for fit, held in folds.split(np.zeros(len(y)), y, groups)]

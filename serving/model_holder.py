@@ -44,6 +44,8 @@ class LoadedModel:
     compiled: Any | None
     record: type[BaseModel]
     loaded_at: float = field(default_factory=time.time)
+    _explainer: Any = field(default=None, repr=False)
+    _explain_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def input_key(self) -> tuple:
@@ -58,6 +60,27 @@ class LoadedModel:
 
         frame = pd.DataFrame.from_records(records, columns=[c for c, _ in self.columns])
         return self.pipeline.predict_proba(frame)[:, 1]
+
+    def explainer(self) -> Any:
+        """This version's explainer, built on first use (once: one per loaded version), or the
+        ``ExplanationUnavailable`` saying why it has none."""
+        if self._explainer is None:
+            from airloop.explanations import Explainer, ExplanationUnavailable
+
+            with self._explain_lock:
+                if self._explainer is None:
+                    try:
+                        self._explainer = Explainer.of(self.pipeline, self.compiled)
+                    except ExplanationUnavailable as error:
+                        self._explainer = error
+        return self._explainer
+
+    def explain(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]] | None, str | None]:
+        """(explanations of ``records`` by this version, None) or (None, why it cannot explain them)."""
+        explainer = self.explainer()
+        if isinstance(explainer, Exception):
+            return None, str(explainer)
+        return explainer.explain_records(records), None
 
 
 def load_version(client: Any, name: str, alias: str, version: str) -> LoadedModel:

@@ -67,9 +67,10 @@ def parse_body(validator: type[BaseModel], body: bytes, max_records: int) -> Any
 
 def variant_records(
     state: ModelState, body: bytes, models: dict[str, LoadedModel]
-) -> tuple[list[str | int | None], Plan, dict[str, list[dict[str, Any]]]]:
+) -> tuple[list[str | int | None], Plan, dict[str, list[dict[str, Any]]], bool]:
     """Validate a predict body, assign its records and give each variant its records, validated against that
-    variant's own signature (one pass from the bytes when every loaded variant takes the same records)."""
+    variant's own signature (one pass from the bytes when every loaded variant takes the same records); and whether
+    the body asks for explanations."""
     max_records = state.settings.serving.max_batch_records
     champion = models[Alias.CHAMPION]
     experiment = state.holder.experiment
@@ -78,8 +79,10 @@ def variant_records(
         records = [dict(r.__dict__) for r in parsed.records]  # flat records of plain values; cheaper than model_dump
         entity_ids = [r.pop(ENTITY_ID) for r in records]
         assigned = plan(experiment, entity_ids, set(models), state.rng, state.settings.loop.score_both)
-        return entity_ids, assigned, {v: [records[i] for i in rows] for v, rows in assigned.groups.items()}
-    raw = parse_body(state.envelope, body, max_records).records
+        groups = {v: [records[i] for i in rows] for v, rows in assigned.groups.items()}
+        return entity_ids, assigned, groups, parsed.explain
+    envelope = parse_body(state.envelope, body, max_records)
+    raw = envelope.records
     entity_ids = []
     for i, record in enumerate(raw):
         entity_id = record.get(ENTITY_ID)
@@ -105,7 +108,7 @@ def variant_records(
             valid.append(record)
         assigned.groups[variant] = kept
         per_variant[variant] = valid
-    return entity_ids, assigned, per_variant
+    return entity_ids, assigned, per_variant, envelope.explain
 
 
 async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
@@ -121,7 +124,7 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
     if Alias.CHAMPION not in models:
         raise ApiError(503, state.not_ready_reason(), "not_ready")
     experiment = state.holder.experiment
-    entity_ids, assigned, per_variant = variant_records(state, body, models)
+    entity_ids, assigned, per_variant, explain = variant_records(state, body, models)
     order = [v for v in assigned.groups if assigned.groups[v]]
     full = [v for v in order if not state.batchers[v].has_room(len(per_variant[v]))]  # an empty queue takes any
     if full:  # checked for every variant before any is queued: nothing of this request is scored, nothing logged
@@ -156,6 +159,7 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
         results.append((None, model, None))
     if failed is not None:
         raise failed
+    explanations = await _explanations(assigned, order, results, per_variant) if explain else {}
     request_ids = new_request_ids(len(entity_ids), state.request_id_key)
     answers: list[dict[str, Any] | None] = [None] * len(entity_ids)
     rows = []
@@ -175,6 +179,8 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
                     "variant": variant,
                     "model_version": model.version,
                 }
+                if explain:
+                    answers[i].update(explanations[i])
             rows.append(
                 PredictionRow(
                     request_id=request_ids[i],
@@ -196,3 +202,22 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
                 state.metrics.predictions.labels(state.name, variant, model.version, role).inc(count)
     state.predictions.append(rows)
     return {"predictions": answers}
+
+
+async def _explanations(
+    assigned: Plan, order: list[str], results: list[tuple], per_variant: dict[str, list[dict[str, Any]]]
+) -> dict[int, dict[str, Any]]:
+    """Each served record's ``explanation`` (or ``explanation_unavailable``) by the very version that scored it, off
+    the event loop; shadow scores are not explained."""
+    out: dict[int, dict[str, Any]] = {}
+    for variant, (probabilities, model, _) in zip(order, results, strict=True):
+        if probabilities is None:
+            continue
+        served = [(i, record) for i, record in zip(assigned.groups[variant], per_variant[variant], strict=True)
+                  if assigned.is_served(i, variant)]  # fmt: skip
+        if not served:
+            continue
+        explained, reason = await asyncio.to_thread(model.explain, [record for _, record in served])
+        for k, (i, _) in enumerate(served):
+            out[i] = {"explanation_unavailable": reason} if explained is None else {"explanation": explained[k]}
+    return out

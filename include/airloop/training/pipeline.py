@@ -24,6 +24,7 @@ from mlflow.models import infer_signature
 from airloop.data.store import DatasetNotFound, DatasetStore, dataset_store
 from airloop.errors import QualityGateFailed
 from airloop.experiments.live import current, running
+from airloop.explanations import remember_training_rows
 from airloop.quality import suites
 from airloop.quality.data_gate import validator
 from airloop.registry import aliases as reg
@@ -210,6 +211,7 @@ def train(
                         best = (scores[cfg.metric], pipeline, kind, dict(params), proba)
         assert best is not None, "no candidates configured"
         _, model, kind, params, val_proba = best
+        remember_training_rows(model, x_train)  # what a linear model's explanations and band need of these rows
         threshold = evaluate.best_threshold(y_val, val_proba)
         test_proba = model.predict_proba(x_test)[:, 1]
         test_scores = evaluate.score(y_test, test_proba, threshold)

@@ -204,19 +204,20 @@ class Explainer:
         per_factor, scores = self.contributions(matrix)
         bands = self.band(matrix, scores)
         top = max(0, min(top, len(self.factors)))
+        ranked = np.argsort(-np.abs(per_factor), axis=1, kind="stable")[:, :top]
+        totals = per_factor.sum(axis=1)
+        shown = np.take_along_axis(per_factor, ranked, axis=1).sum(axis=1)
         answers = []
         for i, record in enumerate(records):
             row = per_factor[i]
-            chosen = np.argsort(-np.abs(row), kind="stable")[:top]
-            factors = [self._factor(self.factors[j], record, features[i], float(row[j])) for j in chosen]
-            shown = float(row[chosen].sum()) if top else 0.0
+            factors = [self._factor(self.factors[j], record, features[i], float(row[j])) for j in ranked[i]]
             answer: dict[str, Any] = {
                 "method": self.method,
                 "link": LINK,
                 "base_value": self.base,
                 "score": float(scores[i]),
                 "factors": factors,
-                "other_factors": float(row.sum()) - shown,
+                "other_factors": float(totals[i] - shown[i]),
                 "reference": self.reference,
             }
             if bands is None:

@@ -535,7 +535,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"{result['when']}, {result['machine']['cpus']} CPUs ({result['machine']['cpu']}), one worker each, "
             f"OMP_NUM_THREADS=1, {setup['load_generator']}, {setup['warmup_s']:g} s warm-up + "
             f"{setup['duration_s']:g} s per scenario. airloop hosts {len(setup['airloop_hosted_models'])} models"
-            f" ({', '.join(setup['airloop_hosted_models'])}); the default one is measured.",
+            f" ({', '.join(setup['airloop_hosted_models'])}); the default one is measured."
+            + (
+                f" 1-minute load average {result['machine']['load_average_at_start'][0]:g} at the start."
+                if result["machine"].get("load_average_at_start")
+                else ""
+            ),
             "",
             table(result["servers"]),
             "",

@@ -75,12 +75,13 @@ class LoadedModel:
                         self._explainer = error
         return self._explainer
 
-    def explain(self, records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]] | None, str | None]:
-        """(explanations of ``records`` by this version, None) or (None, why it cannot explain them)."""
+    def explain(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per record what its answer gains: ``{"explanation": ...}`` by this version, or
+        ``{"explanation_unavailable": why}`` when this version cannot be explained."""
         explainer = self.explainer()
         if isinstance(explainer, Exception):
-            return None, str(explainer)
-        return explainer.explain_records(records), None
+            return [{"explanation_unavailable": str(explainer)}] * len(records)
+        return [{"explanation": e} for e in explainer.explain_records(records)]
 
 
 def load_version(client: Any, name: str, alias: str, version: str) -> LoadedModel:
@@ -199,3 +200,8 @@ class ModelHolder:
 def score(records: list[dict[str, Any]], model: LoadedModel) -> tuple[np.ndarray, LoadedModel]:
     """The batch function: probabilities of the records by the model version that validated them."""
     return model.predict_proba(records), model
+
+
+def explain(records: list[dict[str, Any]], model: LoadedModel) -> list[dict[str, Any]]:
+    """The batcher's explain function: the records' explanations by the model version that just scored them."""
+    return model.explain(records)

@@ -134,8 +134,10 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
             " retry shortly", "overloaded",
             headers={"Retry-After": "1"},
         )  # fmt: skip
+    # Explained in the model thread right after scoring, by the same version: only the records a variant serves.
+    masks = {v: [assigned.is_served(i, v) for i in assigned.groups[v]] if explain else None for v in order}
     scored = await asyncio.gather(
-        *(state.batchers[v].submit(per_variant[v], models[v]) for v in order), return_exceptions=True
+        *(state.batchers[v].submit(per_variant[v], models[v], masks[v]) for v in order), return_exceptions=True
     )
     now = time.time()
     results, failed = [], None
@@ -151,19 +153,18 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
         state.errors.append([ErrorRow(now, experiment.experiment, variant, model.version, count, not served, error)])
         if served:
             failed = failed or result  # the answer itself failed: a server error, not the client's
-            results.append((None, model, None))
+            results.append((None, model, None, None))
             continue
         # A shadow score that failed costs the caller nothing: answer with the champion, count it.
         state.metrics.errors.labels("shadow_scoring_failed", state.name).inc()
         assigned.groups[variant] = []
-        results.append((None, model, None))
+        results.append((None, model, None, None))
     if failed is not None:
         raise failed
-    explanations = await _explanations(assigned, order, results, per_variant) if explain else {}
     request_ids = new_request_ids(len(entity_ids), state.request_id_key)
     answers: list[dict[str, Any] | None] = [None] * len(entity_ids)
     rows = []
-    for variant, (probabilities, model, latency_ms) in zip(order, results, strict=True):
+    for variant, (probabilities, model, latency_ms, explanations) in zip(order, results, strict=True):
         if probabilities is None:
             continue
         state.metrics.model_latency.labels(state.name, variant).observe(latency_ms / 1000)
@@ -179,8 +180,8 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
                     "variant": variant,
                     "model_version": model.version,
                 }
-                if explain:
-                    answers[i].update(explanations[i])
+                if explanations is not None and explanations[j] is not None:
+                    answers[i].update(explanations[j])
             rows.append(
                 PredictionRow(
                     request_id=request_ids[i],
@@ -202,22 +203,3 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
                 state.metrics.predictions.labels(state.name, variant, model.version, role).inc(count)
     state.predictions.append(rows)
     return {"predictions": answers}
-
-
-async def _explanations(
-    assigned: Plan, order: list[str], results: list[tuple], per_variant: dict[str, list[dict[str, Any]]]
-) -> dict[int, dict[str, Any]]:
-    """Each served record's ``explanation`` (or ``explanation_unavailable``) by the very version that scored it, off
-    the event loop; shadow scores are not explained."""
-    out: dict[int, dict[str, Any]] = {}
-    for variant, (probabilities, model, _) in zip(order, results, strict=True):
-        if probabilities is None:
-            continue
-        served = [(i, record) for i, record in zip(assigned.groups[variant], per_variant[variant], strict=True)
-                  if assigned.is_served(i, variant)]  # fmt: skip
-        if not served:
-            continue
-        explained, reason = await asyncio.to_thread(model.explain, [record for _, record in served])
-        for k, (i, _) in enumerate(served):
-            out[i] = {"explanation_unavailable": reason} if explained is None else {"explanation": explained[k]}
-    return out

@@ -43,9 +43,8 @@ class LoadedModel:
     pipeline: Any
     compiled: Any | None
     record: type[BaseModel]
+    explainer: Any = field(default=None, repr=False)  # airloop.explanations.Explainer, or why there is none
     loaded_at: float = field(default_factory=time.time)
-    _explainer: Any = field(default=None, repr=False)
-    _explain_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def input_key(self) -> tuple:
@@ -61,27 +60,12 @@ class LoadedModel:
         frame = pd.DataFrame.from_records(records, columns=[c for c, _ in self.columns])
         return self.pipeline.predict_proba(frame)[:, 1]
 
-    def explainer(self) -> Any:
-        """This version's explainer, built on first use (once: one per loaded version), or the
-        ``ExplanationUnavailable`` saying why it has none."""
-        if self._explainer is None:
-            from airloop.explanations import Explainer, ExplanationUnavailable
-
-            with self._explain_lock:
-                if self._explainer is None:
-                    try:
-                        self._explainer = Explainer.of(self.pipeline, self.compiled)
-                    except ExplanationUnavailable as error:
-                        self._explainer = error
-        return self._explainer
-
     def explain(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Per record what its answer gains: ``{"explanation": ...}`` by this version, or
         ``{"explanation_unavailable": why}`` when this version cannot be explained."""
-        explainer = self.explainer()
-        if isinstance(explainer, Exception):
-            return [{"explanation_unavailable": str(explainer)}] * len(records)
-        return [{"explanation": e} for e in explainer.explain_records(records)]
+        if not hasattr(self.explainer, "explain_records"):
+            return [{"explanation_unavailable": str(self.explainer)}] * len(records)
+        return [{"explanation": e} for e in self.explainer.explain_records(records)]
 
 
 def load_version(client: Any, name: str, alias: str, version: str) -> LoadedModel:
@@ -100,6 +84,7 @@ def load_version(client: Any, name: str, alias: str, version: str) -> LoadedMode
     features = feature_step(pipeline)
     domains = features.input_domains() if features is not None else {}
     threshold = version_record(client, name, version).threshold
+    compiled = compile_pipeline(pipeline)
     return LoadedModel(
         alias,
         str(version),
@@ -108,9 +93,23 @@ def load_version(client: Any, name: str, alias: str, version: str) -> LoadedMode
         columns,
         domains,
         pipeline,
-        compile_pipeline(pipeline),
+        compiled,
         record_model(columns, domains),
+        new_explainer(pipeline, compiled, f"{name} v{version}"),
     )
+
+
+def new_explainer(pipeline: Any, compiled: Any, which: str) -> Any:
+    """The version's explainer, built as it is loaded (off the request path: once per version), or the reason it has
+    none (an estimator with no exact explanation, the explainer's package failing to import): a version that cannot
+    explain still scores."""
+    try:
+        from airloop.explanations import Explainer
+
+        return Explainer.of(pipeline, compiled)
+    except Exception as error:
+        log.warning("%s cannot explain its scores: %s: %s", which, type(error).__name__, error)
+        return f"{which} cannot explain its scores: {error}"
 
 
 class ModelHolder:

@@ -1,7 +1,7 @@
 """Why a model version scored a record as it did: signed contributions of the record's own fields, in log-odds.
 
-``Explainer.of(pipeline, compiled)`` is built once per loaded model version (serving builds it lazily on the first
-``explain`` request, batch scoring once per job) from the registered Pipeline ``[feature step, ColumnTransformer,
+``Explainer.of(pipeline, compiled)`` is built once per loaded model version (serving as it loads the version, batch
+scoring once per job) from the registered Pipeline ``[feature step, ColumnTransformer,
 estimator]``. For every record it gives the model's score in its link space (log-odds, ``decision_function``), a
 base value and one contribution per *factor*, such that ``base_value + sum(contributions) == score`` (to rounding):
 
@@ -27,7 +27,7 @@ log-odds); gradient-boosted trees give none (``band`` is null with the reason).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -79,10 +79,10 @@ class Explainer:
     input_columns: list[str] | None = None
     tree: Any | None = None
     coef: np.ndarray | None = None
+    reference_input: np.ndarray | None = None  # logistic regression: the input row contributions are measured from
     base: float = 0.0
     covariance: np.ndarray | None = None
     band_reason: str | None = None
-    _order: dict[str, int] = field(default_factory=dict)
 
     # Building ------------------------------------------------------------------------------------------------------
 
@@ -115,7 +115,6 @@ class Explainer:
             estimator=estimator,
             input_columns=input_columns,
         )
-        explainer._order = {f.name: i for i, f in enumerate(factors)}
         kind = type(estimator).__name__
         if kind == "HistGradientBoostingClassifier":
             explainer._tree_shap(estimator)
@@ -146,7 +145,7 @@ class Explainer:
         else:
             reference, self.reference = np.asarray(reference, dtype=np.float64), "the training rows' mean"
         self.base = float(np.ravel(estimator.intercept_)[0] + self.coef @ reference)
-        self._reference = reference
+        self.reference_input = reference
         self.method = "linear"
         self.covariance = getattr(estimator, COVARIANCE_ATTRIBUTE, None)
         self.band_reason = None if self.covariance is not None else NO_STORED_BAND
@@ -160,7 +159,7 @@ class Explainer:
             values = np.asarray(self.tree.shap_values(matrix, check_additivity=False), dtype=np.float64)
             values = values.reshape(len(matrix), -1)
         else:
-            values = (matrix - self._reference) * self.coef
+            values = (matrix - self.reference_input) * self.coef
         per_factor = values @ self.grouping
         return per_factor, self.base + values.sum(axis=1)
 

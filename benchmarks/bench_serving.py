@@ -10,7 +10,10 @@ answer identically). Both servers then run on loopback,
 one uvicorn worker each, with OMP_NUM_THREADS=1. The same wrk script (benchmarks/wrk_post.lua, keep-alive, one wrk
 thread) drives each with the same records in the server's own request format: 1 and 32 concurrent clients, bodies of
 1 and 100 records, a warm-up run and then a fixed-duration measured run per scenario. Before timing, both servers must
-give the same probabilities for the same records. Needs `wrk` on PATH (Debian: apt-get install wrk), except with
+give the same probabilities for the same records. airloop is measured twice: as `airloop` (plain answers) and as
+`airloop+explain` (the same server, every body with `"explain": true`: each answer carries its risk factors, checked
+before timing to add up to the probability's log-odds); both are set against `mlflow models serve` without
+explanations. Needs `wrk` on PATH (Debian: apt-get install wrk), except with
 --check-only (prepare, start both servers, check they agree, stop: no measurements, no results files).
 
 Then the rate_limit scenario, against airloop only (`mlflow models serve` has no rate limiting): airloop restarted
@@ -63,6 +66,7 @@ RECORDS = 1000  # distinct dataset records replayed round-robin (10 bodies of 10
 TARGET_THROUGHPUT_RATIO = 20.0  # airloop / mlflow req/s, 32 clients, single record
 TARGET_P99_MS = 50.0  # airloop p99, 32 clients, single record
 TARGET_P50_RATIO = 0.5  # airloop / mlflow p50, 1 client, single record
+EXPLAIN = "airloop+explain"  # airloop again, every body asking for explanations (issue 22): the same targets
 READY_TIMEOUT_S = 180
 TOLERANCE = 1e-9
 PACKAGES = ("mlflow", "scikit-learn", "fastapi", "uvicorn", "uvloop", "pydantic")
@@ -186,9 +190,30 @@ def serving(name: str, command: list[str], env: dict[str, str], ready_url: str, 
             process.wait(timeout=10)
 
 
-def airloop_body(records: list[dict[str, Any]]) -> str:
-    """A /v1/predict body."""
-    return json.dumps({"records": records}, separators=(",", ":"))
+def airloop_body(records: list[dict[str, Any]], explain: bool = False) -> str:
+    """A /v1/predict body (with ``"explain": true`` when ``explain``)."""
+    body = {"records": records, "explain": True} if explain else {"records": records}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def check_explanations(url: str, body: str) -> float:
+    """Ask for explanations; each answer's base value + contributions must give its probability's log-odds. The
+    largest difference, in log-odds."""
+    import math
+
+    status, raw = http("POST", url, body.encode(), timeout=30)
+    if status != 200:
+        raise BenchmarkFailed(f"airloop answered {status} with explain: {raw[:500]!r}")
+    worst = 0.0
+    for answer in json.loads(raw)["predictions"]:
+        explanation = answer.get("explanation")
+        if explanation is None:
+            raise BenchmarkFailed(f"no explanation in {str(answer)[:300]}")
+        total = explanation["base_value"] + explanation["other_factors"]
+        total += sum(f["contribution"] for f in explanation["factors"])
+        p = answer["probability"]
+        worst = max(worst, abs(total - math.log(p / (1 - p))))
+    return worst
 
 
 def mlflow_body(records: list[dict[str, Any]], columns: list[str]) -> str:
@@ -510,7 +535,12 @@ def markdown(result: dict[str, Any]) -> str:
             f"{result['when']}, {result['machine']['cpus']} CPUs ({result['machine']['cpu']}), one worker each, "
             f"OMP_NUM_THREADS=1, {setup['load_generator']}, {setup['warmup_s']:g} s warm-up + "
             f"{setup['duration_s']:g} s per scenario. airloop hosts {len(setup['airloop_hosted_models'])} models"
-            f" ({', '.join(setup['airloop_hosted_models'])}); the default one is measured.",
+            f" ({', '.join(setup['airloop_hosted_models'])}); the default one is measured."
+            + (
+                f" 1-minute load average {result['machine']['load_average_at_start'][0]:g} at the start."
+                if result["machine"].get("load_average_at_start")
+                else ""
+            ),
             "",
             table(result["servers"]),
             "",
@@ -612,7 +642,8 @@ def run(args: argparse.Namespace, home: Path) -> int:
     encode = {"mlflow": lambda rs: mlflow_body(rs, columns), "airloop": airloop_body}
 
     bodies: dict[str, dict[int, Path]] = {}
-    for server in SERVERS:
+    encode[EXPLAIN] = lambda rs: airloop_body(rs, explain=True)
+    for server in (*SERVERS, EXPLAIN):
         bodies[server] = {}
         for batch in BATCH_SIZES:
             path = home / f"{server}-{batch}.jsonl"
@@ -643,6 +674,9 @@ def run(args: argparse.Namespace, home: Path) -> int:
         worst = max(worst, *(abs(a - b) for a, b in zip(answers["mlflow"], second, strict=True)))
         if worst > TOLERANCE:
             raise BenchmarkFailed(f"the servers disagree: max |p_mlflow - p_airloop| = {worst:.3g} > {TOLERANCE}")
+        explained = check_explanations(predict["airloop"], encode[EXPLAIN](check))
+        if explained > 1e-6:
+            raise BenchmarkFailed(f"explanations do not add up to the log-odds: off by {explained:.3g}")
         print(
             f"same probabilities from both servers on 100 records, from both of airloop's models {list(hosted_models)} "
             f"(max abs difference {worst:.2g})",
@@ -651,11 +685,14 @@ def run(args: argparse.Namespace, home: Path) -> int:
         if args.check_only:
             return 0
         measured = {server: measure(server, predict[server], bodies[server], args) for server in SERVERS}
+        measured[EXPLAIN] = measure("explain", predict["airloop"], bodies[EXPLAIN], args)
     rate_limit = measure_rate_limit(home, env, airloop_command, bodies["airloop"][1], args)
 
     mlflow_single, airloop_single = measured["mlflow"]["c32_b1"], measured["airloop"]["c32_b1"]
     throughput_ratio = airloop_single["req_per_s"] / mlflow_single["req_per_s"]
     p50_ratio = measured["airloop"]["c1_b1"]["p50_ms"] / measured["mlflow"]["c1_b1"]["p50_ms"]
+    explained_single = measured[EXPLAIN]["c32_b1"]
+    explain_ratio = explained_single["req_per_s"] / mlflow_single["req_per_s"]
     targets = {
         "throughput_ratio_32_clients_single_record": {
             "measured": round(throughput_ratio, 2),
@@ -671,6 +708,16 @@ def run(args: argparse.Namespace, home: Path) -> int:
             "measured": round(p50_ratio, 3),
             "target": f"<= {TARGET_P50_RATIO:g}",
             "met": p50_ratio <= TARGET_P50_RATIO,
+        },
+        "explain_throughput_ratio_32_clients_single_record": {
+            "measured": round(explain_ratio, 2),
+            "target": f">= {TARGET_THROUGHPUT_RATIO:g} (mlflow without explanations)",
+            "met": explain_ratio >= TARGET_THROUGHPUT_RATIO,
+        },
+        "explain_p99_ms_32_clients_single_record": {
+            "measured": explained_single["p99_ms"],
+            "target": f"<= {TARGET_P99_MS:g}",
+            "met": explained_single["p99_ms"] <= TARGET_P99_MS,
         },
     }
     result = {
@@ -693,10 +740,13 @@ def run(args: argparse.Namespace, home: Path) -> int:
             "airloop_hosted_models": list(hosted_models),
             "prepare_s": round(prepare_s, 1),
             "max_abs_probability_difference": worst,
+            "max_abs_explanation_log_odds_difference": explained,
             "notes": [
                 "both servers and wrk share this machine; wrk uses part of one CPU",
                 "mlflow models serve runs as shipped (uvicorn access log on, written to a file)",
                 "airloop runs as shipped: Prometheus metrics, sticky routing, Parquet prediction log",
+                f"{EXPLAIN}: the same airloop server, every body with explain: true (TreeSHAP of the champion, top 5 "
+                "factors per answer); mlflow is measured without explanations",
                 f"airloop hosts two models ({name} measured on /v1/predict, {SECOND_MODEL} idle), as a deployment "
                 "of several specs does",
             ],
@@ -705,6 +755,7 @@ def run(args: argparse.Namespace, home: Path) -> int:
         "ratios": {
             "throughput_32_clients_single_record": round(throughput_ratio, 2),
             "p50_1_client_single_record": round(p50_ratio, 3),
+            "explain_throughput_32_clients_single_record": round(explain_ratio, 2),
         },
         "targets": targets,
         "meets_targets": all(t["met"] for t in targets.values()),

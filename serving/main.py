@@ -34,7 +34,7 @@ from serving.batcher import MicroBatcher
 from serving.docs import serve_docs
 from serving.errors import ApiError
 from serving.metrics import Metrics
-from serving.model_holder import ModelHolder, score
+from serving.model_holder import ModelHolder, explain, score
 from serving.openapi import DocumentedModel, describe_api
 from serving.ratelimit import RateLimit, TokenBuckets
 from serving.schemas import envelope_model
@@ -96,6 +96,7 @@ def _start(model: ModelState) -> None:
             model.executor,
             on_batch=model.metrics.batch_size.labels(model.name, variant).observe,
             max_queued=serving.max_queued_records,
+            explain_fn=explain,
         )
         batcher.start()
         model.batchers[variant] = batcher

@@ -46,6 +46,7 @@ class LoadedModel:
     # How the threshold was chosen ({"kind": "f1" | "recall" | "alert_rate", "target", "threshold"}): said with each
     # answer, so a client knows what predicted_class means.
     operating_point: dict[str, Any] = field(default_factory=dict)
+    explainer: Any = field(default=None, repr=False)  # airloop.explanations.Explainer, or why there is none
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -61,6 +62,13 @@ class LoadedModel:
 
         frame = pd.DataFrame.from_records(records, columns=[c for c, _ in self.columns])
         return self.pipeline.predict_proba(frame)[:, 1]
+
+    def explain(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Per record what its answer gains: ``{"explanation": ...}`` by this version, or
+        ``{"explanation_unavailable": why}`` when this version cannot be explained."""
+        if not hasattr(self.explainer, "explain_records"):
+            return [{"explanation_unavailable": str(self.explainer)}] * len(records)
+        return [{"explanation": e} for e in self.explainer.explain_records(records)]
 
 
 def load_version(client: Any, name: str, alias: str, version: str) -> LoadedModel:
@@ -80,6 +88,7 @@ def load_version(client: Any, name: str, alias: str, version: str) -> LoadedMode
     domains = features.input_domains() if features is not None else {}
     chosen = version_record(client, name, version)
     threshold = chosen.threshold
+    compiled = compile_pipeline(pipeline)
     return LoadedModel(
         alias,
         str(version),
@@ -88,10 +97,24 @@ def load_version(client: Any, name: str, alias: str, version: str) -> LoadedMode
         columns,
         domains,
         pipeline,
-        compile_pipeline(pipeline),
+        compiled,
         record_model(columns, domains),
         chosen.operating_point_view(),
+        new_explainer(pipeline, compiled, f"{name} v{version}"),
     )
+
+
+def new_explainer(pipeline: Any, compiled: Any, which: str) -> Any:
+    """The version's explainer, built as it is loaded (off the request path: once per version), or the reason it has
+    none (an estimator with no exact explanation, the explainer's package failing to import): a version that cannot
+    explain still scores."""
+    try:
+        from airloop.explanations import Explainer
+
+        return Explainer.of(pipeline, compiled)
+    except Exception as error:
+        log.warning("%s cannot explain its scores: %s: %s", which, type(error).__name__, error)
+        return f"{which} cannot explain its scores: {error}"
 
 
 class ModelHolder:
@@ -181,3 +204,8 @@ class ModelHolder:
 def score(records: list[dict[str, Any]], model: LoadedModel) -> tuple[np.ndarray, LoadedModel]:
     """The batch function: probabilities of the records by the model version that validated them."""
     return model.predict_proba(records), model
+
+
+def explain(records: list[dict[str, Any]], model: LoadedModel) -> list[dict[str, Any]]:
+    """The batcher's explain function: the records' explanations by the model version that just scored them."""
+    return model.explain(records)

@@ -79,7 +79,8 @@ def _without_champion(max_records: int, title: str) -> dict[str, Any]:
         "type": "object",
         "description": "The record's fields are described here once a champion model is loaded.",
         "properties": {
-            "records": {"type": "array", "items": {"type": "object"}, "minItems": 1, "maxItems": max_records}
+            "records": {"type": "array", "items": {"type": "object"}, "minItems": 1, "maxItems": max_records},
+            "explain": {"type": "boolean", "default": False},
         },
         "required": ["records"],
         "additionalProperties": False,

@@ -67,9 +67,10 @@ def parse_body(validator: type[BaseModel], body: bytes, max_records: int) -> Any
 
 def variant_records(
     state: ModelState, body: bytes, models: dict[str, LoadedModel]
-) -> tuple[list[str | int | None], Plan, dict[str, list[dict[str, Any]]]]:
+) -> tuple[list[str | int | None], Plan, dict[str, list[dict[str, Any]]], bool]:
     """Validate a predict body, assign its records and give each variant its records, validated against that
-    variant's own signature (one pass from the bytes when every loaded variant takes the same records)."""
+    variant's own signature (one pass from the bytes when every loaded variant takes the same records); and whether
+    the body asks for explanations."""
     max_records = state.settings.serving.max_batch_records
     champion = models[Alias.CHAMPION]
     experiment = state.holder.experiment
@@ -78,8 +79,10 @@ def variant_records(
         records = [dict(r.__dict__) for r in parsed.records]  # flat records of plain values; cheaper than model_dump
         entity_ids = [r.pop(ENTITY_ID) for r in records]
         assigned = plan(experiment, entity_ids, set(models), state.rng, state.settings.loop.score_both)
-        return entity_ids, assigned, {v: [records[i] for i in rows] for v, rows in assigned.groups.items()}
-    raw = parse_body(state.envelope, body, max_records).records
+        groups = {v: [records[i] for i in rows] for v, rows in assigned.groups.items()}
+        return entity_ids, assigned, groups, parsed.explain
+    envelope = parse_body(state.envelope, body, max_records)
+    raw = envelope.records
     entity_ids = []
     for i, record in enumerate(raw):
         entity_id = record.get(ENTITY_ID)
@@ -105,7 +108,7 @@ def variant_records(
             valid.append(record)
         assigned.groups[variant] = kept
         per_variant[variant] = valid
-    return entity_ids, assigned, per_variant
+    return entity_ids, assigned, per_variant, envelope.explain
 
 
 async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
@@ -121,7 +124,7 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
     if Alias.CHAMPION not in models:
         raise ApiError(503, state.not_ready_reason(), "not_ready")
     experiment = state.holder.experiment
-    entity_ids, assigned, per_variant = variant_records(state, body, models)
+    entity_ids, assigned, per_variant, explain = variant_records(state, body, models)
     order = [v for v in assigned.groups if assigned.groups[v]]
     full = [v for v in order if not state.batchers[v].has_room(len(per_variant[v]))]  # an empty queue takes any
     if full:  # checked for every variant before any is queued: nothing of this request is scored, nothing logged
@@ -131,8 +134,10 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
             " retry shortly", "overloaded",
             headers={"Retry-After": "1"},
         )  # fmt: skip
+    # Explained in the model thread right after scoring, by the same version: only the records a variant serves.
+    masks = {v: [assigned.is_served(i, v) for i in assigned.groups[v]] if explain else None for v in order}
     scored = await asyncio.gather(
-        *(state.batchers[v].submit(per_variant[v], models[v]) for v in order), return_exceptions=True
+        *(state.batchers[v].submit(per_variant[v], models[v], masks[v]) for v in order), return_exceptions=True
     )
     now = time.time()
     results, failed = [], None
@@ -148,18 +153,18 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
         state.errors.append([ErrorRow(now, experiment.experiment, variant, model.version, count, not served, error)])
         if served:
             failed = failed or result  # the answer itself failed: a server error, not the client's
-            results.append((None, model, None))
+            results.append((None, model, None, None))
             continue
         # A shadow score that failed costs the caller nothing: answer with the champion, count it.
         state.metrics.errors.labels("shadow_scoring_failed", state.name).inc()
         assigned.groups[variant] = []
-        results.append((None, model, None))
+        results.append((None, model, None, None))
     if failed is not None:
         raise failed
     request_ids = new_request_ids(len(entity_ids), state.request_id_key)
     answers: list[dict[str, Any] | None] = [None] * len(entity_ids)
     rows = []
-    for variant, (probabilities, model, latency_ms) in zip(order, results, strict=True):
+    for variant, (probabilities, model, latency_ms, explanations) in zip(order, results, strict=True):
         if probabilities is None:
             continue
         state.metrics.model_latency.labels(state.name, variant).observe(latency_ms / 1000)
@@ -176,6 +181,8 @@ async def predict(state: ModelState, body: bytes) -> dict[str, Any]:
                     "model_version": model.version,
                     "operating_point": model.operating_point,
                 }
+                if explanations is not None and explanations[j] is not None:
+                    answers[i].update(explanations[j])
             rows.append(
                 PredictionRow(
                     request_id=request_ids[i],

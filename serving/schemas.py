@@ -84,10 +84,16 @@ def record_model(columns: list[tuple[str, str]], domains: dict[str, list[str]] |
 
 
 def request_model(record: type[BaseModel], max_records: int) -> type[BaseModel]:
-    """The /v1/predict body: ``records``, a list of 1..max_records records."""
+    """The /v1/predict body: ``records``, a list of 1..max_records records, and ``explain`` (off unless sent)."""
     config = ConfigDict(extra="forbid")
     return create_model(
-        "PredictRequest", __config__=config, records=(list[record], Field(..., min_length=1, max_length=max_records))
+        "PredictRequest",
+        __config__=config,
+        records=(list[record], Field(..., min_length=1, max_length=max_records)),
+        explain=(
+            StrictBool,
+            Field(False, description="true: each answer carries its top risk factors (`explanation`)"),
+        ),
     )
 
 
@@ -101,6 +107,39 @@ class OperatingPoint(BaseModel):
     threshold: float = Field(description="probability at or above which predicted_class is 1")
 
 
+class Factor(BaseModel):
+    """One factor of a score: a field of the record (or a feature built from several), what it added in log-odds."""
+
+    factor: str = Field(description="the record's field, or a derived feature's name when built from several fields")
+    columns: list[str] = Field(description="the record's fields it comes from")
+    value: Any = Field(description="the field's value as sent (a derived feature: its computed value)")
+    label: str = Field(description='readable, e.g. "diag_1 = 428 (circulatory)"')
+    contribution: float = Field(description="signed, in log-odds: > 0 raised the risk")
+
+
+class Band(BaseModel):
+    """An interval for the probability."""
+
+    level: float
+    low: float
+    high: float
+
+
+class Explanation(BaseModel):
+    """Why this version gave this score: ``base_value + sum(factors' contribution) + other_factors == score``
+    (log-odds), and ``probability == 1 / (1 + exp(-score))``."""
+
+    method: Literal["tree_shap", "linear"]
+    link: Literal["logit"]
+    base_value: float = Field(description="the score of the reference record, in log-odds")
+    score: float = Field(description="the model's score of this record, in log-odds")
+    factors: list[Factor] = Field(description="the largest contributions first (by size)")
+    other_factors: float = Field(description="the contributions of every factor not listed, summed")
+    reference: str = Field(description="what base_value is the score of")
+    band: Band | None = Field(description="an interval for the probability; null when the model gives none")
+    band_unavailable: str | None = Field(None, description="why there is no band")
+
+
 class Prediction(BaseModel):
     """One record's answer."""
 
@@ -110,6 +149,8 @@ class Prediction(BaseModel):
     variant: str
     model_version: str
     operating_point: OperatingPoint | None = Field(None, description="the operating point predicted_class is at")
+    explanation: Explanation | None = Field(None, description="with `explain: true`: the record's risk factors")
+    explanation_unavailable: str | None = Field(None, description="why this version cannot explain its score")
 
 
 class PredictResponse(BaseModel):

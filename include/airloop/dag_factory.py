@@ -681,7 +681,9 @@ version's threshold, model version) to the artifact store, with the lineage in M
   `model_version` names one) and the output's name. A retry scores the same, even after a promotion.
 - **score**: reads `chunk_rows` records at a time (default `batch.chunk_rows`), scores each chunk with serving's
   compiled fast path and writes it as a Parquet part; records that cannot be scored go to `rejected-*.parquet` with
-  the reason. The folder `<storage>/batch-scores/<dataset>/<job>/` is published all at once.
+  the reason. With `explain_top` N, each row also gets its base value, its score in log-odds and its top N risk
+  factors (`airloop.explanations`, the version that scored it), in an output of its own (`...-topN`). The folder
+  `<storage>/batch-scores/<dataset>/<job>/` is published all at once.
 - **record_lineage**: one run of the MLflow experiment `<experiment>-batch-scoring`: the input dataset and the model
   version as its inputs, the output URL, rows, rejected records and rows per second. Emits the
   `airloop_<dataset>_batch_scores` Asset; skipped (no event) when the output and its run already existed.
@@ -711,6 +713,13 @@ def batch_score(spec: ModelSpec, settings: Settings) -> DAG:
             "postgres_table": Param(None, type=["null", "string"], description="source=postgres; default: the spec's"),
             "model_version": Param(None, type=["null", "string"], description="default: the champion's version"),
             "chunk_rows": Param(None, type=["null", "integer"], minimum=1, description="default: batch.chunk_rows"),
+            "explain_top": Param(
+                None,
+                type=["null", "integer"],
+                minimum=0,
+                maximum=50,
+                description="write each row's top N risk factors (base value, log-odds score, factors); none: off",
+            ),
         },
         tags=_tags(spec, "scoring", "mlflow"),
     )

@@ -106,6 +106,35 @@ def test_scoring_again_writes_nothing_and_lineage_is_logged_once(published, regi
     assert model_id.startswith("m-") and [m.model_id for m in run.inputs.model_inputs] == [model_id]
 
 
+@pytest.mark.parametrize(("model_version", "top"), [(CHAMPION_VERSION, 3), (CHALLENGER_VERSION, 50)])
+def test_explain_top_writes_each_rows_top_factors_by_the_version_that_scored_it(
+    published, registry, model_version, top
+):
+    import numpy as np
+
+    settings, _, frame = published
+    params = {"model_version": model_version, "chunk_rows": 2500, "explain_top": top}
+
+    job = batch.resolve(settings, params, "explained__1")
+    result = batch.score(settings, job)
+
+    assert job["output"].endswith(f"--readmission-v{model_version}-top{top}") and result["explain_top"] == top
+    out = batch.read_output(settings, job["output"])
+    assert list(out.columns) == batch.output_columns(READMISSION, explained=True) == result["columns"]
+    probability = expected(registry, model_version, frame)
+    np.testing.assert_allclose(1 / (1 + np.exp(-out["score"])), probability, rtol=0, atol=1e-9)
+    shown = out["factors"].map(lambda factors: [f["contribution"] for f in factors])
+    assert shown.map(lambda c: [abs(x) for x in c] == sorted((abs(x) for x in c), reverse=True)).all()
+    if top >= 49:  # every factor of readmission's linear version is written: they add up to the score exactly
+        np.testing.assert_allclose(out["base_value"] + shown.map(sum), out["score"], rtol=0, atol=1e-9)
+    else:
+        assert set(shown.map(len)) == {top}
+    first = out["factors"].iloc[0][0]
+    assert first["label"].startswith(first["factor"])
+    with pytest.raises(batch.BatchInputError, match=r"explain_top: must be between 0 and 50"):
+        batch.resolve(settings, {"explain_top": 51}, "r")
+
+
 def raw_file(tmp_path, frame: pd.DataFrame) -> str:
     path = tmp_path / "encounters.csv"
     frame.to_csv(path, index=False, lineterminator="\r\n")

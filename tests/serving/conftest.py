@@ -84,6 +84,7 @@ def _train_and_register(home: Path) -> TrainedRegistry:
     from mlflow.models import infer_signature
     from threadpoolctl import threadpool_limits
 
+    from airloop.explanations import remember_training_rows
     from airloop.registry.client import connect
     from airloop.registry.contract import Alias, VersionRecord
     from airloop.settings import Settings
@@ -96,6 +97,7 @@ def _train_and_register(home: Path) -> TrainedRegistry:
     for (kind, params), version in zip(candidates, (CHAMPION_VERSION, CHALLENGER_VERSION), strict=True):
         with threadpool_limits(1):  # OpenMP spin-waits crawl when the 2 cores are shared with other processes
             pipeline = features.make_pipeline(READMISSION, kind, params, seed=0).fit(x, y)
+            remember_training_rows(pipeline, x)  # as training does: the linear version explains with a band
         example = x.head(5)
         with mlflow.start_run(run_name=kind):
             info = mlflow.sklearn.log_model(

@@ -215,7 +215,7 @@ def _without(record: dict[str, Any], field: str) -> dict[str, Any]:
         pytest.param(
             lambda r: {"records": [{**r, "colour": "red"}]}, ["body", "records", 0, "colour"], id="unknown-field"
         ),
-        pytest.param(lambda r: {"records": [r], "explain": True}, ["body", "explain"], id="unknown-top-level-field"),
+        pytest.param(lambda r: {"records": [r], "verbose": True}, ["body", "verbose"], id="unknown-top-level-field"),
         pytest.param(
             lambda r: {"records": [{**r, "num_medications": "70"}]},
             ["body", "records", 0, "num_medications"],

@@ -30,12 +30,12 @@ class Doubler:
         return np.array([2.0 * r["x"] for r in records]), model or "model-info"
 
 
-def run(fn: Doubler, scenario, max_size: int = 64, max_wait: float = 0.05):
+def run(fn: Doubler, scenario, max_size: int = 64, max_wait: float = 0.05, explain_fn=None):
     """Run ``scenario(batcher)`` on a fresh event loop with a started batcher, then stop it."""
 
     async def main():
         with ThreadPoolExecutor(1) as executor:
-            batcher = MicroBatcher(fn, max_size, max_wait, executor)
+            batcher = MicroBatcher(fn, max_size, max_wait, executor, explain_fn=explain_fn)
             batcher.start()
             try:
                 return await scenario(batcher)
@@ -52,9 +52,9 @@ def test_a_lone_request_is_dispatched_without_waiting_for_the_window():
         # The window is an hour: a batcher that waited for it would never answer within the test's patience.
         return await asyncio.wait_for(batcher.submit([{"x": 1.5}, {"x": 2.0}]), timeout=60)
 
-    probabilities, info, _ = run(fn, lone, max_wait=3600.0)
+    probabilities, info, _, explained = run(fn, lone, max_wait=3600.0)
 
-    assert probabilities.tolist() == [3.0, 4.0] and info == "model-info"
+    assert probabilities.tolist() == [3.0, 4.0] and info == "model-info" and explained is None
     assert fn.calls == [2]
 
 
@@ -67,7 +67,7 @@ def test_concurrent_requests_are_coalesced_and_each_caller_gets_its_own_results(
 
     results = run(fn, concurrent, max_size=32)
 
-    for records, (probabilities, info, _) in zip(requests, results, strict=True):
+    for records, (probabilities, info, _, _) in zip(requests, results, strict=True):
         assert probabilities.tolist() == [2.0 * r["x"] for r in records]
         assert info == "model-info"
     assert sum(fn.calls) == sum(len(r) for r in requests)
@@ -82,7 +82,7 @@ def test_a_batch_stops_growing_at_max_size():
 
     results = run(fn, singles, max_size=8)
 
-    assert [p.tolist() for p, _, _ in results] == [[2.0 * i] for i in range(50)]
+    assert [p.tolist() for p, _, _, _ in results] == [[2.0 * i] for i in range(50)]
     assert max(fn.calls) <= 8 and sum(fn.calls) == 50
 
 
@@ -98,7 +98,7 @@ def test_requests_arriving_while_the_model_is_busy_are_served_together_next():
 
     results = run(fn, busy, max_wait=0.05)
 
-    assert [p.tolist() for p, _, _ in results] == [[-2.0]] + [[2.0 * i] for i in range(1, 6)]
+    assert [p.tolist() for p, _, _, _ in results] == [[-2.0]] + [[2.0 * i] for i in range(1, 6)]
     assert fn.calls == [1, 5]
 
 
@@ -112,7 +112,7 @@ def test_an_error_in_the_model_reaches_every_caller_of_that_batch_and_the_next_b
         after = await batcher.submit([{"x": 4.0}])
         return outcomes, after
 
-    outcomes, (after, _, _) = run(fn, failing)
+    outcomes, (after, _, _, _) = run(fn, failing)
 
     assert fn.calls[1] == 3  # the three concurrent requests shared one failing call
     for outcome in outcomes:
@@ -130,8 +130,8 @@ def test_records_are_scored_by_the_model_that_validated_them_across_a_swap():
 
     results = run(fn, swap)
 
-    assert [info for _, info, _ in results] == [f"v{1 + i % 2}" for i in range(20)]
-    assert [p.tolist() for p, _, _ in results] == [[2.0 * i] for i in range(20)]
+    assert [info for _, info, _, _ in results] == [f"v{1 + i % 2}" for i in range(20)]
+    assert [p.tolist() for p, _, _, _ in results] == [[2.0 * i] for i in range(20)]
 
 
 def test_the_call_time_each_caller_gets_excludes_waiting_behind_another_variant_in_the_model_thread():
@@ -149,8 +149,55 @@ def test_the_call_time_each_caller_gets_excludes_waiting_behind_another_variant_
                 await first.stop()
                 await second.stop()
 
-    ((_, _, first_ms), (_, _, second_ms)), elapsed = asyncio.run(main())
+    ((_, _, first_ms, _), (_, _, second_ms, _)), elapsed = asyncio.run(main())
 
     assert elapsed >= 0.2  # one after the other
     assert first_ms >= 95 and second_ms >= 95
     assert second_ms <= elapsed * 1000 - first_ms + 5  # its own call only, not the wait for the first
+
+
+class ExplainRecorder:
+    """An explain function stand-in: names each record's ``x`` and the model, remembers every call."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.calls: list[list[float]] = []
+
+    def __call__(self, records: list[dict[str, Any]], model: Any = None) -> list[dict[str, Any]]:
+        self.calls.append([r["x"] for r in records])
+        if self.fail:
+            raise RuntimeError("cannot explain")
+        return [{"explanation": f"{model}:{r['x']}"} for r in records]
+
+
+def test_marked_records_are_explained_in_one_call_by_the_model_that_scored_them_and_only_they():
+    fn, explainer = Doubler(delay=0.01), ExplainRecorder()
+    requests = [([{"x": 1.0}, {"x": 2.0}], [True, False]), ([{"x": 3.0}], None), ([{"x": 4.0}], [True])]
+
+    async def mixed(batcher: MicroBatcher):
+        await batcher.submit([{"x": 0.0}], "v1")  # the next three arrive together
+        return await asyncio.gather(*(batcher.submit(records, "v1", mask) for records, mask in requests))
+
+    results = run(fn, mixed, explain_fn=explainer)
+
+    assert [explained for _, _, _, explained in results] == [
+        [{"explanation": "v1:1.0"}, None],
+        None,
+        [{"explanation": "v1:4.0"}],
+    ]
+    assert fn.calls == [1, 4] and explainer.calls == [[1.0, 4.0]]  # one scoring call, one explaining call
+
+
+def test_an_explanation_that_fails_fails_only_the_requests_that_asked_for_one():
+    explainer = ExplainRecorder(fail=True)
+
+    async def mixed(batcher: MicroBatcher):
+        await batcher.submit([{"x": 0.0}])
+        return await asyncio.gather(
+            batcher.submit([{"x": 1.0}], None, [True]), batcher.submit([{"x": 2.0}]), return_exceptions=True
+        )
+
+    asked, plain = run(Doubler(delay=0.01), mixed, explain_fn=explainer)
+
+    assert isinstance(asked, RuntimeError) and str(asked) == "cannot explain"
+    assert plain[0].tolist() == [4.0] and plain[3] is None

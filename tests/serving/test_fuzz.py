@@ -144,6 +144,40 @@ def test_any_bytes_sent_as_json_get_an_answer_or_a_4xx(client, endpoint, body):
         assert_client_error(response)
 
 
+# Values a record's field can hold within its type: edges of the counts, unseen codes and levels, missing markers.
+FIELD_VALUES = (
+    st.integers(min_value=-(2**31), max_value=2**31 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False, width=64, min_value=-1e15, max_value=1e15)
+    | st.text(max_size=12)
+    | st.sampled_from(["?", "", "n/a", "V57", "E999", "250.83", "428", "Up", "None", "[90-100)", "[70-80)"])
+    | st.none()
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), count=st.integers(min_value=1, max_value=MAX_RECORDS))
+def test_explain_on_any_records_gets_explanations_or_a_4xx_never_a_5xx(client, registry, data, count):
+    records = []
+    for k in range(count):
+        record = dict(registry.records[data.draw(st.integers(0, len(registry.records) - 1), label=f"row{k}")])
+        fields = data.draw(st.lists(st.sampled_from(sorted(record)), max_size=3, unique=True), label=f"fields{k}")
+        record.update({field: data.draw(FIELD_VALUES, label=field) for field in fields})
+        record["entity_id"] = data.draw(st.none() | st.text(max_size=8) | st.integers(0, 10**6), label="entity")
+        records.append(record)
+    path = data.draw(st.sampled_from(["/v1/predict", f"/v1/models/{NAME}/predict"]), label="path")
+
+    response = client.post(path, json={"records": records, "explain": True}, headers=KEY)
+
+    if response.status_code != 200:
+        assert_client_error(response)
+        return
+    for answer in response.json()["predictions"]:
+        explanation = answer["explanation"]
+        total = explanation["base_value"] + explanation["other_factors"]
+        total += sum(f["contribution"] for f in explanation["factors"])
+        assert total == pytest.approx(explanation["score"], abs=1e-9)
+
+
 @settings(max_examples=100, deadline=None)
 @given(
     endpoint=st.sampled_from(JSON_ENDPOINTS),

@@ -125,3 +125,22 @@ def test_a_challenger_version_that_cannot_load_leaves_the_champion_serving_and_s
     assert ready.status_code == 200 and ready.json()["status"] == "degraded"
     assert f"challenger v{broken.version} failed" in ready.json()["reason"]
     assert predict.status_code == 200 and predict.json()["predictions"][0]["variant"] == Alias.CHAMPION
+
+
+def test_explain_on_variants_of_different_signatures_explains_each_record_by_its_own_version(
+    app_client, registry, wider_challenger
+):
+    client, routing = app_client
+    to_challenger = {**registry.records[1], EXTRA: 7.0, "entity_id": routed(routing, Alias.CHALLENGER)}
+    to_champion = {**registry.records[2], "entity_id": routed(routing, Alias.CHAMPION)}
+
+    response = client.post("/v1/predict", json={"records": [to_champion, to_challenger], "explain": True})
+
+    assert response.status_code == 200, response.text
+    champion, challenger = response.json()["predictions"]
+    assert champion["explanation"]["method"] == "tree_shap"
+    # Registered without its training rows' mean: it explains against the all-zero input and says it has no band.
+    assert challenger["model_version"] == wider_challenger
+    assert challenger["explanation"]["method"] == "linear" and challenger["explanation"]["band"] is None
+    assert challenger["explanation"]["reference"].startswith("the all-zero input")
+    assert EXTRA not in {f["factor"] for f in challenger["explanation"]["factors"]}  # a field the model never uses

@@ -44,6 +44,8 @@ EXPERIMENT_SUFFIX = "-batch-scoring"
 METADATA_FILE = "metadata.json"
 ARTIFACT_DIR = "batch_scores"
 SCORE_COLUMNS = ("probability", "predicted_class", "model_version")
+EXPLANATION_COLUMNS = ("base_value", "score", "factors")  # with explain_top: log-odds, the top factors
+MAX_EXPLAIN_TOP = 50
 REASON = "reason"
 
 TAG_OUTPUT = f"{TAG_PREFIX}batch_output"
@@ -73,6 +75,7 @@ class Job:
     output_url: str
     chunk_rows: int
     airflow_run_id: str
+    explain_top: int = 0
 
 
 def part_name(index: int) -> str:
@@ -160,7 +163,11 @@ def resolve(settings: Settings, params: Mapping[str, Any], run_id: str, user: st
     chunk_rows = int(params.get("chunk_rows") or settings.batch.chunk_rows)
     if chunk_rows < 1:
         raise BatchInputError(f"chunk_rows: must be at least 1, got {chunk_rows}")
-    output = f"{stem}--{folder_name(name)}-v{model_version}"
+    explain_top = int(params.get("explain_top") or 0)
+    if not 0 <= explain_top <= MAX_EXPLAIN_TOP:
+        raise BatchInputError(f"explain_top: must be between 0 and {MAX_EXPLAIN_TOP}, got {explain_top}")
+    # An explained output has more columns than a plain one: it is another output of the same input and version.
+    output = f"{stem}--{folder_name(name)}-v{model_version}" + (f"-top{explain_top}" if explain_top else "")
     job = Job(
         source,
         uri,
@@ -173,6 +180,7 @@ def resolve(settings: Settings, params: Mapping[str, Any], run_id: str, user: st
         output_storage(settings).url(output),
         chunk_rows,
         run_id,
+        explain_top,
     )
     log.info("batch job: %s (%s) with %s v%s -> %s", uri, source, name, model_version, job.output_url)
     return asdict(job)
@@ -242,9 +250,26 @@ def _integers(column: pd.Series) -> tuple[pd.Series, pd.Series]:
     return text.where(~bad, "0").astype("int64"), bad
 
 
-def output_columns(spec: Any) -> list[str]:
-    """The columns of a batch output: the spec's ids, then probability, class and model version."""
-    return [*spec.data.id_columns, *SCORE_COLUMNS]
+def output_columns(spec: Any, explained: bool = False) -> list[str]:
+    """The columns of a batch output: the spec's ids, then probability, class and model version (and, explained,
+    the base value, the score in log-odds and the top factors)."""
+    return [*spec.data.id_columns, *SCORE_COLUMNS, *(EXPLANATION_COLUMNS if explained else ())]
+
+
+def explanation_columns(explanations: list[dict[str, Any]]) -> dict[str, Any]:
+    """The output columns of explained rows: base value and score (log-odds), the top factors as a list of
+    ``{factor, label, contribution}`` (their contributions, the other factors' and the base add up to the score)."""
+    import pyarrow as pa
+
+    factor = pa.struct([("factor", pa.string()), ("label", pa.string()), ("contribution", pa.float64())])
+    return {
+        "base_value": pa.array([e["base_value"] for e in explanations], type=pa.float64()),
+        "score": pa.array([e["score"] for e in explanations], type=pa.float64()),
+        "factors": pa.array(
+            [[{k: f[k] for k in ("factor", "label", "contribution")} for f in e["factors"]] for e in explanations],
+            type=pa.list_(factor),
+        ),
+    }
 
 
 def split_scorable(
@@ -355,7 +380,13 @@ def score(settings: Settings, job: Mapping[str, Any]) -> dict[str, Any]:
     data = settings.spec.data
     columns = [*dict.fromkeys([*data.id_columns, *scorer.columns])]
     rows = rejected = positives = chunks_read = 0
-    probability_sum, scoring_s, checking_s = 0.0, 0.0, 0.0
+    probability_sum, scoring_s, checking_s, explaining_s = 0.0, 0.0, 0.0, 0.0
+    explain_top = int(job.get("explain_top") or 0)
+    explainer = None
+    if explain_top:
+        from airloop.explanations import Explainer
+
+        explainer = Explainer.of(scorer.pipeline, scorer.compiled)  # once per job: the version that scores
     # On an object store an earlier attempt's objects stay, invisible, where this one publishes: remove them, or a
     # part this attempt does not write (fewer chunks) would be listed in its manifest. One run at a time writes here
     # (the DAG's max_active_runs=1; a retry never overlaps its own attempt).
@@ -370,6 +401,12 @@ def score(settings: Settings, job: Mapping[str, Any]) -> dict[str, Any]:
                 probability = scorer.predict_proba(good.loc[:, scorer.columns])
                 scoring_s += time.perf_counter() - began
                 table = predictions(good.loc[:, data.id_columns], probability, scorer, data.integer_columns)
+                if explainer is not None:
+                    began = time.perf_counter()
+                    explained = explainer.explain_frame(good.loc[:, scorer.columns], explain_top)
+                    for column, values in explanation_columns(explained).items():
+                        table = table.append_column(column, values)
+                    explaining_s += time.perf_counter() - began
                 folder.write_table(table, part_name(index))
                 if len(refused):
                     folder.write_parquet(refused, rejected_name(index))
@@ -390,7 +427,9 @@ def score(settings: Settings, job: Mapping[str, Any]) -> dict[str, Any]:
                 "seconds": round(time.perf_counter() - started, 3),
                 "scoring_seconds": round(scoring_s, 3),
                 "checking_seconds": round(checking_s, 3),
-                "columns": output_columns(settings.spec),
+                "explain_top": explain_top,
+                "explaining_seconds": round(explaining_s, 3),
+                "columns": output_columns(settings.spec, explained=bool(explain_top)),
                 "created_at": datetime.now(UTC).isoformat(),
             }
             folder.write_json(metadata, METADATA_FILE)

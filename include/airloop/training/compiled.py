@@ -44,6 +44,10 @@ class CompiledPipeline:
         """The estimator's input matrix for request records (raw records when the model transforms them)."""
         if self.encounter is not None:
             records = self.encounter.transform_records(records)
+        return self.features_matrix(records)
+
+    def features_matrix(self, records: list[dict[str, Any]]) -> np.ndarray:
+        """The estimator's input matrix for records of model features (what the feature step made of raw ones)."""
         n = len(records)
         out = np.zeros((n, self.width), dtype=np.float64)
         k = len(self.numeric)
@@ -72,6 +76,10 @@ class CompiledPipeline:
         as ``matrix`` gives for the frame's rows as dicts, in a fraction of the time on many rows."""
         if self.encounter is not None:
             frame = self.encounter.transform(frame)
+        return self.features_frame_matrix(frame)
+
+    def features_frame_matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        """The estimator's input matrix for a frame of model features, column by column."""
         n = len(frame)
         out = np.zeros((n, self.width), dtype=np.float64)
         k = len(self.numeric)

@@ -157,6 +157,14 @@ class DeclarativeFeatures(RecordFeatures):
             seen.add(name)
         return numeric, categorical
 
+    def feature_sources(self) -> dict[str, list[str]]:
+        """The raw columns of each feature: its own column, or a sum's or count's ``columns``."""
+        spec = self._declared()
+        sources = {f["column"]: [f["column"]] for f in [*spec["numeric"], *spec["ordinal"], *spec["categorical"]]}
+        sources.update({f["name"]: list(f["columns"]) for f in [*spec["sums"], *spec["counts"]]})
+        sources.update({g["name"] or f"{g['column']}_group": [g["column"]] for g in spec["code_groups"]})
+        return sources
+
     def category_domains(self) -> dict[str, list[str]]:
         """Every value a fitted categorical feature can take (kept levels, the pooled level, "missing")."""
         spec = self.spec_

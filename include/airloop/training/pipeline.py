@@ -25,6 +25,7 @@ from airloop import groups
 from airloop.data.store import DatasetNotFound, DatasetStore, dataset_store
 from airloop.errors import QualityGateFailed
 from airloop.experiments.live import current, running
+from airloop.explanations import remember_training_rows
 from airloop.quality import suites
 from airloop.quality.data_gate import validator
 from airloop.registry import aliases as reg
@@ -217,6 +218,7 @@ def train(
                 best = found
         assert best is not None, "no candidates configured"
         model, kind, params, val_proba = best.model, best.kind, best.params, best.validation_proba
+        remember_training_rows(model, x_train)  # what a linear model's explanations and band need of these rows
         point = settings.spec.evaluation.operating_point
         threshold = evaluate.operating_threshold(y_val, val_proba, point.kind, point.target)
         operating_point = {"kind": point.kind, "target": point.target, "threshold": threshold}

@@ -32,6 +32,12 @@ class RecordFeatures(TransformerMixin, BaseEstimator):
         """Features of raw records given as dicts (the serving fast path): exactly the values of ``transform``."""
         raise NotImplementedError
 
+    def feature_sources(self) -> dict[str, list[str]]:
+        """The raw columns each feature is computed from (explanations add contributions back up to them); by
+        default each feature comes from the raw column of its own name."""
+        numeric, categorical = self.feature_kinds()
+        return {name: [name] for name in [*numeric, *categorical]}
+
     def input_domains(self) -> dict[str, list[str]]:
         """Closed value sets of input fields a request must respect (a value outside cannot be scored)."""
         return {}

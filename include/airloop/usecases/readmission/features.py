@@ -50,6 +50,17 @@ class EncounterFeatures(RecordFeatures):
         """Features of raw records given as dicts (the serving fast path): the same values as ``transform``."""
         return tf.features_from_records(records, self.spec_)
 
+    def feature_sources(self) -> dict[str, list[str]]:
+        """The raw columns of each feature: diagnosis groups from their code, utilisation from its three visit counts,
+        the medication counts from every medication column, every other feature from the column of its name."""
+        spec = getattr(self, "spec_", None) or self.spec or tf.default_spec()
+        sources = {name: [name] for name in [*spec["numeric_features"], *spec["categorical_features"]]}
+        sources.update({f"{column}_group": [column] for column in spec["diag_columns"]})
+        sources["service_utilization"] = list(spec["utilization_columns"])
+        sources["n_medication_changes"] = list(spec["medications"])
+        sources["n_medications_used"] = list(spec["medications"])
+        return sources
+
     def input_domains(self) -> dict[str, list[str]]:
         """Closed value sets of input fields that a request must respect (a value outside cannot be scored)."""
         return {"age": list(self.spec_["age_index"])}

@@ -131,6 +131,8 @@ def test_explain_top_writes_each_rows_top_factors_by_the_version_that_scored_it(
         assert set(shown.map(len)) == {top}
     first = out["factors"].iloc[0][0]
     assert first["label"].startswith(first["factor"])
+    lineage = batch.record_lineage(settings, job, result)
+    assert registry.client().get_run(lineage["run_id"]).data.params["explain_top"] == str(top)
     with pytest.raises(batch.BatchInputError, match=r"explain_top: must be between 0 and 50"):
         batch.resolve(settings, {"explain_top": 51}, "r")
 

@@ -7,6 +7,9 @@ chunk whatever the input's size. Each chunk is scored by the model's compiled fa
 written as one Parquet part; the parts, the rejected records and ``metadata.json`` are published as one folder under
 ``<storage>/batch-scores/<dataset>/<job>/`` (``Storage.publishing``: readers see all of it or nothing).
 
+With ``explain_top`` N (a DAG param), each row also gets its base value, its score in log-odds and its top N risk
+factors by the same version (``airloop.explanations``), in an output of its own (``...-topN``).
+
 A record that cannot be scored (a count that is not an integer, an age bucket the model does not know) is not dropped:
 it goes to ``rejected-*.parquet`` with its fields and the reason. The job's lineage (input and its version → model
 version → output) is one run of the MLflow experiment ``<experiment>-batch-scoring``.
@@ -558,6 +561,7 @@ def record_lineage(settings: Settings, job: Mapping[str, Any], result: Mapping[s
             "model_alias": job["model_alias"] or "",
             "output_url": job["output_url"],
             "chunk_rows": job["chunk_rows"],
+            "explain_top": job.get("explain_top", 0),
             "scorer": result["scorer"],
             "threshold": result["threshold"],
         }

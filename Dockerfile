@@ -28,6 +28,7 @@ RUN groupadd --system --gid 10001 airloop \
     && chown airloop:airloop /var/lib/airloop
 
 # What the service imports: FastAPI + uvicorn, the MLflow client and model flavour (mlflow, scikit-learn, skops),
+# shap for the risk factors of `explain`,
 # the prediction log (pandas, pyarrow; boto3 for s3://), psycopg2 for a postgresql:// registry URI. No Airflow.
 COPY requirements.txt /opt/airloop/requirements.txt
 COPY --from=wheel /wheels /opt/airloop/wheels
@@ -43,6 +44,7 @@ RUN pip install --no-cache-dir -c /opt/airloop/requirements.txt \
         pydantic-settings \
         pyyaml \
         scikit-learn \
+        shap \
         skops \
         "uvicorn[standard]" \
     && pip install --no-cache-dir --no-deps /opt/airloop/wheels/airloop-*.whl
@@ -96,6 +98,7 @@ RUN pip install --no-cache-dir -c /opt/airloop/requirements.txt \
         httpx \
         matplotlib \
         mlflow \
+        optuna \
         pandas \
         prometheus-client \
         psycopg2-binary \
@@ -103,6 +106,7 @@ RUN pip install --no-cache-dir -c /opt/airloop/requirements.txt \
         pydantic-settings \
         pyyaml \
         scikit-learn \
+        shap \
         skops \
         "uvicorn[standard]" \
     && pip install --no-cache-dir --no-deps /opt/airloop/wheels/airloop-*.whl

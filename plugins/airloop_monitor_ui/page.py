@@ -100,6 +100,7 @@ function versionCard(alias, v) {
   if (!v) return `<div class="card"><h2>${esc(alias)}</h2><div class="muted">none</div></div>`;
   const run = v.run || {};
   const metrics = Object.entries(run.test_metrics || {}).map(([k, x]) => `${esc(k)} ${num(x)}`).join(", ");
+  const important = (run.importance || []).map((f) => `${esc(f.feature)} ${num(f.importance)}`).join(", ");
   const last = v.last_decision;
   const when = last ? `${esc(last.kind)} by ${esc(last.decided_by)} at ${esc(last.decided_at)}`
     : `gate: ${esc(v.gate.decision || "-")} by ${esc(v.gate.by || "-")} at ${esc(v.gate.at || "-")}`;
@@ -108,6 +109,8 @@ function versionCard(alias, v) {
     <tr><th>training run</th><td>${link(run.url, run.id || "-")}</td></tr>
     <tr><th>dataset</th><td>${esc(v.dataset_version)}</td></tr>
     <tr><th>test metrics</th><td>${metrics || "-"}</td></tr>
+    <tr><th title="permutation importance: the test ROC AUC lost when the feature is shuffled">global importance</th>
+      <td class="importance">${important || "-"}</td></tr>
     <tr><th>last decision</th><td>${when}</td></tr></table></div>`;
 }
 

@@ -123,6 +123,7 @@ def _prepare_registry(settings) -> dict[str, Any]:
     from airloop.ledger import Kind, ledger
     from airloop.registry.client import connect
     from airloop.registry.contract import Alias, VersionRecord
+    from airloop.training.evaluate import importance_metrics
 
     name = settings.mlflow.model_name
     connect(settings, create_experiment=True)
@@ -133,6 +134,7 @@ def _prepare_registry(settings) -> dict[str, Any]:
         with mlflow.start_run() as run:
             mlflow.log_metrics({"test_roc_auc": auc, "validation_roc_auc": auc - 0.01})
             mlflow.log_metrics({"group.age_band.60-80.roc_auc": auc - 0.02, "group.age_band.60-80.rows": 400})
+            mlflow.log_metrics(importance_metrics({"number_inpatient": 0.04, "age": 0.01, "diag_1": auc / 10}))
             info = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
         mlflow.register_model(info.model_uri, name)
         record = VersionRecord(
@@ -293,6 +295,10 @@ def test_monitor_state_shows_aliases_runs_routing_evaluation_drift_and_history(r
     assert champion["run"]["url"].startswith(settings.mlflow.ui_url) and champion["run"]["id"] in champion["run"]["url"]
     assert champion["run"]["test_metrics"] == {"roc_auc": pytest.approx(0.71)}
     assert challenger["run"]["groups"] == {"age_band": {"60-80": {"roc_auc": pytest.approx(0.72), "rows": 400}}}
+    # Each version's global importance, largest first, from its training run's importance.* metrics.
+    assert [f["feature"] for f in champion["run"]["importance"]] == ["diag_1", "number_inpatient", "age"]
+    assert [f["feature"] for f in challenger["run"]["importance"]] == ["diag_1", "number_inpatient", "age"]
+    assert champion["run"]["importance"][0]["importance"] == pytest.approx(0.071)
     assert champion["dataset_version"] == "2026-11-21T00-00-00Z"
     assert challenger["last_decision"]["kind"] == "experiment_started"
     assert state["routing"]["weights"] == {CHAMPION: 90.0, CHALLENGER: 10.0}
@@ -673,6 +679,8 @@ def test_monitor_page_renders_in_headless_chromium_without_console_errors(
     first_rule = newest["rules"][0]
     assert f"{first_rule['decision']} {first_rule['rule']}: {first_rule['message']}" in " ".join(text.split())
     assert "Importance in drifted features:" in text
+    importance = "document.querySelector('[data-alias=champion] .importance').textContent"
+    assert browser.evaluate(importance).startswith("diag_1 0.071")  # its global importance, largest first
     assert [status for url, status in browser.responses if url.startswith(f"{served}/api/v2/")] == [200]
     assert screenshot_path(tmp_path).stat().st_size > 10_000
     # The drift report's link is the monitor's own route, which the browser opens with the same sign-in.

@@ -15,7 +15,7 @@ from tests.serving.test_app import expected_probabilities, ids_routed_to
 from tests.specs import READMISSION
 
 KEY = {"X-API-Key": API_KEY}
-ANSWER_KEYS = {"request_id", "predicted_class", "probability", "variant", "model_version"}
+ANSWER_KEYS = {"request_id", "predicted_class", "probability", "variant", "model_version", "operating_point"}
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 HISTORY_LIMIT = 500
 DRIFT_POINTS = 48
 TOP_FEATURES = 5
+TOP_IMPORTANCE = 8  # features of each version's global importance shown
 MAX_RULES = 12  # rules shown per verdict (there are fewer than that kinds of rule, each fires once)
 TEST_METRIC_PREFIX = "test_"  # how the training pipeline names its held-out metrics on the training run
 
@@ -130,6 +131,7 @@ def _version(settings: Settings, client: Any, version: str | None, by_id: dict[i
     from airloop.groups import from_metrics
     from airloop.registry.client import ui_link
     from airloop.registry.contract import Tag, VersionRecord
+    from airloop.training.evaluate import importance_from_metrics
 
     model_version = client.get_model_version(settings.mlflow.model_name, version)
     record = VersionRecord.from_tags(model_version.tags)
@@ -151,6 +153,8 @@ def _version(settings: Settings, client: Any, version: str | None, by_id: dict[i
                 },
                 # Its test-set figures per group of the spec's evaluation.groups (airloop.groups).
                 "groups": from_metrics(found.data.metrics),
+                # Its global importance: the features whose permutation hurt its test ROC AUC most.
+                "importance": importance_from_metrics(found.data.metrics, TOP_IMPORTANCE),
             }
     last = by_id.get(int(model_version.tags[Tag.HISTORY_ID])) if model_version.tags.get(Tag.HISTORY_ID) else None
     return {

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sklearn import metrics
@@ -108,3 +111,27 @@ def plots(y: np.ndarray, proba: np.ndarray, threshold: float, importance: dict[s
     ax.set_xlabel("permutation importance (ROC AUC drop)")
     save(fig, "feature_importance")
     return written
+
+
+# Each model feature's permutation importance (ROC AUC drop on the test rows) is also a flat metric of the training
+# run, ``importance.<feature>``, so the Model monitor page reads a version's global importance with its other metrics
+# (one run fetch, no artifact download).
+IMPORTANCE_PREFIX = "importance"
+_METRIC_UNSAFE = re.compile(r"[^A-Za-z0-9_\-./ ]")
+
+
+def importance_metrics(importance: Mapping[str, float]) -> dict[str, float]:
+    """The flat MLflow metrics of a version's permutation importance (names made of characters MLflow accepts)."""
+    return {
+        f"{IMPORTANCE_PREFIX}.{_METRIC_UNSAFE.sub('_', name)[:200]}": float(value)
+        for name, value in importance.items()
+        if value is not None and math.isfinite(float(value))
+    }
+
+
+def importance_from_metrics(metrics_: Mapping[str, float], top: int) -> list[dict[str, Any]]:
+    """The ``top`` most important features of a run's metrics (``importance_metrics``), largest first."""
+    prefix = f"{IMPORTANCE_PREFIX}."
+    found = [(k.removeprefix(prefix), v) for k, v in metrics_.items() if k.startswith(prefix)]
+    found.sort(key=lambda item: (-item[1], item[0]))
+    return [{"feature": name, "importance": value} for name, value in found[:top]]

@@ -229,6 +229,7 @@ def train(
         mlflow.log_metrics({f"test_{k}": v for k, v in test_scores.items()})
         _log_group_figures(settings, x_test, y_test, test_proba, operating_point)
         importance = _importance(model, x_test, y_test, cfg)
+        mlflow.log_metrics(evaluate.importance_metrics(importance))
         profile = features.reference_profile_of(
             model, x_train, test_proba, test_scores, importance, y_test, x_test, settings.monitoring.segments
         )

@@ -78,3 +78,28 @@ def test_churn_a_spec_without_code_gets_its_alert_rate_threshold_and_its_groups(
     assert set(found) == {"plan", "contract", "region"}
     assert set(found["plan"]) == {"basic", "standard", "premium"}  # staff accounts are filtered out before training
     assert sum(level["rows"] for level in found["region"].values()) == len(y_test)
+
+
+GROUP = "- {column: region}\n  min_rows"  # the last group of churn's evaluation section
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "error"),
+    [
+        (GROUP, GROUP.replace("region", "planet"), r"groups. names 'planet', which is not"),
+        (GROUP, GROUP.replace("region", "status"), r"groups. names the target column 'status'"),
+        (GROUP, GROUP.replace("{column: region}", '{column: region, bands: {n: ["nord"]}}'), r"band 'n' of"),
+        ("{kind: alert_rate, target: 0.2}", "{kind: recall}", r"kind `recall` needs a `target`"),
+    ],
+)
+def test_a_wrong_evaluation_section_is_named_with_its_key(tmp_path, old, new, error):
+    from airloop.spec import SpecError, load_spec
+    from tests.specs import MODELS
+
+    text = (MODELS / "churn.yaml").read_text()
+    assert old in text
+    broken = tmp_path / "churn.yaml"
+    broken.write_text(text.replace(old, new, 1))
+
+    with pytest.raises(SpecError, match=error):
+        load_spec(broken)

@@ -111,7 +111,9 @@ def test_etl_then_train_registers_a_champion_with_metrics_artifacts_tags_and_lin
     # the operating point the threshold was chosen at, with the version.
     by_group = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/evaluation/groups.json")
     assert set(by_group["groups"]) == {"age_band", "gender", "race", "admission_type_id"}
-    assert sum(level["rows"] for level in by_group["groups"]["gender"].values()) == int(run.data.params["rows_test"]) > 0
+    assert (
+        sum(level["rows"] for level in by_group["groups"]["gender"].values()) == int(run.data.params["rows_test"]) > 0
+    )
     assert by_group["operating_point"] == {"kind": "f1", "target": None, "threshold": float(tags["airloop.threshold"])}
     assert 0 < run.data.metrics["group.gender.Female.roc_auc"] < 1
     assert json.loads(tags["airloop.operating_point"]) == {"kind": "f1", "target": None}

@@ -168,3 +168,16 @@ def test_the_gate_refuses_a_candidate_better_overall_but_worse_for_a_group_and_n
         assert "race=Asian" in judged.reason and plain.reason.removeprefix("better: ") in judged.reason
     else:
         assert judged == plain
+
+
+def test_a_refusal_names_the_worst_groups_and_counts_the_rest():
+    def gap(level: str, value: float) -> groups.GroupGap:
+        return groups.GroupGap(
+            "g", level, "roc_auc", 300, 0.5, 0.5 - value, value, (value - 0.01, value + 0.01), True, True, 0.02, 0.99
+        )
+
+    refused = groups.refusals([gap(str(i), -0.1 - i / 100) for i in range(8)])
+    text = groups.reason(refused)
+
+    assert [g.level for g in refused[:2]] == ["7", "6"]  # worst first
+    assert "g=7:" in text and "g=3:" in text and "g=2:" not in text and text.endswith("and 3 more groups")

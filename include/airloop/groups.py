@@ -309,6 +309,12 @@ def worst(gaps: Sequence[GroupGap]) -> GroupGap | None:
     return min(judged, key=lambda g: g.gap) if judged else None  # type: ignore[arg-type, return-value]
 
 
+#: Groups a refusal's reason spells out (worst first); the rest are counted, so the reason fits a registry tag.
+REASON_GROUPS = 5
+
+
 def reason(refused: Sequence[GroupGap]) -> str:
-    """The refusal in words: every group the candidate is worse for, worst first."""
-    return "worse for " + "; ".join(g.sentence() for g in refused)
+    """The refusal in words: the groups the candidate is worse for, worst first (the first ``REASON_GROUPS``)."""
+    shown = "; ".join(g.sentence() for g in refused[:REASON_GROUPS])
+    more = len(refused) - REASON_GROUPS
+    return f"worse for {shown}" + (f"; and {more} more groups" if more > 0 else "")

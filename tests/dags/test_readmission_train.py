@@ -107,6 +107,16 @@ def test_etl_then_train_registers_a_champion_with_metrics_artifacts_tags_and_lin
 
     profile = load_profile(mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/baseline/baseline_stats.json"))
     assert profile["prediction"] is not None and profile["test_metrics"]["roc_auc"] == run.data.metrics["test_roc_auc"]
+    # Judged per group: every group of the spec with its figures and counts, as an artifact and as flat metrics, and
+    # the operating point the threshold was chosen at, with the version.
+    by_group = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/evaluation/groups.json")
+    assert set(by_group["groups"]) == {"age_band", "gender", "race", "admission_type_id"}
+    assert (
+        sum(level["rows"] for level in by_group["groups"]["gender"].values()) == int(run.data.params["rows_test"]) > 0
+    )
+    assert by_group["operating_point"] == {"kind": "f1", "target": None, "threshold": float(tags["airloop.threshold"])}
+    assert 0 < run.data.metrics["group.gender.Female.roc_auc"] < 1
+    assert json.loads(tags["airloop.operating_point"]) == {"kind": "f1", "target": None}
     # The registered model takes the published record as the hospital has it; the transform travels inside it.
     from airloop.training.features import model_inputs
     from airloop.training.model_io import load_sklearn_model

@@ -42,7 +42,7 @@ clean:
 
 bench: bench-train bench-serving bench-drift bench-loop bench-batch bench-parse bench-log
 
-bench-train: venv  ## time readmission_train on 100k synthetic rows -> benchmarks/results/train.json
+bench-train: venv  ## readmission training: a search at the default budget vs the fixed trials, 100k synthetic + the early half of the published file -> benchmarks/results/train.json
 	OMP_NUM_THREADS=2 $(PY) benchmarks/bench_train.py --rows 100000
 
 bench-serving: venv  ## airloop serving vs mlflow models serve under wrk -> benchmarks/results/serving.json
